@@ -1,0 +1,307 @@
+"""Loss landscapes (Li et al. 2018), interpolation, and Hessian power iteration / Hutchinson trace."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.analysis.landscape import (
+    Objective,
+    agreement,
+    cross_entropy,
+    hessian_top_eigenvalue,
+    hessian_trace,
+    interpolate,
+    kd,
+    landscape_1d,
+    landscape_2d,
+    random_direction,
+)
+from workbench.distill.functional import kd_loss
+from workbench.models import create_model
+
+N = 64
+
+
+def _make(seed: int, name: str = "cnn_small") -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=10, in_channels=1, image_size=8)
+    # a few training-mode passes so BatchNorm buffers hold non-trivial statistics
+    with torch.no_grad():
+        model.train()
+        for i in range(3):
+            model(torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(100 + i)) * 2 + 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N, 1, 8, 8, generator=g), torch.randint(0, 10, (N,), generator=g)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return _make(11)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_state(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    now = model.state_dict()
+    assert now.keys() == saved.keys()
+    for k, v in saved.items():
+        assert torch.equal(now[k], v), k
+
+
+def _ce(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(F.cross_entropy(model(images), labels))
+
+
+# ---- directions ---------------------------------------------------------------------------------
+def test_random_direction_is_filter_normalized_with_bias_and_bn_zeroed():
+    model = _make(0)
+    d = random_direction(model, seed=3)
+    params = dict(model.named_parameters())
+    assert d.keys() == params.keys()
+    bn_names = {
+        f"{path}.{n}" for path, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) for n in ("weight", "bias")
+    }
+    assert bn_names
+    for name, p in params.items():
+        assert d[name].shape == p.shape
+        if p.ndim <= 1 or name in bn_names:
+            assert not d[name].any(), name
+        else:
+            want = p.detach().reshape(p.shape[0], -1).norm(dim=1)
+            got = d[name].reshape(p.shape[0], -1).norm(dim=1)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+            assert (d[name] > 0).any() and (d[name] < 0).any(), name
+
+
+def test_random_direction_is_deterministic_by_seed():
+    model = _make(0)
+    a, b, c = random_direction(model, 5), random_direction(model, 5), random_direction(model, 6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["fc.weight"], c["fc.weight"])
+    keep = random_direction(model, 5, ignore_bias_bn=False)
+    assert torch.equal(keep["fc.bias"], model.fc.bias.detach())
+
+
+# ---- 1-D / 2-D slices ---------------------------------------------------------------------------
+def test_landscape_1d_centre_equals_the_models_own_objectives(data, teacher):
+    images, labels = data
+    model = _make(1)
+    objectives = {"ce": cross_entropy, "kd": kd(4.0), "agree": agreement}
+    res = landscape_1d(model, objectives, images, labels, steps=11, teacher=teacher, batch_size=N)
+    assert res.kind == "1d" and res.alphas[5] == 0.0 and res.values["ce"].shape == (11,)
+    with torch.no_grad():
+        s, t = model(images), teacher(images)
+    assert res.values["ce"][5] == pytest.approx(float(F.cross_entropy(s, labels)), rel=1e-12)
+    assert res.values["kd"][5] == pytest.approx(float(kd_loss(s, t, temperature=4.0)), rel=1e-12)
+    assert res.values["agree"][5] == pytest.approx(float((s.argmax(1) == t.argmax(1)).double().mean()))
+    assert res.references["model"]["ce"] == res.values["ce"][5]
+    # moving away from the (random) model changes the loss
+    assert res.values["ce"][0] != pytest.approx(res.values["ce"][5])
+
+
+def test_landscape_batches_do_not_change_the_means(data):
+    images, labels = data
+    model = _make(1)
+    one = landscape_1d(model, ["cross_entropy", "accuracy"], images, labels, steps=5, batch_size=N)
+    many = landscape_1d(model, ["cross_entropy", "accuracy"], images, labels, steps=5, batch_size=10)
+    np.testing.assert_allclose(many.values["cross_entropy"], one.values["cross_entropy"], rtol=1e-6)
+    np.testing.assert_allclose(many.values["accuracy"], one.values["accuracy"], atol=1e-12)
+
+
+def test_landscape_2d_grid_points_are_the_perturbed_models(data):
+    images, labels = data
+    model = _make(2)
+    res = landscape_2d(model, None, images, labels, steps=5, span=(-0.5, 0.5), seed=7)
+    assert res.values["cross_entropy"].shape == (5, 5) and res.betas is not None
+    assert res.values["cross_entropy"][2, 2] == pytest.approx(_ce(model, images, labels), rel=1e-6)
+    d1, d2 = random_direction(model, 7), random_direction(model, 8)
+    i, j = 0, 3
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in moved.named_parameters():
+            p.add_(res.alphas[i] * d1[name] + res.betas[j] * d2[name])
+    assert res.values["cross_entropy"][i, j] == pytest.approx(_ce(moved, images, labels), rel=1e-5)
+
+
+def test_landscape_restores_the_model_bitwise_and_its_modes(data):
+    images, labels = data
+    model = _make(3)
+    model.train()
+    model.features[0].eval()  # a mixed state must come back as it was
+    saved = _state(model)
+    momenta = [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    landscape_2d(model, ["cross_entropy"], images, labels, steps=3, bn_mode="recompute")
+    _assert_same_state(model, saved)
+    assert model.training and not model.features[0].training and model.features[1].training
+    assert [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+
+    calls = {"n": 0}
+
+    def failing(logits, labels, teacher_logits):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("boom")
+        return F.cross_entropy(logits, labels)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        landscape_1d(model, {"f": failing}, images, labels, steps=5, bn_mode="recompute")
+    _assert_same_state(model, saved)
+    assert model.training and not model.features[0].training
+
+
+def test_landscape_input_errors(data):
+    images, labels = data
+    model = _make(4)
+    with pytest.raises(ValueError, match="unknown objective 'hinge'; known: accuracy, agreement, cross_entropy, kd"):
+        landscape_1d(model, ["hinge"], images, labels)
+    with pytest.raises(ValueError, match="teacher"):
+        landscape_1d(model, {"kd": kd(2.0)}, images, labels)
+    with pytest.raises(ValueError, match="bn_mode: unknown mode 'train'"):
+        landscape_1d(model, None, images, labels, bn_mode="train")
+    with pytest.raises(ValueError, match="missing parameter"):
+        landscape_1d(model, None, images, labels, direction={"fc.weight": torch.zeros(10, 64)})
+
+
+# ---- interpolation ------------------------------------------------------------------------------
+def test_interpolation_with_running_stats_hits_both_models_at_the_ends(data, teacher):
+    images, labels = data
+    a, b = _make(5), _make(6)
+    saved_a, saved_b = _state(a), _state(b)
+    res = interpolate(a, b, {"ce": cross_entropy, "kd": kd(2.0)}, images, labels, steps=5, bn="running",
+                      teacher=teacher, batch_size=N)
+    assert res.kind == "interpolation" and res.alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert res.values["ce"][0] == pytest.approx(_ce(a, images, labels), rel=1e-12)
+    assert res.values["ce"][-1] == pytest.approx(_ce(b, images, labels), rel=1e-12)
+    with torch.no_grad():
+        assert res.values["kd"][-1] == pytest.approx(float(kd_loss(b(images), teacher(images), 2.0)), rel=1e-12)
+    # the midpoint is the network whose parameters and buffers are the averages
+    mid = copy.deepcopy(a)
+    with torch.no_grad():
+        for (name, t), tb in zip(mid.state_dict().items(), b.state_dict().values(), strict=True):
+            if t.is_floating_point():
+                t.copy_(0.5 * t + 0.5 * tb)
+    assert res.values["ce"][2] == pytest.approx(_ce(mid, images, labels), rel=1e-5)
+    _assert_same_state(a, saved_a)
+    _assert_same_state(b, saved_b)
+
+
+def test_interpolation_recomputes_batchnorm_statistics(data):
+    images, labels = data
+    a, b = _make(7), _make(8)
+    recompute = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 1.5 + 0.2
+    res = interpolate(a, b, None, images, labels, steps=3, bn="recompute", recompute_images=recompute, batch_size=N)
+    # at alpha = 0: model a with its BatchNorm statistics re-estimated on the 40 recompute images
+    ref = copy.deepcopy(a)
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+    with torch.no_grad():
+        ref(recompute)
+    ref.eval()
+    assert res.values["cross_entropy"][0] == pytest.approx(_ce(ref, images, labels), rel=1e-5)
+    assert res.values["cross_entropy"][0] != pytest.approx(_ce(a, images, labels), rel=1e-3)
+    assert res.references["model_a"]["cross_entropy"] == pytest.approx(_ce(a, images, labels), rel=1e-12)
+
+
+def test_interpolation_without_batchnorm_is_the_same_in_both_modes(data):
+    images, labels = data
+    torch.manual_seed(0)
+    a = create_model("mlp", num_classes=10, in_channels=1, image_size=8)
+    torch.manual_seed(1)
+    b = create_model("mlp", num_classes=10, in_channels=1, image_size=8)
+    run = interpolate(a, b, None, images, labels, steps=4, bn="running")
+    rec = interpolate(a, b, None, images, labels, steps=4, bn="recompute")
+    np.testing.assert_allclose(run.values["cross_entropy"], rec.values["cross_entropy"], rtol=1e-12)
+
+
+def test_interpolation_rejects_different_architectures(data):
+    images, labels = data
+    with pytest.raises(ValueError, match="model_b"):
+        interpolate(_make(0), _make(0, "resnet8"), None, images, labels)
+    with pytest.raises(ValueError, match="bn: unknown mode 'mean'; known: recompute, running"):
+        interpolate(_make(0), _make(1), None, images, labels, bn="mean")
+
+
+# ---- Hessian ------------------------------------------------------------------------------------
+class _Quadratic(nn.Module):
+    """``logits = w`` for every sample, so ``loss = ½ wᵀAw`` has Hessian ``A`` everywhere."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(-1.0, 1.0, dim, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w.expand(x.shape[0], -1)
+
+
+def _quadratic_loss(a: torch.Tensor) -> Objective:
+    def fn(logits, labels, teacher_logits):
+        return 0.5 * torch.einsum("bi,ij,bj->b", logits, a, logits).mean()
+
+    return Objective("quadratic", fn)
+
+
+EIGS = [-6.0, 3.0, 1.0, 0.5, -0.2]
+
+
+def _rotated_a() -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    return q @ torch.diag(torch.tensor(EIGS, dtype=torch.float64)) @ q.T
+
+
+def test_power_iteration_finds_the_largest_magnitude_eigenvalue_with_its_sign():
+    model, a = _Quadratic(5), _rotated_a()
+    x, y = torch.zeros(8, 1), torch.zeros(8, dtype=torch.long)
+    res = hessian_top_eigenvalue(model, _quadratic_loss(a), x, y, iters=200, tol=1e-10, batch_size=3)
+    assert res.converged
+    assert res.eigenvalue == pytest.approx(-6.0, rel=1e-6)
+
+
+def test_hutchinson_trace_is_exact_for_a_diagonal_hessian_and_close_otherwise():
+    model = _Quadratic(5)
+    x, y = torch.zeros(4, 1), torch.zeros(4, dtype=torch.long)
+    diag = torch.diag(torch.tensor(EIGS, dtype=torch.float64))
+    exact = hessian_trace(model, _quadratic_loss(diag), x, y, samples=5)
+    assert exact.trace == pytest.approx(sum(EIGS), abs=1e-12)  # zᵀDz = tr D for every ±1 vector z
+    assert exact.std_error == pytest.approx(0.0, abs=1e-12)
+
+    a = _rotated_a()
+    res = hessian_trace(model, _quadratic_loss(a), x, y, samples=400, seed=2)
+    off = a - torch.diag(torch.diagonal(a))
+    sd = math.sqrt(2.0 * float((off**2).sum()) / 400)  # Hutchinson's variance: 2 Σ_{i≠j} A_ij² per probe
+    assert abs(res.trace - sum(EIGS)) < 4 * sd
+    assert res.std_error == pytest.approx(sd, rel=0.25)
+
+
+def test_hessian_of_a_convex_objective_is_positive_and_the_model_is_restored(data, teacher):
+    images, labels = data
+    # logits linear in the weights: cross-entropy and KD are convex, so the Hessian is PSD
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    model.train()
+    model[1].bias.requires_grad_(False)
+    saved = _state(model)
+    ce = hessian_top_eigenvalue(model, cross_entropy, images, labels, iters=30, batch_size=20)
+    kd_eig = hessian_top_eigenvalue(model, kd(4.0), images, labels, iters=30, teacher=teacher)
+    tr = hessian_trace(model, cross_entropy, images, labels, samples=10)
+    assert ce.eigenvalue > 0 and kd_eig.eigenvalue > 0 and tr.trace > 0
+    _assert_same_state(model, saved)
+    assert model.training and model[1].weight.requires_grad and not model[1].bias.requires_grad
+    assert model[1].weight.grad is None

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_lists_work():
+    for args in (
+        ("data", "list"),
+        ("methods", "list"),
+        ("models", "list", "--dataset", "digits"),
+        ("teachers", "list"),
+    ):
+        res = _run(*args)
+        assert res.exit_code == 0, res.output
+    assert "kd" in _run("methods", "list").output
+    assert "shapes" in _run("data", "list").output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("train", "student", "--set", "data.dataset=mnits"), "data.dataset: unknown name 'mnits'"),
+        (("train", "student", "--set", "train.epochs=0"), "train.epochs"),
+        (("train", "student", "--config", "nope.yaml"), "nope.yaml: not found"),
+        (("train", "distill", "--set", "distill.methods=kd"), "teachers"),
+        (("runs", "show", "no-such-run"), "not found"),
+        (("models", "list", "--dataset", "imagenet"), "--dataset: unknown name"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, expected):
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert expected in lines[0]
+    assert "Traceback" not in res.output
+
+
+def test_no_traceback_in_a_real_process(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "train", "teacher", "--set", "model.name=resnet9000"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: model.name: unknown name 'resnet9000'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_list_show_rm(tmp_path):
+    ws = str(tmp_path / "ws")
+    res = _run(
+        "train", "student", "--config", "configs/digits_quick.yaml", "--set", "train.epochs=2", "-w", ws, "-q"
+    )
+    assert res.exit_code == 0, res.output
+    assert "completed" in res.output
+    from workbench.runs import RunStore
+
+    (run,) = RunStore(ws).list()
+    assert run.config.train.epochs == 2
+    listed = _run("runs", "list", "-w", ws)
+    assert run.id in listed.output
+    shown = _run("runs", "show", run.id, "-w", ws)
+    assert "epoch_002" in shown.output and "completed" in shown.output
+    removed = _run("runs", "rm", run.id, "-w", ws, "--yes")
+    assert removed.exit_code == 0 and RunStore(ws).list() == []

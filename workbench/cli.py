@@ -1,0 +1,479 @@
+"""The ``workbench`` command.
+
+Every sub-command is thin: it collects choices, calls the library and prints. Bad input exits
+with code 2 and one line on stderr (no traceback); a run that fails exits with code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Distillation Workbench: train, distill, inspect."
+)
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: list the registry, prepare a full set.")
+models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
+methods_app = typer.Typer(no_args_is_help=True, help="Distillation methods.")
+teachers_app = typer.Typer(no_args_is_help=True, help="Shipped teachers.")
+train_app = typer.Typer(
+    no_args_is_help=True, help="Train a teacher, a scratch student or a distilled student."
+)
+runs_app = typer.Typer(no_args_is_help=True, help="The run store: list, show, remove runs.")
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(methods_app, name="methods")
+app.add_typer(teachers_app, name="teachers")
+app.add_typer(train_app, name="train")
+app.add_typer(runs_app, name="runs")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkspaceOpt = typer.Option(
+    None, "--workspace", "-w", help="run store root (default $WORKBENCH_RUNS or ./runs)"
+)
+
+
+def friendly(fn: F) -> F:
+    """Turn the library's one-line input errors into ``error: ...`` and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from workbench.train import TrainingFailed
+
+        try:
+            return fn(*args, **kwargs)
+        except TrainingFailed as e:
+            err.print(f"run failed: {e}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        except (ValueError, FileNotFoundError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            err.print(f"error: {msg}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{100 * value:.2f}%" if pct else f"{value:.4g}"
+    return str(value)
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    from workbench.config import ConfigError, apply_overrides
+
+    try:
+        return apply_overrides({}, pairs)
+    except ConfigError as e:
+        raise ValueError(str(e).replace("--set", "--option")) from None
+
+
+# ---- data ---------------------------------------------------------------------------------
+@data_app.command("list")
+@friendly
+def data_list() -> None:
+    """List the registered datasets."""
+    from workbench.data import list_datasets
+
+    table = Table("name", "shape", "classes", "masks", "needs --root", "description")
+    for d in list_datasets():
+        table.add_row(
+            d.name,
+            "x".join(map(str, d.image_shape)),
+            str(d.num_classes),
+            "yes" if d.has_masks else "",
+            "yes" if d.needs_root else "",
+            d.description,
+        )
+    out.print(table)
+
+
+@data_app.command("prepare")
+@friendly
+def data_prepare(
+    name: str = typer.Argument(..., help="dataset name (see `workbench data list`)"),
+    root: Path | None = typer.Option(None, "--root", help="folder holding (or receiving) the standard files"),
+    download: bool = typer.Option(False, "--download", help="fetch the standard files and verify checksums"),
+    option: list[str] = typer.Option([], "--option", "-o", help="dataset option key=value"),
+) -> None:
+    """Download (if asked) and check a dataset, then print its sizes."""
+    from workbench.data import prepare_dataset
+
+    with err.status(f"preparing {name} ..."):
+        ds = prepare_dataset(name, root=root, download=download, **_options(option))
+    out.print(
+        f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test, shape {tuple(ds.image_shape)}, {ds.num_classes} classes"
+    )
+
+
+# ---- models / methods / teachers --------------------------------------------------------
+@models_app.command("list")
+@friendly
+def models_list(
+    dataset: str = typer.Option(
+        "mnist", "--dataset", "-d", help="input shape and classes to size the models for"
+    ),
+) -> None:
+    """List the zoo with parameter counts and FLOPs per sample for a dataset's input shape."""
+    from workbench.data import list_datasets
+    from workbench.models import create_model, describe_models, model_info
+
+    infos = {d.name: d for d in list_datasets()}
+    if dataset not in infos:
+        raise ValueError(f"--dataset: unknown name {dataset!r}; known: {', '.join(infos)}")
+    shape = tuple(infos[dataset].image_shape)
+    table = Table("name", "family", "params", "MFLOPs", "description")
+    for spec in describe_models():
+        model = create_model(
+            spec.name, num_classes=infos[dataset].num_classes, in_channels=shape[0], image_size=shape[1]
+        )
+        info = model_info(model, shape)
+        table.add_row(spec.name, spec.family, f"{info.params:,}", f"{info.flops / 1e6:.2f}", spec.description)
+    out.print(table)
+
+
+@methods_app.command("list")
+@friendly
+def methods_list() -> None:
+    """List the distillation methods with a one-line description each."""
+    from workbench.distill import describe_methods, method_schema
+
+    table = Table("name", "hyperparameters", "description")
+    for name, desc in describe_methods():
+        props = method_schema(name).get("properties", {})
+        hp = ", ".join(f"{k}={v.get('default')}" for k, v in props.items())
+        table.add_row(name, hp, desc)
+    out.print(table)
+
+
+@teachers_app.command("list")
+@friendly
+def teachers_list() -> None:
+    """List the shipped teachers (use as `shipped:NAME` in a config)."""
+    from workbench.train import list_shipped_teachers
+
+    table = Table("source", "model", "dataset", "test acc", "params")
+    for c in list_shipped_teachers():
+        table.add_row(
+            f"shipped:{c['name']}",
+            c["model"]["name"],
+            c["dataset"],
+            _fmt(c.get("test_acc"), pct=True),
+            f"{c.get('params', 0):,}",
+        )
+    out.print(table)
+
+
+# ---- training -----------------------------------------------------------------------------
+def _train(kind: str, config: Path | None, overrides: list[str], workspace: Path | None, quiet: bool) -> None:
+    from workbench.config import load_config
+    from workbench.runs import RunStore
+    from workbench.train import Trainer
+
+    cfg = load_config(config, overrides, kind=kind)
+    if cfg.kind != kind:
+        raise ValueError(f"kind: the config says {cfg.kind!r} but the command is `train {kind}`")
+    subscribers = [] if quiet else [ProgressBar()]
+    trainer = Trainer(cfg, store=RunStore(workspace), subscribers=subscribers)
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    finally:
+        for s in subscribers:
+            s.close()
+    s = result.summary
+    line = f"run {result.run_id} {result.status}: test acc {_fmt(s.get('test_acc'), True)}"
+    if "agreement" in s:
+        line += f", agreement {_fmt(s.get('agreement'), True)}"
+    out.print(line + f", {s.get('seconds', 0):.1f}s", highlight=False)
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="run config YAML (see configs/)")
+SetOpt = typer.Option([], "--set", "-s", help="override a field: key.sub=value (repeatable)")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
+
+
+@train_app.command("teacher")
+@friendly
+def train_teacher(
+    config: Path | None = ConfigOpt,
+    set_: list[str] = SetOpt,
+    workspace: Path | None = WorkspaceOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Train a teacher with cross-entropy."""
+    _train("teacher", config, set_, workspace, quiet)
+
+
+@train_app.command("student")
+@friendly
+def train_student(
+    config: Path | None = ConfigOpt,
+    set_: list[str] = SetOpt,
+    workspace: Path | None = WorkspaceOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Train a student from scratch (the baseline)."""
+    _train("student", config, set_, workspace, quiet)
+
+
+@train_app.command("distill")
+@friendly
+def train_distill(
+    config: Path | None = ConfigOpt,
+    set_: list[str] = SetOpt,
+    workspace: Path | None = WorkspaceOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Train a student distilled from one or more teachers."""
+    _train("distill", config, set_, workspace, quiet)
+
+
+class ProgressBar:
+    """A rich progress bar subscriber: one bar over all steps, epoch metrics as they come."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=err,
+            transient=False,
+        )
+        self.task = None
+
+    def __call__(self, event: Any) -> None:
+        from workbench.train import EpochEnded, RunStarted, StepEnded
+
+        if isinstance(event, RunStarted):
+            self.progress.start()
+            self.task = self.progress.add_task(event.run_id or "training", total=event.total_steps, info="")
+        elif isinstance(event, StepEnded) and self.task is not None:
+            self.progress.update(
+                self.task, completed=event.step, info=f"epoch {event.epoch + 1} loss {event.loss:.3f}"
+            )
+        elif isinstance(event, EpochEnded) and self.task is not None:
+            m = event.metrics
+            self.progress.console.print(
+                f"epoch {event.epoch}: train acc {_fmt(m.get('train_acc'), True)}  test acc {_fmt(m.get('test_acc'), True)}"
+                + (f"  agreement {_fmt(m['agreement'], True)}" if "agreement" in m else ""),
+                highlight=False,
+            )
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+# ---- runs -----------------------------------------------------------------------------------
+@runs_app.command("list")
+@friendly
+def runs_list(
+    workspace: Path | None = WorkspaceOpt,
+    kind: str | None = typer.Option(None, help="teacher, student or distill"),
+    status: str | None = typer.Option(None, help="running, completed, failed, stopped or interrupted"),
+    dataset: str | None = typer.Option(None),
+    model: str | None = typer.Option(None),
+    method: str | None = typer.Option(None),
+) -> None:
+    """List runs in the workspace."""
+    from workbench.runs import RunStore
+
+    runs = RunStore(workspace).list(kind=kind, status=status, dataset=dataset, model=model, method=method)
+    table = Table("id", "kind", "status", "dataset", "model", "method", "epochs", "test acc", "agreement")
+    for r in runs:
+        s = r.summary()
+        table.add_row(
+            s["id"],
+            s["kind"],
+            s["status"],
+            s["dataset"],
+            s["model"],
+            s["method"],
+            _fmt(s["epochs"]),
+            _fmt(s["test_acc"], True),
+            _fmt(s["agreement"], True),
+        )
+    out.print(table if runs else "no runs")
+
+
+@runs_app.command("show")
+@friendly
+def runs_show(
+    run_id: str = typer.Argument(..., help="run id (a unique part is enough)"),
+    workspace: Path | None = WorkspaceOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show a run's status, summary, per-epoch metrics and checkpoints."""
+    from workbench.runs import RunStore
+
+    run = RunStore(workspace).load(run_id)
+    info = {"status": run.status, "summary": run.metrics.get("summary", {}), "checkpoints": run.checkpoints()}
+    if as_json:
+        out.print_json(json.dumps({**info, "epochs": run.metrics.get("epochs", [])}))
+        return
+    st = info["status"]
+    out.print(
+        f"[bold]{run.id}[/bold]  {st.get('kind')}  {st.get('status')}  created {st.get('created')}  version {st.get('version')}"
+    )
+    if st.get("error"):
+        out.print(f"error: {st['error']}", markup=False)
+    for k, v in info["summary"].items():
+        out.print(f"  {k}: {_fmt(v)}", highlight=False)
+    epochs = run.metrics.get("epochs", [])
+    if epochs:
+        table = Table("epoch", "train loss", "train acc", "test acc", "agreement", "KL(t||s)", "ECE", "s")
+        for e in epochs:
+            table.add_row(
+                str(e["epoch"]),
+                _fmt(e.get("train_loss")),
+                _fmt(e.get("train_acc"), True),
+                _fmt(e.get("test_acc"), True),
+                _fmt(e.get("agreement"), True),
+                _fmt(e.get("kl_teacher_student")),
+                _fmt(e.get("ece")),
+                f"{e.get('seconds', 0):.1f}",
+            )
+        out.print(table)
+    out.print("checkpoints: " + (", ".join(info["checkpoints"]) or "none"))
+
+
+@runs_app.command("rm")
+@friendly
+def runs_rm(
+    run_ids: list[str] = typer.Argument(..., help="run ids"),
+    workspace: Path | None = WorkspaceOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+) -> None:
+    """Delete runs."""
+    from workbench.runs import RunStore
+
+    store = RunStore(workspace)
+    runs = [store.load(r) for r in run_ids]
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ValueError("runs rm: pass --yes to delete without a prompt")
+        typer.confirm(f"delete {len(runs)} run(s)?", abort=True)
+    for r in runs:
+        out.print(f"deleted {store.delete(r.id)}")
+
+
+# ---- sweeps -------------------------------------------------------------------------------
+@app.command("sweep")
+@friendly
+def sweep(
+    file: Path = typer.Argument(..., help="sweep YAML (see configs/sweep_*.yaml)"),
+    workspace: Path | None = WorkspaceOpt,
+    backend: str | None = typer.Option(None, "--backend", help="local or ray (overrides the file)"),
+    workers: int | None = typer.Option(None, "--workers", help="parallel trials (overrides the file)"),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address to join (default: a local instance)"
+    ),
+    set_: list[str] = SetOpt,
+    csv_path: Path | None = typer.Option(
+        None, "--csv", help="summary CSV (default: <workspace>/sweeps/<name>.csv)"
+    ),
+) -> None:
+    """Run a grid of trials (fields x seeds) into the run store, skipping completed ones."""
+    from workbench.runs import RunStore
+    from workbench.sweep import expand_trials, load_sweep, run_sweep, summarize, write_summary_csv
+
+    spec = load_sweep(file, set_)
+    if backend is not None:
+        if backend not in ("local", "ray"):
+            raise ValueError(f"--backend: unknown backend {backend!r}; expected local or ray")
+        spec.backend = backend  # type: ignore[assignment]
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers: expected a whole number >= 1, got {workers}")
+        spec.workers = workers
+    if address is not None:
+        spec.address, spec.backend = address, "ray"
+    store = RunStore(workspace)
+    total = len(expand_trials(spec))
+    count = {"n": 0}
+
+    def report(o):
+        count["n"] += 1
+        acc = o.summary.get("test_acc")
+        tag = "skipped (completed)" if o.skipped else o.status
+        err.print(
+            f"[{count['n']}/{total}] {o.trial.group} seed {o.trial.seed}: {tag}, test acc {_fmt(acc, True)}  {o.run_id}",
+            markup=False,
+            highlight=False,
+        )
+
+    outcomes = run_sweep(spec, store, on_trial=report)
+    rows = summarize(outcomes)
+    table = Table("trial", "seeds", "test acc", "agreement", "s / epoch", "failed")
+    for r in rows:
+        table.add_row(
+            r["group"],
+            str(r["seeds"]),
+            f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}",
+            "-"
+            if r["agreement_mean"] != r["agreement_mean"]
+            else f"{100 * r['agreement_mean']:.2f} ± {100 * r['agreement_std']:.2f}",
+            f"{r['sec_per_epoch_mean']:.2f} ± {r['sec_per_epoch_std']:.2f}",
+            str(r["failed"]),
+        )
+    out.print(table)
+    target = csv_path or store.root / "sweeps" / f"{spec.name}.csv"
+    out.print(f"summary CSV: {write_summary_csv(rows, target)}")
+
+
+# ---- demo ---------------------------------------------------------------------------------
+@app.command("demo")
+@friendly
+def demo(
+    epochs: int = typer.Option(None, "--epochs", help="epochs per student (default: the demo's own)"),
+    workspace: Path | None = WorkspaceOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """On embedded MNIST: shipped teacher, a scratch and a KD student of the same small net."""
+    from workbench.demo import DEMO_EPOCHS, run_demo
+
+    rows = run_demo(epochs=epochs or DEMO_EPOCHS, workspace=workspace, progress=not quiet, console=err)
+    table = Table(
+        "model", "method", "params", "test acc", "agreement w/ teacher", "KL(t||s)", "ECE", "train s", "run"
+    )
+    for r in rows:
+        table.add_row(
+            r["model"],
+            r["method"],
+            f"{r['params']:,}",
+            _fmt(r["test_acc"], True),
+            _fmt(r.get("agreement"), True),
+            _fmt(r.get("kl_teacher_student")),
+            _fmt(r.get("ece")),
+            f"{r['seconds']:.1f}",
+            r.get("run_id") or "-",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``workbench`` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Datasets held in memory as tensors, and batching with vectorized augmentation.
+
+``load_dataset(name, root=None, download=False, **options)`` returns a :class:`Dataset` of two
+:class:`Split` objects (``uint8`` images, ``int64`` labels, optional masks/boxes/context) with its
+class names and normalization statistics. :class:`BatchLoader` turns a split into batches of
+normalized tensors on a device. Registered names: ``mnist``, ``fashion-mnist``, ``cifar10``,
+``cifar100``, ``digits``, ``shapes``, ``imagefolder`` (see :func:`list_datasets`).
+"""
+
+from __future__ import annotations
+
+from workbench.data.batching import Augment, Batch, BatchLoader
+from workbench.data.core import Dataset, DatasetInfo, Split, channel_stats
+from workbench.data.errors import DataError
+from workbench.data.registry import dataset_options, list_datasets, load_dataset, prepare_dataset
+from workbench.data.shapes import BACKGROUNDS, PAIRED_BACKGROUND, SHAPE_CLASSES
+
+__all__ = [
+    "Augment",
+    "BACKGROUNDS",
+    "Batch",
+    "BatchLoader",
+    "DataError",
+    "Dataset",
+    "DatasetInfo",
+    "PAIRED_BACKGROUND",
+    "SHAPE_CLASSES",
+    "Split",
+    "channel_stats",
+    "dataset_options",
+    "list_datasets",
+    "load_dataset",
+    "prepare_dataset",
+]

@@ -1,0 +1,179 @@
+"""Downloads with checksum verification and atomic writes, and archive extraction that cannot escape.
+
+A file is streamed into a temporary file next to its destination while its MD5 is computed; only
+when the digest matches the published one is it renamed into place, so an interrupted or
+tampered download never leaves a file under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from workbench.data.errors import DataError
+
+MIRROR_ENV = "WORKBENCH_DATA_MIRROR"
+_CHUNK = 1 << 20
+
+
+def file_md5(path: str | Path) -> str:
+    """Hex MD5 digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def base_urls(defaults: list[str], mirror: str | None) -> list[str]:
+    """Base URLs to try, in order: ``mirror`` if given, else ``$WORKBENCH_DATA_MIRROR``, else ``defaults``."""
+    chosen = mirror if mirror else os.environ.get(MIRROR_ENV, "")
+    if chosen:
+        parsed = urllib.parse.urlparse(chosen)
+        if parsed.scheme not in ("http", "https", "file") or (parsed.scheme != "file" and not parsed.netloc):
+            raise DataError(f"option mirror: {chosen!r} is not an http(s):// or file:// base URL")
+        return [chosen if chosen.endswith("/") else chosen + "/"]
+    return list(defaults)
+
+
+def resolve_checksums(defaults: Mapping[str, str], override: Mapping[str, str] | None) -> dict[str, str]:
+    """Merge published MD5 checksums with an ``override`` mapping of file name -> hex MD5."""
+    merged = dict(defaults)
+    if override is None:
+        return merged
+    if not isinstance(override, Mapping):
+        raise DataError(
+            f"option checksums: expected a mapping of file name to MD5 hex digest, "
+            f"got {type(override).__name__}"
+        )
+    for name, value in override.items():
+        if name not in defaults:
+            raise DataError(f"option checksums: unknown file {name!r}; known: {', '.join(sorted(defaults))}")
+        if (
+            not isinstance(value, str)
+            or len(value) != 32
+            or any(ch not in "0123456789abcdefABCDEF" for ch in value)
+        ):
+            raise DataError(f"option checksums: {name!r} -> {value!r} is not a 32-digit MD5 hex digest")
+        merged[name] = value.lower()
+    return merged
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    host = urllib.parse.urlparse(url).hostname or ""
+    loopback = host == "localhost"
+    try:
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    # A loopback address is always reached directly, never through a configured proxy.
+    return (
+        urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        if loopback
+        else urllib.request.build_opener()
+    )
+
+
+def download_file(urls: list[str], dest: str | Path, md5: str, timeout: float = 60.0) -> Path:
+    """Fetch ``dest.name`` from the first base URL in ``urls`` that answers, verify its MD5, write atomically.
+
+    On a checksum mismatch the partial file is removed and :class:`DataError` is raised; when every
+    URL fails the error lists what each one answered. Returns ``dest``.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for base in urls:
+        url = urllib.parse.urljoin(base, dest.name)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.md5(usedforsecurity=False)
+            with os.fdopen(fd, "wb") as out, _opener(url).open(url, timeout=timeout) as response:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            got = digest.hexdigest()
+            if got != md5.lower():
+                raise DataError(
+                    f"file {dest.name} from {url}: MD5 {got} does not match the expected {md5}; "
+                    f"the file was removed"
+                )
+            os.replace(tmp, dest)
+            return dest
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            if isinstance(err, DataError):
+                raise
+            failures.append(f"{url}: {getattr(err, 'reason', None) or err}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise DataError(f"file {dest.name}: download failed from every source ({'; '.join(failures)})")
+
+
+def check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
+    """Refuse a tar member that is not a plain file or folder, or whose path leaves the extraction folder."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts or member.name.startswith(("/", "\\")) or "\\" in member.name:
+        raise DataError(
+            f"archive {archive}: member {member.name!r} would be written outside the target folder"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise DataError(
+            f"archive {archive}: member {member.name!r} is a link or device; "
+            f"only files and folders are extracted"
+        )
+
+
+def extract_tar(archive: str | Path, dest: str | Path) -> None:
+    """Extract a (gzip) tar archive into ``dest`` after checking every member with :func:`check_tar_member`.
+
+    Extraction goes to a temporary folder inside ``dest`` whose top-level entries are then renamed
+    into place, so a failure leaves no half-extracted folder under its final name.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"archive {archive}: cannot be opened as a tar archive ({err})") from None
+    staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=dest))
+    try:
+        with tar:
+            try:
+                members = tar.getmembers()
+                for member in members:
+                    check_tar_member(member, archive)
+                    target = (staging / member.name).resolve()
+                    if not target.is_relative_to(staging.resolve()):
+                        raise DataError(
+                            f"archive {archive}: member {member.name!r} would be written "
+                            f"outside the target folder"
+                        )
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(staging, members=members, filter="data")
+                else:  # pragma: no cover - Python without extraction filters
+                    tar.extractall(staging, members=members)
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+                raise DataError(f"archive {archive}: corrupt or truncated ({err})") from None
+        for entry in staging.iterdir():
+            final = dest / entry.name
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            os.replace(entry, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

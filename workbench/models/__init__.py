@@ -1,0 +1,58 @@
+"""The model zoo and feature taps.
+
+``create_model(name, num_classes, in_channels, image_size, **kwargs)`` builds a registered
+architecture (``list_models()`` / ``describe_models()`` say what exists). Every zoo model
+follows the same conventions, which the analysis and distillation code rely on:
+
+* ``forward(x)`` returns logits only;
+* ``model.stages`` lists the dotted module paths of its successive stages, shallow to deep;
+  for conv nets these give ``(B, C, H, W)`` maps, the last one being the map that is pooled;
+  for the ViT ``(B, N, D)`` tokens;
+* the head is ``model.pool`` (global average pooling + flatten, output ``(B, C)``: the
+  penultimate embedding) followed by ``model.fc`` (``nn.Linear``), so plain CAMs apply.
+
+:mod:`workbench.models.taps` captures any module's output by path with forward hooks, for zoo
+and user models alike.
+"""
+
+from __future__ import annotations
+
+from workbench.models.errors import ModelError
+from workbench.models.info import ModelInfo, count_flops, model_info
+from workbench.models.registry import ModelSpec, create_model, describe_models, list_models, register_model
+from workbench.models.taps import (
+    FeatureTaps,
+    LayerInfo,
+    capture,
+    classifier_layer,
+    get_module,
+    last_conv_layer,
+    list_layers,
+    match_stages,
+    penultimate_layer,
+    stage_layers,
+    training_mode,
+)
+
+__all__ = [
+    "FeatureTaps",
+    "LayerInfo",
+    "ModelError",
+    "ModelInfo",
+    "ModelSpec",
+    "capture",
+    "classifier_layer",
+    "count_flops",
+    "create_model",
+    "describe_models",
+    "get_module",
+    "last_conv_layer",
+    "list_layers",
+    "list_models",
+    "match_stages",
+    "model_info",
+    "penultimate_layer",
+    "register_model",
+    "stage_layers",
+    "training_mode",
+]

@@ -1,0 +1,179 @@
+"""Sweep specifications: a base run config, a grid of field values, several seeds.
+
+A sweep file (YAML)::
+
+    name: fashion-methods
+    base: configs/fashion_kd.yaml      # a run config file (relative to the sweep file), or
+    config: {...}                      # an inline run config (merged over `base` if both)
+    grid:                              # dotted config fields -> list of values (any YAML)
+      distill.methods: ["none", "0.9*kd", "0.9*kd + 1*dist"]
+      optim.lr: [0.05, 0.1]
+    seeds: [0, 1, 2]
+    backend: local                     # local | ray
+    workers: 1                         # local: 1 = in this process, >1 = a process pool
+    set: ["train.epochs=3"]            # overrides applied to every trial
+
+Each trial is the base config with one combination of grid values and one seed. Its identity
+(``trial key``) is a hash of the resolved config, so a resumed sweep recognises trials that are
+already completed in the run store.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workbench.config import ConfigError, RunConfig, apply_overrides, validate_config
+
+
+class SweepError(ValueError):
+    """A sweep file or option is wrong; one line naming the field."""
+
+
+class SweepSpec(BaseModel):
+    """The validated contents of a sweep file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "sweep"
+    base: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1, le=256)
+    address: str | None = None
+    set: list[str] = Field(default_factory=list)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_lists(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"grid field {key!r} has no values")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one seed is required")
+        return value
+
+
+@dataclass
+class Trial:
+    """One point of the grid with one seed."""
+
+    key: str
+    params: dict[str, Any]
+    seed: int
+    config: RunConfig
+    group: str = field(default="")
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def trial_key(config: RunConfig) -> str:
+    """A stable identity of a trial: hash of the resolved config without name and links."""
+    data = config.model_dump(mode="json", exclude={"name", "links"})
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Read and validate a sweep file; ``overrides`` are extra ``key=value`` trial overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep file {path}: not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise SweepError(f"sweep file {path}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"sweep file {path}: expected a mapping at the top level")
+    if data.get("base"):
+        base = Path(data["base"])
+        if not base.is_absolute():
+            candidates = [path.parent / base, Path.cwd() / base]
+            base = next((c for c in candidates if c.exists()), candidates[0])
+        data["base"] = str(base)
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown field (allowed: {', '.join(SweepSpec.model_fields)})"
+        raise SweepError(f"sweep {path.name}: {loc}: {msg}") from None
+    if overrides:
+        spec.set = [*spec.set, *overrides]
+    return spec
+
+
+def expand_trials(spec: SweepSpec) -> list[Trial]:
+    """Every (grid point, seed) as a validated run config, tagged with its sweep and trial key."""
+    base: dict[str, Any] = {}
+    if spec.base:
+        path = Path(spec.base)
+        if not path.is_file():
+            raise SweepError(f"sweep {spec.name}: base config {path} not found")
+        base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    base = _merge(base, spec.config)
+    keys = list(spec.grid)
+    trials: list[Trial] = []
+    for combo in itertools.product(*(spec.grid[k] for k in keys)):
+        params = dict(zip(keys, combo, strict=True))
+        for seed in spec.seeds:
+            data = copy.deepcopy(base)
+            try:
+                apply_overrides(data, spec.set)
+                for k, v in params.items():
+                    _set(data, k, v)
+                data["seed"] = seed
+                config = validate_config(data)
+            except ConfigError as err:
+                shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
+                raise SweepError(f"sweep {spec.name}: trial [{shown}] seed {seed}: {err}") from None
+            key = trial_key(config)
+            group = ", ".join(f"{k}={_label(v)}" for k, v in params.items()) or "base"
+            config = config.model_copy(
+                update={"name": f"{spec.name}-{key[:8]}", "links": {"sweep": spec.name, "trial": key}}
+            )
+            trials.append(Trial(key=key, params=params, seed=seed, config=config, group=group))
+    return trials
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if isinstance(nxt, list) and part != parts[-1]:
+            raise SweepError(f"grid field {dotted!r}: {part!r} is a list; set the whole list instead")
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = (
+            _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        )
+    return out

@@ -1,0 +1,128 @@
+"""Chains of linked runs: born-again generations (``ban``) and teacher-assistant chains (``takd``).
+
+``run_chain(config, store)`` reads the chain method of ``config.distill.methods`` and trains one
+run per link, in order, each taught by the previous one (teacher ``run:<id>`` of the previous
+run's final weights). Every run of a chain records in ``RunConfig.links``:
+
+* ``chain`` — the id of the chain's first run (the same for every link, the first included);
+* ``chain_step`` — the link's position, from 0;
+* ``chain_role`` — ``gen1``, ``gen2``, ... for ``ban``; ``assistant1``, ..., ``student`` for ``takd``;
+* ``teacher_run`` — the id of the run that taught it (for the first link, only when the given
+  teacher is itself a run).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from workbench.config import ModelSpec, RunConfig, TeacherSpec, validate_config
+from workbench.data import Dataset
+from workbench.distill import parse_params
+from workbench.distill.chains import CHAIN_METHODS
+from workbench.runs import RunStore
+from workbench.train.engine import Trainer, TrainResult
+from workbench.train.events import Subscriber
+
+
+class ChainError(ValueError):
+    """A configuration cannot be trained as a chain; the message names the field."""
+
+
+def chain_plan(config: RunConfig) -> list[tuple[ModelSpec, str]]:
+    """The links of the chain ``config`` describes: ``(model, role)`` in training order.
+
+    ``ban``: ``generations`` times the config's model (roles ``gen1`` ...). ``takd``: each
+    assistant, then the config's model (roles ``assistant1`` ..., ``student``).
+
+    Raises:
+        ChainError: the config has no chain method, or more than one.
+    """
+    names = [m.name for m in config.distill.methods]
+    chain = [m for m in config.distill.methods if m.name in CHAIN_METHODS]
+    if len(chain) != 1:
+        raise ChainError(
+            f"distill.methods: a chain needs exactly one of {', '.join(map(repr, CHAIN_METHODS))}; "
+            f"got {names}"
+        )
+    spec = chain[0]
+    params: Any = parse_params(spec.name, spec.params)
+    if spec.name == "ban":
+        return [(config.model, f"gen{k}") for k in range(1, params.generations + 1)]
+    links = [
+        (ModelSpec(name=a.model, kwargs=dict(a.kwargs)), f"assistant{k}")
+        for k, a in enumerate(params.assistants, 1)
+    ]
+    return links + [(config.model, "student")]
+
+
+def _new_run_id(label: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:40] or "chain"
+    return f"{stamp}-{slug}-{uuid.uuid4().hex[:4]}"
+
+
+def run_chain(
+    config: RunConfig,
+    store: RunStore,
+    subscribers: Iterable[Subscriber] = (),
+    *,
+    dataset: Dataset | None = None,
+) -> list[TrainResult]:
+    """Train the chain of linked runs that ``config``'s ``ban`` or ``takd`` method describes.
+
+    Args:
+        config: a ``distill`` run config with exactly one chain method and the first teacher(s).
+            Every link uses its data, methods, optimiser, schedule and budget; ``ban`` links
+            use the config's model and seeds ``seed``, ``seed + 1``, ...; ``takd`` links use
+            each assistant's model, then the config's model, all with ``seed``.
+        store: the run store the runs are written to (required: links refer to stored runs).
+        subscribers: event subscribers, attached to every run of the chain.
+        dataset: an already loaded dataset to reuse for every link (else each run loads it).
+
+    Returns:
+        The :class:`TrainResult` of every link, in training order (the last is the final student).
+
+    Raises:
+        ChainError: no store, or not exactly one chain method in the config.
+    """
+    if store is None:
+        raise ChainError("store: a chain writes linked runs, so a RunStore is required")
+    plan = chain_plan(config)
+    method = next(m.name for m in config.distill.methods if m.name in CHAIN_METHODS)
+    base_name = config.name or f"{method}-{config.model.name}"
+    chain_id = _new_run_id(base_name)
+    teachers = list(config.teachers)
+    previous: str | None = None
+    if len(teachers) == 1 and teachers[0].source.startswith("run:"):
+        previous = teachers[0].source.split(":", 1)[1]
+    results: list[TrainResult] = []
+    subs = list(subscribers)
+    for step, (model, role) in enumerate(plan):
+        links = {**config.links, "chain": chain_id, "chain_step": str(step), "chain_role": role}
+        if previous is not None:
+            links["teacher_run"] = previous
+        data = config.model_dump(mode="json")
+        data.update(
+            name=f"{base_name} {role}",
+            model=model.model_dump(mode="json"),
+            teachers=[t.model_dump(mode="json") for t in teachers],
+            links=links,
+            seed=config.seed + step if method == "ban" else config.seed,
+        )
+        link_config = validate_config(data)
+        trainer = Trainer(
+            link_config,
+            store=store,
+            subscribers=subs,
+            dataset=dataset,
+            run_id=chain_id if step == 0 else None,
+        )
+        result = trainer.run()
+        results.append(result)
+        previous = result.run_id
+        teachers = [TeacherSpec(source=f"run:{result.run_id}", checkpoint="final")]
+    return results

@@ -1,0 +1,65 @@
+"""The run-store subscriber: turns engine events into files in the run directory."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from workbench.runs import RunWriter
+from workbench.train.events import EpochEnded, Event, RunFailed, RunFinished, RunStarted, RunStopped
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StoreWriter:
+    """Writes model spec, metrics, per-epoch/best/final checkpoints and status as events arrive.
+
+    Checkpoints are written before the status that refers to them, each file atomically.
+    """
+
+    def __init__(self, writer: RunWriter, snapshot_every_epoch: bool | None = None) -> None:
+        self.writer = writer
+        self.snapshots = snapshot_every_epoch
+        self.teacher_metrics: dict[str, Any] = {}
+
+    def _metrics(
+        self, history: list[dict[str, Any]], summary: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {"epochs": history, "summary": summary or {}, "teacher": self.teacher_metrics}
+
+    def __call__(self, event: Event) -> None:
+        w = self.writer
+        if isinstance(event, RunStarted):
+            w.write_model_spec(event.model_spec)
+            self.teacher_metrics = dict(event.teacher_metrics)
+            if self.snapshots is None:
+                self.snapshots = event.config.train.snapshot_every_epoch
+            w.write_metrics(self._metrics([]))
+            w.update_status(total_steps=event.total_steps, epochs=event.epochs, step=0, epoch=0)
+        elif isinstance(event, EpochEnded):
+            state = event.state()
+            if self.snapshots:
+                w.save_checkpoint(f"epoch_{event.epoch:03d}", state)
+            if event.is_best:
+                w.save_checkpoint("best", state)
+            last = event.metrics
+            summary = {k: last[k] for k in ("test_acc", "agreement", "ece") if k in last}
+            summary["epochs_done"] = event.epoch
+            w.write_metrics(self._metrics(event.history, summary))
+            w.update_status(step=event.step, epoch=event.epoch)
+        elif isinstance(event, (RunFinished, RunStopped)):
+            w.save_checkpoint("final", event.state())
+            w.write_metrics(self._metrics(event.history, event.summary))
+            status = "completed" if isinstance(event, RunFinished) else "stopped"
+            w.update_status(status=status, finished=_now(), step=event.step)
+        elif isinstance(event, RunFailed):
+            w.write_metrics(self._metrics(event.history))
+            w.update_status(
+                status="failed",
+                finished=_now(),
+                step=event.step,
+                error=event.error,
+                failure={"step": event.step, "epoch": event.epoch + 1, "terms": event.terms},
+            )
