@@ -175,7 +175,8 @@ def test_inplace_relu_model_gives_the_same_maps():
         np.testing.assert_allclose(a.raw, b.raw, rtol=1e-5, atol=1e-6)
 
 
-def test_eigencam_of_a_rank_one_map_is_the_spatial_factor():
+@pytest.mark.parametrize("side", [6, 2])  # more positions than channels, and fewer
+def test_eigencam_of_a_rank_one_map_is_the_spatial_factor(side):
     # features(x) = v_k * x_ij (1x1 conv from one channel): A reshaped (HW, K) = x v^T has rank one,
     # its first right singular vector is v/|v|, so the projection is |v| * x (sign fixed to be >= 0).
     torch.manual_seed(0)
@@ -185,9 +186,22 @@ def test_eigencam_of_a_rank_one_map_is_the_spatial_factor():
     model.fc = nn.Linear(4, 3)
     with torch.no_grad():
         model.features.weight.copy_(torch.tensor([1.0, -2.0, 0.5, 2.0]).view(4, 1, 1, 1))
-    x = torch.rand(3, 1, 6, 6) + 0.1
+    x = torch.rand(3, 1, side, side) + 0.1
     res = compute_cams(model, x, layer="features", method="eigencam")
     np.testing.assert_allclose(res.raw, (x[:, 0] * math.sqrt(1 + 4 + 0.25 + 4)).numpy(), rtol=1e-5)
+
+
+def test_eigencam_matches_the_singular_vector_projection():
+    model = _gapnet(16)
+    x = torch.randn(3, 2, 8, 8)
+    acts = _acts(model, x).double().numpy()
+    res = compute_cams(model, x, method="eigencam")
+    for i in range(3):
+        o = acts[i].reshape(acts.shape[1], -1).T                # (H*W, K), not centred
+        _, _, vt = np.linalg.svd(o, full_matrices=False)
+        proj = o @ vt[0]
+        proj = proj if proj.sum() >= 0 else -proj
+        np.testing.assert_allclose(res.raw[i].reshape(-1), proj, rtol=1e-4, atol=1e-5)
 
 
 def test_scorecam_follows_the_channel_confidence_formula():

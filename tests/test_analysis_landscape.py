@@ -74,7 +74,10 @@ def test_random_direction_is_filter_normalized_with_bias_and_bn_zeroed():
     params = dict(model.named_parameters())
     assert d.keys() == params.keys()
     bn_names = {
-        f"{path}.{n}" for path, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) for n in ("weight", "bias")
+        f"{path}.{n}"
+        for path, m in model.named_modules()
+        if isinstance(m, nn.BatchNorm2d)
+        for n in ("weight", "bias")
     }
     assert bn_names
     for name, p in params.items():
@@ -167,7 +170,9 @@ def test_landscape_restores_the_model_bitwise_and_its_modes(data):
 def test_landscape_input_errors(data):
     images, labels = data
     model = _make(4)
-    with pytest.raises(ValueError, match="unknown objective 'hinge'; known: accuracy, agreement, cross_entropy, kd"):
+    with pytest.raises(
+        ValueError, match="unknown objective 'hinge'; known: accuracy, agreement, cross_entropy, kd"
+    ):
         landscape_1d(model, ["hinge"], images, labels)
     with pytest.raises(ValueError, match="teacher"):
         landscape_1d(model, {"kd": kd(2.0)}, images, labels)
@@ -182,17 +187,28 @@ def test_interpolation_with_running_stats_hits_both_models_at_the_ends(data, tea
     images, labels = data
     a, b = _make(5), _make(6)
     saved_a, saved_b = _state(a), _state(b)
-    res = interpolate(a, b, {"ce": cross_entropy, "kd": kd(2.0)}, images, labels, steps=5, bn="running",
-                      teacher=teacher, batch_size=N)
+    res = interpolate(
+        a,
+        b,
+        {"ce": cross_entropy, "kd": kd(2.0)},
+        images,
+        labels,
+        steps=5,
+        bn="running",
+        teacher=teacher,
+        batch_size=N,
+    )
     assert res.kind == "interpolation" and res.alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert res.values["ce"][0] == pytest.approx(_ce(a, images, labels), rel=1e-12)
     assert res.values["ce"][-1] == pytest.approx(_ce(b, images, labels), rel=1e-12)
     with torch.no_grad():
-        assert res.values["kd"][-1] == pytest.approx(float(kd_loss(b(images), teacher(images), 2.0)), rel=1e-12)
+        assert res.values["kd"][-1] == pytest.approx(
+            float(kd_loss(b(images), teacher(images), 2.0)), rel=1e-12
+        )
     # the midpoint is the network whose parameters and buffers are the averages
     mid = copy.deepcopy(a)
     with torch.no_grad():
-        for (name, t), tb in zip(mid.state_dict().items(), b.state_dict().values(), strict=True):
+        for t, tb in zip(mid.state_dict().values(), b.state_dict().values(), strict=True):
             if t.is_floating_point():
                 t.copy_(0.5 * t + 0.5 * tb)
     assert res.values["ce"][2] == pytest.approx(_ce(mid, images, labels), rel=1e-5)
@@ -204,7 +220,9 @@ def test_interpolation_recomputes_batchnorm_statistics(data):
     images, labels = data
     a, b = _make(7), _make(8)
     recompute = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 1.5 + 0.2
-    res = interpolate(a, b, None, images, labels, steps=3, bn="recompute", recompute_images=recompute, batch_size=N)
+    res = interpolate(
+        a, b, None, images, labels, steps=3, bn="recompute", recompute_images=recompute, batch_size=N
+    )
     # at alpha = 0: model a with its BatchNorm statistics re-estimated on the 40 recompute images
     ref = copy.deepcopy(a)
     for m in ref.modules():

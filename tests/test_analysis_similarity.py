@@ -64,7 +64,9 @@ def test_cka_of_a_representation_with_itself_is_one(xy, debiased):
 @pytest.mark.parametrize("debiased", [False, True])
 def test_cka_is_symmetric(xy, debiased):
     x, y = xy
-    assert linear_cka(x, y, debiased=debiased) == pytest.approx(linear_cka(y, x, debiased=debiased), abs=1e-12)
+    assert linear_cka(x, y, debiased=debiased) == pytest.approx(
+        linear_cka(y, x, debiased=debiased), abs=1e-12
+    )
     assert rbf_cka(x, y, debiased=debiased) == pytest.approx(rbf_cka(y, x, debiased=debiased), abs=1e-12)
 
 
@@ -104,7 +106,9 @@ def test_feature_space_and_gram_paths_agree(xy, debiased):
     # zero columns leave every Gram matrix unchanged but push the width past n (Gram path)
     x, y = xy
     wide = np.concatenate([x, np.zeros((x.shape[0], 80))], axis=1)
-    assert linear_cka(wide, y, debiased=debiased) == pytest.approx(linear_cka(x, y, debiased=debiased), abs=1e-10)
+    assert linear_cka(wide, y, debiased=debiased) == pytest.approx(
+        linear_cka(x, y, debiased=debiased), abs=1e-10
+    )
 
 
 def test_debiased_cka_matches_song_unbiased_hsic(xy):

@@ -60,7 +60,8 @@ def test_no_traceback_in_a_real_process(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_train_list_show_rm(tmp_path):
+def test_train_list_show_rm(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal, so that tables print whole ids
     ws = str(tmp_path / "ws")
     res = _run(
         "train", "student", "--config", "configs/digits_quick.yaml", "--set", "train.epochs=2", "-w", ws, "-q"

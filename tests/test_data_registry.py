@@ -35,7 +35,8 @@ def test_registry_lists_the_seven_datasets() -> None:
     assert by_name["shapes"].has_masks and not by_name["mnist"].has_masks
     assert by_name["cifar10"].needs_root and not by_name["mnist"].needs_root
     assert by_name["mnist"].image_shape == (1, 28, 28) and by_name["cifar100"].num_classes == 100
-    assert by_name["imagefolder"].image_shape is None
+    assert by_name["imagefolder"].image_shape == (0, 0, 0) and by_name["imagefolder"].num_classes == 0
+    assert not by_name["imagefolder"].shape_known and by_name["mnist"].shape_known
 
 
 def test_unknown_dataset_lists_known_names() -> None:

@@ -99,6 +99,11 @@ def _step(method, student, teachers, data, n: int = 16, epoch: int = 0, step: in
     )
 
 
+def num(t: torch.Tensor) -> float:
+    """A 0-d tensor as a float, without its autograd graph."""
+    return float(t.detach())
+
+
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -193,6 +198,9 @@ def test_dml_updates_every_peer(small):
 def test_ema_update_rule_by_hand(small):
     student = _student()
     method = create_method("ema", {"momentum": 0.9}, _ctx(student, [], small))
+    student.eval()
+    # a fresh mean teacher is a copy of the student: in the same mode there is nothing to distil
+    assert num(method.loss(_step(method, student, [], small))["ema"]) == pytest.approx(0.0, abs=1e-6)
     t0 = _snapshot(method.teacher)
     with torch.no_grad():
         for p in student.parameters():
@@ -213,7 +221,9 @@ def test_ema_update_rule_by_hand(small):
 
 
 def test_ema_teacher_changes_in_training_and_stays_in_eval(small):
-    trainer = Trainer(_config([{"name": "ema", "params": {"momentum": 0.5}}], steps=3), dataset=small, teachers=[])
+    trainer = Trainer(
+        _config([{"name": "ema", "params": {"momentum": 0.5}}], steps=3), dataset=small, teachers=[]
+    )
     start: dict[str, torch.Tensor] = {}
 
     def hook(terms, step):
@@ -221,8 +231,6 @@ def test_ema_teacher_changes_in_training_and_stays_in_eval(small):
         assert not ema.training
         if step == 0:
             start.update(_snapshot(ema))
-            # a fresh mean teacher is the student itself: nothing to distil yet
-            assert float(terms["ema"]) == pytest.approx(0.0, abs=1e-6)
 
     trainer.term_hook = hook
     result = trainer.run()
@@ -278,18 +286,18 @@ def test_dkd_warmup_is_linear_in_epochs(small):
     full = K.dkd_loss(out.student_logits, out.teacher_logits[0], out.y, alpha=1.0, beta=8.0, temperature=4.0)
     for epoch, factor in [(0, 0.25), (1, 0.5), (3, 1.0), (10, 1.0)]:
         out.epoch = epoch
-        assert float(method.loss(out)["dkd"]) == pytest.approx(factor * float(full), rel=1e-6)
+        assert num(method.loss(out)["dkd"]) == pytest.approx(factor * num(full), rel=1e-6)
 
 
 def test_bdkd_weights_each_direction_by_its_share(small):
     student, teacher = _student(), _teacher()
     method = create_method("bdkd", {"temperature": 2.0}, _ctx(student, [teacher], small))
     out = _step(method, student, [teacher], small)
-    f = float(K.kd_loss(out.student_logits, out.teacher_logits[0], temperature=2.0))
-    r = float(K.reverse_kd_loss(out.student_logits, out.teacher_logits[0], temperature=2.0))
-    assert float(method.loss(out)["bdkd"]) == pytest.approx((f * f + r * r) / (f + r), rel=1e-5)
+    f = num(K.kd_loss(out.student_logits, out.teacher_logits[0], temperature=2.0))
+    r = num(K.reverse_kd_loss(out.student_logits, out.teacher_logits[0], temperature=2.0))
+    assert num(method.loss(out)["bdkd"]) == pytest.approx((f * f + r * r) / (f + r), rel=1e-5)
     fixed = create_method("bdkd", {"temperature": 2.0, "adaptive": False}, _ctx(student, [teacher], small))
-    assert float(fixed.loss(out)["bdkd"]) == pytest.approx((f + r) / 2, rel=1e-5)
+    assert num(fixed.loss(out)["bdkd"]) == pytest.approx((f + r) / 2, rel=1e-5)
 
 
 def test_confidence_weights_by_hand():
@@ -313,12 +321,12 @@ def test_multi_teacher_mean_soft_label_by_hand(small):
     p = 0.5 * (torch.softmax(out.teacher_logits[0] / 3.0, 1) + torch.softmax(out.teacher_logits[1] / 3.0, 1))
     log_q = torch.log_softmax(out.student_logits / 3.0, 1)
     expected = 9.0 * (p * (p.log() - log_q)).sum(1).mean()
-    assert float(method.loss(out)["multi_teacher"]) == pytest.approx(float(expected), rel=1e-5)
+    assert num(method.loss(out)["multi_teacher"]) == pytest.approx(num(expected), rel=1e-5)
     # with one teacher both weightings are plain KD
     single = create_method("multi_teacher", {"weighting": "confidence"}, _ctx(student, teachers[:1], small))
     out1 = _step(single, student, teachers[:1], small)
     kd = K.kd_loss(out1.student_logits, out1.teacher_logits[0], temperature=4.0)
-    assert float(single.loss(out1)["multi_teacher"]) == pytest.approx(float(kd), rel=1e-5)
+    assert num(single.loss(out1)["multi_teacher"]) == pytest.approx(num(kd), rel=1e-5)
 
 
 def test_rdd_weights():
@@ -339,21 +347,23 @@ def test_rdd_tfe_and_tse_stages(small):
     n = rows.shape[0]
     out.step = 0
     tfe = (n * torch.softmax(ce_t, 0) * rows).mean()
-    assert float(method.loss(out)["rdd"]) == pytest.approx(float(tfe), rel=1e-5)
+    assert num(method.loss(out)["rdd"]) == pytest.approx(num(tfe), rel=1e-5)
     out.step = 9
     tse = (n * torch.softmax(ce_s - ce_t, 0) * rows).mean()
-    assert float(method.loss(out)["rdd"]) == pytest.approx(float(tse), rel=1e-5)
+    assert num(method.loss(out)["rdd"]) == pytest.approx(num(tse), rel=1e-5)
 
 
 def test_fitnet_connector_matches_teacher_shape(small):
     student, teacher = _student(), _teacher()
     method = create_method(
-        "fitnet", {"student_layers": ["features.0"], "teacher_layers": ["features.2"]}, _ctx(student, [teacher], small)
+        "fitnet",
+        {"student_layers": ["features.0"], "teacher_layers": ["features.2"]},
+        _ctx(student, [teacher], small),
     )
     out = _step(method, student, [teacher], small)
     mapped = method.connectors[0](out.student_features["features.0"])
     assert mapped.shape == out.teacher_features[0]["features.2"].shape
-    assert float(mapped.min()) >= 0.0  # the teacher map is post-ReLU, so the connector ends with a ReLU
+    assert num(mapped.min()) >= 0.0  # the teacher map is post-ReLU, so the connector ends with a ReLU
 
 
 def test_connectors_resample_and_reject():
@@ -365,8 +375,30 @@ def test_connectors_resample_and_reject():
     assert build_connector((6,), (9,))(torch.randn(4, 6)).shape == (4, 9)
     with pytest.raises(ConnectorError, match="cannot map"):
         build_connector((6,), (3, 4, 4))
-    with pytest.raises(ConnectorError, match="token count"):
-        build_connector((5, 6), (7, 6))
+    with pytest.raises(ConnectorError, match="square patch grid"):
+        build_connector((5, 6), (4, 6))
+    # a conv map onto a 2x2 grid of patch tokens and back
+    to_tokens = build_connector((3, 4, 4), (4, 16))
+    assert to_tokens(x).shape == (4, 4, 16)
+    assert build_connector((4, 16), (3, 8, 8))(torch.randn(4, 4, 16)).shape == (4, 3, 8, 8)
+    assert build_connector((16, 5), (4, 7))(torch.randn(4, 16, 5)).shape == (4, 4, 7)
+
+
+@pytest.mark.parametrize("name", ["fitnet", "at", "nst", "cat_kd", "vkd", "sp", "crd"])
+@pytest.mark.parametrize("direction", ["vit_to_cnn", "cnn_to_vit"])
+def test_feature_methods_across_conv_nets_and_vits(name, direction, small):
+    torch.manual_seed(0)
+    vit = create_model("vit_tiny", num_classes=10, in_channels=1, image_size=8, patch_size=4)
+    cnn = create_model("cnn", num_classes=10, in_channels=1, image_size=8, channels=(8, 16))
+    student, teacher = (vit, cnn) if direction == "vit_to_cnn" else (cnn, vit)
+    teacher.eval()
+    method = create_method(name, {}, _ctx(student, [teacher], small))
+    out = _step(method, student, [teacher], small)
+    loss = torch.stack(list(method.loss(out).values())).sum()
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
 
 
 def test_ema_and_dml_need_no_teacher():
@@ -388,7 +420,11 @@ BAD = [
     ("fitnet", {"student_layers": ["nope"], "teacher_layers": ["features.1"]}, "student_layers"),
     ("fitnet", {"student_layers": ["features.0"]}, "teacher_layers"),
     ("fitnet", {"student_layers": ["pool"], "teacher_layers": ["features.1"]}, "student_layers"),
-    ("at", {"student_layers": ["features.0", "features.1"], "teacher_layers": ["features.1"]}, "teacher_layers"),
+    (
+        "at",
+        {"student_layers": ["features.0", "features.1"], "teacher_layers": ["features.1"]},
+        "teacher_layers",
+    ),
     ("at", {"student_layers": ["pool"], "teacher_layers": ["pool"]}, "student_layers"),
     ("at", {"p": -2.0}, "p"),
     ("nst", {"student_layers": ["features.0"], "teacher_layers": ["fc"]}, "teacher_layers"),

@@ -35,8 +35,8 @@ app.add_typer(teachers_app, name="teachers")
 app.add_typer(train_app, name="train")
 app.add_typer(runs_app, name="runs")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=False)
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 WorkspaceOpt = typer.Option(
@@ -92,8 +92,8 @@ def data_list() -> None:
     for d in list_datasets():
         table.add_row(
             d.name,
-            "x".join(map(str, d.image_shape)),
-            str(d.num_classes),
+            "x".join(map(str, d.image_shape)) if d.shape_known else "from files",
+            str(d.num_classes) if d.shape_known else "from files",
             "yes" if d.has_masks else "",
             "yes" if d.needs_root else "",
             d.description,
@@ -134,6 +134,8 @@ def models_list(
     infos = {d.name: d for d in list_datasets()}
     if dataset not in infos:
         raise ValueError(f"--dataset: unknown name {dataset!r}; known: {', '.join(infos)}")
+    if not infos[dataset].shape_known:
+        raise ValueError(f"--dataset: {dataset!r} takes its image shape from your files; pick another to size the models")
     shape = tuple(infos[dataset].image_shape)
     table = Table("name", "family", "params", "MFLOPs", "description")
     for spec in describe_models():

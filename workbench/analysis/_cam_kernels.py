@@ -55,16 +55,22 @@ def class_activation_map(acts: torch.Tensor, class_weights: torch.Tensor) -> tor
 
 def eigencam(acts: torch.Tensor) -> torch.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020): projection of each position's activations on the first
-    right singular vector of ``A`` reshaped to ``(h*w, K)``.
+    right singular vector ``v1`` of ``A`` reshaped to ``O`` ``(h*w, K)``, i.e. ``O v1 = s1 u1``.
 
-    As in the paper the matrix is not centred. The sign of a singular vector is arbitrary; it is
-    chosen so that the map sums to a non-negative value (for non-negative activations the
-    Perron-Frobenius vector then gives a non-negative map). Class-agnostic: no target is used.
+    As in the paper the matrix is not centred. ``v1`` (or ``u1`` and ``s1``) come from the
+    symmetric eigenproblem of the smaller Gram matrix ``O^T O`` or ``O O^T`` in float64, batched.
+    The sign of a singular vector is arbitrary; it is chosen so that the map sums to a
+    non-negative value (for non-negative activations the Perron-Frobenius vector then gives a
+    non-negative map). Class-agnostic: no target is used.
     """
     b, k, h, w = acts.shape
     mat = acts.reshape(b, k, h * w).transpose(1, 2).to(torch.float64)
-    _, _, vh = torch.linalg.svd(mat, full_matrices=False)
-    proj = torch.einsum("bpk,bk->bp", mat, vh[:, 0, :])
+    if h * w <= k:
+        evals, evecs = torch.linalg.eigh(mat @ mat.transpose(1, 2))
+        proj = evecs[:, :, -1] * evals[:, -1:].clamp_min(0.0).sqrt()
+    else:
+        _, evecs = torch.linalg.eigh(mat.transpose(1, 2) @ mat)
+        proj = torch.einsum("bpk,bk->bp", mat, evecs[:, :, -1])
     sign = torch.where(proj.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
     return (proj * sign).reshape(b, h, w).to(acts.dtype)
 

@@ -107,18 +107,27 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(union))
 
 
+def _max3x3(x: torch.Tensor) -> torch.Tensor:
+    """Maximum over each pixel's 3x3 neighbourhood of non-negative maps ``(N, H, W)`` (zero outside),
+    as two separable passes of shifted maxima."""
+    p = F.pad(x, (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(p[:, :, :-2], p[:, :, 1:-1]), p[:, :, 2:])
+    return torch.maximum(torch.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+
+
 def largest_component(foreground: torch.Tensor) -> torch.Tensor:
     """The largest 8-connected component of each bool mask ``(N, H, W)`` (ties: the lowest label).
 
-    Labels spread by iterated 3x3 max pooling restricted to the foreground until nothing changes,
+    Labels spread by iterated 3x3 neighbourhood maxima restricted to the foreground until nothing changes,
     so every pixel of a component ends with the component's largest pixel id; all images advance
     together. An empty mask stays empty.
     """
     n, h, w = foreground.shape
-    fg = foreground.to(torch.float64)
-    ids = torch.arange(1, h * w + 1, device=foreground.device, dtype=torch.float64).view(1, h, w) * fg
+    # float32 holds the pixel ids exactly up to 2**24 pixels per image
+    fg = foreground.to(torch.float32)
+    ids = torch.arange(1, h * w + 1, device=foreground.device, dtype=torch.float32).view(1, h, w) * fg
     for _ in range(h * w):
-        grown = F.max_pool2d(ids.unsqueeze(1), kernel_size=3, stride=1, padding=1).squeeze(1) * fg
+        grown = _max3x3(ids) * fg
         if torch.equal(grown, ids):
             break
         ids = grown

@@ -347,6 +347,16 @@ def _check_maps(maps: object, n: int, size: tuple[int, int], name: str) -> torch
     return t
 
 
+def _check_map_stack(maps: object, name: str) -> torch.Tensor:
+    """``maps`` ``(N, H, W)`` or ``(N, 1, H, W)`` as float ``(N, H, W)``, its own size taken as given."""
+    t = _as_tensor(maps, name)
+    if t.ndim == 4 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.ndim != 3 or t.shape[0] == 0:
+        raise AnalysisError(f"{name}: expected a non-empty stack of maps (N, H, W), got shape {tuple(t.shape)}")
+    return _check_maps(t, int(t.shape[0]), (int(t.shape[1]), int(t.shape[2])), name)
+
+
 def _check_fraction(value: object, name: str) -> float:
     try:
         out = float(value)  # type: ignore[arg-type]
@@ -396,15 +406,9 @@ def _resolve_layer(model: nn.Module, layer: object, spec: _Method, image_shape: 
             )
         return "input"
     if layer is None:
-        try:
-            return last_conv_layer(model, input_shape=image_shape)
-        except ValueError:
-            stages = getattr(model, "stages", None)
-            if isinstance(stages, (list, tuple)) and stages:
-                return str(stages[-1])
-            raise
+        return last_conv_layer(model, input_shape=image_shape)
     if not isinstance(layer, str) or not layer:
-        raise AnalysisError(f"layer: expected a module path such as 'stages.2', got {layer!r}")
+        raise AnalysisError(f"layer: expected a module path such as 'layer3', got {layer!r}")
     get_module(model, split_path(layer)[0])
     return layer
 
@@ -468,19 +472,20 @@ def _cam_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, h
 def _score_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, batch_size: int,
                  base_probs: torch.Tensor) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020, eq. 6-7): ``alpha_k = p_c(X * M_k) - p_c(X_b)`` with the zero
-    (mean) image as baseline ``X_b``; map ``= sum_k alpha_k A_k``. The ``B*K`` masked images are
-    evaluated in chunks of ``batch_size`` built by index arithmetic (no per-image loop)."""
+    (mean) image as baseline ``X_b``; map ``= sum_k alpha_k A_k``. The ``B*K`` masked images (and
+    their masks) are built in chunks of ``batch_size`` by index arithmetic (no per-image loop)."""
     with FeatureTaps(model, [layer], detach=True) as taps:
         model(x)
         acts = taps.features[layer]
     grid = _as_grid(acts, layer)
     b, k = grid.shape[:2]
-    masks = kernels.scorecam_masks(grid, (x.shape[2], x.shape[3]))
+    size = (int(x.shape[2]), int(x.shape[3]))
     scores = torch.empty(b * k, device=x.device, dtype=torch.float32)
     for sl in batch_slices(b * k, batch_size):
         idx = torch.arange(sl.start, sl.stop, device=x.device)
         bi, ki = idx // k, idx % k
-        probs = torch.softmax(model(x[bi] * masks[bi, ki].unsqueeze(1)).float(), dim=1)
+        masks = kernels.scorecam_masks(grid[bi, ki].unsqueeze(1), size)  # (chunk, 1, H, W)
+        probs = torch.softmax(model(x[bi] * masks.to(x.dtype)).float(), dim=1)
         scores[sl] = probs.gather(1, t[bi].unsqueeze(1)).squeeze(1)
     alpha = scores.view(b, k) - base_probs[t].unsqueeze(1)
     return (alpha.to(grid.dtype).view(b, k, 1, 1) * grid).sum(dim=1)
@@ -682,11 +687,8 @@ def compare_maps(maps_a: torch.Tensor | np.ndarray, maps_b: torch.Tensor | np.nd
     constant) and the IoU of the ``top_k`` fraction (``max(1, round(top_k * H * W))`` pixels) of
     each map's highest pixels.
     """
-    a = _as_tensor(maps_a, "maps_a")
-    if a.ndim != 3:
-        raise AnalysisError(f"maps_a: expected maps (N, H, W), got shape {tuple(a.shape)}")
+    a = _check_map_stack(maps_a, "maps_a")
     b = _check_maps(maps_b, int(a.shape[0]), (int(a.shape[1]), int(a.shape[2])), "maps_b")
-    a = _check_maps(a, int(a.shape[0]), (int(a.shape[1]), int(a.shape[2])), "maps_a")
     frac = _check_fraction(top_k, "top_k")
     fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     return {
@@ -715,11 +717,8 @@ def localization_metrics(
     whole region (``"all"``), count it correct when its IoU with the true box is ``>= iou_threshold``.
     Returns a :class:`LocalizationResult`.
     """
-    m = _as_tensor(maps, "maps")
-    if m.ndim != 3:
-        raise AnalysisError(f"maps: expected maps (N, H, W), got shape {tuple(m.shape)}")
+    m = _check_map_stack(maps, "maps").to(torch.float64)
     n, h, w = (int(s) for s in m.shape)
-    m = _check_maps(m, n, (h, w), "maps").to(torch.float64)
     thr = _check_fraction(threshold, "threshold")
     iou_thr = _check_fraction(iou_threshold, "iou_threshold")
     if component not in ("largest", "all"):

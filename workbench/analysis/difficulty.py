@@ -10,8 +10,8 @@ networks disagree about how hard a sample is. Here, per sample and per model:
   student struggles more than the teacher.
 
 The "teacher easy, student hard" set holds the samples with ``teacher difficulty <= teacher_easy``
-and ``student difficulty >= student_hard``, ranked by ``relative`` (descending; ties: larger
-student loss first, then smaller index).
+and ``student difficulty >= student_hard``, ranked by ``relative`` (descending; ties, to 12
+decimals: larger student loss first, then smaller index).
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def difficulty_from_logits(
     relative = diff_s - diff_t
 
     index = np.arange(n)
-    order = np.lexsort((index, -loss_s, -relative))
+    # relative scores equal to 12 decimals count as ties (floating-point noise is no ranking)
+    order = np.lexsort((index, -loss_s, -np.round(relative, 12)))
     t_easy, s_hard = diff_t <= easy, diff_s >= hard
     mask = t_easy & s_hard
     selected = order[mask[order]]

@@ -192,12 +192,12 @@ def _eval_set(
     teacher_logits: torch.Tensor | None,
     batch_size: int,
     device: torch.device,
-    need_teacher: bool | None = None,
 ) -> _EvalSet:
+    """Validate the evaluation subset, move it to ``device`` and compute teacher logits once."""
     images = check_images(images)
     y = check_labels(labels, len(images))
     bs = check_positive_int(batch_size, "batch_size")
-    need = _needs_teacher(objs or {}) if need_teacher is None else need_teacher
+    need = _needs_teacher(objs or {})
     t: torch.Tensor | None = None
     if teacher_logits is not None:
         if (

@@ -214,16 +214,22 @@ class Dataset:
 class DatasetInfo:
     """What the registry knows about a dataset before loading it.
 
-    ``image_shape`` and ``num_classes`` are ``None`` where they depend on the files (``imagefolder``).
+    ``image_shape`` is ``(C, H, W)``; it and ``num_classes`` are zeros where they depend on the
+    files and are known only after loading (``imagefolder``; see :attr:`shape_known`).
     ``needs_root``: the dataset cannot be loaded without ``root=FOLDER``.
     """
 
     name: str
     description: str
-    image_shape: tuple[int, int, int] | None
-    num_classes: int | None
+    image_shape: tuple[int, int, int]
+    num_classes: int
     has_masks: bool
     needs_root: bool
+
+    @property
+    def shape_known(self) -> bool:
+        """True when ``image_shape`` and ``num_classes`` are fixed before loading (not zeros)."""
+        return self.num_classes > 0 and all(d > 0 for d in self.image_shape)
 
 
 def channel_stats(

@@ -104,8 +104,8 @@ _REGISTRY: dict[str, _Entry] = {
         DatasetInfo(
             "imagefolder",
             "your own images: root/train/<class>/ and root/test/<class>/ (or root/<class>/ split by seed)",
-            None,
-            None,
+            (0, 0, 0),
+            0,
             False,
             True,
         ),

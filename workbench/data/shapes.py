@@ -3,8 +3,9 @@
 Every image holds one shape of random position, size, small rotation and colour, painted over
 one of ten background textures; the exact per-pixel mask of the shape and its tight bounding box
 are returned with it, and the background type is returned as ``context``. Rendering is fully
-vectorized: per-sample parameters are drawn as tensors and broadcast against one coordinate grid,
-with Python loops only over the ten shape classes and ten background types, never over images.
+vectorized in numpy: per-sample parameters are drawn as arrays and broadcast against one
+coordinate grid, in chunks of 1,024 images to bound memory, with Python loops only over the ten
+shape classes and ten background types, never over images.
 
 Confounding (a controlled version of the "fish and water" co-occurrence of natural images): each
 class ``k`` is paired with background type ``PAIRED_BACKGROUND[k]``. In the train split a sample

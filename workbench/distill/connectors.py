@@ -29,6 +29,7 @@ __all__ = [
     "ConnectorError",
     "ConvConnector",
     "Embed",
+    "GridConnector",
     "LinearConnector",
     "OrthogonalProjector",
     "PooledLinearConnector",
@@ -45,6 +46,8 @@ __all__ = [
     "require_teacher",
     "single_layer_pair",
     "stage_layer_pairs",
+    "token_grid",
+    "tokens_to_map",
     "vector_size",
 ]
 
@@ -173,6 +176,20 @@ def vector_size(shape: Sequence[int]) -> int:
     return size
 
 
+def token_grid(num_tokens: int) -> int | None:
+    """Side ``g`` of a square ``g x g`` patch grid holding ``num_tokens`` tokens, or None."""
+    side = int(round(num_tokens**0.5))
+    return side if side * side == num_tokens else None
+
+
+def tokens_to_map(x: torch.Tensor) -> torch.Tensor:
+    """``(B, N, D)`` patch tokens in row-major order -> ``(B, D, g, g)`` map, ``N = g²``."""
+    side = token_grid(x.shape[1])
+    if side is None:
+        raise ConnectorError(f"{x.shape[1]} tokens do not form a square patch grid")
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], side, side)
+
+
 def pool_to_vector(x: torch.Tensor) -> torch.Tensor:
     """One vector per sample: ``(B, C, H, W)`` -> global average pool ``(B, C)``; ``(B, N, D)``
     tokens -> mean over tokens ``(B, D)``; ``(B, D)`` unchanged; anything else flattened."""
@@ -243,6 +260,41 @@ class LinearConnector(nn.Module):
         return y.reshape(*lead, y.shape[-1])
 
 
+class GridConnector(nn.Module):
+    """Connect a conv map and a vision transformer's patch tokens through their spatial grid.
+
+    Tokens ``(N, D)`` of a square ``g x g`` patch grid (row-major) are read as a ``(D, g, g)``
+    map; the map is resampled to the target grid and passed through :class:`ConvConnector`;
+    a token target gets the result back as ``(g'², D')`` tokens.
+
+    Args:
+        in_channels: channels (or token width) of the student feature.
+        out_channels: channels (or token width) of the teacher feature.
+        out_size: the teacher's ``(H, W)`` (its patch grid for tokens).
+        tokens_in: the student feature is patch tokens.
+        tokens_out: the teacher feature is patch tokens.
+        relu: end with a ReLU.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        out_size: tuple[int, int],
+        tokens_in: bool,
+        tokens_out: bool,
+        relu: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = ConvConnector(in_channels, out_channels, out_size, relu=relu)
+        self.tokens_in, self.tokens_out = bool(tokens_in), bool(tokens_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Student map or tokens -> teacher map ``(B, C, H, W)`` or tokens ``(B, H*W, C)``."""
+        y = self.conv(tokens_to_map(x) if self.tokens_in else x)
+        return y.flatten(2).transpose(1, 2) if self.tokens_out else y
+
+
 class PooledLinearConnector(nn.Module):
     """Pool a feature map or token sequence to one vector (:func:`pool_to_vector`), then
     :class:`LinearConnector`: connects a spatial student feature to a vector teacher feature."""
@@ -264,7 +316,8 @@ def build_connector(
     Shapes exclude the batch dimension: ``(C, H, W)`` maps use :class:`ConvConnector`;
     ``(D,)`` vectors and ``(N, D)`` token sequences with the same ``N`` use
     :class:`LinearConnector`; a map or token sequence onto a vector uses
-    :class:`PooledLinearConnector`.
+    :class:`PooledLinearConnector`; a map and a square grid of patch tokens (either way round),
+    or token grids of different sizes, use :class:`GridConnector`.
 
     Args:
         student_shape: student feature shape.
@@ -284,16 +337,23 @@ def build_connector(
         return LinearConnector(s[0], t[0], relu=relu)
     if len(t) == 1 and len(s) in (2, 3):
         return PooledLinearConnector(vector_size(s), t[0], relu=relu)
-    if len(s) == 2 and len(t) == 2:
-        if s[0] != t[0]:
-            raise ConnectorError(
-                f"student tokens {describe_shape(s)} and teacher tokens {describe_shape(t)} "
-                "differ in number; expected the same token count"
-            )
+    if len(s) == 2 and len(t) == 2 and s[0] == t[0]:
         return LinearConnector(s[1], t[1], relu=relu)
+    if {len(s), len(t)} <= {2, 3}:
+        s_grid = token_grid(s[0]) if len(s) == 2 else s[1]
+        t_grid = token_grid(t[0]) if len(t) == 2 else t[1]
+        if s_grid is None or t_grid is None:
+            tokens = s if len(s) == 2 else t
+            raise ConnectorError(
+                f"tokens {describe_shape(tokens)} do not form a square patch grid; expected N = g x g "
+                "to connect them with a feature map or with tokens of another count"
+            )
+        s_channels = s[1] if len(s) == 2 else s[0]
+        t_channels, t_size = (t[1], (t_grid, t_grid)) if len(t) == 2 else (t[0], (t[1], t[2]))
+        return GridConnector(s_channels, t_channels, t_size, len(s) == 2, len(t) == 2, relu=relu)
     raise ConnectorError(
         f"cannot map a student feature of shape {describe_shape(s)} onto a teacher feature of shape "
-        f"{describe_shape(t)}; expected maps (C, H, W) on both sides, tokens (N, D) on both sides, "
+        f"{describe_shape(t)}; expected maps (C, H, W) or patch tokens (N, D) on both sides, "
         "or a vector teacher"
     )
 

@@ -33,6 +33,8 @@ from workbench.distill.connectors import (
     probe_pairs,
     single_layer_pair,
     stage_layer_pairs,
+    token_grid,
+    tokens_to_map,
     vector_size,
 )
 
@@ -43,22 +45,33 @@ def _layers_field(role: str) -> Any:
     return Field(None, min_length=1, max_length=16, description=_LAYERS_DOC.format(role=role))
 
 
+def as_map(x: torch.Tensor) -> torch.Tensor:
+    """A feature as a ``(B, C, H, W)`` map: maps unchanged, square-grid patch tokens ``(B, N, D)``
+    rearranged to ``(B, D, g, g)`` (:func:`~workbench.distill.connectors.tokens_to_map`)."""
+    return tokens_to_map(x) if x.dim() == 3 else x
+
+
+def _map_shape(method: str, field: str, path: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` a feature of ``shape`` is read as; a one-line error when it is no map."""
+    if len(shape) == 3:
+        return shape  # type: ignore[return-value]
+    if len(shape) == 2 and token_grid(shape[0]) is not None:
+        side = token_grid(shape[0])
+        return (shape[1], side, side)  # type: ignore[return-value]
+    raise method_error(
+        method,
+        field,
+        f"layer {path!r} gives {describe_shape(shape)}, expected a (C, H, W) feature map "
+        "(or patch tokens of a square grid)",
+    )
+
+
 def _check_maps(method: str, pairs: list[tuple[str, str]], s_feats: dict, t_feats: dict) -> None:
-    """Every paired feature is a ``(C, H, W)`` map and one map of a pair can be pooled onto the other."""
+    """Every paired feature is a map (or square-grid patch tokens) and one map of a pair can be
+    pooled onto the other."""
     for i, (s_path, t_path) in enumerate(pairs):
-        s_shape, t_shape = tuple(s_feats[s_path].shape[1:]), tuple(t_feats[t_path].shape[1:])
-        if len(s_shape) != 3:
-            raise method_error(
-                method,
-                f"student_layers[{i}]",
-                f"layer {s_path!r} gives {describe_shape(s_shape)}, expected a (C, H, W) feature map",
-            )
-        if len(t_shape) != 3:
-            raise method_error(
-                method,
-                f"teacher_layers[{i}]",
-                f"layer {t_path!r} gives {describe_shape(t_shape)}, expected a (C, H, W) feature map",
-            )
+        s_shape = _map_shape(method, f"student_layers[{i}]", s_path, tuple(s_feats[s_path].shape[1:]))
+        t_shape = _map_shape(method, f"teacher_layers[{i}]", t_path, tuple(t_feats[t_path].shape[1:]))
         (sh, sw), (th, tw) = s_shape[1:], t_shape[1:]
         if not ((sh >= th and sw >= tw) or (th >= sh and tw >= sw)):
             raise method_error(
@@ -176,7 +189,10 @@ class AT(Method):
 
     def loss(self, out: StepOutputs) -> dict[str, torch.Tensor]:
         teacher = out.teacher_features[0]
-        total = sum(F.at_loss(out.student_features[s], teacher[t], p=self.params.p) for s, t in self.pairs)
+        total = sum(
+            F.at_loss(as_map(out.student_features[s]), as_map(teacher[t]), p=self.params.p)
+            for s, t in self.pairs
+        )
         return {"at": self.params.beta * total}
 
 
@@ -219,7 +235,7 @@ class NST(Method):
 
     def loss(self, out: StepOutputs) -> dict[str, torch.Tensor]:
         teacher = out.teacher_features[0]
-        total = sum(F.nst_loss(out.student_features[s], teacher[t]) for s, t in self.pairs)
+        total = sum(F.nst_loss(as_map(out.student_features[s]), as_map(teacher[t])) for s, t in self.pairs)
         return {"nst": self.params.beta * total}
 
 
@@ -285,13 +301,7 @@ class CATKD(Method):
             ("student_layer", self.s_path, s_feats[self.s_path], s_fc),
             ("teacher_layer", self.t_path, t_feats[self.t_path], t_fc),
         ):
-            shape = tuple(feat.shape[1:])
-            if len(shape) != 3:
-                raise method_error(
-                    self.name,
-                    field,
-                    f"layer {path!r} gives {describe_shape(shape)}, expected a (C, H, W) feature map",
-                )
+            shape = _map_shape(self.name, field, path, tuple(feat.shape[1:]))
             if fc.in_features != shape[0]:
                 raise method_error(
                     self.name,
@@ -315,8 +325,8 @@ class CATKD(Method):
 
     def loss(self, out: StepOutputs) -> dict[str, torch.Tensor]:
         s_fc, t_fc = self._fcs
-        s_cams = F.class_activation_maps(out.student_features[self.s_path], s_fc.weight)
-        t_cams = F.class_activation_maps(out.teacher_features[0][self.t_path], t_fc.weight.detach())
+        s_cams = F.class_activation_maps(as_map(out.student_features[self.s_path]), s_fc.weight)
+        t_cams = F.class_activation_maps(as_map(out.teacher_features[0][self.t_path]), t_fc.weight.detach())
         value = F.cat_kd_loss(
             s_cams, t_cams, resolution=self.params.resolution, normalize=self.params.normalize
         )
