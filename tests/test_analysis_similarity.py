@@ -160,7 +160,7 @@ def test_minibatch_cka_of_one_batch_equals_debiased_cka(xy):
 
 def test_minibatch_cka_approaches_the_full_data_value():
     # Y = the first 4 of 8 isotropic Gaussian features: the population CKA is
-    # ‖Σxy‖² / (‖Σxx‖ ‖Σyy‖) = 4 / (√8 · 2) = 1/√2. Over 20 seeds during development the full-data
+    # ‖Σxy‖² / (‖Σxx‖ ‖Σyy‖) = 4 / (√8 · 2) = 1/√2. Over 20 seeds the full-data
     # debiased estimate deviated from 1/√2 with std 0.005 and the 16-batch minibatch estimate from
     # the full-data one with std 0.0006: the tolerances below are about 5 standard deviations.
     x = _rng(7).standard_normal((4096, 8))

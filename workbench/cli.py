@@ -188,10 +188,19 @@ def _train(kind: str, config: Path | None, overrides: list[str], workspace: Path
     cfg = load_config(config, overrides, kind=kind)
     if cfg.kind != kind:
         raise ValueError(f"kind: the config says {cfg.kind!r} but the command is `train {kind}`")
+    from workbench.distill.chains import CHAIN_METHODS
+    from workbench.train.chains import run_chain
+
     subscribers = [] if quiet else [ProgressBar()]
-    trainer = Trainer(cfg, store=RunStore(workspace), subscribers=subscribers)
+    store = RunStore(workspace)
     try:
-        result = trainer.run()
+        if any(m.name in CHAIN_METHODS for m in cfg.distill.methods):
+            results = run_chain(cfg, store, subscribers)  # ban / takd: linked runs, one per link
+            for r in results[:-1]:
+                out.print(f"run {r.run_id} {r.status}: test acc {_fmt(r.summary.get('test_acc'), True)}", highlight=False)
+            result = results[-1]
+        else:
+            result = Trainer(cfg, store=store, subscribers=subscribers).run()
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None

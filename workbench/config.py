@@ -134,7 +134,7 @@ class DistillSpec(_Strict):
     @field_validator("methods", mode="before")
     @classmethod
     def _parse_expression(cls, value: Any) -> Any:
-        """Accept ``"kd"``, ``"kd + at"`` or ``"0.9*kd + 1000*at"`` as well as a list."""
+        """Accept ``"kd"``, ``"kd + at"`` or ``"0.9*kd + at"`` as well as a list."""
         if isinstance(value, str):
             return parse_method_expression(value)
         return value
@@ -148,7 +148,7 @@ class DistillSpec(_Strict):
 
 
 def parse_method_expression(text: str) -> list[dict[str, Any]]:
-    """Parse ``"kd"``, ``"kd + at"`` or ``"0.9*kd + 1000*at"`` into method spec dictionaries."""
+    """Parse ``"kd"``, ``"kd + at"`` or ``"0.9*kd + at"`` into method spec dictionaries."""
     specs: list[dict[str, Any]] = []
     for part in text.split("+"):
         part = part.strip()

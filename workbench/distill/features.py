@@ -253,7 +253,11 @@ class CATKDParams(MethodParams):
     normalize: bool = Field(
         False, description="L2-normalise each pooled map before the MSE (reference IF_NORMALIZE)"
     )
-    beta: float = Field(400.0, ge=0.0, description="loss scale (the authors' CIFAR-100 CAT loss weight: 400)")
+    beta: float = Field(
+        10.0,
+        ge=0.0,
+        description="loss scale (the authors' CIFAR-100 CAT_loss_weight: 0.7 to 15 by model pair)",
+    )
 
 
 def _classifier(method: str, field: str, model: nn.Module, role: str) -> nn.Linear:
@@ -280,9 +284,12 @@ class CATKD(Method):
     Class activation maps ``CAM_k = Σ_c W[k, c] f_c`` of both models (the last conv map weighted
     by each model's own linear classifier; the student's classifier weight receives gradients,
     as the reference's 1x1-conv head), average-pooled to ``resolution × resolution``, optionally
-    normalised, matched by MSE and scaled by ``beta`` (the authors' mdistiller-based ``CAT_KD``:
-    ``CAM_RESOLUTION`` 2, ``IF_NORMALIZE`` False, ``CAT_loss_weight`` 400 on CIFAR-100;
-    :func:`workbench.distill.functional.cat_kd_loss`).
+    normalised, matched by MSE and scaled by ``beta`` (the authors' mdistiller-based ``CAT_KD``,
+    :func:`workbench.distill.functional.cat_kd_loss`; their CIFAR-100 configs use
+    ``CAM_RESOLUTION`` 2, ``IF_NORMALIZE`` False and ``CAT_loss_weight`` between 0.7 for
+    resnet56 -> resnet20 and 15 for resnet32x4 -> resnet8x4; the default 10 sits in that range).
+    Vision-transformer patch tokens of a square grid are read as a ``(D, g, g)`` map, whose
+    CAM the token-mean-pool + linear head averages to the logit exactly as GAP + linear does.
     """
 
     name = "cat_kd"

@@ -128,7 +128,7 @@ class DISTParams(MethodParams):
     beta: float = Field(1.0, ge=0.0, le=1000.0, description="weight of the inter-class relation term")
     gamma: float = Field(1.0, ge=0.0, le=1000.0, description="weight of the intra-class relation term")
     temperature: float = Field(
-        1.0, gt=0.0, le=100.0, description="softmax temperature tau (4 for CIFAR in the paper)"
+        1.0, gt=0.0, le=100.0, description="softmax temperature tau (the authors' default: 1)"
     )
 
 
@@ -139,7 +139,7 @@ class DIST(Method):
     ``T² · (beta · (1 - mean Pearson over samples) + gamma · (1 - mean Pearson over classes))`` of
     the softened outputs, as the authors' ``DIST`` loss
     (:func:`workbench.distill.functional.dist_loss`); defaults are the code's
-    ``beta = gamma = tau = 1`` (ImageNet); the CIFAR-100 setting uses ``tau = 4``.
+    ``beta = gamma = tau = 1``. A larger ``temperature`` softens both distributions first.
     """
 
     name = "dist"
@@ -179,8 +179,8 @@ class BDKD(Method):
 
     The forward KL ``KL(p_t || p_s)`` (Hinton's KD, mass-covering) under-weights the classes the
     teacher gives little probability; the reverse KL ``KL(p_s || p_t)`` (mode-seeking) corrects
-    exactly those (Qi et al., "Balance Divergence for Knowledge Distillation", 2025, compensate KD
-    with the reverse KL; Wu et al. 2024, "Rethinking KL Divergence in Knowledge Distillation
+    exactly those (Qi et al., "Balance Divergence for Knowledge Distillation", EAAI 2026, compensate
+    KD with the reverse KL; Wu et al. 2024, "Rethinking KL Divergence in Knowledge Distillation
     for LLMs", weight the two directions by the size of the gaps they measure). Here, per batch,
 
     ``w_f = KL_f / (KL_f + KL_r)``, ``w_r = KL_r / (KL_f + KL_r)`` (detached, so they act as

@@ -237,16 +237,19 @@ class CRD(_OneLayerMethod):
         self.register_buffer("memory_t", init[1].clone(), persistent=False)
         # normalisation constants Z of the student and teacher scores, fixed on the first batch (-1 = unset)
         self.register_buffer("z", torch.full((2,), -1.0), persistent=False)
+        self._z_ready = False
         self._negatives_gen: torch.Generator | None = None
+        self._negatives_device: torch.device | None = None
         self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _generator(self, device: torch.device) -> torch.Generator:
-        if self._negatives_gen is None or self._negatives_gen.device != device:
+        if self._negatives_gen is None or self._negatives_device != device:
             try:
                 gen = torch.Generator(device=device)
             except RuntimeError:
                 gen = torch.Generator()
             self._negatives_gen = gen.manual_seed(int(self.ctx.seed) + 1)
+            self._negatives_device = device
         return self._negatives_gen
 
     def sample_negatives(self, device: torch.device) -> torch.Tensor:
@@ -269,9 +272,10 @@ class CRD(_OneLayerMethod):
         negatives = self.sample_negatives(self.memory_s.device)
         out_s = self._scores(v_s, self.memory_t, index, negatives)  # student embedding against teacher memory
         out_t = self._scores(v_t, self.memory_s, index, negatives)  # teacher embedding against student memory
-        if bool(self.z[0] < 0):
+        if not self._z_ready:
             with torch.no_grad():
                 self.z.copy_(torch.stack([out_s.mean(), out_t.mean()]) * self.n_data)
+            self._z_ready = True
         out_s = out_s / self.z[0]
         out_t = out_t / self.z[1]
         self._pending = (index, v_s.detach(), v_t.detach())

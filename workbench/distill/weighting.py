@@ -56,8 +56,10 @@ class RDD(Method):
     """Relative Difficulty Distillation (Liang et al. 2024, "Relative Difficulty Distillation
     for Semantic Segmentation"), for classification.
 
-    Each sample's distillation term is weighted by its difficulty relative to the batch, with no
-    added optimisation goal: ``loss = mean_b w_b · ℓ_b`` with ``ℓ`` the per-sample ``base`` loss
+    The paper weights the distillation term of every pixel by a difficulty the teacher (TFE) or
+    teacher and student together (TSE) assign it; here the unit is the sample, with the measures
+    below. Each sample's term is weighted by its difficulty relative to the batch, with no added
+    optimisation goal: ``loss = mean_b w_b · ℓ_b`` with ``ℓ`` the per-sample ``base`` loss
     (:func:`~workbench.distill.functional.kd_loss_per_sample` and its reverse-KL, JS and DKD
     counterparts) and ``w = B · softmax(d / weight_temperature)`` (:func:`relative_weights`).
 

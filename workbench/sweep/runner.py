@@ -117,15 +117,35 @@ def write_trial(store: RunStore, trial: Trial, outcome: dict[str, Any]) -> str:
 
 def completed_trials(store: RunStore, sweep: str) -> dict[str, str]:
     """``trial key -> run id`` of the trials of ``sweep`` already completed in the store."""
-    done: dict[str, str] = {}
+    done: dict[str, tuple[int, str]] = {}
     for run in store.list(status="completed"):
         try:
             links = run.config.links
         except ValueError:
             continue
         if links.get("sweep") == sweep and "trial" in links:
-            done[links["trial"]] = run.id
-    return done
+            # a chain trial (ban, takd) is several linked runs: its result is the last link
+            step = int(links.get("chain_step", 0))
+            if links["trial"] not in done or step > done[links["trial"]][0]:
+                done[links["trial"]] = (step, run.id)
+    return {key: run_id for key, (_, run_id) in done.items()}
+
+
+def is_chain(trial: Trial) -> bool:
+    """Whether the trial trains a chain of linked runs (``ban``, ``takd``)."""
+    from workbench.distill.chains import CHAIN_METHODS
+
+    return any(m.name in CHAIN_METHODS for m in trial.config.distill.methods)
+
+
+def _chain_results(trials: list[Trial], store: RunStore) -> Iterator[tuple[Trial, str, dict[str, Any]]]:
+    """Chains run in the driver: each link is a run that the next link reads as its teacher."""
+    from workbench.train.chains import run_chain
+
+    for trial in trials:
+        results = run_chain(trial.config, store)
+        last = results[-1]
+        yield trial, last.run_id or "", {"status": last.status, "summary": last.summary}
 
 
 def _pool_results(trials: list[Trial], workers: int, root: str) -> Iterator[tuple[Trial, dict[str, Any]]]:
@@ -199,6 +219,12 @@ def run_sweep(
             queued.add(t.key)
             todo.append(t)
     root = str(store.root.resolve())
+    for trial, run_id, result in _chain_results([t for t in todo if is_chain(t)], store):
+        o = TrialOutcome(trial, run_id, result["status"], result["summary"], skipped=False)
+        outcomes[trial.key] = o
+        if on_trial:
+            on_trial(o)
+    todo = [t for t in todo if not is_chain(t)]
     if spec.backend == "ray":
         results = _ray_results(todo, spec.workers, spec.address, root)
     elif spec.workers > 1 and len(todo) > 1:

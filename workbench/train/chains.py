@@ -23,7 +23,7 @@ from workbench.config import ModelSpec, RunConfig, TeacherSpec, validate_config
 from workbench.data import Dataset
 from workbench.distill import parse_params
 from workbench.distill.chains import CHAIN_METHODS
-from workbench.runs import RunStore
+from workbench.runs import RunStore, RunStoreError
 from workbench.train.engine import Trainer, TrainResult
 from workbench.train.events import Subscriber
 
@@ -99,6 +99,10 @@ def run_chain(
     previous: str | None = None
     if len(teachers) == 1 and teachers[0].source.startswith("run:"):
         previous = teachers[0].source.split(":", 1)[1]
+        try:
+            previous = store.load(previous).id  # a unique prefix names the run as well
+        except RunStoreError:
+            pass  # the first link reports the missing teacher run itself
     results: list[TrainResult] = []
     subs = list(subscribers)
     for step, (model, role) in enumerate(plan):

@@ -295,8 +295,7 @@ class Trainer:
         return logit_metrics(logits, self.test_labels, teacher)
 
     def _state(self) -> dict[str, torch.Tensor]:
-        extras = self.method if any(True for _ in self.method.state_dict()) else None
-        return checkpoint_state(self.student, extras, [])
+        return training_state(self.student, self.method)
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -482,6 +481,13 @@ class Trainer:
         if accs:
             out["best_test_acc"] = max(accs)
         return out
+
+
+def training_state(student: nn.Module, method: MethodStack) -> dict[str, torch.Tensor]:
+    """Everything a checkpoint holds: the student, the method's trainable extras (connectors,
+    heads; ``extras.*``) and each peer of an online method on its own (``peerN.*``)."""
+    extras = method if len(method.state_dict()) else None
+    return checkpoint_state(student, extras, method.peers())
 
 
 def _cross_entropy(
