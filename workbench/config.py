@@ -232,10 +232,14 @@ class RunConfig(_Strict):
         return self
 
     def methods_needing_teacher(self) -> list[str]:
-        """Names of the configured methods that need a fixed teacher."""
+        """Names of the configured methods that need a given teacher (none when another method of
+        the objective provides its own, e.g. ``ema``'s mean teacher)."""
         from workbench.distill import get_method_class
 
-        return [m.name for m in self.distill.methods if get_method_class(m.name).needs_teacher]
+        classes = [get_method_class(m.name) for m in self.distill.methods]
+        if any(c.provides_teacher for c in classes):
+            return []
+        return [c.name for c in classes if c.needs_teacher]
 
 
 _ROOTS = {"RunConfig": RunConfig}

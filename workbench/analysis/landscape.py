@@ -264,6 +264,33 @@ def _restored(model: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
+@contextmanager
+def _channels_last(model: nn.Module, data: _EvalSet, enabled: bool) -> Iterator[None]:
+    """Optionally run convolutions in channels-last layout (often faster with oneDNN / cuDNN).
+
+    Every 4-D parameter's storage is swapped for a channels-last copy inside the block and the
+    original tensor (original values and layout) is put back afterwards; the evaluation images
+    are converted too. Values then match an NCHW forward up to float rounding, not bitwise.
+    """
+    if not enabled:
+        yield
+        return
+    swapped = []
+    for p in model.parameters():
+        if p.ndim == 4 and not p.is_contiguous(memory_format=torch.channels_last):
+            swapped.append((p, p.data))
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+    images = data.images
+    if images.ndim == 4:
+        data.images = images.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for p, original in swapped:
+            p.data = original
+        data.images = images
+
+
 def _tracked_bns(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
 
@@ -413,6 +440,7 @@ def _slice_landscape(
     labels: torch.Tensor,
     directions: Sequence[Mapping[str, torch.Tensor]] | None,
     grids: list[np.ndarray],
+    *,
     seed: int,
     teacher: nn.Module | None,
     teacher_logits: torch.Tensor | None,
@@ -420,6 +448,7 @@ def _slice_landscape(
     bn_mode: str,
     recompute_images: torch.Tensor | None,
     device: str | torch.device | None,
+    channels_last: bool,
 ) -> LandscapeResult:
     objs = _resolve_objectives(objectives)
     _check_bn_mode(bn_mode, recompute_images)
@@ -429,7 +458,7 @@ def _slice_landscape(
     rec_slices = batch_slices(len(rec), data.batch_size)
     shape = tuple(len(g) for g in grids)
     values = {name: np.empty(shape) for name in objs}
-    with on_device(model, dev), _restored(model):
+    with on_device(model, dev), _channels_last(model, data, channels_last), _restored(model):
         model.eval()
         if directions is None:
             dirs = [random_direction(model, seed + i) for i in range(len(grids))]
@@ -472,6 +501,7 @@ def landscape_1d(
     bn_mode: str = "eval",
     recompute_images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
+    channels_last: bool = False,
 ) -> LandscapeResult:
     """Objectives along ``θ0 + α·d`` for ``α`` in ``linspace(*span, steps)`` (Li et al. 2018).
 
@@ -488,6 +518,9 @@ def landscape_1d(
             values exactly) or ``"recompute"`` (statistics re-estimated at every point on
             ``recompute_images``, default the evaluation images).
         device: where to evaluate (the model is moved there and back); default: the model's.
+        channels_last: evaluate convolutions in channels-last memory layout (markedly faster on
+            CPUs for small conv nets); values then agree with the model's own forward up to float
+            rounding instead of bitwise. The model's tensors get their original layout back.
 
     Returns:
         :class:`LandscapeResult` of kind ``"1d"``.
@@ -500,13 +533,14 @@ def landscape_1d(
         labels,
         None if direction is None else [direction],
         [_grid(span, steps, "span")],
-        seed,
-        teacher,
-        teacher_logits,
-        batch_size,
-        bn_mode,
-        recompute_images,
-        device,
+        seed=seed,
+        teacher=teacher,
+        teacher_logits=teacher_logits,
+        batch_size=batch_size,
+        bn_mode=bn_mode,
+        recompute_images=recompute_images,
+        device=device,
+        channels_last=channels_last,
     )
 
 
@@ -528,6 +562,7 @@ def landscape_2d(
     bn_mode: str = "eval",
     recompute_images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
+    channels_last: bool = False,
 ) -> LandscapeResult:
     """Objectives on the plane ``θ0 + α·d1 + β·d2`` (Li et al. 2018, section 4).
 
@@ -555,13 +590,14 @@ def landscape_2d(
         labels,
         directions,
         grids,
-        seed,
-        teacher,
-        teacher_logits,
-        batch_size,
-        bn_mode,
-        recompute_images,
-        device,
+        seed=seed,
+        teacher=teacher,
+        teacher_logits=teacher_logits,
+        batch_size=batch_size,
+        bn_mode=bn_mode,
+        recompute_images=recompute_images,
+        device=device,
+        channels_last=channels_last,
     )
 
 
@@ -581,6 +617,7 @@ def interpolate(
     teacher_logits: torch.Tensor | None = None,
     batch_size: int = 1024,
     device: str | torch.device | None = None,
+    channels_last: bool = False,
 ) -> LandscapeResult:
     """Objectives along the straight line ``(1-α)·θa + α·θb`` between two networks of one architecture.
 
@@ -597,7 +634,8 @@ def interpolate(
 
     Args:
         model_a, model_b: networks with the same parameter and buffer names and shapes.
-        objectives, images, labels, teacher, teacher_logits, batch_size, device: as in :func:`landscape_1d`.
+        objectives, images, labels, teacher, teacher_logits, batch_size, device, channels_last: as in
+            :func:`landscape_1d`.
         steps: number of points in ``span`` (default ``[0, 1]``; wider spans extrapolate).
 
     Returns:
@@ -633,7 +671,7 @@ def interpolate(
     values = {name: np.empty(len(alphas)) for name in objs}
     with eval_mode(model_b), on_device(model_b, dev):
         ref_b = _evaluate(model_b, objs, data)
-    with on_device(model_a, dev), _restored(model_a):
+    with on_device(model_a, dev), _channels_last(model_a, data, channels_last), _restored(model_a):
         model_a.eval()
         ref_a = _evaluate(model_a, objs, data)
         pairs = [(t, t.detach().clone(), tensors_b[name].detach().to(dev).clone()) for name, t in names_a]

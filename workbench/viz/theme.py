@@ -38,10 +38,26 @@ ROLE_COLORS = {"teacher": TEACHER_COLOR, "student": STUDENT_COLOR, "scratch": SC
 
 #: qualitative palette for classes (cycled when there are more classes than colours)
 CLASS_PALETTE = (
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e",
-    "#e6ab02", "#a6761d", "#666666", "#8dd3c7", "#fb8072",
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+    "#a6761d",
+    "#666666",
+    "#8dd3c7",
+    "#fb8072",
 )
 
 DIVERGING_SCALE = "RdBu_r"
@@ -81,12 +97,11 @@ def class_labels(num_classes: int, class_names: Sequence[str] | None = None) -> 
 def style_figure(
     fig: go.Figure, title: str | None = None, *, height: int | None = None, width: int | None = None
 ) -> go.Figure:
-    """Apply the house layout (white template, font, margins, legend on top) and the title; return ``fig``."""
+    """Apply the house layout (white template, font, margins) and the title; return ``fig``."""
     fig.update_layout(
         template="plotly_white",
         font=_FONT,
         margin={"l": 60, "r": 30, "t": 80 if title else 50, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0.0},
         hoverlabel={"font_size": 11},
     )
     if title is not None:
