@@ -55,7 +55,10 @@ OBJECTIVES: dict[str, tuple[float, float, dict[str, Any]]] = {
 }
 
 DATASETS = {
-    "fashion-mnist": {"data": {"dataset": "fashion-mnist", "batch_size": 64}, "teacher": "shipped:fashion-mnist"},
+    "fashion-mnist": {
+        "data": {"dataset": "fashion-mnist", "batch_size": 64},
+        "teacher": "shipped:fashion-mnist",
+    },
     "shapes": {
         "data": {"dataset": "shapes", "batch_size": 64, "options": {"confounding": 0.9, "seed": 0}},
         "teacher": "shipped:shapes",
@@ -69,7 +72,9 @@ def method_entry(name: str) -> dict[str, Any]:
     return {"ce_weight": ce, "methods": [{"name": name, "weight": weight, "params": params}]}
 
 
-def sweep_for(dataset: str, methods: list[str], epochs: int, seeds: list[int], backend: str, workers: int) -> SweepSpec:
+def sweep_for(
+    dataset: str, methods: list[str], epochs: int, seeds: list[int], backend: str, workers: int
+) -> SweepSpec:
     spec = DATASETS[dataset]
     base = {
         "kind": "distill",
@@ -119,7 +124,10 @@ def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
                 "background; the test split is not confounded). The teacher was trained without the confounder.",
                 "",
             ]
-        lines += ["| method | objective | test acc (%) | agreement (%) | s / epoch |", "|---|---|---|---|---|"]
+        lines += [
+            "| method | objective | test acc (%) | agreement (%) | s / epoch |",
+            "|---|---|---|---|---|",
+        ]
         base = next((r for r in rows if r["method"] == "none"), None)
         for r in rows:
             ce, w, _ = OBJECTIVES[r["method"]]
@@ -130,7 +138,11 @@ def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
             )
         if base is not None:
             kd = next((r for r in rows if r["method"] == "kd"), None)
-            beat = [r["method"] for r in rows if r["test_acc_mean"] > base["test_acc_mean"] and r["method"] != "none"]
+            beat = [
+                r["method"]
+                for r in rows
+                if r["test_acc_mean"] > base["test_acc_mean"] and r["method"] != "none"
+            ]
             lines += [""]
             if kd is not None:
                 gain = 100 * (kd["test_acc_mean"] - base["test_acc_mean"])
@@ -159,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     tables: dict[str, list[dict[str, Any]]] = {}
     for dataset in args.datasets:
         spec = sweep_for(dataset, methods, args.epochs, args.seeds, args.backend, args.workers)
-        outcomes = run_sweep(spec, store, on_trial=lambda o: print(f"{o.trial.group[:60]} seed {o.trial.seed}: {o.status} {o.summary.get('test_acc')}", flush=True))
+        outcomes = run_sweep(
+            spec,
+            store,
+            on_trial=lambda o: print(
+                f"{o.trial.group[:60]} seed {o.trial.seed}: {o.status} {o.summary.get('test_acc')}",
+                flush=True,
+            ),
+        )
         rows = summarize(outcomes)
         for r in rows:
             r["method"] = r["distill"]["methods"][0]["name"]

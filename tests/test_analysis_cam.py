@@ -39,8 +39,11 @@ class GapNet(nn.Module):
     def __init__(self, in_ch: int = 2, mid: int = 6, k: int = 5, classes: int = 4, inplace: bool = False):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_ch, mid, 3, padding=1), nn.BatchNorm2d(mid), nn.ReLU(inplace=inplace),
-            nn.Conv2d(mid, k, 3, padding=1), nn.ReLU(inplace=inplace),
+            nn.Conv2d(in_ch, mid, 3, padding=1),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=inplace),
+            nn.Conv2d(mid, k, 3, padding=1),
+            nn.ReLU(inplace=inplace),
         )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(k, classes)
@@ -75,7 +78,9 @@ def _gapnet(seed: int = 0, **kw) -> GapNet:
     return model.eval()
 
 
-def _linear(c: int = 2, h: int = 4, w: int = 4, k: int = 3, seed: int = 0, positive: bool = False) -> nn.Module:
+def _linear(
+    c: int = 2, h: int = 4, w: int = 4, k: int = 3, seed: int = 0, positive: bool = False
+) -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, k))
     if positive:
@@ -144,15 +149,18 @@ def test_layercam_and_gradcam_plus_plus_closed_forms_for_gap_heads():
     acts = _acts(model, x).double()
     g = (model.fc.weight.detach()[target] / 64.0).double()  # (B, K), constant over positions
     layer = compute_cams(model, x, method="layercam", target=target)
-    np.testing.assert_allclose(layer.raw, torch.einsum("bkhw,bk->bhw", acts, g.clamp_min(0)).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layer.raw, torch.einsum("bkhw,bk->bhw", acts, g.clamp_min(0)).numpy(), rtol=1e-5, atol=1e-6
+    )
     # Grad-CAM++: alpha_k = g^2 / (2 g^2 + S_k g^3), S_k = sum_ij A_kij; w_k = HW * alpha_k * relu(g)
     s = acts.sum(dim=(2, 3))
     denom = 2 * g**2 + s * g**3
     alpha = torch.where(denom != 0, g**2 / denom, torch.zeros_like(denom))
     weights = 64.0 * alpha * g.clamp_min(0)
     plus = compute_cams(model, x, method="gradcam++", target=target)
-    np.testing.assert_allclose(plus.raw, torch.einsum("bkhw,bk->bhw", acts, weights).numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        plus.raw, torch.einsum("bkhw,bk->bhw", acts, weights).numpy(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_cam_refuses_a_layer_that_is_not_pooled_into_the_classifier():
@@ -197,7 +205,7 @@ def test_eigencam_matches_the_singular_vector_projection():
     acts = _acts(model, x).double().numpy()
     res = compute_cams(model, x, method="eigencam")
     for i in range(3):
-        o = acts[i].reshape(acts.shape[1], -1).T                # (H*W, K), not centred
+        o = acts[i].reshape(acts.shape[1], -1).T  # (H*W, K), not centred
         _, _, vt = np.linalg.svd(o, full_matrices=False)
         proj = o @ vt[0]
         proj = proj if proj.sum() >= 0 else -proj
@@ -264,7 +272,7 @@ def test_batched_gradcam_equals_per_image_captum_on_a_zoo_model():
     layer = dict(model.named_modules())[res.layer]
     for i in range(6):
         gc = LayerGradCam(model, layer)
-        ref = gc.attribute(x[i:i + 1], target=int(res.targets[i]), relu_attributions=True)
+        ref = gc.attribute(x[i : i + 1], target=int(res.targets[i]), relu_attributions=True)
         up = F.interpolate(ref, size=(32, 32), mode="bilinear")[0, 0]
         norm = (up - up.min()) / (up.max() - up.min())
         assert np.abs(res.maps[i] - norm.detach().numpy()).max() < 1e-5
@@ -280,7 +288,7 @@ def test_maps_do_not_depend_on_the_batch(method):
     model = _gapnet(5)
     x = torch.randn(5, 2, 8, 8)
     together = compute_cams(model, x, method=method, target=1, batch_size=5)
-    alone = [compute_cams(model, x[i:i + 1], method=method, target=1).raw for i in range(5)]
+    alone = [compute_cams(model, x[i : i + 1], method=method, target=1).raw for i in range(5)]
     np.testing.assert_allclose(together.raw, np.concatenate(alone), rtol=1e-5, atol=1e-6)
 
 
@@ -350,7 +358,7 @@ def test_compare_maps_hand_values():
     # average ranks of a: 1, 2.5, 2.5, 4 -> Spearman 3 / sqrt(10); Pearson equals it here too
     assert out["spearman"][0] == pytest.approx(3 / math.sqrt(10))
     assert out["pearson"][0] == pytest.approx(3 / math.sqrt(10))
-    same = compare_maps(b, b ** 3, top_k=0.25)
+    same = compare_maps(b, b**3, top_k=0.25)
     assert same["spearman"][0] == pytest.approx(1.0) and same["pearson"][0] < 0.99
     c = torch.tensor([[[4.0, 3.0, 1.0, 0.0]]])
     d = torch.tensor([[[0.0, 4.0, 3.0, 1.0]]])
@@ -399,9 +407,9 @@ def test_pointing_game_and_context_reliance_on_hand_made_maps():
     masks = torch.zeros(3, 6, 6, dtype=torch.bool)
     masks[:, 1:4, 2:5] = True
     maps = torch.zeros(3, 6, 6)
-    maps[0, 1:4, 2:5] = 1.0          # all energy inside
-    maps[1, 5, :] = 1.0              # all energy outside
-    maps[2, 2, 3] = 3.0              # 3 inside, 1 outside -> 0.75
+    maps[0, 1:4, 2:5] = 1.0  # all energy inside
+    maps[1, 5, :] = 1.0  # all energy outside
+    maps[2, 2, 3] = 3.0  # 3 inside, 1 outside -> 0.75
     maps[2, 0, 0] = 1.0
     res = localization_metrics(maps, masks)
     np.testing.assert_allclose(res.energy_in_mask, [1.0, 0.0, 0.75])
@@ -412,10 +420,10 @@ def test_pointing_game_and_context_reliance_on_hand_made_maps():
 
 def test_gt_known_localization_boxes():
     maps = torch.zeros(3, 10, 10)
-    maps[0, 2:5, 3:8] = 1.0                               # exactly the box -> IoU 1
-    maps[1, 1:4, 1:4] = 1.0                               # big blob ...
-    maps[1, 8, 8] = 0.9                                   # ... and a small separate one
-    maps[2, 0:5, 0:5] = 0.1                               # below 0.2 * max: ignored
+    maps[0, 2:5, 3:8] = 1.0  # exactly the box -> IoU 1
+    maps[1, 1:4, 1:4] = 1.0  # big blob ...
+    maps[1, 8, 8] = 0.9  # ... and a small separate one
+    maps[2, 0:5, 0:5] = 0.1  # below 0.2 * max: ignored
     maps[2, 6:8, 6:8] = 1.0
     boxes = torch.tensor([[3.0, 2.0, 8.0, 5.0], [1.0, 1.0, 4.0, 4.0], [6.0, 6.0, 8.0, 8.0]])
     res = localization_metrics(maps, boxes=boxes, threshold=0.2)
@@ -451,8 +459,8 @@ def test_deletion_and_insertion_of_a_linear_model_follow_its_contributions():
     model = _linear(c, h, w, k=2, seed=3, positive=True)
     x = torch.rand(2, c, h, w) + 0.1
     weight, bias = model[1].weight.detach()[0], model[1].bias.detach()[0]
-    contrib = (weight.view(1, c, h, w) * x)[:, 0]           # (N, H, W), all positive
-    steps = h * w                                           # one pixel per step
+    contrib = (weight.view(1, c, h, w) * x)[:, 0]  # (N, H, W), all positive
+    steps = h * w  # one pixel per step
     dele = faithfulness(model, x, contrib, 0, mode="deletion", steps=steps, score="logit")
     ins = faithfulness(model, x, contrib, 0, mode="insertion", steps=steps, score="logit", baseline="zeros")
     flat = contrib.reshape(2, -1).sort(dim=1, descending=True).values.double()
@@ -503,15 +511,29 @@ def _calls() -> list:
     labels = torch.tensor([0, 1, 2])
     maps = torch.rand(3, 8, 8)
     calls = [
-        (f"compute_cams[{m}]", lambda model, m=m: compute_cams(
-            model, x, method=m, target="label", labels=labels, ig_steps=2, smoothgrad_samples=2,
-            occlusion_window=4, occlusion_stride=4))
+        (
+            f"compute_cams[{m}]",
+            lambda model, m=m: compute_cams(
+                model,
+                x,
+                method=m,
+                target="label",
+                labels=labels,
+                ig_steps=2,
+                smoothgrad_samples=2,
+                occlusion_window=4,
+                occlusion_stride=4,
+            ),
+        )
         for m in CAM_METHODS
     ]
     calls += [
         ("compare_cams", lambda model: compare_cams(model, model, x, labels, method="gradcam++")),
         ("faithfulness", lambda model: faithfulness(model, x, maps, labels, steps=2)),
-        ("cross_faithfulness", lambda model: cross_faithfulness(model, model, x, maps, maps, labels, steps=2)),
+        (
+            "cross_faithfulness",
+            lambda model: cross_faithfulness(model, model, x, maps, maps, labels, steps=2),
+        ),
     ]
     return calls
 

@@ -163,8 +163,13 @@ def test_softness_entropy_and_matched_depth():
 def test_report_text_and_dict():
     f = check_calibration(0.02, 0.12, 0.95, 0.85)
     assert f is not None
-    report = DoctorReport([f], {"calibration": {}, "capacity_gap": {}}, {"sharpness": "no scratch"}, TH,
-                          {"run": "r1", "n_samples": 10})
+    report = DoctorReport(
+        [f],
+        {"calibration": {}, "capacity_gap": {}},
+        {"sharpness": "no scratch"},
+        TH,
+        {"run": "r1", "n_samples": 10},
+    )
     text = report.to_text()
     assert "1. [" in text and f.title in text and "view: reliability_diagrams(agreement)" in text
     assert "Passed: capacity_gap" in text and "sharpness: no scratch" in text
@@ -190,7 +195,9 @@ def _cfg(**over):
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    teacher = Trainer(_cfg(kind="teacher", model={"name": "mlp", "kwargs": {"hidden": [64]}}), dataset=digits).run()
+    teacher = Trainer(
+        _cfg(kind="teacher", model={"name": "mlp", "kwargs": {"hidden": [64]}}), dataset=digits
+    ).run()
     # a deliberately mis-weighted student: the KD term is scaled by 0.001, so it vanishes next to CE
     sick = Trainer(
         _cfg(kind="distill", distill={"methods": "0.001*kd"}, train={"epochs": 2, "max_steps": 30}),
@@ -202,15 +209,26 @@ def trained(digits):
 
 
 def _hooks(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
 
 
 def test_diagnose_models_end_to_end_on_digits(digits, trained):
     teacher, sick, scratch = trained
     student = sick.student
     student.train()
-    report = diagnose_models(teacher, student, digits, history=sick.history, scratch=scratch, temperature=4.0,
-                             n_samples=300, hessian_samples=128, hessian_iters=10)
+    report = diagnose_models(
+        teacher,
+        student,
+        digits,
+        history=sick.history,
+        scratch=scratch,
+        temperature=4.0,
+        n_samples=300,
+        hessian_samples=128,
+        hessian_iters=10,
+    )
     assert student.training and not teacher.training  # modes restored
     assert _hooks(student) == 0 and _hooks(teacher) == 0
     assert report.meta["n_samples"] == 300 and report.meta["dataset"] == "digits"
@@ -276,10 +294,13 @@ def test_diagnose_a_stored_run(digits, tmp_path):
         distill={"methods": [{"name": "kd", "params": {"temperature": 3.0}}]},
     )
     s_id = Trainer(kd, dataset=digits, store=store, run_id="kd-run").run().run_id
-    scratch_id = Trainer(_cfg(train={"epochs": 1}), dataset=digits, store=store, run_id="scratch-run").run().run_id
+    scratch_id = (
+        Trainer(_cfg(train={"epochs": 1}), dataset=digits, store=store, run_id="scratch-run").run().run_id
+    )
 
-    report = diagnose(s_id, runs_root=store.root, scratch_run=scratch_id, n_samples=200, hessian_iters=5,
-                      hessian_samples=64)
+    report = diagnose(
+        s_id, runs_root=store.root, scratch_run=scratch_id, n_samples=200, hessian_iters=5, hessian_samples=64
+    )
     assert report.meta["run"] == "kd-run" and report.meta["teacher_source"] == "run:teacher-run"
     assert report.meta["temperature"] == 3.0 and report.meta["methods"] == "kd"
     assert "sharpness" in report.evidence and "loss_balance" in report.evidence

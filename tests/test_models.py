@@ -245,10 +245,14 @@ def test_family_knobs_change_the_architecture():
     create_model("resnet8x4", channels=[32, 64, 128, 256])
 
 
-def test_vit_accepts_other_input_sizes():
+def test_vit_patch_sizes_and_other_input_sizes():
+    vit7 = create_model("vit_tiny", image_size=28, patch_size=7).eval()
+    with torch.inference_mode(), FeatureTaps(vit7, ["norm"]) as taps:
+        assert vit7(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert taps["norm"].shape == (2, 16, 64)  # a 4x4 grid of 7x7 patches
     vit = create_model("vit_tiny", image_size=28, patch_size=4).eval()
     with torch.inference_mode():
-        assert vit(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+        assert vit(torch.randn(2, 1, 32, 32)).shape == (2, 10)  # position embeddings resized
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,12 @@ def test_expand_grid_times_seeds(tmp_path):
     trials = expand_trials(load_sweep(_sweep_file(tmp_path)))
     assert len(trials) == 4
     assert len({t.key for t in trials}) == 4
-    assert sorted((t.params["optim.lr"], t.seed) for t in trials) == [(0.003, 0), (0.003, 1), (0.01, 0), (0.01, 1)]
+    assert sorted((t.params["optim.lr"], t.seed) for t in trials) == [
+        (0.003, 0),
+        (0.003, 1),
+        (0.01, 0),
+        (0.01, 1),
+    ]
     assert all(t.config.links == {"sweep": "t", "trial": t.key} for t in trials)
     assert {t.config.optim.lr for t in trials} == {0.003, 0.01}
 
@@ -71,7 +76,9 @@ def test_summary_mean_and_std_by_hand():
 
     accs = {("a", 0): 0.5, ("a", 1): 0.7, ("b", 0): 0.9}
     outcomes = [
-        TrialOutcome(T(g, s), f"r{g}{s}", "completed", {"test_acc": v, "seconds": 4.0, "epochs_done": 2}, False)
+        TrialOutcome(
+            T(g, s), f"r{g}{s}", "completed", {"test_acc": v, "seconds": 4.0, "epochs_done": 2}, False
+        )
         for (g, s), v in accs.items()
     ]
     outcomes.append(TrialOutcome(T("b", 1), "rb1", "failed", {}, False))
@@ -111,7 +118,17 @@ def test_ray_backend_on_a_local_instance(tmp_path):
 def test_cli_sweep(tmp_path):
     from workbench.cli import app
 
-    res = CliRunner().invoke(app, ["sweep", str(_sweep_file(tmp_path, seeds=[0])), "-w", str(tmp_path / "ws"), "--csv", str(tmp_path / "s.csv")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(_sweep_file(tmp_path, seeds=[0])),
+            "-w",
+            str(tmp_path / "ws"),
+            "--csv",
+            str(tmp_path / "s.csv"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "s.csv").read_text().count("\n") == 3  # header + 2 grid points
     res = CliRunner().invoke(app, ["sweep", str(tmp_path / "missing.yaml")])

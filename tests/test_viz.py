@@ -352,8 +352,20 @@ def test_embedding_scatter_one_trace_per_class_and_model():
     labels = np.array([0, 2, 0, 2, 2])
     ca = np.arange(10, dtype=np.float64).reshape(5, 2)
     cb = -ca
-    res = EmbeddingResult(ca, cb, labels, np.arange(5), "pca", "pool", "pool", True,
-                          np.array([0.5, 0.25]), np.array([0.6, 0.2]), "teacher", "student")
+    res = EmbeddingResult(
+        ca,
+        cb,
+        labels,
+        np.arange(5),
+        "pca",
+        "pool",
+        "pool",
+        True,
+        np.array([0.5, 0.25]),
+        np.array([0.6, 0.2]),
+        "teacher",
+        "student",
+    )
     fig = viz.embedding_scatter(res, class_names=["zero", "one", "two"])
     assert len(fig.data) == 4  # classes 0 and 2, in both panels
     np.testing.assert_array_equal(fig.data[0].x, [0.0, 4.0])  # class 0 in a: rows 0 and 2
@@ -371,8 +383,16 @@ def plane() -> LandscapeResult:
     alphas, betas = np.array([-1.0, 0.0, 1.0]), np.array([-0.5, 0.5])
     ce = alphas[:, None] ** 2 + 2 * betas[None, :] ** 2  # (3, 2): values[i, j] at alphas[i], betas[j]
     acc = 1.0 - ce / 10
-    return LandscapeResult("2d", alphas, betas, {"cross_entropy": ce, "accuracy": acc}, 10, "eval", 0,
-                           {"model": {"cross_entropy": 0.1, "accuracy": 0.99}})
+    return LandscapeResult(
+        "2d",
+        alphas,
+        betas,
+        {"cross_entropy": ce, "accuracy": acc},
+        10,
+        "eval",
+        0,
+        {"model": {"cross_entropy": 0.1, "accuracy": 0.99}},
+    )
 
 
 def test_landscape_surface_and_contours_transpose_to_alpha_on_x(plane):
@@ -395,16 +415,32 @@ def test_landscape_surface_and_contours_transpose_to_alpha_on_x(plane):
 
 def test_landscape_lines_interpolation_and_comparison():
     alphas = np.linspace(-1, 1, 5)
-    line = LandscapeResult("1d", alphas, None, {"cross_entropy": alphas**2, "accuracy": 1 - alphas**2}, 8,
-                           "eval", 0, {"model": {"cross_entropy": 0.0, "accuracy": 1.0}})
+    line = LandscapeResult(
+        "1d",
+        alphas,
+        None,
+        {"cross_entropy": alphas**2, "accuracy": 1 - alphas**2},
+        8,
+        "eval",
+        0,
+        {"model": {"cross_entropy": 0.0, "accuracy": 1.0}},
+    )
     fig = viz.landscape_lines(line)
     assert _types(fig) == ["scatter"] * 4
     np.testing.assert_array_equal(fig.data[2].y, 1 - alphas**2)
     assert list(fig.data[1].x) == [0.0] and list(fig.data[1].y) == [0.0]
 
     ts = np.linspace(0, 1, 3)
-    path = LandscapeResult("interpolation", ts, None, {"cross_entropy": np.array([0.2, 0.9, 0.3])}, 8,
-                           "recompute", None, {"model_a": {"cross_entropy": 0.25}, "model_b": {"cross_entropy": 0.35}})
+    path = LandscapeResult(
+        "interpolation",
+        ts,
+        None,
+        {"cross_entropy": np.array([0.2, 0.9, 0.3])},
+        8,
+        "recompute",
+        None,
+        {"model_a": {"cross_entropy": 0.25}, "model_b": {"cross_entropy": 0.35}},
+    )
     interp = viz.interpolation_curves(path, names=("student", "teacher"))
     assert _types(interp) == ["scatter", "scatter"]
     np.testing.assert_array_equal(interp.data[0].y, [0.2, 0.9, 0.3])
@@ -424,13 +460,28 @@ def test_difficulty_scatter_highlights_the_selected_samples():
     td = np.array([0.05, 0.1, 0.9, 0.15])
     sd = np.array([0.8, 0.2, 0.95, 0.6])
     res = DifficultyResult(
-        n_samples=4, num_classes=2, labels=np.array([0, 1, 1, 0]), teacher_pred=np.zeros(4, dtype=np.int64),
-        student_pred=np.zeros(4, dtype=np.int64), teacher_loss=-np.log1p(-td), student_loss=-np.log1p(-sd),
-        teacher_difficulty=td, student_difficulty=sd, relative=sd - td, order=np.array([0, 3, 1, 2]),
-        selected=np.array([0, 3]), teacher_easy=0.2, student_hard=0.5, quadrants=np.array([[1, 2], [0, 1]]),
-        difficulty_spearman=0.4, class_counts=np.array([2, 2]), per_class_teacher_loss=np.zeros(2),
-        per_class_student_loss=np.zeros(2), per_class_teacher_difficulty=np.array([0.1, 0.5]),
-        per_class_student_difficulty=np.array([0.7, 0.575]), per_class_relative=np.zeros(2),
+        n_samples=4,
+        num_classes=2,
+        labels=np.array([0, 1, 1, 0]),
+        teacher_pred=np.zeros(4, dtype=np.int64),
+        student_pred=np.zeros(4, dtype=np.int64),
+        teacher_loss=-np.log1p(-td),
+        student_loss=-np.log1p(-sd),
+        teacher_difficulty=td,
+        student_difficulty=sd,
+        relative=sd - td,
+        order=np.array([0, 3, 1, 2]),
+        selected=np.array([0, 3]),
+        teacher_easy=0.2,
+        student_hard=0.5,
+        quadrants=np.array([[1, 2], [0, 1]]),
+        difficulty_spearman=0.4,
+        class_counts=np.array([2, 2]),
+        per_class_teacher_loss=np.zeros(2),
+        per_class_student_loss=np.zeros(2),
+        per_class_teacher_difficulty=np.array([0.1, 0.5]),
+        per_class_student_difficulty=np.array([0.7, 0.575]),
+        per_class_relative=np.zeros(2),
         per_class_selected=np.array([2, 0]),
     )
     fig = viz.difficulty_scatter(res, ["x", "y"])
@@ -447,25 +498,48 @@ def test_difficulty_scatter_highlights_the_selected_samples():
 
 # ---- training -------------------------------------------------------------------------------------
 HISTORY = [
-    {"epoch": 1, "test_acc": 0.5, "train_acc": 0.4, "agreement": 0.6, "kl_teacher_student": 0.9, "ece": 0.2,
-     "loss/ce": 1.0, "loss/kd": 2.0},
-    {"epoch": 2, "test_acc": 0.7, "train_acc": 0.8, "agreement": 0.8, "kl_teacher_student": 0.5, "ece": 0.1,
-     "loss/ce": 0.5, "loss/kd": 1.5},
+    {
+        "epoch": 1,
+        "test_acc": 0.5,
+        "train_acc": 0.4,
+        "agreement": 0.6,
+        "kl_teacher_student": 0.9,
+        "ece": 0.2,
+        "loss/ce": 1.0,
+        "loss/kd": 2.0,
+    },
+    {
+        "epoch": 2,
+        "test_acc": 0.7,
+        "train_acc": 0.8,
+        "agreement": 0.8,
+        "kl_teacher_student": 0.5,
+        "ece": 0.1,
+        "loss/ce": 0.5,
+        "loss/kd": 1.5,
+    },
 ]
 
 
 def test_training_curves_from_a_metrics_mapping():
     metrics = {"epochs": HISTORY, "summary": {}, "teacher": {"teacher_test_acc": 0.9}}
     fig = viz.training_curves(metrics)
-    assert [t.name for t in fig.data] == ["student test", "student train", "agreement", "KL", "student ECE",
-                                          "teacher test"]
+    assert [t.name for t in fig.data] == [
+        "student test",
+        "student train",
+        "agreement",
+        "KL",
+        "student ECE",
+        "teacher test",
+    ]
     np.testing.assert_array_equal(fig.data[0].y, [0.5, 0.7])
     np.testing.assert_array_equal(fig.data[3].y, [0.9, 0.5])
     np.testing.assert_array_equal(fig.data[0].x, [1, 2])
     assert list(fig.data[5].y) == [0.9, 0.9]
     # a scratch run logs no agreement or KL: those series are simply absent
-    plain = viz.training_curves([{k: v for k, v in e.items() if k not in ("agreement", "kl_teacher_student")}
-                                 for e in HISTORY])
+    plain = viz.training_curves(
+        [{k: v for k, v in e.items() if k not in ("agreement", "kl_teacher_student")} for e in HISTORY]
+    )
     assert [t.name for t in plain.data] == ["student test", "student train", "student ECE"]
 
     class FakeRun:
@@ -499,13 +573,35 @@ def test_metric_series_numbers_epochs_when_missing():
 # ---- doctor ---------------------------------------------------------------------------------------
 def _report(agreement: AgreementResult) -> DoctorReport:
     findings = [
-        Finding("calibration", "Student is overconfident", 0.8, {"teacher_ece": 0.02, "student_ece": 0.2},
-                "why", "try", "reliability_diagrams", "agreement"),
-        Finding("dark_knowledge", "Dark knowledge lost", 0.6, {"classes": ["1"], "worst": -1.0},
-                "why", "try", "rank_correlation_bars", "agreement"),
+        Finding(
+            "calibration",
+            "Student is overconfident",
+            0.8,
+            {"teacher_ece": 0.02, "student_ece": 0.2},
+            "why",
+            "try",
+            "reliability_diagrams",
+            "agreement",
+        ),
+        Finding(
+            "dark_knowledge",
+            "Dark knowledge lost",
+            0.6,
+            {"classes": ["1"], "worst": -1.0},
+            "why",
+            "try",
+            "rank_correlation_bars",
+            "agreement",
+        ),
     ]
-    return DoctorReport(findings, {"calibration": {}}, {"sharpness": "no scratch"}, DoctorThresholds(),
-                        {"run": "r1"}, {"agreement": agreement})
+    return DoctorReport(
+        findings,
+        {"calibration": {}},
+        {"sharpness": "no scratch"},
+        DoctorThresholds(),
+        {"run": "r1"},
+        {"agreement": agreement},
+    )
 
 
 def test_findings_table_bars_and_finding_figure(agreement):
@@ -513,8 +609,14 @@ def test_findings_table_bars_and_finding_figure(agreement):
     table = viz.findings_table(report)
     assert _types(table) == ["table"]
     cells = table.data[0].cells.values
-    assert list(cells[0]) == ["1", "2"] and list(cells[1]) == ["Student is overconfident", "Dark knowledge lost"]
-    assert list(cells[2]) == ["0.80", "0.60"] and list(cells[5]) == ["reliability_diagrams", "rank_correlation_bars"]
+    assert list(cells[0]) == ["1", "2"] and list(cells[1]) == [
+        "Student is overconfident",
+        "Dark knowledge lost",
+    ]
+    assert list(cells[2]) == ["0.80", "0.60"] and list(cells[5]) == [
+        "reliability_diagrams",
+        "rank_correlation_bars",
+    ]
     assert "student_ece: 0.2" in cells[3][0]
     bars = viz.findings_bars(report)
     assert list(bars.data[0].x) == [0.8, 0.6] and bars.data[0].orientation == "h"

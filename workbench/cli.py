@@ -135,7 +135,9 @@ def models_list(
     if dataset not in infos:
         raise ValueError(f"--dataset: unknown name {dataset!r}; known: {', '.join(infos)}")
     if not infos[dataset].shape_known:
-        raise ValueError(f"--dataset: {dataset!r} takes its image shape from your files; pick another to size the models")
+        raise ValueError(
+            f"--dataset: {dataset!r} takes its image shape from your files; pick another to size the models"
+        )
     shape = tuple(infos[dataset].image_shape)
     table = Table("name", "family", "params", "MFLOPs", "description")
     for spec in describe_models():
@@ -197,7 +199,10 @@ def _train(kind: str, config: Path | None, overrides: list[str], workspace: Path
         if any(m.name in CHAIN_METHODS for m in cfg.distill.methods):
             results = run_chain(cfg, store, subscribers)  # ban / takd: linked runs, one per link
             for r in results[:-1]:
-                out.print(f"run {r.run_id} {r.status}: test acc {_fmt(r.summary.get('test_acc'), True)}", highlight=False)
+                out.print(
+                    f"run {r.run_id} {r.status}: test acc {_fmt(r.summary.get('test_acc'), True)}",
+                    highlight=False,
+                )
             result = results[-1]
         else:
             result = Trainer(cfg, store=store, subscribers=subscribers).run()
@@ -385,6 +390,38 @@ def runs_rm(
         typer.confirm(f"delete {len(runs)} run(s)?", abort=True)
     for r in runs:
         out.print(f"deleted {store.delete(r.id)}")
+
+
+# ---- doctor -------------------------------------------------------------------------------
+@app.command("doctor")
+@friendly
+def doctor(
+    run_id: str = typer.Argument(..., help="the student run to examine (a unique part of its id is enough)"),
+    workspace: Path | None = WorkspaceOpt,
+    scratch: str | None = typer.Option(
+        None, "--scratch", help="a scratch-student run to compare sharpness with"
+    ),
+    teacher: str | None = typer.Option(
+        None, "--teacher", help="override the run's teacher: shipped:NAME or run:ID"
+    ),
+    samples: int = typer.Option(1000, "--samples", help="test images the analyses use"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Diagnose a student: ranked findings with evidence, explanation and a next experiment."""
+    from workbench.analysis.doctor import diagnose
+    from workbench.runs import RunStore
+
+    store = RunStore(workspace)
+    run = store.load(run_id)
+    scratch_run = store.load(scratch) if scratch else None
+    with err.status(f"examining {run.id} ..."):
+        report = diagnose(
+            run, teacher=teacher, scratch_run=scratch_run, n_samples=samples, runs_root=str(store.root)
+        )
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        out.print(report.to_text(), markup=False, highlight=False)
 
 
 # ---- sweeps -------------------------------------------------------------------------------

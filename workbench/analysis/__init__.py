@@ -38,6 +38,18 @@ from workbench.analysis.cam import (
     localization_metrics,
 )
 from workbench.analysis.difficulty import DifficultyResult, difficulty_from_logits, difficulty_report
+from workbench.analysis.doctor import (
+    RULES,
+    DoctorError,
+    DoctorReport,
+    DoctorThresholds,
+    Finding,
+    SoftnessResult,
+    diagnose,
+    diagnose_models,
+    rank_findings,
+    softness_from_logits,
+)
 from workbench.analysis.landscape import (
     BN_MODES,
     HessianEigenResult,
@@ -65,6 +77,16 @@ from workbench.analysis.similarity import (
 )
 
 __all__ = [
+    "RULES",
+    "DoctorError",
+    "DoctorReport",
+    "DoctorThresholds",
+    "Finding",
+    "SoftnessResult",
+    "diagnose",
+    "diagnose_models",
+    "rank_findings",
+    "softness_from_logits",
     "BN_MODES",
     "CAM_METHODS",
     "GALLERY_CATEGORIES",

@@ -83,8 +83,9 @@ def scorecam_masks(acts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     lo = flat.amin(dim=2, keepdim=True)
     hi = flat.amax(dim=2, keepdim=True)
     span = hi - lo
-    norm = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)),
-                       torch.zeros_like(flat))
+    norm = torch.where(
+        span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat)
+    )
     return norm.reshape(up.shape)
 
 

@@ -145,8 +145,11 @@ def energy_share(maps: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     m = maps.to(torch.float64).clamp_min(0.0)
     total = m.sum(dim=(1, 2))
     inside = (m * region).sum(dim=(1, 2))
-    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
-                       torch.full_like(total, math.nan))
+    return torch.where(
+        total > 0,
+        inside / torch.where(total > 0, total, torch.ones_like(total)),
+        torch.full_like(total, math.nan),
+    )
 
 
 def trapezoid_auc(fractions: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

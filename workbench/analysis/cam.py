@@ -303,10 +303,12 @@ class CrossFaithfulnessResult:
 
     def auc_matrix(self) -> np.ndarray:
         """Mean AUCs ``(2, 2)``: rows = scoring model (teacher, student), columns = map (teacher, student)."""
-        return np.array([
-            [self.teacher_map_on_teacher.mean_auc, self.student_map_on_teacher.mean_auc],
-            [self.teacher_map_on_student.mean_auc, self.student_map_on_student.mean_auc],
-        ])
+        return np.array(
+            [
+                [self.teacher_map_on_teacher.mean_auc, self.student_map_on_teacher.mean_auc],
+                [self.teacher_map_on_student.mean_auc, self.student_map_on_student.mean_auc],
+            ]
+        )
 
 
 # ---- small helpers ------------------------------------------------------------------------------
@@ -353,7 +355,9 @@ def _check_map_stack(maps: object, name: str) -> torch.Tensor:
     if t.ndim == 4 and t.shape[1] == 1:
         t = t[:, 0]
     if t.ndim != 3 or t.shape[0] == 0:
-        raise AnalysisError(f"{name}: expected a non-empty stack of maps (N, H, W), got shape {tuple(t.shape)}")
+        raise AnalysisError(
+            f"{name}: expected a non-empty stack of maps (N, H, W), got shape {tuple(t.shape)}"
+        )
     return _check_maps(t, int(t.shape[0]), (int(t.shape[1]), int(t.shape[2])), name)
 
 
@@ -420,8 +424,9 @@ def _layer_output_ndim(model: nn.Module, layer: str, probe: torch.Tensor) -> int
 
 
 # ---- per-method batch computations (return raw maps (B, h, w) and, for pixel methods, attributions)
-def _gradient_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, method: str,
-                    use_captum_gradcam: bool) -> torch.Tensor:
+def _gradient_batch(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, method: str, use_captum_gradcam: bool
+) -> torch.Tensor:
     """One forward + one backward for the whole batch: captum's ``LayerGradCam`` for Grad-CAM on
     a 4-D map; otherwise captum's layer gradients (``LayerGradientXActivation`` without the
     multiplication) with the activations of the same pass captured by a feature tap."""
@@ -469,8 +474,9 @@ def _cam_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, h
     return kernels.class_activation_map(grid, weight.detach()[t])
 
 
-def _score_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, batch_size: int,
-                 base_probs: torch.Tensor) -> torch.Tensor:
+def _score_batch(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, batch_size: int, base_probs: torch.Tensor
+) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020, eq. 6-7): ``alpha_k = p_c(X * M_k) - p_c(X_b)`` with the zero
     (mean) image as baseline ``X_b``; map ``= sum_k alpha_k A_k``. The ``B*K`` masked images (and
     their masks) are built in chunks of ``batch_size`` by index arithmetic (no per-image loop)."""
@@ -491,8 +497,9 @@ def _score_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str,
     return (alpha.to(grid.dtype).view(b, k, 1, 1) * grid).sum(dim=1)
 
 
-def _pixel_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, method: str, batch_size: int,
-                 opts: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def _pixel_batch(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor, method: str, batch_size: int, opts: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
     b, c = x.shape[:2]
     if method == "integrated_gradients":
         attr = IntegratedGradients(model).attribute(
@@ -506,29 +513,49 @@ def _pixel_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, method: str
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(opts["smoothgrad_seed"])
             attr = NoiseTunnel(Saliency(model)).attribute(
-                x, nt_type="smoothgrad", nt_samples=opts["smoothgrad_samples"],
-                nt_samples_batch_size=max(1, batch_size // b), stdevs=opts["smoothgrad_stdev"],
-                target=t, abs=True,
+                x,
+                nt_type="smoothgrad",
+                nt_samples=opts["smoothgrad_samples"],
+                nt_samples_batch_size=max(1, batch_size // b),
+                stdevs=opts["smoothgrad_stdev"],
+                target=t,
+                abs=True,
             )
         return attr.amax(dim=1), attr
     window, stride = opts["occlusion_window"], opts["occlusion_stride"]
     attr = Occlusion(model).attribute(
-        x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride), baselines=0.0, target=t,
+        x,
+        sliding_window_shapes=(c, window, window),
+        strides=(c, stride, stride),
+        baselines=0.0,
+        target=t,
         perturbations_per_eval=max(1, batch_size // b),
     )
     return attr.mean(dim=1), attr
 
 
-def _pixel_options(images: torch.Tensor, ig_steps: object, smoothgrad_samples: object,
-                   smoothgrad_noise: object, smoothgrad_seed: object, occlusion_window: object,
-                   occlusion_stride: object) -> dict[str, Any]:
+def _pixel_options(
+    images: torch.Tensor,
+    ig_steps: object,
+    smoothgrad_samples: object,
+    smoothgrad_noise: object,
+    smoothgrad_seed: object,
+    occlusion_window: object,
+    occlusion_stride: object,
+) -> dict[str, Any]:
     h, w = images.shape[2], images.shape[3]
-    window = max(1, min(h, w) // 8) if occlusion_window is None else check_positive_int(
-        occlusion_window, "occlusion_window")
+    window = (
+        max(1, min(h, w) // 8)
+        if occlusion_window is None
+        else check_positive_int(occlusion_window, "occlusion_window")
+    )
     if window > min(h, w):
         raise AnalysisError(f"occlusion_window: expected at most the image side {min(h, w)}, got {window}")
-    stride = max(1, window // 2) if occlusion_stride is None else check_positive_int(
-        occlusion_stride, "occlusion_stride")
+    stride = (
+        max(1, window // 2)
+        if occlusion_stride is None
+        else check_positive_int(occlusion_stride, "occlusion_stride")
+    )
     noise = check_positive_float(smoothgrad_noise, "smoothgrad_noise")
     spread = float(images.max() - images.min())
     return {
@@ -591,8 +618,19 @@ def compute_cams(
     dev = resolve_device(model, device)
     n, _, h, w = images.shape
     size = (int(h), int(w))
-    opts = _pixel_options(images, ig_steps, smoothgrad_samples, smoothgrad_noise, smoothgrad_seed,
-                          occlusion_window, occlusion_stride) if spec.kind == "pixel" else {}
+    opts = (
+        _pixel_options(
+            images,
+            ig_steps,
+            smoothgrad_samples,
+            smoothgrad_noise,
+            smoothgrad_seed,
+            occlusion_window,
+            occlusion_stride,
+        )
+        if spec.kind == "pixel"
+        else {}
+    )
     named = target if isinstance(target, str) else None
     if named is not None and named not in TARGET_MODES:
         raise AnalysisError(f"target: unknown mode {target!r}; known: {', '.join(TARGET_MODES)}")
@@ -636,8 +674,16 @@ def compute_cams(
     )
 
 
-def _run_method(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str, spec: _Method,
-                bs: int, dev: torch.device, opts: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _run_method(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layer: str,
+    spec: _Method,
+    bs: int,
+    dev: torch.device,
+    opts: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Raw maps ``(N, h, w)`` (CPU float32) of every image, batch by batch; pixel attributions too."""
     raws: list[torch.Tensor] = []
     attrs: list[torch.Tensor] = []
@@ -678,8 +724,9 @@ def _run_method(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, l
 
 
 # ---- public: map comparisons and localization ------------------------------------------------------
-def compare_maps(maps_a: torch.Tensor | np.ndarray, maps_b: torch.Tensor | np.ndarray,
-                 top_k: float = 0.2) -> dict[str, np.ndarray]:
+def compare_maps(
+    maps_a: torch.Tensor | np.ndarray, maps_b: torch.Tensor | np.ndarray, top_k: float = 0.2
+) -> dict[str, np.ndarray]:
     """Per-image agreement of two stacks of maps ``(N, H, W)`` on the same grid.
 
     Returns ``{"pearson", "spearman", "topk_iou"}``, each ``(N,)`` float64: Pearson correlation of
@@ -865,8 +912,11 @@ def curve_auc(
         s = s.unsqueeze(0)
     if s.ndim != 2 or s.shape[1] < 2:
         raise AnalysisError(f"scores: expected curves (N, S) with S >= 2 points, got shape {tuple(s.shape)}")
-    f = torch.linspace(0.0, 1.0, s.shape[1], dtype=torch.float64) if fractions is None else _as_tensor(
-        fractions, "fractions").to(torch.float64)
+    f = (
+        torch.linspace(0.0, 1.0, s.shape[1], dtype=torch.float64)
+        if fractions is None
+        else _as_tensor(fractions, "fractions").to(torch.float64)
+    )
     if f.ndim != 1 or f.shape[0] != s.shape[1]:
         raise AnalysisError(
             f"fractions: expected {s.shape[1]} points to match scores, got shape {tuple(f.shape)}"
@@ -875,8 +925,9 @@ def curve_auc(
     return auc[0:1] if single else auc
 
 
-def _baseline_images(baseline: object, mode: str, images: torch.Tensor, blur_kernel: int,
-                     blur_sigma: float) -> tuple[torch.Tensor, str]:
+def _baseline_images(
+    baseline: object, mode: str, images: torch.Tensor, blur_kernel: int, blur_sigma: float
+) -> tuple[torch.Tensor, str]:
     choice = ("zeros" if mode == "deletion" else "blur") if baseline is None else baseline
     if isinstance(choice, str):
         if choice == "zeros":
@@ -1019,4 +1070,3 @@ def cross_faithfulness(
         teacher_map_on_student=ts,
         student_map_on_student=ss,
     )
-

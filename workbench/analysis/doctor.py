@@ -447,8 +447,8 @@ def check_calibration(
             "Give the soft targets more weight or a higher temperature so the student inherits the teacher's "
             "calibration; fit a temperature on held-out data before deployment (Guo et al. 2017)."
             if over
-            else "Lower the temperature or give cross-entropy more weight; fit a temperature on held-out data "
-            "before deployment (Guo et al. 2017)."
+            else "Train longer or give cross-entropy more weight, or lower the temperature; fit a temperature "
+            "on held-out data before deployment (Guo et al. 2017)."
         ),
         view="reliability_diagrams",
         result="agreement",
@@ -1092,7 +1092,8 @@ def diagnose(
             (``shipped:NAME``, ``run:ID``, or a bare run id). Default: the run config's first teacher.
         scratch_run: the scratch student to compare curvature with: a run, run id, directory or network.
         n_samples: test samples examined.
-        device: where to load and run the models; default CUDA when available, else CPU.
+        device: where to load and run the models (networks passed in are moved there for each
+            analysis and back); default CUDA when available, else CPU.
         runs_root: the workspace of run ids; default the run's own parent folder (or the store default).
         which: the student checkpoint (``final`` falls back to ``best`` when absent).
         thresholds: as in :func:`diagnose_models`.
@@ -1118,7 +1119,7 @@ def diagnose(
 
     source: str
     if isinstance(teacher, nn.Module):
-        teacher_model, source = teacher.to(dev), type(teacher).__name__
+        teacher_model, source = teacher, type(teacher).__name__
     else:
         if teacher is None:
             if not cfg.teachers:
@@ -1140,7 +1141,7 @@ def diagnose(
     scratch = None
     if scratch_run is not None:
         if isinstance(scratch_run, nn.Module):
-            scratch = scratch_run.to(dev)
+            scratch = scratch_run
         else:
             scratch = _load_student(_resolve_run(scratch_run, root, "scratch_run"), "final", dev)
 

@@ -101,8 +101,6 @@ def create_model(
     family, _, fixed = _REGISTRY[name]
     allowed = family_defaults(family)
     for key in kwargs:
-        if key in _COMMON:
-            continue
         if key not in allowed:
             free = [k for k in allowed if k not in fixed] or ["none"]
             raise ModelError(f"model {name!r}: unknown argument {key!r}; allowed: {', '.join(free)}")

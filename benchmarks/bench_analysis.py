@@ -1,0 +1,164 @@
+"""Analysis speed against naive baselines, measured in the same run.
+
+1. Batched Grad-CAM for 1,000 images, teacher and student, vs a per-image loop calling captum's
+   LayerGradCam (target: >= 10x, same maps: max abs difference < 1e-5).
+2. Minibatch CKA for every layer pair of a resnet20 teacher x resnet8 student over 5,000 samples,
+   vs a per-pair loop that makes its own pass over the data for each pair, recomputing the
+   features and both Gram matrices (target: >= 10x, same values; memory O(batch²)).
+3. A 2-D loss landscape, 21 x 21 grid on 1,000 samples, for resnet8 (target: <= 30 s here).
+
+    python benchmarks/bench_analysis.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, write_section  # noqa: E402
+
+from workbench.analysis import MinibatchCKA, cka_matrix, compute_cams, landscape_2d  # noqa: E402
+from workbench.analysis.landscape import cross_entropy  # noqa: E402
+from workbench.data import load_dataset  # noqa: E402
+from workbench.models import create_model  # noqa: E402
+from workbench.models.taps import capture, last_conv_layer, penultimate_layer, stage_layers  # noqa: E402
+
+
+def _models(in_ch: int, size: int, classes: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    teacher = create_model("resnet20", num_classes=classes, in_channels=in_ch, image_size=size).eval()
+    student = create_model("resnet8", num_classes=classes, in_channels=in_ch, image_size=size).eval()
+    return teacher, student
+
+
+def bench_gradcam(
+    images: torch.Tensor, labels: torch.Tensor, models: list[torch.nn.Module]
+) -> dict[str, float]:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    from workbench.models.taps import get_module
+
+    t0 = time.perf_counter()
+    batched = [compute_cams(m, images, method="gradcam", target=labels, batch_size=250) for m in models]
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loop_maps = []
+    for m in models:
+        layer = get_module(m, last_conv_layer(m))
+        algo = LayerGradCam(m, layer)
+        maps = []
+        for i in range(len(images)):
+            a = algo.attribute(images[i : i + 1], target=int(labels[i]), relu_attributions=True)
+            maps.append(
+                LayerAttribution.interpolate(
+                    a, tuple(images.shape[-2:]), interpolate_mode="bilinear"
+                ).detach()
+            )
+        loop_maps.append(torch.cat(maps)[:, 0])
+    t_loop = time.perf_counter() - t0
+    size = tuple(images.shape[-2:])
+    ours = [
+        LayerAttribution.interpolate(
+            torch.as_tensor(b.raw).clamp_min(0)[:, None], size, interpolate_mode="bilinear"
+        )[:, 0]
+        for b in batched
+    ]  # the same recipe as captum's: ReLU at the layer's resolution, then bilinear upsampling
+    diff = max(float((o - lm).abs().max()) for o, lm in zip(ours, loop_maps, strict=True))
+    return {"batched": t_batched, "loop": t_loop, "speedup": t_loop / t_batched, "max_abs_diff": diff}
+
+
+def bench_cka(
+    images: torch.Tensor, teacher: torch.nn.Module, student: torch.nn.Module, batch: int
+) -> dict[str, float]:
+    shape = tuple(images.shape[1:])
+    la = [*stage_layers(teacher, shape), penultimate_layer(teacher)]
+    lb = [*stage_layers(student, shape), penultimate_layer(student)]
+    t0 = time.perf_counter()
+    fast = cka_matrix(teacher, student, images, la, lb, batch_size=batch).matrix
+    t_fast = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    slow = torch.zeros(len(la), len(lb), dtype=torch.float64)
+    for i, a in enumerate(la):
+        for j, b in enumerate(lb):
+            acc = MinibatchCKA([a], [b], debiased=True)
+            for start in range(0, len(images), batch):
+                x = images[start : start + batch]
+                _, fa = capture(teacher, x, [a])
+                _, fb = capture(student, x, [b])
+                acc.update(fa, fb)
+            slow[i, j] = float(acc.compute()[0, 0])
+    t_slow = time.perf_counter() - t0
+    diff = float((torch.as_tensor(fast) - slow).abs().max())
+    return {
+        "fast": t_fast,
+        "loop": t_slow,
+        "speedup": t_slow / t_fast,
+        "max_abs_diff": diff,
+        "pairs": len(la) * len(lb),
+    }
+
+
+def bench_landscape(
+    images: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module, steps: int
+) -> dict[str, float]:
+    out = {}
+    for channels_last in (False, True):
+        t0 = time.perf_counter()
+        landscape_2d(
+            model,
+            {"ce": cross_entropy},
+            images,
+            labels,
+            steps=steps,
+            batch_size=1000,
+            channels_last=channels_last,
+        )
+        out["channels_last" if channels_last else "default"] = time.perf_counter() - t0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the targets)")
+    args = parser.parse_args(argv)
+    n_cam, n_cka, n_land, steps = (100, 500, 200, 5) if args.quick else (1000, 5000, 1000, 21)
+    ds = load_dataset("shapes", n_train=max(n_cka, 1000), n_test=max(n_cam, n_land))
+    teacher, student = _models(3, 32, ds.num_classes)
+    test_x, test_y = ds.normalize(ds.test.images), ds.test.labels
+    cam = bench_gradcam(test_x[:n_cam], test_y[:n_cam], [teacher, student])
+    cka = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500)
+    land = bench_landscape(test_x[:n_land], test_y[:n_land], student, steps)
+
+    def ok(flag: bool) -> str:
+        return "met" if flag else "NOT met"
+
+    body = f"""## Analyses
+
+`python benchmarks/bench_analysis.py{" --quick" if args.quick else ""}` — `shapes` images (3x32x32), resnet20 teacher and
+resnet8 student (randomly initialised: speed and equality do not depend on training). Machine: {machine()}.
+
+| measurement | ours (s) | baseline (s) | speed-up | max abs difference | target |
+|---|---|---|---|---|---|
+| Grad-CAM, {n_cam} images x 2 models (batched vs per-image captum loop) | {cam["batched"]:.2f} | {cam["loop"]:.2f} | {cam["speedup"]:.1f}x | {cam["max_abs_diff"]:.1e} | >= 10x, < 1e-5: {ok(cam["speedup"] >= 10 and cam["max_abs_diff"] < 1e-5)} |
+| minibatch CKA, {cka["pairs"]} layer pairs, {n_cka} samples (one pass vs a pass per pair) | {cka["fast"]:.2f} | {cka["loop"]:.2f} | {cka["speedup"]:.1f}x | {cka["max_abs_diff"]:.1e} | >= 10x: {ok(cka["speedup"] >= 10)} |
+| 2-D landscape {steps}x{steps} on {n_land} samples, resnet8 | {land["default"]:.1f} | - | - | - | <= 30 s: {ok(land["default"] <= 30)} |
+| same, `channels_last=True` | {land["channels_last"]:.1f} | - | - | - | <= 30 s: {ok(land["channels_last"] <= 30)} |
+
+The CKA baseline makes one pass over the data per layer pair (forward passes, both Gram
+matrices, unbiased HSIC), as a per-pair CKA function would; ours makes one pass for all pairs
+and computes each layer's Gram matrix once per batch. Both hold only one batch's Gram matrices
+(memory O(batch²)). The landscape is bound by arithmetic: {steps * steps} grid points x {n_land}
+forward passes of resnet8 (about 25 MFLOPs each) is about {steps * steps * n_land * 25e6 / 1e12:.1f} TFLOP.
+"""
+    write_section("analysis", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
