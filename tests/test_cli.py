@@ -78,3 +78,25 @@ def test_train_list_show_rm(tmp_path, monkeypatch):
     assert "epoch_002" in shown.output and "completed" in shown.output
     removed = _run("runs", "rm", run.id, "-w", ws, "--yes")
     assert removed.exit_code == 0 and RunStore(ws).list() == []
+
+
+@pytest.mark.slow
+def test_doctor_on_a_distilled_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    ws = str(tmp_path / "ws")
+    common = ["--set", "data.dataset=digits", "--set", "model.name=mlp", "--set", "train.epochs=2", "-w", ws, "-q"]
+    assert _run("train", "teacher", "--set", "name=t", *common).exit_code == 0
+    from workbench.runs import RunStore
+
+    (teacher,) = RunStore(ws).list(kind="teacher")
+    res = _run("train", "distill", "--set", f"teachers=[{{source: 'run:{teacher.id}'}}]", "--set", "distill.methods=kd", *common)
+    assert res.exit_code == 0, res.output
+    (student,) = RunStore(ws).list(kind="distill")
+    res = _run("doctor", student.id, "-w", ws, "--samples", "200", "--json")
+    assert res.exit_code == 0, res.output
+    import json
+
+    report = json.loads(res.output)
+    assert "findings" in report
+    for f in report["findings"]:
+        assert f["explanation"] and f["suggestion"] and f["view"]
