@@ -17,7 +17,7 @@ from typing import Any
 from workbench.config import config_to_yaml, validate_config
 from workbench.paths import teachers_dir
 from workbench.runs import atomic_save_safetensors, atomic_write_json
-from workbench.train import Trainer
+from workbench.train import EpochEnded, Trainer
 
 _OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
@@ -63,7 +63,12 @@ def build(name: str, seed: int = 0) -> dict[str, Any]:
         }
     )
     t0 = time.perf_counter()
-    result = Trainer(cfg).run()
+    def progress(event: object) -> None:
+        if isinstance(event, EpochEnded):
+            m = event.metrics
+            print(f"  {name} epoch {event.epoch}: test acc {100 * m.get('test_acc', 0):.2f}% ({m['seconds']:.0f}s)", flush=True)
+
+    result = Trainer(cfg, subscribers=[progress]).run()
     seconds = time.perf_counter() - t0
     model_spec = {"name": cfg.model.name, "kwargs": cfg.model.kwargs}
     s = result.summary

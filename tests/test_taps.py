@@ -205,6 +205,25 @@ def test_list_layers_hand_checked():
     assert model.training and _no_hooks(model)
 
 
+def test_list_layers_puts_unused_modules_last():
+    class Partial(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = nn.Linear(2, 2)
+            self.a = nn.Conv2d(1, 2, 1)
+            self.b = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x))
+
+    layers = list_layers(Partial(), (1, 3, 3))
+    assert [(info.path, info.shape) for info in layers] == [
+        ("a", (2, 3, 3)),
+        ("b", (2, 3, 3)),
+        ("unused", ()),
+    ]
+
+
 def test_list_layers_order_and_leaf_only():
     model = create_model("resnet8")
     layers = list_layers(model, (1, 28, 28))

@@ -313,8 +313,9 @@ def list_layers(
         shape = rec.out_shape[1:] if rec is not None and rec.out_shape is not None else ()
         params = sum(p.numel() for p in module.parameters())
         out.append(LayerInfo(path, type(module).__name__, tuple(shape), params))
-    big = len(order) + 1
-    out.sort(key=lambda info: records[info.path].start if info.path in records else big + order[info.path])
+    out.sort(
+        key=lambda info: (0, records[info.path].start) if info.path in records else (1, order[info.path])
+    )
     return out
 
 
