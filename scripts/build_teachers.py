@@ -16,7 +16,7 @@ from typing import Any
 
 from workbench.config import config_to_yaml, validate_config
 from workbench.paths import teachers_dir
-from workbench.runs import atomic_save_safetensors, atomic_write_json
+from workbench.runs import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from workbench.train import EpochEnded, Trainer
 
 _OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
@@ -100,11 +100,61 @@ def build(name: str, seed: int = 0) -> dict[str, Any]:
     return card
 
 
+README = teachers_dir().parent / "README.md"
+START, END = "<!-- teachers:start (written by scripts/build_teachers.py) -->", "<!-- teachers:end -->"
+
+
+def write_readme_section() -> None:
+    """Rewrite the "Shipped teachers" section of assets/README.md from the cards on disk."""
+    import hashlib
+    import json
+
+    rows = []
+    for card_path in sorted(teachers_dir().glob("*.json")):
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        weights = card_path.with_suffix(".safetensors")
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        kwargs = ", ".join(f"{k}={v}" for k, v in card["model"].get("kwargs", {}).items())
+        arch = card["model"]["name"] + (f" ({kwargs})" if kwargs else "")
+        rows.append(
+            f"| `shipped:{card['name']}` | {arch} | {card['params']:,} | {card['dataset']} "
+            f"| {100 * card['test_acc']:.2f}% ({card['test_split']}) | {card['seed']} | {card['epochs']} "
+            f"| `{card['command']}` | `{digest[:16]}` |"
+        )
+    body = "\n".join(
+        [
+            START,
+            "## Shipped teachers (`teachers/`)",
+            "",
+            "Each teacher is a safetensors file plus a JSON card (architecture, data, test accuracy, seed,",
+            "the full run config and the command that rebuilt it), trained with the workbench's own engine on",
+            "the data above (or the generated `shapes` set) by `scripts/build_teachers.py`.",
+            "",
+            "| source | architecture | params | data | test accuracy | seed | epochs | command | sha256 (first 16) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            END,
+        ]
+    )
+    text = README.read_text(encoding="utf-8") if README.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + body + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    atomic_write_text(README, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"teachers to build: {', '.join(TEACHERS)} (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     unknown = [n for n in args.names if n not in TEACHERS]
     if unknown:
         parser.error(f"unknown teacher {unknown[0]!r}; known: {', '.join(TEACHERS)}")

@@ -1,0 +1,27 @@
+"""Run every benchmark in turn; each rewrites its own section of docs/benchmarks.md.
+
+python benchmarks/run_all.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["bench_demo.py", "bench_training.py", "bench_analysis.py"]
+
+
+def main() -> int:
+    for name in SCRIPTS:
+        print(f"== {name}", flush=True)
+        code = subprocess.call([sys.executable, str(HERE / name)])
+        if code:
+            return code
+    print("methods table: python benchmarks/methods_table.py (long; writes docs/methods.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
