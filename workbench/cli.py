@@ -35,7 +35,8 @@ app.add_typer(teachers_app, name="teachers")
 app.add_typer(train_app, name="train")
 app.add_typer(runs_app, name="runs")
 
-out = Console(soft_wrap=False)
+# piped output (no terminal) gets a wide console, so that tables are not cut
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -53,7 +53,7 @@ class DataSpec(_Strict):
     download: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(128, ge=1, le=65536)
-    eval_batch_size: int = Field(1000, ge=1, le=65536)
+    eval_batch_size: int = Field(256, ge=1, le=65536)
     train_subset: int | None = Field(None, ge=1, description="use only the first N training samples")
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
 

@@ -11,7 +11,7 @@ from workbench.runs import RunStore
 from workbench.train import Trainer
 from workbench.train.teachers import shipped_teacher_card
 
-DEMO_EPOCHS = 3
+DEMO_EPOCHS = 2
 DEMO_STUDENT = "cnn_small"
 
 
