@@ -161,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--backend", choices=["local", "ray"], default="local")
     parser.add_argument("--workspace", default="runs/methods-table")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--notes", default=None, help="a Markdown file appended to the table (observations)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     methods = args.methods or list_methods()
     unknown = [m for m in methods if m not in OBJECTIVES]
     if unknown:
