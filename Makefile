@@ -29,6 +29,9 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
 
+methods-table: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/methods_table.py
+
 assets: $(VENV)/.installed
 	$(BIN)/python scripts/build_data_assets.py
 

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine  # noqa: E402
 
@@ -99,25 +97,28 @@ def _pct(mean: float, std: float) -> str:
     return "-" if mean != mean else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
-    lines = [
-        "# Methods table",
-        "",
-        "Every method of `workbench methods list`, trained by the sweep runner with equal epochs and the",
-        "same student, teacher, optimiser and schedule. Regenerate with",
-        "",
-        "```bash",
-        f"python benchmarks/methods_table.py --epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}",
-        "```",
-        "",
-        f"Student: `cnn` (channels 16-32-64, one conv per stage); teachers: the shipped `cnn_large` teachers. "
-        f"{args.epochs} epochs, SGD (lr 0.05, Nesterov, cosine), batch 64, mean ± std over {len(args.seeds)} seeds. "
-        "Agreement is top-1 agreement with the teacher on the test split. Seconds per epoch exclude evaluation. "
-        f"Machine: {machine()}.",
-        "",
-    ]
+HEADER = """# Methods table
+
+Every method of `workbench methods list`, trained by the sweep runner (`workbench.sweep`) with
+equal epochs and the same student, teacher, optimiser and schedule; each dataset's section says
+the command that wrote it. Student: `cnn` (channels 16-32-64, one conv per stage, 24k
+parameters); teachers: the shipped `cnn_large` teachers. SGD (lr 0.05, Nesterov, cosine), batch 64.
+Agreement is top-1 agreement with the teacher on the test split; seconds per epoch exclude
+evaluation and the one-time teacher cache.
+"""
+
+
+def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, str]:
+    sections = {}
     for dataset, rows in tables.items():
-        lines += [f"## {dataset}", ""]
+        lines = [
+            f"## {dataset}",
+            "",
+            f"`python benchmarks/methods_table.py --datasets {dataset} --epochs {args.epochs} "
+            f"--seeds {' '.join(map(str, args.seeds))}{f' --threads {args.threads}' if args.threads else ''}` — "
+            f"{args.epochs} epochs, mean ± std over {len(args.seeds)} seed(s). Machine: {machine()}.",
+            "",
+        ]
         if dataset == "shapes":
             lines += [
                 "Confounded `shapes` (confounding 0.9: in the train split 9 in 10 images of a class share its "
@@ -148,8 +149,27 @@ def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
                 gain = 100 * (kd["test_acc_mean"] - base["test_acc_mean"])
                 lines.append(f"`kd` vs `none`: {gain:+.2f} points (mean over seeds).")
             lines.append(f"Methods above `none` on mean accuracy: {', '.join(beat) or 'none'}.")
-        lines.append("")
-    return "\n".join(lines)
+        if args.notes:
+            lines += ["", Path(args.notes).read_text(encoding="utf-8").strip()]
+        sections[dataset] = "\n".join(lines)
+    return sections
+
+
+def write_sections(sections: dict[str, str]) -> None:
+    """Replace (or add) each dataset's section of docs/methods.md, keeping the others."""
+    import re
+
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER
+    for key, body in sections.items():
+        start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+        block = f"{start}\n{body.strip()}\n{end}"
+        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+        text = (
+            pattern.sub(lambda _, b=block: b, text)
+            if pattern.search(text)
+            else text.rstrip() + "\n\n" + block + "\n"
+        )
+    atomic_write_text(DOC, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,12 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             r["method"] = r["distill"]["methods"][0]["name"]
         tables[dataset] = rows
-    text = render(tables, args)
-    if args.notes:
-        text += "\n" + Path(args.notes).read_text(encoding="utf-8")
-    atomic_write_text(DOC, text)
-    print(text)
-    print(yaml.safe_dump({"written": str(DOC)}))
+    sections = render(tables, args)
+    write_sections(sections)
+    print("\n\n".join(sections.values()))
+    print(f"written: {DOC}")
     return 0
 
 
