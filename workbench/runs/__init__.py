@@ -17,6 +17,7 @@ from workbench.runs.store import (
     checkpoint_state,
     default_root,
     split_state,
+    utc_now,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "default_root",
     "load_weights",
     "split_state",
+    "utc_now",
 ]

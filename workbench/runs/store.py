@@ -48,7 +48,8 @@ def default_root() -> Path:
     return Path(os.environ.get("WORKBENCH_RUNS", "runs"))
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time as an ISO-8601 string (seconds), as status files record it."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -213,7 +214,7 @@ class RunWriter:
         return self.run.path
 
     def update_status(self, **fields: Any) -> None:
-        self._status.update(fields, updated=_now())
+        self._status.update(fields, updated=utc_now())
         atomic_write_json(self.path / "status.json", self._status)
 
     def write_model_spec(self, spec: dict[str, Any]) -> None:
@@ -250,7 +251,7 @@ class RunStore:
         staging.mkdir()
         try:
             atomic_write_text(staging / "config.yaml", config_to_yaml(config))
-            now = _now()
+            now = utc_now()
             atomic_write_json(
                 staging / "status.json",
                 {

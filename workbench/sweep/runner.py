@@ -20,14 +20,13 @@ import statistics
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from workbench.config import validate_config
-from workbench.runs import RunStore, atomic_write_text
+from workbench.runs import RunStore, atomic_write_text, utc_now
 from workbench.sweep.spec import SweepSpec, Trial, expand_trials
 
 
@@ -105,8 +104,7 @@ def write_trial(store: RunStore, trial: Trial, outcome: dict[str, Any]) -> str:
     writer.write_metrics(
         {"epochs": outcome.get("history", []), "summary": outcome.get("summary", {}), "teacher": teacher}
     )
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    fields: dict[str, Any] = {"status": outcome["status"], "finished": now}
+    fields: dict[str, Any] = {"status": outcome["status"], "finished": utc_now()}
     if outcome["status"] == "failed":
         fields.update(error=outcome.get("error"), failure=outcome.get("failure"))
     else:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
-from workbench.runs import RunWriter
+from workbench.runs import RunWriter, utc_now
 from workbench.train.events import EpochEnded, Event, RunFailed, RunFinished, RunStarted, RunStopped
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class StoreWriter:
@@ -53,12 +48,12 @@ class StoreWriter:
             w.save_checkpoint("final", event.state())
             w.write_metrics(self._metrics(event.history, event.summary))
             status = "completed" if isinstance(event, RunFinished) else "stopped"
-            w.update_status(status=status, finished=_now(), step=event.step)
+            w.update_status(status=status, finished=utc_now(), step=event.step)
         elif isinstance(event, RunFailed):
             w.write_metrics(self._metrics(event.history))
             w.update_status(
                 status="failed",
-                finished=_now(),
+                finished=utc_now(),
                 step=event.step,
                 error=event.error,
                 failure={"step": event.step, "epoch": event.epoch + 1, "terms": event.terms},
