@@ -209,3 +209,52 @@ def test_engine_ece_agrees_with_the_analysis_ece():
     # hand-made: two samples at confidence 0.9, one right one wrong -> |0.5 - 0.9| = 0.4
     p = torch.tensor([[0.9, 0.1], [0.9, 0.1]], dtype=torch.float64)
     assert engine_ece(p, torch.tensor([0, 1]), 10) == pytest.approx(0.4)
+
+
+CNN = {"name": "cnn_small", "kwargs": {}}
+
+
+def test_channels_last_training_matches_nchw_and_hands_back_a_contiguous_model(digits, tmp_path):
+    def run(fmt, store=None):
+        cfg = _cfg(model=CNN, train={"epochs": 1, "max_steps": 6, "memory_format": fmt})
+        return Trainer(cfg, dataset=digits, store=store).run()
+
+    store = RunStore(tmp_path)
+    nhwc, nchw = run("channels_last", store), run("contiguous")
+    assert nhwc.summary["test_acc"] == pytest.approx(nchw.summary["test_acc"], abs=0.01)
+    for k, v in nchw.student.state_dict().items():
+        assert torch.allclose(nhwc.student.state_dict()[k], v, atol=1e-4), k
+    assert all(p.is_contiguous() for p in nhwc.student.parameters())
+    final = store.load(nhwc.run_id).load_model("final")
+    for k, v in nhwc.student.state_dict().items():
+        assert torch.equal(final.state_dict()[k], v)
+    again = run("channels_last")
+    for k, v in nhwc.student.state_dict().items():
+        assert torch.equal(again.student.state_dict()[k], v)  # same seed, same numbers
+
+
+def test_bad_memory_format_is_a_one_line_config_error():
+    from workbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.memory_format") as err:
+        _cfg(train={"memory_format": "nhwc"})
+    assert "\n" not in str(err.value)
+
+
+def test_auto_layout_is_channels_last_for_conv_students_on_cpu_only(digits):
+    seen = []
+
+    def spy(event):
+        if isinstance(event, StepEnded) and not seen:
+            seen.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
+
+    cnn = Trainer(_cfg(model=CNN, train={"max_steps": 2}), dataset=digits, subscribers=[spy])
+    conv = None
+    cnn._setup()
+    conv = next(m for m in cnn.student.modules() if isinstance(m, nn.Conv2d))
+    assert cnn.channels_last is True
+    cnn.run()
+    assert seen == [True] and conv.weight.is_contiguous()
+    mlp = Trainer(_cfg(train={"max_steps": 2}), dataset=digits)
+    mlp._setup()
+    assert mlp.channels_last is False

@@ -194,6 +194,10 @@ class TrainSpec(_Strict):
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps in total")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     device: str = "auto"
+    memory_format: Literal["auto", "channels_last", "contiguous"] = Field(
+        "auto",
+        description="layout of conv activations; auto = channels-last on the CPU for conv nets (faster)",
+    )
     snapshot_every_epoch: bool = True
     grad_clip: float | None = Field(None, gt=0.0)
     eval_every: int = Field(1, ge=1)

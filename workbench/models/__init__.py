@@ -12,13 +12,14 @@ follows the same conventions, which the analysis and distillation code rely on:
   penultimate embedding) followed by ``model.fc`` (``nn.Linear``), so plain CAMs apply.
 
 :mod:`workbench.models.taps` captures any module's output by path with forward hooks, for zoo
-and user models alike.
+and user models alike; :mod:`workbench.models.layout` runs conv nets channels-last.
 """
 
 from __future__ import annotations
 
 from workbench.models.errors import ModelError
 from workbench.models.info import ModelInfo, count_flops, model_info
+from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 from workbench.models.registry import ModelSpec, create_model, describe_models, list_models, register_model
 from workbench.models.taps import (
     FeatureTaps,
@@ -37,10 +38,13 @@ from workbench.models.taps import (
 __all__ = [
     "FeatureTaps",
     "LayerInfo",
+    "MEMORY_FORMATS",
     "ModelError",
     "ModelInfo",
     "ModelSpec",
+    "as_channels_last",
     "capture",
+    "channels_last",
     "classifier_layer",
     "count_flops",
     "create_model",
@@ -55,4 +59,5 @@ __all__ = [
     "register_model",
     "stage_layers",
     "training_mode",
+    "wants_channels_last",
 ]

@@ -24,7 +24,7 @@ from torch import nn
 from workbench.config import ConfigError, RunConfig
 from workbench.data import Augment, BatchLoader, Dataset, load_dataset
 from workbench.distill import MethodContext, MethodStack, StepOutputs, create_method
-from workbench.models import create_model, model_info
+from workbench.models import as_channels_last, channels_last, create_model, model_info, wants_channels_last
 from workbench.models.taps import FeatureTaps
 from workbench.runs import RunStore, checkpoint_state
 from workbench.train.cache import TeacherCache, build_teacher_cache, teacher_forward
@@ -215,6 +215,11 @@ class Trainer:
             self.teachers = own
         self.student_paths = self.method.student_features()
         self.teacher_paths = self.method.teacher_features()
+        self.channels_last = wants_channels_last(
+            cfg.train.memory_format, self.device, self.student, *self.teachers
+        )
+        layout = as_channels_last if self.channels_last else _same
+        self.inputs = lambda images: layout(data.normalize(images))
         self.cache: TeacherCache | None = None
         if (
             self.teachers
@@ -226,7 +231,7 @@ class Trainer:
             self.cache = build_teacher_cache(
                 self.teachers,
                 data.train.images.to(self.device),
-                data.normalize,
+                self.inputs,
                 self.teacher_paths,
                 cfg.data.eval_batch_size,
                 cfg.distill.cache_budget_mb,
@@ -274,7 +279,7 @@ class Trainer:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(self.test_images), self.config.data.eval_batch_size):
-                x = self.data.normalize(self.test_images[start : start + self.config.data.eval_batch_size])
+                x = self.inputs(self.test_images[start : start + self.config.data.eval_batch_size])
                 logits, _ = teacher_forward(self.teachers, x, [])
                 chunks.append(torch.stack(logits).mean(0))
         return torch.cat(chunks).clone()
@@ -286,7 +291,7 @@ class Trainer:
         bs = self.config.data.eval_batch_size
         with torch.inference_mode():
             for start in range(0, len(self.test_images), bs):
-                chunks.append(self.student(self.data.normalize(self.test_images[start : start + bs])).float())
+                chunks.append(self.student(self.inputs(self.test_images[start : start + bs])).float())
         self.student.train(was)
         logits = torch.cat(chunks)
         teacher = self.teacher_test_logits
@@ -337,7 +342,10 @@ class Trainer:
             self.method.train()
             for m in self.method.peers():
                 m.train()
-            with FeatureTaps(self.student, self.student_paths) as taps:
+            with (
+                channels_last(self.student, self.method, enabled=self.channels_last),
+                FeatureTaps(self.student, self.student_paths) as taps,
+            ):
                 for epoch in range(self.epochs):
                     self.train_loader.set_epoch(epoch)
                     self.method.on_epoch_start(epoch)
@@ -353,18 +361,17 @@ class Trainer:
                             g["lr"] = cfg.optim.lr * lr_factor(
                                 step, self.total_steps, self.steps_per_epoch, cfg.schedule, cfg.optim.lr
                             )
-                        logits = self.student(batch.x)
+                        x = as_channels_last(batch.x) if self.channels_last else batch.x
+                        logits = self.student(x)
                         if self.teachers and self.method.needs_teacher:
                             if self.cache is not None:
                                 t_logits, t_feats = self.cache.lookup(batch.index.to(self.device))
                             else:
-                                t_logits, t_feats = teacher_forward(
-                                    self.teachers, batch.x, self.teacher_paths
-                                )
+                                t_logits, t_feats = teacher_forward(self.teachers, x, self.teacher_paths)
                         else:
                             t_logits, t_feats = [], []
                         out = StepOutputs(
-                            x=batch.x,
+                            x=x,
                             y=batch.y,
                             index=batch.index,
                             student_logits=logits,
@@ -481,6 +488,10 @@ class Trainer:
         if accs:
             out["best_test_acc"] = max(accs)
         return out
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def training_state(student: nn.Module, method: MethodStack) -> dict[str, torch.Tensor]:
