@@ -283,6 +283,68 @@ def test_batched_gradcam_equals_per_image_captum_on_a_zoo_model():
     np.testing.assert_array_equal(res.predictions, preds)
 
 
+def test_gradcam_on_a_layer_input_equals_captum():
+    torch.manual_seed(1)
+    model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32).eval()
+    x = torch.randn(3, 3, 32, 32)
+    res = compute_cams(model, x, layer="layer3.0.conv2:input", target=2, memory_format="contiguous")
+    gc = LayerGradCam(model, model.layer3[0].conv2)
+    ref = gc.attribute(x, target=2, attribute_to_layer_input=True, relu_attributions=False)
+    np.testing.assert_allclose(res.raw, ref[:, 0].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_maps_equal_nchw_maps():
+    torch.manual_seed(2)
+    model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32).eval()
+    x = torch.randn(5, 3, 32, 32)
+    for method in ("gradcam", "scorecam", "saliency"):
+        nhwc = compute_cams(model, x, method=method, memory_format="channels_last", batch_size=64)
+        nchw = compute_cams(model, x, method=method, memory_format="contiguous", batch_size=64)
+        np.testing.assert_array_equal(nhwc.targets, nchw.targets)
+        np.testing.assert_allclose(nhwc.raw, nchw.raw, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(nhwc.probabilities, nchw.probabilities, rtol=1e-4, atol=1e-6)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_gradient_pass_records_no_graph_below_the_layer_and_restores_grad_state():
+    torch.manual_seed(3)
+    model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32).eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    seen: dict[str, bool] = {}
+
+    def spy(name):
+        def hook(_m, _a, out):
+            seen[name] = out.requires_grad
+
+        return hook
+
+    handles = [
+        model.layer1.register_forward_hook(spy("layer1")),  # below the default layer (layer3)
+        model.fc.register_forward_hook(spy("fc")),  # above it
+    ]
+    try:
+        with torch.no_grad():
+            compute_cams(model, torch.randn(2, 3, 32, 32), method="gradcam")
+            assert not torch.is_grad_enabled()
+        compute_cams(model, torch.randn(2, 3, 32, 32), method="layercam")
+        assert torch.is_grad_enabled()
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == {"layer1": False, "fc": True}
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_layer_the_forward_never_reaches_is_a_clear_error():
+    model = _gapnet()
+    model.unused = nn.Conv2d(2, 2, 1)
+    with pytest.raises(ValueError, match="layer 'unused': the forward pass never reached it"):
+        compute_cams(model, torch.randn(2, 2, 8, 8), layer="unused")
+    with pytest.raises(ValueError, match="memory_format: expected one of auto, channels_last, contiguous"):
+        compute_cams(model, torch.randn(2, 2, 8, 8), memory_format="nhwc")
+
+
 @pytest.mark.parametrize("method", ["gradcam++", "layercam", "eigencam", "cam"])
 def test_maps_do_not_depend_on_the_batch(method):
     model = _gapnet(5)

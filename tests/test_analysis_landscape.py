@@ -105,7 +105,9 @@ def test_landscape_1d_centre_equals_the_models_own_objectives(data, teacher):
     images, labels = data
     model = _make(1)
     objectives = {"ce": cross_entropy, "kd": kd(4.0), "agree": agreement}
-    res = landscape_1d(model, objectives, images, labels, steps=11, teacher=teacher, batch_size=N)
+    res = landscape_1d(
+        model, objectives, images, labels, steps=11, teacher=teacher, batch_size=N, memory_format="contiguous"
+    )
     assert res.kind == "1d" and res.alphas[5] == 0.0 and res.values["ce"].shape == (11,)
     with torch.no_grad():
         s, t = model(images), teacher(images)
@@ -197,6 +199,7 @@ def test_interpolation_with_running_stats_hits_both_models_at_the_ends(data, tea
         bn="running",
         teacher=teacher,
         batch_size=N,
+        memory_format="contiguous",
     )
     assert res.kind == "interpolation" and res.alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert res.values["ce"][0] == pytest.approx(_ce(a, images, labels), rel=1e-12)
@@ -221,7 +224,16 @@ def test_interpolation_recomputes_batchnorm_statistics(data):
     a, b = _make(7), _make(8)
     recompute = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 1.5 + 0.2
     res = interpolate(
-        a, b, None, images, labels, steps=3, bn="recompute", recompute_images=recompute, batch_size=N
+        a,
+        b,
+        None,
+        images,
+        labels,
+        steps=3,
+        bn="recompute",
+        recompute_images=recompute,
+        batch_size=N,
+        memory_format="contiguous",
     )
     # at alpha = 0: model a with its BatchNorm statistics re-estimated on the 40 recompute images
     ref = copy.deepcopy(a)
@@ -332,9 +344,14 @@ def test_channels_last_evaluation_matches_and_restores_the_layout(data):
     weights = [p for p in model.parameters() if p.ndim == 4]
     assert weights and all(p.is_contiguous() for p in weights)
     ids = [id(p) for p in weights]
-    plain = landscape_2d(model, ["cross_entropy"], images, labels, steps=3)
-    fast = landscape_2d(model, ["cross_entropy"], images, labels, steps=3, channels_last=True)
+    plain = landscape_2d(model, ["cross_entropy"], images, labels, steps=3, memory_format="contiguous")
+    fast = landscape_2d(model, ["cross_entropy"], images, labels, steps=3, memory_format="channels_last")
+    auto = landscape_2d(model, ["cross_entropy"], images, labels, steps=3)  # a conv net on the CPU
     np.testing.assert_allclose(fast.values["cross_entropy"], plain.values["cross_entropy"], rtol=1e-5)
+    np.testing.assert_array_equal(auto.values["cross_entropy"], fast.values["cross_entropy"])
+    assert fast.references["model"]["cross_entropy"] == fast.values["cross_entropy"][1, 1]
+    with pytest.raises(ValueError, match="memory_format: expected one of auto, channels_last, contiguous"):
+        landscape_1d(model, None, images, labels, steps=3, memory_format="nhwc")
     _assert_same_state(model, saved)
     after = [p for p in model.parameters() if p.ndim == 4]
     assert [id(p) for p in after] == ids and all(p.is_contiguous() for p in after)

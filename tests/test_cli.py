@@ -84,12 +84,30 @@ def test_train_list_show_rm(tmp_path, monkeypatch):
 def test_doctor_on_a_distilled_run(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     ws = str(tmp_path / "ws")
-    common = ["--set", "data.dataset=digits", "--set", "model.name=mlp", "--set", "train.epochs=2", "-w", ws, "-q"]
+    common = [
+        "--set",
+        "data.dataset=digits",
+        "--set",
+        "model.name=mlp",
+        "--set",
+        "train.epochs=2",
+        "-w",
+        ws,
+        "-q",
+    ]
     assert _run("train", "teacher", "--set", "name=t", *common).exit_code == 0
     from workbench.runs import RunStore
 
     (teacher,) = RunStore(ws).list(kind="teacher")
-    res = _run("train", "distill", "--set", f"teachers=[{{source: 'run:{teacher.id}'}}]", "--set", "distill.methods=kd", *common)
+    res = _run(
+        "train",
+        "distill",
+        "--set",
+        f"teachers=[{{source: 'run:{teacher.id}'}}]",
+        "--set",
+        "distill.methods=kd",
+        *common,
+    )
     assert res.exit_code == 0, res.output
     (student,) = RunStore(ws).list(kind="distill")
     res = _run("doctor", student.id, "-w", ws, "--samples", "200", "--json")

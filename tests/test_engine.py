@@ -205,7 +205,9 @@ def test_engine_ece_agrees_with_the_analysis_ece():
     gen = torch.Generator().manual_seed(0)
     probs = torch.softmax(3 * torch.randn(500, 7, generator=gen, dtype=torch.float64), 1)
     labels = torch.randint(0, 7, (500,), generator=gen)
-    assert engine_ece(probs, labels, 15) == pytest.approx(analysis_ece(probs.numpy(), labels.numpy(), 15), abs=1e-12)
+    assert engine_ece(probs, labels, 15) == pytest.approx(
+        analysis_ece(probs.numpy(), labels.numpy(), 15), abs=1e-12
+    )
     # hand-made: two samples at confidence 0.9, one right one wrong -> |0.5 - 0.9| = 0.4
     p = torch.tensor([[0.9, 0.1], [0.9, 0.1]], dtype=torch.float64)
     assert engine_ece(p, torch.tensor([0, 1]), 10) == pytest.approx(0.4)

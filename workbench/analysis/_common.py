@@ -6,7 +6,7 @@ probability divergences the agreement and difficulty analyses share. Nothing her
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -158,14 +158,20 @@ def batch_slices(n: int, batch_size: int, min_size: int = 1) -> list[slice]:
 
 
 def predict_logits(
-    model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    layout: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits of ``model`` on ``images`` in eval mode, batched, under ``inference_mode``.
 
+    ``layout`` (e.g. :func:`workbench.models.as_channels_last`) is applied to each batch.
     Returns a tensor ``(N, K)`` on ``device``; the model's training flags are restored.
     """
+    prep = layout or (lambda x: x)
     with on_device(model, device), eval_mode(model), torch.inference_mode():
-        outs = [model(images[sl].to(device)) for sl in batch_slices(len(images), batch_size)]
+        outs = [model(prep(images[sl].to(device))) for sl in batch_slices(len(images), batch_size)]
     logits = torch.cat(outs)
     if logits.ndim != 2:
         raise AnalysisError(f"model: expected logits of shape (N, K) from forward, got {tuple(logits.shape)}")

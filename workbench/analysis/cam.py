@@ -34,8 +34,6 @@ import torch
 from captum.attr import (
     IntegratedGradients,
     LayerAttribution,
-    LayerGradCam,
-    LayerGradientXActivation,
     NoiseTunnel,
     Occlusion,
     Saliency,
@@ -57,6 +55,7 @@ from workbench.analysis._common import (
     predict_logits,
     resolve_device,
 )
+from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 from workbench.models.taps import (
     FeatureTaps,
     classifier_layer,
@@ -113,6 +112,16 @@ CAM_METHODS: dict[str, _Method] = {
 
 TARGET_MODES = ("label", "teacher", "student", "pred")
 """Named ways of choosing the class whose map is drawn (besides an explicit tensor)."""
+
+#: kinds whose pass runs the plain images, so it also yields the logits and predictions
+_FUSED_KINDS = ("gradient", "activation", "cam")
+_TARGET_NAMES = {
+    "label": "labels",
+    "teacher": "teacher predictions",
+    "explicit": "target",
+    "pred": "target",
+    "student": "target",
+}
 
 _GRADIENT_KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "gradcam": kernels.gradcam,
@@ -377,7 +386,7 @@ def _method_spec(method: object) -> _Method:
     return CAM_METHODS[method]
 
 
-def _explicit_targets(target: object, n: int, k: int) -> torch.Tensor:
+def _explicit_targets(target: object, n: int, k: int | None) -> torch.Tensor:
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         t = torch.full((n,), int(target), dtype=torch.int64)
     elif isinstance(target, (torch.Tensor, np.ndarray)):
@@ -387,7 +396,8 @@ def _explicit_targets(target: object, n: int, k: int) -> torch.Tensor:
             f"target: expected a class index, a tensor ({n},) or one of {', '.join(TARGET_MODES)}, "
             f"got {target!r}"
         )
-    check_label_range(t, k, "target")
+    if k is not None:
+        check_label_range(t, k, "target")
     return t
 
 
@@ -417,48 +427,110 @@ def _resolve_layer(model: nn.Module, layer: object, spec: _Method, image_shape: 
     return layer
 
 
-def _layer_output_ndim(model: nn.Module, layer: str, probe: torch.Tensor) -> int:
+def _probe_layer(model: nn.Module, layer: str, probe: torch.Tensor) -> tuple[int, int]:
+    """``(ndim of the layer's output, number of classes)`` from one forward of ``probe``."""
     with FeatureTaps(model, [layer], detach=True) as taps, torch.inference_mode():
-        model(probe)
-        return int(taps.features[layer].ndim)
+        logits = model(probe)
+        if layer not in taps:
+            raise AnalysisError(f"layer {layer!r}: the forward pass never reached it")
+        ndim = int(taps.features[layer].ndim)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise AnalysisError(
+            f"model: expected logits of shape (N, K) from forward, got {type(logits).__name__}"
+        )
+    return ndim, int(logits.shape[1])
 
 
 # ---- per-method batch computations (return raw maps (B, h, w) and, for pixel methods, attributions)
-def _gradient_batch(
-    model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, method: str, use_captum_gradcam: bool
-) -> torch.Tensor:
-    """One forward + one backward for the whole batch: captum's ``LayerGradCam`` for Grad-CAM on
-    a 4-D map; otherwise captum's layer gradients (``LayerGradientXActivation`` without the
-    multiplication) with the activations of the same pass captured by a feature tap."""
+def _replace_first_tensor(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``value`` with its tensor (or the first tensor of a tuple/list) replaced by ``fn(tensor)``."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            if isinstance(item, torch.Tensor):
+                items = list(value)
+                items[i] = fn(item)
+                return type(value)(items) if isinstance(value, list) else tuple(items)
+    raise AnalysisError(f"layer: expected the module to pass a tensor, got {type(value).__name__}")
+
+
+def _layer_pass(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass that records the autograd graph only from ``layer`` on.
+
+    The forward runs without gradient tracking up to ``layer``; a hook there swaps the layer's
+    output (or input, for a ``:input`` path) for a detached leaf that requires grad and turns
+    tracking on for the rest of the pass (grad mode is thread-local and restored when the
+    ``no_grad`` block ends). Nothing is kept for backward below the layer, and parameters are not
+    touched. Returns ``(logits, leaf)``; the leaf holds the layer's values (a clone goes on, so
+    an in-place op after the layer cannot overwrite them).
+    """
     module_path, to_input = split_path(layer)
     module = get_module(model, module_path)
-    if use_captum_gradcam:
-        raw = LayerGradCam(model, module).attribute(
-            x, target=t, attribute_to_layer_input=to_input, relu_attributions=False
+    leaves: list[torch.Tensor] = []
+
+    def to_leaf(t: torch.Tensor) -> torch.Tensor:
+        leaf = t.detach().requires_grad_(True)
+        leaves.append(leaf)
+        torch.set_grad_enabled(True)
+        return leaf.clone()
+
+    if to_input:
+        handle = module.register_forward_pre_hook(
+            lambda _m, args, kwargs: (_replace_first_tensor(args, to_leaf), kwargs) if args else None,
+            with_kwargs=True,
         )
-        return raw[:, 0]
-    with FeatureTaps(model, [layer], detach=True) as taps:
-        grads = LayerGradientXActivation(model, module, multiply_by_inputs=False).attribute(
-            x, target=t, attribute_to_layer_input=to_input
+    else:
+        handle = module.register_forward_hook(lambda _m, _a, out: _replace_first_tensor(out, to_leaf))
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    if not leaves:
+        raise AnalysisError(f"layer {layer!r}: the forward pass never reached it")
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise AnalysisError(
+            f"model: expected logits of shape (N, K) from forward, got {type(logits).__name__}"
         )
-        acts = taps.features[layer]
-    if isinstance(grads, (tuple, list)):
-        grads = grads[0]
-    return _GRADIENT_KERNELS[method](_as_grid(acts, layer), _as_grid(grads.detach(), layer))
+    return logits, leaves[-1]
 
 
-def _activation_batch(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+def _gradient_batch(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor | None, layer: str, method: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward and one backward for the whole batch, the backward only from the logits down to
+    ``layer``: the gradient of ``sum_i y_i[t_i]`` gives each sample its own ``dy^c / dA`` (samples
+    do not interact in eval mode). ``t=None`` takes each image's predicted class from the same
+    pass. Returns ``(raw maps (B, h, w), logits, targets)``."""
+    with torch.enable_grad():
+        logits, acts = _layer_pass(model, x, layer)
+        if t is None:
+            t = logits.detach().argmax(dim=1)
+        score = logits.gather(1, t.view(-1, 1)).sum()
+        (grads,) = torch.autograd.grad(score, acts, allow_unused=True)
+    if grads is None:
+        raise AnalysisError(f"layer {layer!r}: the logits do not depend on it")
+    raw = _GRADIENT_KERNELS[method](_as_grid(acts.detach(), layer), _as_grid(grads, layer))
+    return raw, logits.detach(), t
+
+
+def _activation_batch(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
     with FeatureTaps(model, [layer], detach=True) as taps:
-        model(x)
+        logits = model(x)
         acts = taps.features[layer]
-    return kernels.eigencam(_as_grid(acts, layer))
+    return kernels.eigencam(_as_grid(acts, layer)), logits
 
 
-def _cam_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, head: str) -> torch.Tensor:
+def _cam_batch(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor | None, layer: str, head: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     head_input = f"{head}:input"
     with FeatureTaps(model, [layer, head_input], detach=True) as taps:
-        model(x)
+        logits = model(x)
         acts, pooled = taps.features[layer], taps.features[head_input]
+    if t is None:
+        t = logits.argmax(dim=1)
     grid = _as_grid(acts, layer)
     weight = get_module(model, head).weight
     if pooled.ndim != 2 or pooled.shape[1] != grid.shape[1] or weight.shape[1] != grid.shape[1]:
@@ -471,7 +543,7 @@ def _cam_batch(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, h
             f"method 'cam': layer {layer!r} does not feed global average pooling straight into {head!r}; "
             "use that layer or a gradient method such as 'gradcam'"
         )
-    return kernels.class_activation_map(grid, weight.detach()[t])
+    return kernels.class_activation_map(grid, weight.detach()[t]), logits, t
 
 
 def _score_batch(
@@ -592,6 +664,7 @@ def compute_cams(
     smoothgrad_seed: int = 0,
     occlusion_window: int | None = None,
     occlusion_stride: int | None = None,
+    memory_format: str = "auto",
 ) -> CAMResult:
     """Maps of ``model`` for every image of ``images`` ``(N, C, H, W)`` (normalized floats).
 
@@ -609,6 +682,12 @@ def compute_cams(
     ``labels``), ``"teacher"`` (needs ``teacher``: its prediction), or ``"student"``/``"pred"``/
     None (the model's own prediction). ``batch_size`` images go through each forward+backward
     pass (Score-CAM: that many masked images per forward). ``device``: default the model's own.
+    ``memory_format``: ``"auto"`` runs conv nets channels-last on the CPU (faster; maps equal an
+    NCHW run up to float rounding), ``"channels_last"`` or ``"contiguous"`` force a layout.
+
+    Gradient CAMs, CAM and Eigen-CAM take one pass per batch that also yields the logits (and the
+    predicted class used as target); a gradient pass records the autograd graph only from the
+    layer on, and its backward runs from the target logits down to the layer, no further.
 
     Returns a :class:`CAMResult` (numpy arrays, on the CPU).
     """
@@ -634,30 +713,49 @@ def compute_cams(
     named = target if isinstance(target, str) else None
     if named is not None and named not in TARGET_MODES:
         raise AnalysisError(f"target: unknown mode {target!r}; known: {', '.join(TARGET_MODES)}")
+    if memory_format not in MEMORY_FORMATS:
+        raise AnalysisError(
+            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
+        )
     if named == "label" and labels is None:
         raise AnalysisError("labels: target='label' needs labels, got None")
     if named == "teacher" and not isinstance(teacher, nn.Module):
         raise AnalysisError(f"teacher: target='teacher' needs a teacher model, got {type(teacher).__name__}")
 
-    with on_device(model, dev), training_mode(model, False):
-        logits = predict_logits(model, images, bs, dev).float()
-        probs = torch.softmax(logits, dim=1).cpu()
-        preds = probs.argmax(dim=1)
-        k = int(probs.shape[1])
+    fused = spec.kind in _FUSED_KINDS
+    with (
+        on_device(model, dev),
+        training_mode(model, False),
+        channels_last(model, enabled=wants_channels_last(memory_format, dev, model)) as nhwc,
+    ):
+        layout = as_channels_last if nhwc else _same
+        if fused:
+            logits = None  # the map's own pass yields them
+        else:
+            logits = predict_logits(model, images, bs, dev, layout).float()
+        targets: torch.Tensor | None
         if target is None or named in ("pred", "student"):
-            targets, mode = preds.clone(), named or "pred"
+            targets, mode = (None if logits is None else logits.argmax(dim=1).cpu()), named or "pred"
         elif named == "label":
             targets, mode = check_labels(labels, n, "labels"), "label"
-            check_label_range(targets, k, "labels")
         elif named == "teacher":
             assert teacher is not None
-            targets, mode = predict_logits(teacher, images, bs, dev).argmax(dim=1).cpu(), "teacher"
-            check_label_range(targets, k, "teacher predictions")
+            targets, mode = predict_logits(teacher, images, bs, dev, layout).argmax(dim=1).cpu(), "teacher"
         else:
-            targets, mode = _explicit_targets(target, n, k), "explicit"
+            targets, mode = _explicit_targets(target, n, None), "explicit"
 
         layer_path = _resolve_layer(model, layer, spec, (int(images.shape[1]), size[0], size[1]))
-        raw, attributions = _run_method(model, images, targets, layer_path, spec, bs, dev, opts)
+        if targets is not None and logits is not None:
+            check_label_range(targets, int(logits.shape[1]), _TARGET_NAMES[mode])
+        raw, attributions, pass_logits, pass_targets = _run_method(
+            model, images, targets, _TARGET_NAMES[mode], layer_path, spec, bs, dev, opts, layout
+        )
+    if logits is None:
+        logits = pass_logits
+    probs = torch.softmax(logits.float(), dim=1).cpu()
+    preds = probs.argmax(dim=1)
+    if targets is None:
+        targets = pass_targets
 
     shown = torch.relu(raw) if spec.relu else raw
     return CAMResult(
@@ -677,50 +775,74 @@ def compute_cams(
 def _run_method(
     model: nn.Module,
     images: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | None,
+    target_name: str,
     layer: str,
     spec: _Method,
     bs: int,
     dev: torch.device,
     opts: dict[str, Any],
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Raw maps ``(N, h, w)`` (CPU float32) of every image, batch by batch; pixel attributions too."""
+    layout: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """Raw maps ``(N, h, w)`` (CPU float32) of every image, batch by batch; pixel attributions too.
+
+    ``targets=None`` (only for the kinds in :data:`_FUSED_KINDS`): each image's predicted class,
+    taken from the map's own forward pass. Returns ``(raw, attributions or None, logits of that
+    pass or None, targets)``; logits come back for the fused kinds only.
+    """
     raws: list[torch.Tensor] = []
     attrs: list[torch.Tensor] = []
-    use_captum_gradcam = False
+    outs: list[torch.Tensor] = []
+    chosen: list[torch.Tensor] = []
     base_probs = torch.empty(0)
     if spec.kind != "pixel":
-        ndim = _layer_output_ndim(model, layer, images[:1].to(dev))
+        ndim, k = _probe_layer(model, layer, layout(images[:1].to(dev)))
         if ndim not in (3, 4):
             raise AnalysisError(
                 f"layer {layer!r}: expected a 4-D feature map or 3-D tokens, got a {ndim}-D output"
             )
-        use_captum_gradcam = spec.name == "gradcam" and ndim == 4
+        if targets is not None:
+            check_label_range(targets, k, target_name)
     if spec.kind == "score":
         with torch.inference_mode():
-            base_probs = torch.softmax(model(torch.zeros_like(images[:1], device=dev)).float(), dim=1)[0]
+            zero = layout(torch.zeros_like(images[:1], device=dev))
+            base_probs = torch.softmax(model(zero).float(), dim=1)[0]
     head = classifier_layer(model) if spec.kind == "cam" else ""
     for sl in batch_slices(len(images), bs):
-        t = targets[sl].to(dev)
-        if spec.kind in ("gradient", "pixel"):
+        t = None if targets is None else targets[sl].to(dev)
+        x = layout(images[sl].to(dev))
+        logits = None
+        if spec.kind == "gradient":
+            raw, logits, t = _gradient_batch(model, x, t, layer, spec.name)
+        elif spec.kind == "pixel":
+            assert t is not None
             with torch.enable_grad():
-                x = images[sl].to(dev).clone()
-                if spec.kind == "gradient":
-                    raw = _gradient_batch(model, x, t, layer, spec.name, use_captum_gradcam)
-                else:
-                    raw, attr = _pixel_batch(model, x.requires_grad_(True), t, spec.name, bs, opts)
-                    attrs.append(attr.detach().float().cpu())
+                raw, attr = _pixel_batch(model, x.clone().requires_grad_(True), t, spec.name, bs, opts)
+            attrs.append(attr.detach().float().cpu())
         else:
             with torch.inference_mode():
-                x = images[sl].to(dev)
                 if spec.kind == "activation":
-                    raw = _activation_batch(model, x, layer)
+                    raw, logits = _activation_batch(model, x, layer)
                 elif spec.kind == "cam":
-                    raw = _cam_batch(model, x, t, layer, head)
+                    raw, logits, t = _cam_batch(model, x, t, layer, head)
                 else:
+                    assert t is not None
                     raw = _score_batch(model, x, t, layer, bs, base_probs)
         raws.append(raw.detach().float().cpu())
-    return torch.cat(raws), (torch.cat(attrs) if attrs else None)
+        if logits is not None:
+            outs.append(logits.detach().float().cpu())
+        if t is not None:
+            chosen.append(t.detach().cpu())
+    return (
+        torch.cat(raws),
+        (torch.cat(attrs) if attrs else None),
+        (torch.cat(outs) if outs else None),
+        (torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.int64)),
+    )
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 # ---- public: map comparisons and localization ------------------------------------------------------

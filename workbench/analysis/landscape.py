@@ -42,6 +42,7 @@ from workbench.analysis._common import (
     resolve_device,
 )
 from workbench.distill.functional import kd_loss
+from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 
 __all__ = [
     "BN_MODES",
@@ -265,30 +266,24 @@ def _restored(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def _channels_last(model: nn.Module, data: _EvalSet, enabled: bool) -> Iterator[None]:
-    """Optionally run convolutions in channels-last layout (often faster with oneDNN / cuDNN).
-
-    Every 4-D parameter's storage is swapped for a channels-last copy inside the block and the
-    original tensor (original values and layout) is put back afterwards; the evaluation images
-    are converted too. Values then match an NCHW forward up to float rounding, not bitwise.
-    """
-    if not enabled:
-        yield
-        return
-    swapped = []
-    for p in model.parameters():
-        if p.ndim == 4 and not p.is_contiguous(memory_format=torch.channels_last):
-            swapped.append((p, p.data))
-            p.data = p.data.contiguous(memory_format=torch.channels_last)
+def _layout(model: nn.Module, data: _EvalSet, memory_format: str, device: torch.device) -> Iterator[None]:
+    """Run the block channels-last when ``memory_format`` asks for it (``"auto"``: conv nets on the
+    CPU, see :mod:`workbench.models.layout`): the model's 4-D tensors and the evaluation images are
+    converted inside, and the model gets its layout back afterwards. Values then agree with an NCHW
+    forward up to float rounding, not bitwise."""
+    if memory_format not in MEMORY_FORMATS:
+        raise AnalysisError(
+            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
+        )
+    enabled = wants_channels_last(memory_format, device, model)
     images = data.images
-    if images.ndim == 4:
-        data.images = images.contiguous(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        for p, original in swapped:
-            p.data = original
-        data.images = images
+    with channels_last(model, enabled=enabled):
+        if enabled:
+            data.images = as_channels_last(images)
+        try:
+            yield
+        finally:
+            data.images = images
 
 
 def _tracked_bns(model: nn.Module) -> list[_BatchNorm]:
@@ -448,7 +443,7 @@ def _slice_landscape(
     bn_mode: str,
     recompute_images: torch.Tensor | None,
     device: str | torch.device | None,
-    channels_last: bool,
+    memory_format: str,
 ) -> LandscapeResult:
     objs = _resolve_objectives(objectives)
     _check_bn_mode(bn_mode, recompute_images)
@@ -458,7 +453,7 @@ def _slice_landscape(
     rec_slices = batch_slices(len(rec), data.batch_size)
     shape = tuple(len(g) for g in grids)
     values = {name: np.empty(shape) for name in objs}
-    with on_device(model, dev), _channels_last(model, data, channels_last), _restored(model):
+    with on_device(model, dev), _layout(model, data, memory_format, dev), _restored(model):
         model.eval()
         if directions is None:
             dirs = [random_direction(model, seed + i) for i in range(len(grids))]
@@ -497,11 +492,11 @@ def landscape_1d(
     seed: int = 0,
     teacher: nn.Module | None = None,
     teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     bn_mode: str = "eval",
     recompute_images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
-    channels_last: bool = False,
+    memory_format: str = "auto",
 ) -> LandscapeResult:
     """Objectives along ``θ0 + α·d`` for ``α`` in ``linspace(*span, steps)`` (Li et al. 2018).
 
@@ -515,12 +510,14 @@ def landscape_1d(
         teacher / teacher_logits: needed by ``kd`` and ``agreement``; teacher logits are computed once.
         batch_size: evaluation batch size.
         bn_mode: ``"eval"`` (running statistics; the point ``α = 0`` then reproduces the model's own
-            values exactly) or ``"recompute"`` (statistics re-estimated at every point on
+            values, bitwise with ``memory_format="contiguous"``) or ``"recompute"`` (statistics re-estimated at every point on
             ``recompute_images``, default the evaluation images).
         device: where to evaluate (the model is moved there and back); default: the model's.
-        channels_last: evaluate convolutions in channels-last memory layout (markedly faster on
-            CPUs for small conv nets); values then agree with the model's own forward up to float
-            rounding instead of bitwise. The model's tensors get their original layout back.
+        memory_format: ``"auto"`` (default) evaluates conv nets in channels-last layout on the CPU
+            (markedly faster for small conv nets; values then agree with the model's own NCHW
+            forward up to float rounding instead of bitwise), ``"contiguous"`` keeps NCHW (the point
+            ``α = 0`` then equals the model's own forward bitwise), ``"channels_last"`` forces it.
+            The model's tensors get their original layout back.
 
     Returns:
         :class:`LandscapeResult` of kind ``"1d"``.
@@ -540,7 +537,7 @@ def landscape_1d(
         bn_mode=bn_mode,
         recompute_images=recompute_images,
         device=device,
-        channels_last=channels_last,
+        memory_format=memory_format,
     )
 
 
@@ -558,11 +555,11 @@ def landscape_2d(
     seed: int = 0,
     teacher: nn.Module | None = None,
     teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     bn_mode: str = "eval",
     recompute_images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
-    channels_last: bool = False,
+    memory_format: str = "auto",
 ) -> LandscapeResult:
     """Objectives on the plane ``θ0 + α·d1 + β·d2`` (Li et al. 2018, section 4).
 
@@ -597,7 +594,7 @@ def landscape_2d(
         bn_mode=bn_mode,
         recompute_images=recompute_images,
         device=device,
-        channels_last=channels_last,
+        memory_format=memory_format,
     )
 
 
@@ -615,9 +612,9 @@ def interpolate(
     span: tuple[float, float] = (0.0, 1.0),
     teacher: nn.Module | None = None,
     teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     device: str | torch.device | None = None,
-    channels_last: bool = False,
+    memory_format: str = "auto",
 ) -> LandscapeResult:
     """Objectives along the straight line ``(1-α)·θa + α·θb`` between two networks of one architecture.
 
@@ -634,7 +631,7 @@ def interpolate(
 
     Args:
         model_a, model_b: networks with the same parameter and buffer names and shapes.
-        objectives, images, labels, teacher, teacher_logits, batch_size, device, channels_last: as in
+        objectives, images, labels, teacher, teacher_logits, batch_size, device, memory_format: as in
             :func:`landscape_1d`.
         steps: number of points in ``span`` (default ``[0, 1]``; wider spans extrapolate).
 
@@ -671,7 +668,7 @@ def interpolate(
     values = {name: np.empty(len(alphas)) for name in objs}
     with eval_mode(model_b), on_device(model_b, dev):
         ref_b = _evaluate(model_b, objs, data)
-    with on_device(model_a, dev), _channels_last(model_a, data, channels_last), _restored(model_a):
+    with on_device(model_a, dev), _layout(model_a, data, memory_format, dev), _restored(model_a):
         model_a.eval()
         ref_a = _evaluate(model_a, objs, data)
         pairs = [(t, t.detach().clone(), tensors_b[name].detach().to(dev).clone()) for name, t in names_a]
