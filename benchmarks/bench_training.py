@@ -176,6 +176,8 @@ of {args.epochs} epochs. Machine: {machine()}.
     body += (
         "\nSeconds per epoch exclude evaluation and, for the engine's KD run, the one-time teacher pass\n"
         "that fills the cache before the first epoch; the tutorial-style loop pays its teacher pass every epoch.\n"
+        "The engine runs conv students channels-last on the CPU (`train.memory_format: auto`); both\n"
+        "hand-written loops keep PyTorch's default NCHW layout, as the tutorial does.\n"
     )
     write_section("training", body)
     print(body)
