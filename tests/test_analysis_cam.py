@@ -306,6 +306,35 @@ def test_channels_last_maps_equal_nchw_maps():
     assert all(p.is_contiguous() for p in model.parameters())
 
 
+def _trained_bn_resnet8(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32)
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        for i in range(3):
+            model(torch.randn(16, 3, 32, 32) * (1 + i))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_folding_batchnorm_gives_the_same_maps_and_leaves_the_model_alone():
+    model = _trained_bn_resnet8(4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kinds = {name: type(m) for name, m in model.named_modules()}
+    x = torch.randn(4, 3, 32, 32)
+    for layer in (None, "layer3.0.conv2", "layer2.0.bn1"):  # a conv or BN as the layer is kept
+        folded = compute_cams(model, x, layer=layer, method="gradcam", fold_bn=True)
+        plain = compute_cams(model, x, layer=layer, method="gradcam", fold_bn=False)
+        np.testing.assert_array_equal(folded.targets, plain.targets)
+        np.testing.assert_allclose(folded.raw, plain.raw, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(folded.probabilities, plain.probabilities, atol=1e-6)
+    assert {name: type(m) for name, m in model.named_modules()} == kinds
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
 def test_gradient_pass_records_no_graph_below_the_layer_and_restores_grad_state():
     torch.manual_seed(3)
     model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32).eval()

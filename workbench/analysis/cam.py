@@ -55,6 +55,7 @@ from workbench.analysis._common import (
     predict_logits,
     resolve_device,
 )
+from workbench.models.fusion import fold_batchnorm
 from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 from workbench.models.taps import (
     FeatureTaps,
@@ -665,6 +666,7 @@ def compute_cams(
     occlusion_window: int | None = None,
     occlusion_stride: int | None = None,
     memory_format: str = "auto",
+    fold_bn: bool = True,
 ) -> CAMResult:
     """Maps of ``model`` for every image of ``images`` ``(N, C, H, W)`` (normalized floats).
 
@@ -684,6 +686,10 @@ def compute_cams(
     pass (Score-CAM: that many masked images per forward). ``device``: default the model's own.
     ``memory_format``: ``"auto"`` runs conv nets channels-last on the CPU (faster; maps equal an
     NCHW run up to float rounding), ``"channels_last"`` or ``"contiguous"`` force a layout.
+    ``fold_bn``: run the maps on an eval-mode copy of the model whose ``Conv2d -> BatchNorm2d``
+    pairs are folded into single convolutions (:func:`workbench.models.fusion.fold_batchnorm`; the
+    same function up to float rounding, one layer less per pair; the chosen layer is never folded
+    away). The model itself is not changed.
 
     Gradient CAMs, CAM and Eigen-CAM take one pass per batch that also yields the logits (and the
     predicted class used as target); a gradient pass records the autograd graph only from the
@@ -723,33 +729,31 @@ def compute_cams(
         raise AnalysisError(f"teacher: target='teacher' needs a teacher model, got {type(teacher).__name__}")
 
     fused = spec.kind in _FUSED_KINDS
-    with (
-        on_device(model, dev),
-        training_mode(model, False),
-        channels_last(model, enabled=wants_channels_last(memory_format, dev, model)) as nhwc,
-    ):
-        layout = as_channels_last if nhwc else _same
-        if fused:
-            logits = None  # the map's own pass yields them
-        else:
-            logits = predict_logits(model, images, bs, dev, layout).float()
-        targets: torch.Tensor | None
-        if target is None or named in ("pred", "student"):
-            targets, mode = (None if logits is None else logits.argmax(dim=1).cpu()), named or "pred"
-        elif named == "label":
-            targets, mode = check_labels(labels, n, "labels"), "label"
-        elif named == "teacher":
-            assert teacher is not None
-            targets, mode = predict_logits(teacher, images, bs, dev, layout).argmax(dim=1).cpu(), "teacher"
-        else:
-            targets, mode = _explicit_targets(target, n, None), "explicit"
-
+    with on_device(model, dev), training_mode(model, False):
         layer_path = _resolve_layer(model, layer, spec, (int(images.shape[1]), size[0], size[1]))
-        if targets is not None and logits is not None:
-            check_label_range(targets, int(logits.shape[1]), _TARGET_NAMES[mode])
-        raw, attributions, pass_logits, pass_targets = _run_method(
-            model, images, targets, _TARGET_NAMES[mode], layer_path, spec, bs, dev, opts, layout
-        )
+        work = _working_copy(model, layer_path) if fold_bn else model
+        with channels_last(work, enabled=wants_channels_last(memory_format, dev, work)) as nhwc:
+            layout = as_channels_last if nhwc else _same
+            if fused:
+                logits = None  # the map's own pass yields them
+            else:
+                logits = predict_logits(work, images, bs, dev, layout).float()
+            targets: torch.Tensor | None
+            if target is None or named in ("pred", "student"):
+                targets, mode = (None if logits is None else logits.argmax(dim=1).cpu()), named or "pred"
+            elif named == "label":
+                targets, mode = check_labels(labels, n, "labels"), "label"
+            elif named == "teacher":
+                assert teacher is not None
+                t_logits = predict_logits(teacher, images, bs, dev, layout)
+                targets, mode = t_logits.argmax(dim=1).cpu(), "teacher"
+            else:
+                targets, mode = _explicit_targets(target, n, None), "explicit"
+            if targets is not None and logits is not None:
+                check_label_range(targets, int(logits.shape[1]), _TARGET_NAMES[mode])
+            raw, attributions, pass_logits, pass_targets = _run_method(
+                work, images, targets, _TARGET_NAMES[mode], layer_path, spec, bs, dev, opts, layout
+            )
     if logits is None:
         logits = pass_logits
     probs = torch.softmax(logits.float(), dim=1).cpu()
@@ -843,6 +847,17 @@ def _run_method(
 
 def _same(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def _working_copy(model: nn.Module, layer: str) -> nn.Module:
+    """The model the maps are computed on: an eval-mode copy with BatchNorm folded into the convs
+    before it, keeping the module at ``layer`` intact; the model itself when it cannot be copied."""
+    keep = [] if layer == "input" else [split_path(layer)[0]]
+    try:
+        work, _ = fold_batchnorm(model, keep=keep)
+    except Exception:  # a model that cannot be deep-copied is used as it is
+        return model
+    return work
 
 
 # ---- public: map comparisons and localization ------------------------------------------------------

@@ -12,12 +12,14 @@ follows the same conventions, which the analysis and distillation code rely on:
   penultimate embedding) followed by ``model.fc`` (``nn.Linear``), so plain CAMs apply.
 
 :mod:`workbench.models.taps` captures any module's output by path with forward hooks, for zoo
-and user models alike; :mod:`workbench.models.layout` runs conv nets channels-last.
+and user models alike; :mod:`workbench.models.layout` runs conv nets channels-last and
+:mod:`workbench.models.fusion` folds BatchNorm into convolutions for inference.
 """
 
 from __future__ import annotations
 
 from workbench.models.errors import ModelError
+from workbench.models.fusion import fold_batchnorm
 from workbench.models.info import ModelInfo, count_flops, model_info
 from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 from workbench.models.registry import ModelSpec, create_model, describe_models, list_models, register_model
@@ -49,6 +51,7 @@ __all__ = [
     "count_flops",
     "create_model",
     "describe_models",
+    "fold_batchnorm",
     "get_module",
     "last_conv_layer",
     "list_layers",
