@@ -71,7 +71,10 @@ class RDD(Method):
     * staged: TFE for the first ``switch`` fraction of the steps, then TSE, the paper's two
       stages (the teacher's view first, the student's view once it has learnt something).
 
-    Weights are computed without gradient.
+    Weights are computed without gradient. Difficulties are in nats, so at ``weight_temperature=1``
+    one sample can carry almost the whole batch's term (measured in ``docs/methods.md``, "Why `rdd`
+    trails `kd`": peak weights near ``B``, and the TSE stage diverges on confounded data); larger
+    temperatures flatten the weights toward plain KD.
     """
 
     name = "rdd"
