@@ -20,6 +20,7 @@ def main() -> int:
         if code:
             return code
     print("methods table: python benchmarks/methods_table.py (long; writes docs/methods.md)")
+    print("rdd weights:   python benchmarks/rdd_weighting.py (writes its section of docs/methods.md)")
     return 0
 
 
