@@ -70,11 +70,10 @@ def method_entry(name: str) -> dict[str, Any]:
     return {"ce_weight": ce, "methods": [{"name": name, "weight": weight, "params": params}]}
 
 
-def sweep_for(
-    dataset: str, methods: list[str], epochs: int, seeds: list[int], backend: str, workers: int
-) -> SweepSpec:
+def base_config(dataset: str, epochs: int) -> dict[str, Any]:
+    """The run config every trial on ``dataset`` shares (all but the `distill` section and seed)."""
     spec = DATASETS[dataset]
-    base = {
+    return {
         "kind": "distill",
         "data": spec["data"],
         "model": STUDENT,
@@ -83,9 +82,14 @@ def sweep_for(
         "schedule": {"name": "cosine", "warmup_epochs": 0.2},
         "train": {"epochs": epochs, "snapshot_every_epoch": False},
     }
+
+
+def sweep_for(
+    dataset: str, methods: list[str], epochs: int, seeds: list[int], backend: str, workers: int
+) -> SweepSpec:
     return SweepSpec(
         name=f"methods-{dataset}",
-        config=base,
+        config=base_config(dataset, epochs),
         grid={"distill": [method_entry(m) for m in methods]},
         seeds=seeds,
         backend=backend,  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine  # noqa: E402
-from methods_table import DATASETS, STUDENT, method_entry, write_sections  # noqa: E402
+from methods_table import DATASETS, base_config, method_entry, write_sections  # noqa: E402
 
 import workbench.distill.weighting as weighting  # noqa: E402
 from workbench.config import validate_config  # noqa: E402
@@ -63,22 +63,9 @@ class WeightRecorder:
 
 
 def _config(dataset: str, method: str, params: dict[str, Any], epochs: int, seed: int) -> Any:
-    spec = DATASETS[dataset]
     entry = method_entry(method)
     entry["methods"][0]["params"] = {**entry["methods"][0]["params"], **params}
-    return validate_config(
-        {
-            "kind": "distill",
-            "seed": seed,
-            "data": spec["data"],
-            "model": STUDENT,
-            "teachers": [{"source": spec["teacher"]}],
-            "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
-            "schedule": {"name": "cosine", "warmup_epochs": 0.2},
-            "train": {"epochs": epochs, "snapshot_every_epoch": False},
-            "distill": entry,
-        }
-    )
+    return validate_config({**base_config(dataset, epochs), "seed": seed, "distill": entry})
 
 
 def _stage_stats(values: list[float], stages: list[str], which: str, fn: Any) -> str:
