@@ -3,11 +3,12 @@
 Where a model looks, batched over many images:
 
 * :func:`compute_cams` — one model's maps for a batch of images with any of the methods in
-  :data:`CAM_METHODS`: Grad-CAM (captum ``LayerGradCam``), Grad-CAM++, HiResCAM, LayerCAM,
-  Eigen-CAM, Score-CAM, plain CAM, and captum's Integrated Gradients, Saliency, SmoothGrad and
-  Occlusion. Gradient CAMs take ONE forward and ONE backward pass per batch: the gradient of the
-  sum of every sample's target score gives each sample's own gradient, because samples do not
-  interact in eval mode (BatchNorm uses its running statistics).
+  :data:`CAM_METHODS`: Grad-CAM, Grad-CAM++, HiResCAM, LayerCAM, Eigen-CAM, Score-CAM, plain CAM,
+  and captum's Integrated Gradients, Saliency, SmoothGrad and Occlusion. Gradient CAMs take ONE
+  forward and ONE backward pass per batch: the gradient of the sum of every sample's target score
+  gives each sample's own gradient, because samples do not interact in eval mode (BatchNorm uses
+  its running statistics). The forward records the autograd graph only from the CAM layer on and
+  also gives the logits; the maps equal captum's ``LayerGradCam`` (tested).
 * :func:`compare_cams` — teacher and student maps on the image grid, per-image Pearson and
   Spearman correlation and top-k% region IoU, the same averaged per class, and localization
   metrics when object masks or boxes are known.
@@ -56,7 +57,7 @@ from workbench.analysis._common import (
     resolve_device,
 )
 from workbench.models.fusion import fold_batchnorm
-from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
+from workbench.models.layout import MEMORY_FORMATS, channels_last, input_layout, wants_channels_last
 from workbench.models.taps import (
     FeatureTaps,
     classifier_layer,
@@ -477,10 +478,13 @@ def _layer_pass(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Te
         return leaf.clone()
 
     if to_input:
-        handle = module.register_forward_pre_hook(
-            lambda _m, args, kwargs: (_replace_first_tensor(args, to_leaf), kwargs) if args else None,
-            with_kwargs=True,
-        )
+
+        def swap_input(_m: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if not args:
+                raise AnalysisError(f"layer {layer!r}: the module takes its input by keyword; use its output")
+            return _replace_first_tensor(args, to_leaf), kwargs
+
+        handle = module.register_forward_pre_hook(swap_input, with_kwargs=True)
     else:
         handle = module.register_forward_hook(lambda _m, _a, out: _replace_first_tensor(out, to_leaf))
     try:
@@ -733,7 +737,7 @@ def compute_cams(
         layer_path = _resolve_layer(model, layer, spec, (int(images.shape[1]), size[0], size[1]))
         work = _working_copy(model, layer_path) if fold_bn else model
         with channels_last(work, enabled=wants_channels_last(memory_format, dev, work)) as nhwc:
-            layout = as_channels_last if nhwc else _same
+            layout = input_layout(nhwc)
             if fused:
                 logits = None  # the map's own pass yields them
             else:
@@ -843,10 +847,6 @@ def _run_method(
         (torch.cat(outs) if outs else None),
         (torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.int64)),
     )
-
-
-def _same(x: torch.Tensor) -> torch.Tensor:
-    return x
 
 
 def _working_copy(model: nn.Module, layer: str) -> nn.Module:

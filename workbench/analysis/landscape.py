@@ -510,8 +510,8 @@ def landscape_1d(
         teacher / teacher_logits: needed by ``kd`` and ``agreement``; teacher logits are computed once.
         batch_size: evaluation batch size.
         bn_mode: ``"eval"`` (running statistics; the point ``α = 0`` then reproduces the model's own
-            values, bitwise with ``memory_format="contiguous"``) or ``"recompute"`` (statistics re-estimated at every point on
-            ``recompute_images``, default the evaluation images).
+            values, bitwise with ``memory_format="contiguous"``) or ``"recompute"`` (statistics
+            re-estimated at every point on ``recompute_images``, default the evaluation images).
         device: where to evaluate (the model is moved there and back); default: the model's.
         memory_format: ``"auto"`` (default) evaluates conv nets in channels-last layout on the CPU
             (markedly faster for small conv nets; values then agree with the model's own NCHW

@@ -21,7 +21,13 @@ from __future__ import annotations
 from workbench.models.errors import ModelError
 from workbench.models.fusion import fold_batchnorm
 from workbench.models.info import ModelInfo, count_flops, model_info
-from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
+from workbench.models.layout import (
+    MEMORY_FORMATS,
+    as_channels_last,
+    channels_last,
+    input_layout,
+    wants_channels_last,
+)
 from workbench.models.registry import ModelSpec, create_model, describe_models, list_models, register_model
 from workbench.models.taps import (
     FeatureTaps,
@@ -53,6 +59,7 @@ __all__ = [
     "describe_models",
     "fold_batchnorm",
     "get_module",
+    "input_layout",
     "last_conv_layer",
     "list_layers",
     "list_models",

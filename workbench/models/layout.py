@@ -9,7 +9,7 @@ with ``memory_format="auto"``: channels-last on the CPU for models that contain 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -43,6 +43,16 @@ def as_channels_last(x: torch.Tensor) -> torch.Tensor:
     """A 4-D tensor in channels-last layout (same values); any other tensor unchanged."""
     if x.ndim == 4 and not x.is_contiguous(memory_format=torch.channels_last):
         return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def input_layout(enabled: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function to apply to each input batch: :func:`as_channels_last` when ``enabled``, else
+    the identity."""
+    return as_channels_last if enabled else _unchanged
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
     return x
 
 

@@ -24,7 +24,13 @@ from torch import nn
 from workbench.config import ConfigError, RunConfig
 from workbench.data import Augment, BatchLoader, Dataset, load_dataset
 from workbench.distill import MethodContext, MethodStack, StepOutputs, create_method
-from workbench.models import as_channels_last, channels_last, create_model, model_info, wants_channels_last
+from workbench.models import (
+    channels_last,
+    create_model,
+    input_layout,
+    model_info,
+    wants_channels_last,
+)
 from workbench.models.taps import FeatureTaps
 from workbench.runs import RunStore, checkpoint_state
 from workbench.train.cache import TeacherCache, build_teacher_cache, teacher_forward
@@ -218,8 +224,8 @@ class Trainer:
         self.channels_last = wants_channels_last(
             cfg.train.memory_format, self.device, self.student, *self.teachers
         )
-        layout = as_channels_last if self.channels_last else _same
-        self.inputs = lambda images: layout(data.normalize(images))
+        self.layout = input_layout(self.channels_last)
+        self.inputs = lambda images: self.layout(data.normalize(images))
         self.cache: TeacherCache | None = None
         if (
             self.teachers
@@ -361,7 +367,7 @@ class Trainer:
                             g["lr"] = cfg.optim.lr * lr_factor(
                                 step, self.total_steps, self.steps_per_epoch, cfg.schedule, cfg.optim.lr
                             )
-                        x = as_channels_last(batch.x) if self.channels_last else batch.x
+                        x = self.layout(batch.x)
                         logits = self.student(x)
                         if self.teachers and self.method.needs_teacher:
                             if self.cache is not None:
@@ -488,10 +494,6 @@ class Trainer:
         if accs:
             out["best_test_acc"] = max(accs)
         return out
-
-
-def _same(x: torch.Tensor) -> torch.Tensor:
-    return x
 
 
 def training_state(student: nn.Module, method: MethodStack) -> dict[str, torch.Tensor]:
