@@ -106,7 +106,15 @@ def test_landscape_1d_centre_equals_the_models_own_objectives(data, teacher):
     model = _make(1)
     objectives = {"ce": cross_entropy, "kd": kd(4.0), "agree": agreement}
     res = landscape_1d(
-        model, objectives, images, labels, steps=11, teacher=teacher, batch_size=N, memory_format="contiguous"
+        model,
+        objectives,
+        images,
+        labels,
+        steps=11,
+        teacher=teacher,
+        batch_size=N,
+        memory_format="contiguous",
+        fold_bn=False,
     )
     assert res.kind == "1d" and res.alphas[5] == 0.0 and res.values["ce"].shape == (11,)
     with torch.no_grad():
@@ -200,6 +208,7 @@ def test_interpolation_with_running_stats_hits_both_models_at_the_ends(data, tea
         teacher=teacher,
         batch_size=N,
         memory_format="contiguous",
+        fold_bn=False,
     )
     assert res.kind == "interpolation" and res.alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert res.values["ce"][0] == pytest.approx(_ce(a, images, labels), rel=1e-12)
@@ -234,6 +243,7 @@ def test_interpolation_recomputes_batchnorm_statistics(data):
         recompute_images=recompute,
         batch_size=N,
         memory_format="contiguous",
+        fold_bn=False,
     )
     # at alpha = 0: model a with its BatchNorm statistics re-estimated on the 40 recompute images
     ref = copy.deepcopy(a)
@@ -355,3 +365,27 @@ def test_channels_last_evaluation_matches_and_restores_the_layout(data):
     _assert_same_state(model, saved)
     after = [p for p in model.parameters() if p.ndim == 4]
     assert [id(p) for p in after] == ids and all(p.is_contiguous() for p in after)
+
+
+def test_folded_batchnorm_evaluation_agrees_and_follows_every_point(data):
+    images, labels = data
+    model = _make(13)
+    saved = _state(model)
+    kinds = [type(m) for m in model.modules()]
+    recompute = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(5)) * 1.5
+    for bn_mode in ("eval", "recompute"):
+        kw = dict(steps=3, bn_mode=bn_mode, recompute_images=recompute, memory_format="contiguous")
+        folded = landscape_2d(model, ["cross_entropy"], images, labels, fold_bn=True, **kw)
+        plain = landscape_2d(model, ["cross_entropy"], images, labels, fold_bn=False, **kw)
+        np.testing.assert_allclose(folded.values["cross_entropy"], plain.values["cross_entropy"], rtol=1e-5)
+        # the perturbed points differ from the centre: the folded copy followed every change
+        assert len(np.unique(np.round(folded.values["cross_entropy"], 6))) == 9
+        if bn_mode == "eval":  # the centre is the model itself, evaluated through the same copy
+            assert folded.references["model"]["cross_entropy"] == folded.values["cross_entropy"][1, 1]
+    a, b = _make(14), _make(15)
+    for bn in ("running", "recompute"):
+        f = interpolate(a, b, None, images, labels, steps=4, bn=bn, fold_bn=True)
+        p = interpolate(a, b, None, images, labels, steps=4, bn=bn, fold_bn=False)
+        np.testing.assert_allclose(f.values["cross_entropy"], p.values["cross_entropy"], rtol=1e-5)
+    _assert_same_state(model, saved)
+    assert [type(m) for m in model.modules()] == kinds and nn.BatchNorm2d in kinds

@@ -320,3 +320,39 @@ def test_hook_at_a_folded_bn_path_sees_the_bn_output():
     assert len(seen) == 4
     for path in ("layer1.0.bn1", "layer2.0.downsample.1"):
         torch.testing.assert_close(seen[f"f{path}"], seen[f"o{path}"], atol=ATOL, rtol=RTOL)
+
+
+def test_folder_sync_follows_in_place_changes_of_the_source():
+    from workbench.models.fusion import BatchNormFolder
+
+    torch.manual_seed(3)
+    source = create_model("resnet8", num_classes=10, in_channels=3, image_size=16)
+    _give_bn_statistics(source, (3, 16, 16), seed=3)
+    folder = BatchNormFolder(source)
+    assert len(folder.pairs) == len(_bn_paths(source))  # resnet8: every BN follows its conv
+    x = torch.randn(4, 3, 16, 16, generator=_gen(4))
+    _same_outputs(source, folder.model, x)
+    before = {k: v.clone() for k, v in folder.model.state_dict().items()}
+    with torch.no_grad():  # perturb every parameter and the BN statistics, as a landscape does
+        for p in source.parameters():
+            p.add_(torch.randn(p.shape, generator=_gen(5)) * 0.1)
+        for m in source.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.add_(0.3)
+                m.running_var.mul_(1.5)
+    with torch.no_grad():
+        stale = folder.model(x)
+    assert not torch.allclose(stale, source(x), atol=1e-3)  # the copy does not follow by itself
+    folder.sync()
+    _same_outputs(source, folder.model, x)
+    assert any(not torch.equal(v, folder.model.state_dict()[k]) for k, v in before.items())
+    # the copy's own tensors are updated in place: a channels-last copy stays channels-last
+    conv = (
+        folder.model.conv1
+        if hasattr(folder.model, "conv1")
+        else next(m for m in folder.model.modules() if isinstance(m, nn.Conv2d))
+    )
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    folder.sync()
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    _same_outputs(source, folder.model, x)

@@ -42,6 +42,7 @@ from workbench.analysis._common import (
     resolve_device,
 )
 from workbench.distill.functional import kd_loss
+from workbench.models.fusion import BatchNormFolder
 from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 
 __all__ = [
@@ -286,6 +287,23 @@ def _layout(model: nn.Module, data: _EvalSet, memory_format: str, device: torch.
             data.images = images
 
 
+def _evaluated_net(model: nn.Module, fold_bn: bool) -> tuple[nn.Module, Callable[[], None]]:
+    """The network the objectives are evaluated on and the call that refreshes it after the
+    model's tensors change: with ``fold_bn`` a copy with BatchNorm folded into the convs before it
+    (:class:`workbench.models.fusion.BatchNormFolder`), else the model itself (and a no-op)."""
+    if fold_bn:
+        try:
+            folder = BatchNormFolder(model)
+        except Exception:  # a model that cannot be deep-copied is evaluated as it is
+            return model, _nothing
+        return folder.model, folder.sync
+    return model, _nothing
+
+
+def _nothing() -> None:
+    return None
+
+
 def _tracked_bns(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
 
@@ -444,6 +462,7 @@ def _slice_landscape(
     recompute_images: torch.Tensor | None,
     device: str | torch.device | None,
     memory_format: str,
+    fold_bn: bool,
 ) -> LandscapeResult:
     objs = _resolve_objectives(objectives)
     _check_bn_mode(bn_mode, recompute_images)
@@ -459,14 +478,16 @@ def _slice_landscape(
             dirs = [random_direction(model, seed + i) for i in range(len(grids))]
         else:
             dirs = [_check_direction(model, d, f"directions[{i}]") for i, d in enumerate(directions)]
-        reference = _evaluate(model, objs, data)
+        net, refresh = _evaluated_net(model, fold_bn)
+        reference = _evaluate(net, objs, data)
         writer = _PlaneWriter(model, dirs)
         bns = _tracked_bns(model) if bn_mode == "recompute" else []
         for index in np.ndindex(*shape):
             writer.set([g[i] for g, i in zip(grids, index, strict=True)])
             if bns:
                 _recompute_bn(model, bns, rec, rec_slices)
-            for name, v in _evaluate(model, objs, data).items():
+            refresh()
+            for name, v in _evaluate(net, objs, data).items():
                 values[name][index] = v
     return LandscapeResult(
         kind=kind,
@@ -497,6 +518,7 @@ def landscape_1d(
     recompute_images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
     memory_format: str = "auto",
+    fold_bn: bool = True,
 ) -> LandscapeResult:
     """Objectives along ``θ0 + α·d`` for ``α`` in ``linspace(*span, steps)`` (Li et al. 2018).
 
@@ -510,7 +532,7 @@ def landscape_1d(
         teacher / teacher_logits: needed by ``kd`` and ``agreement``; teacher logits are computed once.
         batch_size: evaluation batch size.
         bn_mode: ``"eval"`` (running statistics; the point ``α = 0`` then reproduces the model's own
-            values, bitwise with ``memory_format="contiguous"``) or ``"recompute"`` (statistics
+            values, bitwise with ``memory_format="contiguous"`` and ``fold_bn=False``) or ``"recompute"`` (statistics
             re-estimated at every point on ``recompute_images``, default the evaluation images).
         device: where to evaluate (the model is moved there and back); default: the model's.
         memory_format: ``"auto"`` (default) evaluates conv nets in channels-last layout on the CPU
@@ -518,6 +540,10 @@ def landscape_1d(
             forward up to float rounding instead of bitwise), ``"contiguous"`` keeps NCHW (the point
             ``α = 0`` then equals the model's own forward bitwise), ``"channels_last"`` forces it.
             The model's tensors get their original layout back.
+        fold_bn: evaluate on a copy with each BatchNorm folded into the conv before it, folded
+            again after every change of the weights (:class:`workbench.models.fusion.BatchNormFolder`;
+            fewer layers per forward, same values up to float rounding). ``False`` evaluates the
+            model itself; with ``memory_format="contiguous"`` the point ``α = 0`` is then bitwise.
 
     Returns:
         :class:`LandscapeResult` of kind ``"1d"``.
@@ -538,6 +564,7 @@ def landscape_1d(
         recompute_images=recompute_images,
         device=device,
         memory_format=memory_format,
+        fold_bn=fold_bn,
     )
 
 
@@ -560,6 +587,7 @@ def landscape_2d(
     recompute_images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
     memory_format: str = "auto",
+    fold_bn: bool = True,
 ) -> LandscapeResult:
     """Objectives on the plane ``θ0 + α·d1 + β·d2`` (Li et al. 2018, section 4).
 
@@ -595,6 +623,7 @@ def landscape_2d(
         recompute_images=recompute_images,
         device=device,
         memory_format=memory_format,
+        fold_bn=fold_bn,
     )
 
 
@@ -615,6 +644,7 @@ def interpolate(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     memory_format: str = "auto",
+    fold_bn: bool = True,
 ) -> LandscapeResult:
     """Objectives along the straight line ``(1-α)·θa + α·θb`` between two networks of one architecture.
 
@@ -631,7 +661,8 @@ def interpolate(
 
     Args:
         model_a, model_b: networks with the same parameter and buffer names and shapes.
-        objectives, images, labels, teacher, teacher_logits, batch_size, device, memory_format: as in
+        objectives, images, labels, teacher, teacher_logits, batch_size, device, memory_format,
+            fold_bn: as in
             :func:`landscape_1d`.
         steps: number of points in ``span`` (default ``[0, 1]``; wider spans extrapolate).
 
@@ -670,7 +701,8 @@ def interpolate(
         ref_b = _evaluate(model_b, objs, data)
     with on_device(model_a, dev), _layout(model_a, data, memory_format, dev), _restored(model_a):
         model_a.eval()
-        ref_a = _evaluate(model_a, objs, data)
+        net, refresh = _evaluated_net(model_a, fold_bn)
+        ref_a = _evaluate(net, objs, data)
         pairs = [(t, t.detach().clone(), tensors_b[name].detach().to(dev).clone()) for name, t in names_a]
         bns = _tracked_bns(model_a) if bn == "recompute" else []
         for i, alpha in enumerate(alphas):
@@ -684,7 +716,8 @@ def interpolate(
                         t.copy_(ta * (1.0 - alpha) + tb * alpha)
             if bns:
                 _recompute_bn(model_a, bns, rec, rec_slices)
-            for name, v in _evaluate(model_a, objs, data).items():
+            refresh()
+            for name, v in _evaluate(net, objs, data).items():
                 values[name][i] = v
     return LandscapeResult(
         kind="interpolation",

@@ -26,7 +26,7 @@ import torch
 from torch import fx, nn
 from torch.nn.utils import parametrize
 
-__all__ = ["fold_batchnorm"]
+__all__ = ["BatchNormFolder", "fold_batchnorm"]
 
 
 class _PairTracer(fx.Tracer):
@@ -115,8 +115,12 @@ def _find_pairs(model: nn.Module, graph: fx.Graph, keep: set[str]) -> list[tuple
     return pairs
 
 
-def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """Merge eval-mode ``bn`` into ``conv`` in place (new Parameters, in the conv's dtype and device)."""
+def _bn(model: nn.Module, path: str) -> nn.BatchNorm2d:
+    return cast(nn.BatchNorm2d, model.get_submodule(path))
+
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W', b')`` of the conv that equals eval-mode ``bn`` after ``conv``, in the conv's dtypes."""
     w = conv.weight
     dev = w.device
     dt = torch.promote_types(w.dtype, bn.running_var.dtype)
@@ -129,8 +133,15 @@ def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     new_w = w.to(dt) * scale.reshape(-1, *([1] * (w.dim() - 1)))
     new_b = (bias - mean) * scale + beta
     bias_dtype = conv.bias.dtype if conv.bias is not None else w.dtype
-    conv.weight = nn.Parameter(new_w.to(w.dtype), requires_grad=w.requires_grad)
-    conv.bias = nn.Parameter(new_b.to(bias_dtype), requires_grad=w.requires_grad)
+    return new_w.to(w.dtype), new_b.to(bias_dtype)
+
+
+def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Merge eval-mode ``bn`` into ``conv`` in place (new Parameters, in the conv's dtype and device)."""
+    new_w, new_b = _folded(conv, bn)
+    requires_grad = conv.weight.requires_grad
+    conv.weight = nn.Parameter(new_w, requires_grad=requires_grad)
+    conv.bias = nn.Parameter(new_b, requires_grad=requires_grad)
 
 
 def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -181,22 +192,64 @@ def fold_batchnorm(model: nn.Module, keep: Iterable[str] = ()) -> tuple[nn.Modul
     dependent control flow around the convs, unsupported ops, anything), the result is a fresh
     eval-mode deep copy and 0. An exception from ``copy.deepcopy(model)`` itself propagates.
     """
-    keep_paths = {keep} if isinstance(keep, str) else set(keep)
-    work = copy_module.deepcopy(model)
-    work.eval()
-    try:
-        graph = _trace(work)
-    except Exception:
-        # tracing may have left partial state on the copy: hand back an untouched one
-        fresh = copy_module.deepcopy(model)
-        fresh.eval()
-        return fresh, 0
-    pairs = _find_pairs(work, graph, keep_paths)
-    del graph
-    with torch.no_grad():
-        for conv_path, bn_path in pairs:
-            conv = cast(nn.Conv2d, work.get_submodule(conv_path))
-            bn = cast(nn.BatchNorm2d, work.get_submodule(bn_path))
-            _fold_pair(conv, bn)
-            _replace(work, bn_path, nn.Identity().eval())
-    return work, len(pairs)
+    folder = BatchNormFolder(model, keep)
+    return folder.model, len(folder.pairs)
+
+
+class BatchNormFolder:
+    """A folded eval-mode copy of ``source`` (as :func:`fold_batchnorm` makes it) that follows the
+    source's later changes: :meth:`sync` copies every parameter and buffer of the source into the
+    copy and folds the folded pairs again from the source's current conv weights and BN state.
+
+    For analyses that change a model's weights in place many times and evaluate it after each
+    change (loss landscapes, interpolation): the weights are written into ``source``, ``sync()``
+    refreshes ``model``, and ``model`` is evaluated, one layer less per folded pair.
+
+    Attributes:
+        source: the model given (never modified here).
+        model: the folded copy (eval mode).
+        pairs: the folded ``(conv path, bn path)`` pairs.
+    """
+
+    def __init__(self, source: nn.Module, keep: Iterable[str] = ()) -> None:
+        keep_paths = {keep} if isinstance(keep, str) else set(keep)
+        self.source = source
+        work = copy_module.deepcopy(source)
+        work.eval()
+        try:
+            graph = _trace(work)
+        except Exception:
+            # tracing may have left partial state on the copy: hand back an untouched one
+            work = copy_module.deepcopy(source)
+            work.eval()
+            self.model, self.pairs = work, []
+        else:
+            self.pairs = _find_pairs(work, graph, keep_paths)
+            del graph
+            with torch.no_grad():
+                for conv_path, bn_path in self.pairs:
+                    _fold_pair(cast(nn.Conv2d, work.get_submodule(conv_path)), _bn(work, bn_path))
+                    _replace(work, bn_path, nn.Identity().eval())
+            self.model = work
+        folded = {c for c, _ in self.pairs} | {b for _, b in self.pairs}
+        mine = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        self._plain: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for name, t in [*source.named_parameters(), *source.named_buffers()]:
+            owner = name.rpartition(".")[0]
+            if owner not in folded:
+                self._plain.append((t, mine[name]))
+
+    def sync(self) -> None:
+        """Make ``model`` compute what ``source`` computes now (in eval mode): plain tensors are
+        copied, folded convs are folded again from the source's conv and BN (layouts of the
+        copy's tensors are kept)."""
+        with torch.no_grad():
+            for src, dst in self._plain:
+                dst.copy_(src)
+            for conv_path, bn_path in self.pairs:
+                conv = cast(nn.Conv2d, self.source.get_submodule(conv_path))
+                weight, bias = _folded(conv, _bn(self.source, bn_path))
+                target = cast(nn.Conv2d, self.model.get_submodule(conv_path))
+                target.weight.copy_(weight)
+                assert target.bias is not None
+                target.bias.copy_(bias)
