@@ -69,6 +69,29 @@ def image_axes(fig: go.Figure, rows: int, cols: int) -> None:
             )
 
 
+def class_bars(
+    classes: Sequence[str],
+    series: Sequence[tuple[str, object, str]],
+    counts: object,
+    unit: str,
+) -> go.Figure:
+    """A grouped bar chart by class: one ``Bar`` trace per ``(name, values, color)`` of ``series``,
+    with ``counts`` per class shown on hover as ``"<count> <unit>"``."""
+    fig = go.Figure()
+    for name, values, color in series:
+        fig.add_trace(
+            go.Bar(
+                x=list(classes),
+                y=np.asarray(values, dtype=np.float64),
+                name=name,
+                marker_color=color,
+                customdata=np.asarray(counts),
+                hovertemplate="%{x}: %{y:.3f}<br>%{customdata} " + unit + "<extra>" + name + "</extra>",
+            )
+        )
+    return fig
+
+
 def empty_figure(message: str) -> go.Figure:
     """A figure without traces that says ``message`` in its middle."""
     fig = go.Figure()

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz._layout import empty_figure, image_axes, positive_int, require
+from workbench.viz._layout import class_bars, empty_figure, image_axes, positive_int, require
 from workbench.viz.images import to_display_images
 from workbench.viz.theme import (
     DIVERGING_SCALE,
@@ -189,22 +189,16 @@ def per_class_bars(
     classes = class_labels(k, class_names)
     t_name, s_name = _names(result)
     counts = np.asarray(getattr(result, "class_counts", np.zeros(k, dtype=np.int64)))
-    fig = go.Figure()
-    for name, values, color in (
-        (f"{t_name} accuracy", result.per_class_teacher_accuracy, TEACHER_COLOR),
-        (f"{s_name} accuracy", result.per_class_student_accuracy, STUDENT_COLOR),
-        ("agreement", result.per_class_agreement, NEUTRAL_COLOR),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=classes,
-                y=np.asarray(values, dtype=np.float64),
-                name=name,
-                marker_color=color,
-                customdata=counts,
-                hovertemplate="%{x}: %{y:.3f}<br>%{customdata} samples<extra>" + name + "</extra>",
-            )
-        )
+    fig = class_bars(
+        classes,
+        (
+            (f"{t_name} accuracy", result.per_class_teacher_accuracy, TEACHER_COLOR),
+            (f"{s_name} accuracy", result.per_class_student_accuracy, STUDENT_COLOR),
+            ("agreement", result.per_class_agreement, NEUTRAL_COLOR),
+        ),
+        counts,
+        "samples",
+    )
     fig.update_layout(barmode="group", xaxis_title="true class", yaxis_title="share", yaxis_range=[0, 1.05])
     return style_figure(fig, title if title is not None else "Accuracy and agreement by class")
 

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz._layout import image_axes, pick_indices, positive_int, require
+from workbench.viz._layout import class_bars, image_axes, pick_indices, positive_int, require
 from workbench.viz.images import to_display_images
 from workbench.viz.theme import (
     MAP_SCALE,
@@ -179,22 +179,16 @@ def cam_class_agreement(
     classes = class_labels(k, class_names)
     counts = np.asarray(comparison.class_counts)
     top = int(round(100 * float(getattr(comparison, "top_k", 0.2))))
-    fig = go.Figure()
-    for name, values, color in (
-        ("Pearson", comparison.per_class_pearson, "#4e79a7"),
-        ("Spearman", comparison.per_class_spearman, "#76b7b2"),
-        (f"top-{top}% IoU", comparison.per_class_topk_iou, "#f28e2b"),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=classes,
-                y=np.asarray(values, dtype=np.float64),
-                name=name,
-                marker_color=color,
-                customdata=counts,
-                hovertemplate="%{x}: %{y:.3f}<br>%{customdata} images<extra>" + name + "</extra>",
-            )
-        )
+    fig = class_bars(
+        classes,
+        (
+            ("Pearson", comparison.per_class_pearson, "#4e79a7"),
+            ("Spearman", comparison.per_class_spearman, "#76b7b2"),
+            (f"top-{top}% IoU", comparison.per_class_topk_iou, "#f28e2b"),
+        ),
+        counts,
+        "images",
+    )
     fig.update_layout(barmode="group", xaxis_title="true class", yaxis_title="teacher–student map agreement")
     fig.update_yaxes(
         range=[min(0.0, float(np.nanmin(np.r_[comparison.per_class_pearson, 0.0]))) - 0.05, 1.05]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
-from workbench.viz._layout import require
+from workbench.viz._layout import class_bars, require
 from workbench.viz.theme import (
     HIGHLIGHT_COLOR,
     NEUTRAL_COLOR,
@@ -130,21 +130,15 @@ def difficulty_class_bars(
     t_name = str(getattr(result, "teacher_name", "teacher"))
     s_name = str(getattr(result, "student_name", "student"))
     selected = np.asarray(getattr(result, "per_class_selected", np.zeros(k, dtype=np.int64)))
-    fig = go.Figure()
-    for name, values, color in (
-        (t_name, result.per_class_teacher_difficulty, TEACHER_COLOR),
-        (s_name, result.per_class_student_difficulty, STUDENT_COLOR),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=classes,
-                y=np.asarray(values, dtype=np.float64),
-                name=name,
-                marker_color=color,
-                customdata=selected,
-                hovertemplate="%{x}: %{y:.3f}<br>%{customdata} gap samples<extra>" + name + "</extra>",
-            )
-        )
+    fig = class_bars(
+        classes,
+        (
+            (t_name, result.per_class_teacher_difficulty, TEACHER_COLOR),
+            (s_name, result.per_class_student_difficulty, STUDENT_COLOR),
+        ),
+        selected,
+        "gap samples",
+    )
     fig.update_layout(
         barmode="group",
         xaxis_title="true class",

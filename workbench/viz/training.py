@@ -78,6 +78,18 @@ _PANELS = (
 )
 
 
+def _epoch_line(x: object, y: object, name: str, line: dict[str, str]) -> go.Scatter:
+    """One metric over epochs as a line with markers, its value to four decimals on hover."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="lines+markers",
+        name=name,
+        line=line,
+        hovertemplate="epoch %{x}: %{y:.4f}<extra>" + name + "</extra>",
+    )
+
+
 def training_curves(
     metrics: MetricsLike, *, teacher_accuracy: float | None = None, title: str | None = None
 ) -> go.Figure:
@@ -104,14 +116,7 @@ def training_curves(
             x, y = metric_series(epochs, key)
             if x.size:
                 fig.add_trace(
-                    go.Scatter(
-                        x=x,
-                        y=y,
-                        mode="lines+markers",
-                        name=label,
-                        line={"color": color, "dash": dash},
-                        hovertemplate="epoch %{x}: %{y:.4f}<extra>" + label + "</extra>",
-                    ),
+                    _epoch_line(x, y, label, {"color": color, "dash": dash}),
                     row=row,
                     col=col,
                 )
@@ -189,16 +194,7 @@ def compare_runs(
         epochs, _ = _unpack(metrics, f"runs[{name!r}]")
         x, y = metric_series(epochs, metric)
         if x.size:
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines+markers",
-                    name=str(name),
-                    line={"color": role_color(str(name), i)},
-                    hovertemplate="epoch %{x}: %{y:.4f}<extra>" + str(name) + "</extra>",
-                )
-            )
+            fig.add_trace(_epoch_line(x, y, str(name), {"color": role_color(str(name), i)}))
     if not fig.data:
         raise VizError(f"metric: no run logged {metric!r}")
     fig.update_xaxes(title_text="epoch")
