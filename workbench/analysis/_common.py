@@ -6,12 +6,16 @@ probability divergences the agreement and difficulty analyses share. Nothing her
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
+
+from workbench.devices import DeviceError
+from workbench.devices import resolve_device as _resolve
 
 
 class AnalysisError(ValueError):
@@ -103,10 +107,28 @@ def resolve_device(model: nn.Module, device: str | torch.device | None) -> torch
     if device is None:
         return model_device(model)
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        msg = f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}"
-        raise AnalysisError(msg) from None
+        return _resolve(device, field="device")
+    except DeviceError as err:
+        raise AnalysisError(str(err)) from None
+
+
+def working_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """An eval-mode copy of ``model`` on ``device`` whose parameters need no gradient.
+
+    Analyses compute on such a copy, so the caller's model (its device, ``training`` flags,
+    parameters, ``requires_grad`` and hooks) is never touched: one model can be shared by
+    several sessions and threads while they analyse it.
+    """
+    clone = copy.deepcopy(model)
+    # hooks registered on the caller's modules are not the analysis's to run
+    for m in clone.modules():
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+        m._backward_hooks.clear()
+    clone = clone.to(device).eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
 
 
 @contextmanager
