@@ -1,10 +1,10 @@
-# Two set-up commands: `make run` (the demo) and `make test` (the whole suite).
+# Two set-up commands: `make run` (the app) and `make test` (the whole suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench assets teachers methods-table clean
+.PHONY: run demo lab test lint bench assets teachers methods-table clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,29 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test]'
+$(VENV)/.installed-app: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[app]'
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed
+$(VENV)/.installed-notebooks: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[notebooks]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-app $(VENV)/.installed-notebooks
+
+# The Streamlit workbench on http://127.0.0.1:8501 (the URL is printed); Ctrl-C stops it.
+run: $(VENV)/.installed-app
+	$(BIN)/workbench app
+
+# The command-line demo: scratch vs KD student from the shipped MNIST teacher, printed as a table.
+demo: $(VENV)/.installed
 	$(BIN)/workbench demo
+
+# JupyterLab on the lessons in notebooks/.
+lab: $(VENV)/.installed-notebooks
+	$(BIN)/jupyter lab notebooks/
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
