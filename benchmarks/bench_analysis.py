@@ -108,7 +108,7 @@ def bench_cka(
     la = [*stage_layers(teacher, shape), penultimate_layer(teacher)]
     lb = [*stage_layers(student, shape), penultimate_layer(student)]
     t0 = time.perf_counter()
-    fast = cka_matrix(teacher, student, images, la, lb, batch_size=batch).matrix
+    fast = cka_matrix(teacher, student, images, layers={"teacher": la, "student": lb}, batch_size=batch).matrix
     t_fast = time.perf_counter() - t0
     t0 = time.perf_counter()
     slow = torch.zeros(len(la), len(lb), dtype=torch.float64)
@@ -138,7 +138,7 @@ def bench_landscape(
     out = {}
     for name, options in (("plain", {"memory_format": "contiguous", "fold_bn": False}), ("auto", {})):
         t0 = time.perf_counter()
-        landscape_2d(model, {"ce": cross_entropy}, images, labels, steps=steps, **options)
+        landscape_2d(None, model, images, labels, objectives={"ce": cross_entropy}, steps=steps, **options)
         out[name] = time.perf_counter() - t0
     return out
 

@@ -236,7 +236,7 @@ def test_integrated_gradients_of_a_linear_model_is_weight_times_input():
     model = _linear()
     x = torch.randn(5, 2, 4, 4)
     target = torch.tensor([0, 1, 2, 0, 1])
-    res = compute_cams(model, x, method="integrated_gradients", target=target, ig_steps=8)
+    res = compute_cams(model, x, method="integrated_gradients", target=target, steps=8)
     expected = model[1].weight.detach()[target].view(5, 2, 4, 4) * x
     np.testing.assert_allclose(res.attributions, expected.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(res.raw, expected.sum(1).numpy(), rtol=1e-4, atol=1e-5)
@@ -248,7 +248,8 @@ def test_saliency_and_smoothgrad_of_a_linear_model_are_abs_weights(method):
     # the gradient of a linear model does not depend on the (noisy) input: |w_c| everywhere
     model = _linear(seed=1)
     x = torch.randn(4, 2, 4, 4)
-    res = compute_cams(model, x, method=method, target=2, smoothgrad_samples=3)
+    extra = {"samples": 3} if method == "smoothgrad" else {}
+    res = compute_cams(model, x, method=method, target=2, **extra)
     expected = model[1].weight.detach()[2].abs().view(1, 2, 4, 4).expand(4, 2, 4, 4)
     np.testing.assert_allclose(res.attributions, expected.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.raw, expected.amax(1).numpy(), rtol=1e-5, atol=1e-6)
@@ -258,7 +259,7 @@ def test_occlusion_of_a_linear_model_is_the_per_pixel_contribution():
     # a 1x1 window over all channels with a zero baseline removes sum_c w_c x_c at that pixel
     model = _linear(seed=2)
     x = torch.randn(3, 2, 4, 4)
-    res = compute_cams(model, x, method="occlusion", target=1, occlusion_window=1, occlusion_stride=1)
+    res = compute_cams(model, x, method="occlusion", target=1, window=1, stride=1)
     expected = (model[1].weight.detach()[1].view(2, 4, 4) * x).sum(1)
     np.testing.assert_allclose(res.raw, expected.numpy(), rtol=1e-4, atol=1e-5)
 
@@ -335,11 +336,15 @@ def test_folding_batchnorm_gives_the_same_maps_and_leaves_the_model_alone():
         assert torch.equal(v, before[k]), k
 
 
-def test_gradient_pass_records_no_graph_below_the_layer_and_restores_grad_state():
+def test_gradient_pass_records_no_graph_below_the_layer_and_restores_grad_state(monkeypatch):
+    # the maps are computed on the analysis's own copy: spy on that copy's modules
+    from workbench.analysis.cam import compute as compute_module
+
     torch.manual_seed(3)
     model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32).eval()
     flags = [p.requires_grad for p in model.parameters()]
     seen: dict[str, bool] = {}
+    caller_calls: list[str] = []
 
     def spy(name):
         def hook(_m, _a, out):
@@ -347,10 +352,16 @@ def test_gradient_pass_records_no_graph_below_the_layer_and_restores_grad_state(
 
         return hook
 
-    handles = [
-        model.layer1.register_forward_hook(spy("layer1")),  # below the default layer (layer3)
-        model.fc.register_forward_hook(spy("fc")),  # above it
-    ]
+    original = compute_module.own_copy
+
+    def spied_copy(*args, **kwargs):
+        work = original(*args, **kwargs)
+        work.layer1.register_forward_hook(spy("layer1"))  # below the default layer (layer3)
+        work.fc.register_forward_hook(spy("fc"))  # above it
+        return work
+
+    monkeypatch.setattr(compute_module, "own_copy", spied_copy)
+    handle = model.fc.register_forward_hook(lambda *_: caller_calls.append("fc"))
     try:
         with torch.no_grad():
             compute_cams(model, torch.randn(2, 3, 32, 32), method="gradcam")
@@ -358,9 +369,9 @@ def test_gradient_pass_records_no_graph_below_the_layer_and_restores_grad_state(
         compute_cams(model, torch.randn(2, 3, 32, 32), method="layercam")
         assert torch.is_grad_enabled()
     finally:
-        for h in handles:
-            h.remove()
+        handle.remove()
     assert seen == {"layer1": False, "fc": True}
+    assert caller_calls == []  # the caller's own hooks are not the analysis's to run
     assert [p.requires_grad for p in model.parameters()] == flags
     assert all(p.grad is None for p in model.parameters())
 
@@ -597,6 +608,13 @@ def test_faithfulness_rejects_maps_of_the_wrong_size():
 
 
 # ---- hooks and modes ---------------------------------------------------------------------------------
+_SMALL = {
+    "integrated_gradients": {"steps": 2},
+    "smoothgrad": {"samples": 2},
+    "occlusion": {"window": 4, "stride": 4},
+}
+
+
 def _calls() -> list:
     x = torch.randn(3, 2, 8, 8)
     labels = torch.tensor([0, 1, 2])
@@ -610,10 +628,7 @@ def _calls() -> list:
                 method=m,
                 target="label",
                 labels=labels,
-                ig_steps=2,
-                smoothgrad_samples=2,
-                occlusion_window=4,
-                occlusion_stride=4,
+                **_SMALL.get(m, {}),
             ),
         )
         for m in CAM_METHODS

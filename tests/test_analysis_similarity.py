@@ -8,18 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from workbench.analysis.similarity import (
     MinibatchCKA,
     cka_matrix,
     cka_over_training,
-    embedding_2d,
     linear_cka,
     rbf_cka,
 )
 from workbench.models import create_model
-from workbench.models.taps import capture
+from workbench.models.taps import capture, match_stages
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -206,17 +204,21 @@ def _all_features(model, images, paths):
 def test_cka_matrix_in_one_batch_equals_per_pair_debiased_cka(models_and_images):
     a, b, images = models_and_images
     res = cka_matrix(a, b, images, batch_size=len(images))
-    assert res.layers_a == [*a.stages, "pool"] and res.layers_b == [*b.stages, "pool"]
+    assert res.teacher_layers == [*a.stages, "pool"] and res.student_layers == [*b.stages, "pool"]
     assert res.matrix.shape == (4, 4) and res.n_samples == 48
-    fa, fb = _all_features(a, images, res.layers_a), _all_features(b, images, res.layers_b)
-    want = np.array([[linear_cka(fa[p], fb[q], debiased=True) for q in res.layers_b] for p in res.layers_a])
+    fa, fb = _all_features(a, images, res.teacher_layers), _all_features(b, images, res.student_layers)
+    want = np.array(
+        [[linear_cka(fa[p], fb[q], debiased=True) for q in res.student_layers] for p in res.teacher_layers]
+    )
     np.testing.assert_allclose(res.matrix, want, atol=1e-10)
 
 
 def test_cka_matrix_over_batches_equals_per_pair_minibatch_cka(models_and_images):
     a, b, images = models_and_images
     layers_a, layers_b = ["features.1", "pool"], ["layer1", "layer3", "pool"]
-    res = cka_matrix(a, b, images, layers_a=layers_a, layers_b=layers_b, batch_size=10)  # tail of 8 kept
+    res = cka_matrix(
+        a, b, images, layers={"teacher": layers_a, "student": layers_b}, batch_size=10
+    )  # tail of 8 kept
     fa, fb = _all_features(a, images, layers_a), _all_features(b, images, layers_b)
     bounds = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 48)]
     for i, p in enumerate(layers_a):
@@ -230,7 +232,7 @@ def test_cka_matrix_over_batches_equals_per_pair_minibatch_cka(models_and_images
 def test_cka_matrix_folds_a_short_tail_into_the_previous_batch(models_and_images):
     a, _, images = models_and_images
     # 48 = 3 * 15 + 3: the 3-image tail is merged (the unbiased estimator needs 4 per batch)
-    res = cka_matrix(a, a, images, layers_a=["pool"], layers_b=["pool"], batch_size=15)
+    res = cka_matrix(a, a, images, layers=["pool"], batch_size=15)
     assert res.n_samples == 48
     assert res.matrix[0, 0] == pytest.approx(1.0, abs=1e-12)
 
@@ -252,69 +254,58 @@ def test_cka_over_training_is_one_where_the_checkpoint_is_the_reference(models_a
     torch.manual_seed(5)
     other = create_model("cnn_small", num_classes=10, in_channels=1, image_size=8)
     same = copy.deepcopy(a)
-    res = cka_over_training([(3, other), (7, same)], a, images, batch_size=16)
+    res = cka_over_training(a, {3: other, 7: same}, images, batch_size=16)
     assert res.epochs.tolist() == [3, 7]
-    assert res.layers == res.reference_layers == [*a.stages, "pool"]
+    assert res.student_layers == res.teacher_layers == [*a.stages, "pool"]
     np.testing.assert_allclose(res.values[1], 1.0, atol=1e-12)
     assert (res.values[0] < 0.999).all()
     direct = cka_matrix(other, a, images, batch_size=16).matrix
     np.testing.assert_allclose(res.values[0], np.diag(direct), atol=1e-10)
 
-    def lazy():
-        yield copy.deepcopy(a)
-        yield other
+    loaded = []
 
-    res2 = cka_over_training(lazy, a, images, batch_size=16)
-    assert res2.epochs.tolist() == [1, 2]
+    def loader(model):
+        def load():
+            loaded.append(model)
+            return model
+
+        return load
+
+    res2 = cka_over_training(a, [loader(copy.deepcopy(a)), loader(other)], images, batch_size=16)
+    assert res2.epochs.tolist() == [1, 2] and len(loaded) == 2  # each loader called once
     np.testing.assert_allclose(res2.values, res.values[::-1], atol=1e-10)
 
 
-def test_cka_over_training_matches_layers_by_relative_depth(models_and_images):
+def test_cka_over_training_pairs_the_stages_feature_distillation_trains(models_and_images):
     a, b, images = models_and_images
-    res = cka_over_training([a], b, images, layers=["features.0", "pool"], batch_size=16)
-    assert res.reference_layers == ["layer1", "pool"]  # first and last of b's 4 default layers
-    with pytest.raises(ValueError, match="reference_layers: expected 2 paths"):
-        cka_over_training([a], b, images, layers=["features.0", "pool"], reference_layers=["pool"])
+    res = cka_over_training(b, [a], images, batch_size=16)
+    want = match_stages(a, b, (1, 8, 8), (1, 8, 8))
+    assert list(zip(res.student_layers, res.teacher_layers, strict=True)) == [*want, ("pool", "pool")]
+    direct = cka_matrix(b, a, images, batch_size=16)
+    for p, (s_path, t_path) in enumerate(zip(res.student_layers, res.teacher_layers, strict=True)):
+        i, j = direct.teacher_layers.index(t_path), direct.student_layers.index(s_path)
+        assert res.values[0, p] == pytest.approx(direct.matrix[i, j], abs=1e-10)
+    explicit = cka_over_training(
+        b, [a], images, layers={"teacher": ["layer1", "pool"], "student": ["features.0", "pool"]}
+    )
+    assert explicit.teacher_layers == ["layer1", "pool"] and explicit.values.shape == (1, 2)
+    with pytest.raises(ValueError, match="layers: expected as many teacher paths as student paths"):
+        cka_over_training(b, [a], images, layers={"teacher": ["pool"], "student": ["features.0", "pool"]})
 
 
-# ---- embeddings ---------------------------------------------------------------------------------
-class _TwoD(nn.Module):
-    """A user model without zoo conventions whose penultimate embedding has 2 features."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
-        self.head = nn.Linear(2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+def test_minibatch_rbf_cka_of_one_batch_equals_debiased_rbf_cka(xy):
+    x, y = xy
+    acc = MinibatchCKA(["x"], ["y"], kernel="rbf", bandwidth=0.8)
+    acc.update({"x": torch.from_numpy(x)}, {"y": torch.from_numpy(y)})
+    assert acc.compute()[0, 0] == pytest.approx(rbf_cka(x, y, bandwidth=0.8, debiased=True), abs=1e-10)
+    with pytest.raises(ValueError, match="kernel: unknown kernel 'cosine'; known: linear, rbf"):
+        MinibatchCKA(["x"], ["y"], kernel="cosine")
 
 
-def _pairwise(c: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(c[:, None, :] - c[None, :, :], axis=-1)
-
-
-def test_pca_embedding_of_a_2d_feature_space_preserves_distances(models_and_images):
-    _, _, images = models_and_images
-    ma, mb = _TwoD(0), _TwoD(1)
-    labels = torch.arange(len(images)) % 3
-    res = embedding_2d(ma, mb, images, labels, method="pca")
-    assert res.layer_a == "head:input" and res.coords_a.shape == (48, 2) and res.coords_b.shape == (48, 2)
-    with torch.no_grad():
-        fa, fb = ma.body(images).double().numpy(), mb.body(images).double().numpy()
-    # centring + rotation (PCA) + Procrustes rotation keep every pairwise distance
-    np.testing.assert_allclose(_pairwise(res.coords_a), _pairwise(fa), atol=1e-4)
-    np.testing.assert_allclose(_pairwise(res.coords_b), _pairwise(fb), atol=1e-4)
-    np.testing.assert_allclose(res.explained_variance_a.sum(), 1.0, atol=1e-9)
-    assert res.labels.tolist() == labels.tolist()
-
-
-def test_tsne_embedding_shapes_and_bad_method(models_and_images):
+def test_cka_matrix_layers_as_one_list_for_both_and_unknown_paths(models_and_images):
     a, b, images = models_and_images
-    labels = torch.arange(len(images)) % 10
-    res = embedding_2d(a, b, images, labels, method="tsne", perplexity=5.0, align=False)
-    assert res.coords_a.shape == res.coords_b.shape == (48, 2)
-    assert res.explained_variance_a is None and np.isfinite(res.coords_b).all()
-    with pytest.raises(ValueError, match="method: unknown projection 'umap'; known: pca, tsne"):
-        embedding_2d(a, b, images, labels, method="umap")
+    res = cka_matrix(a, a, images, layers=["pool"], batch_size=48, names=("a", "a"))
+    assert res.teacher_layers == res.student_layers == ["pool"] and res.names == ("a", "a")
+    assert res.layers_a == ["pool"]  # read-only alias of teacher_layers
+    with pytest.raises(ValueError, match=r"layers\['student'\]: module path 'layer9'"):
+        cka_matrix(a, b, images, layers={"student": ["layer9"]})

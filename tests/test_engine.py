@@ -13,6 +13,7 @@ from workbench.train import (
     EvalEnded,
     RunFinished,
     RunStarted,
+    SetupProgress,
     StepEnded,
     Trainer,
     TrainingFailed,
@@ -71,10 +72,13 @@ def test_events_in_order_and_metrics(digits):
     seen = []
     result = Trainer(_cfg(), dataset=digits, subscribers=[seen.append]).run()
     kinds = [type(e) for e in seen]
-    assert kinds[0] is RunStarted and kinds[-1] is RunFinished
+    # set-up progress first, then the run's own events
+    start = kinds.index(RunStarted)
+    assert start > 0 and set(kinds[:start]) == {SetupProgress} and SetupProgress not in kinds[start:]
+    assert kinds[-1] is RunFinished
     steps = [e.step for e in seen if isinstance(e, StepEnded)]
     assert steps == list(range(1, len(steps) + 1))
-    assert len(steps) == seen[0].total_steps == 2 * math.ceil(len(digits.train) / 64)
+    assert len(steps) == seen[start].total_steps == 2 * math.ceil(len(digits.train) / 64)
     assert kinds.count(EpochEnded) == 2 and kinds.count(EvalEnded) == 2
     m = result.history[-1]
     for key in ("train_acc", "test_acc", "test_loss", "ece", "loss/ce", "lr", "seconds"):

@@ -6,16 +6,22 @@ with code 2 and one line on stderr (no traceback); a run that fails exits with c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from workbench.console import ProgressBar
+from workbench.console import fmt as _fmt
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Distillation Workbench: train, distill, inspect."
@@ -50,6 +56,7 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from workbench.runtime import Cancelled
         from workbench.train import TrainingFailed
 
         try:
@@ -57,20 +64,15 @@ def friendly(fn: F) -> F:
         except TrainingFailed as e:
             err.print(f"run failed: {e}", markup=False, highlight=False)
             raise typer.Exit(1) from None
+        except Cancelled as e:
+            err.print(f"cancelled: {e}", markup=False, highlight=False)
+            raise typer.Exit(130) from None
         except (ValueError, FileNotFoundError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             err.print(f"error: {msg}", markup=False, highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _fmt(value: Any, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{100 * value:.2f}%" if pct else f"{value:.4g}"
-    return str(value)
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -183,41 +185,58 @@ def teachers_list() -> None:
 
 
 # ---- training -----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _stop_on_interrupt(cancel: Any) -> Iterator[None]:
+    """First Ctrl-C: ask the run to stop after the current step (it stays loadable); second: abort."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.cancelled:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        cancel.cancel("interrupted")
+        err.print("stopping after this step (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _train(kind: str, config: Path | None, overrides: list[str], workspace: Path | None, quiet: bool) -> None:
-    from workbench.config import load_config
     from workbench.runs import RunStore
-    from workbench.train import Trainer
+    from workbench.runtime import CancelToken
+    from workbench.train import run
+    from workbench.validate import load_config
 
     cfg = load_config(config, overrides, kind=kind)
     if cfg.kind != kind:
         raise ValueError(f"kind: the config says {cfg.kind!r} but the command is `train {kind}`")
-    from workbench.distill.chains import CHAIN_METHODS
-    from workbench.train.chains import run_chain
-
-    subscribers = [] if quiet else [ProgressBar()]
+    subscribers = [] if quiet else [ProgressBar(err)]
     store = RunStore(workspace)
+    cancel = CancelToken()
     try:
-        if any(m.name in CHAIN_METHODS for m in cfg.distill.methods):
-            results = run_chain(cfg, store, subscribers)  # ban / takd: linked runs, one per link
-            for r in results[:-1]:
-                out.print(
-                    f"run {r.run_id} {r.status}: test acc {_fmt(r.summary.get('test_acc'), True)}",
-                    highlight=False,
-                )
-            result = results[-1]
-        else:
-            result = Trainer(cfg, store=store, subscribers=subscribers).run()
+        with _stop_on_interrupt(cancel):
+            result = run(cfg, store=store, subscribers=subscribers, cancel=cancel)
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
     finally:
         for s in subscribers:
             s.close()
+    for link in result.link_ids[:-1]:  # the earlier links of a chain (ban, takd)
+        info = store.load(link).summary()
+        out.print(f"run {link} {info['status']}: test acc {_fmt(info.get('test_acc'), True)}", highlight=False)
     s = result.summary
     line = f"run {result.run_id} {result.status}: test acc {_fmt(s.get('test_acc'), True)}"
     if "agreement" in s:
         line += f", agreement {_fmt(s.get('agreement'), True)}"
     out.print(line + f", {s.get('seconds', 0):.1f}s", highlight=False)
+    if cancel.cancelled:
+        raise typer.Exit(130)
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="run config YAML (see configs/)")
@@ -259,45 +278,6 @@ def train_distill(
 ) -> None:
     """Train a student distilled from one or more teachers."""
     _train("distill", config, set_, workspace, quiet)
-
-
-class ProgressBar:
-    """A rich progress bar subscriber: one bar over all steps, epoch metrics as they come."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=err,
-            transient=False,
-        )
-        self.task = None
-
-    def __call__(self, event: Any) -> None:
-        from workbench.train import EpochEnded, RunStarted, StepEnded
-
-        if isinstance(event, RunStarted):
-            self.progress.start()
-            self.task = self.progress.add_task(event.run_id or "training", total=event.total_steps, info="")
-        elif isinstance(event, StepEnded) and self.task is not None:
-            self.progress.update(
-                self.task, completed=event.step, info=f"epoch {event.epoch + 1} loss {event.loss:.3f}"
-            )
-        elif isinstance(event, EpochEnded) and self.task is not None:
-            m = event.metrics
-            self.progress.console.print(
-                f"epoch {event.epoch}: train acc {_fmt(m.get('train_acc'), True)}  test acc {_fmt(m.get('test_acc'), True)}"
-                + (f"  agreement {_fmt(m['agreement'], True)}" if "agreement" in m else ""),
-                highlight=False,
-            )
-
-    def close(self) -> None:
-        self.progress.stop()
 
 
 # ---- runs -----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from typing import Any
 
 from workbench.config import RunConfig, validate_config
 from workbench.runs import RunStore
-from workbench.train import Trainer
+from workbench.runtime import CancelToken
+from workbench.train import run
 from workbench.train.teachers import shipped_teacher_card
 
 DEMO_EPOCHS = 2
@@ -50,9 +51,14 @@ def run_demo(
     progress: bool = True,
     console: Any = None,
     seed: int = 0,
+    *,
+    cancel: CancelToken | None = None,
 ) -> list[dict[str, Any]]:
     """Train both demo students into the run store and return one comparison row per model
-    (the shipped teacher first): model, method, params, test_acc, agreement, KL, ECE, seconds."""
+    (the shipped teacher first): model, method, params, test_acc, agreement, KL, ECE, seconds.
+
+    ``progress`` draws a progress bar on ``console`` (a rich console; default stderr); ``cancel``
+    stops the demo (see :func:`workbench.train.run`)."""
     card = shipped_teacher_card("mnist")
     rows: list[dict[str, Any]] = [
         {
@@ -68,11 +74,11 @@ def run_demo(
     for cfg in demo_configs(epochs, seed):
         subs = []
         if progress:
-            from workbench.cli import ProgressBar
+            from workbench.console import ProgressBar
 
-            subs.append(ProgressBar())
+            subs.append(ProgressBar(console))
         try:
-            result = Trainer(cfg, store=store, subscribers=subs).run()
+            result = run(cfg, store=store, subscribers=subs, cancel=cancel)
         finally:
             for s in subs:
                 s.close()

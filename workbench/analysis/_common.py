@@ -7,7 +7,7 @@ probability divergences the agreement and difficulty analyses share. Nothing her
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -16,6 +16,7 @@ from torch import nn
 
 from workbench.devices import DeviceError
 from workbench.devices import resolve_device as _resolve
+from workbench.runtime import CancelToken, Tracker
 
 
 class AnalysisError(ValueError):
@@ -90,6 +91,48 @@ def check_label_range(labels: torch.Tensor, k: int, name: str = "labels") -> Non
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
         lo, hi = int(labels.min()), int(labels.max())
         raise AnalysisError(f"{name}: expected class indices in [0, {k}), got values in [{lo}, {hi}]")
+
+
+def check_model(model: object, name: str, optional: bool = False) -> nn.Module | None:
+    """Return ``model`` if it is an ``nn.Module`` (or ``None`` when ``optional``), else raise."""
+    if model is None and optional:
+        return None
+    if not isinstance(model, nn.Module):
+        expected = "a torch.nn.Module or None" if optional else "a torch.nn.Module"
+        raise AnalysisError(f"{name}: expected {expected}, got {type(model).__name__}")
+    return model
+
+
+def check_names(names: object, default: tuple[str, str] = ("teacher", "student")) -> tuple[str, str]:
+    """``names`` as a pair of display strings (``None``: ``default``)."""
+    if names is None:
+        return default
+    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) != 2:
+        raise AnalysisError(f"names: expected a pair of display names, got {names!r}")
+    return str(names[0]), str(names[1])
+
+
+def check_class_names(class_names: object, k: int | None = None) -> list[str] | None:
+    """``class_names`` as a list of strings (``None`` stays ``None``); at least ``k`` of them."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise AnalysisError(f"class_names: expected a list of names, got {type(class_names).__name__}")
+    out = [str(c) for c in class_names]
+    if k is not None and len(out) < k:
+        raise AnalysisError(f"class_names: expected at least {k} names (one per class), got {len(out)}")
+    return out
+
+
+def new_tracker(progress: object, cancel: object, total: int, label: str) -> Tracker:
+    """A :class:`workbench.runtime.Tracker`, with a wrong ``progress``/``cancel`` as :class:`AnalysisError`."""
+    if progress is not None and not callable(progress):
+        raise AnalysisError(
+            f"progress: expected a callable progress(done, total, message), got {type(progress).__name__}"
+        )
+    if cancel is not None and not isinstance(cancel, CancelToken):
+        raise AnalysisError(f"cancel: expected a workbench.runtime.CancelToken, got {type(cancel).__name__}")
+    return Tracker(progress, cancel, total=total, label=label)  # type: ignore[arg-type]
 
 
 # ---- devices, batches, modes --------------------------------------------------------------------
@@ -194,6 +237,30 @@ def predict_logits(
     prep = layout or (lambda x: x)
     with on_device(model, device), eval_mode(model), torch.inference_mode():
         outs = [model(prep(images[sl].to(device))) for sl in batch_slices(len(images), batch_size)]
+    logits = torch.cat(outs)
+    if logits.ndim != 2:
+        raise AnalysisError(f"model: expected logits of shape (N, K) from forward, got {tuple(logits.shape)}")
+    return logits
+
+
+def batched_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    tracker: Tracker | None = None,
+    message: str = "",
+) -> torch.Tensor:
+    """Logits ``(N, K)`` of a working copy (already in eval mode on ``device``), batched under
+    ``inference_mode``; ``tracker`` advances by one per batch and checks for a stop."""
+    outs = []
+    for sl in batch_slices(len(images), batch_size):
+        if tracker is not None:
+            tracker.check()
+        with torch.inference_mode():
+            outs.append(model(images[sl].to(device, non_blocking=True)))
+        if tracker is not None:
+            tracker.advance(message=message or None)
     logits = torch.cat(outs)
     if logits.ndim != 2:
         raise AnalysisError(f"model: expected logits of shape (N, K) from forward, got {tuple(logits.shape)}")

@@ -17,7 +17,9 @@ One code path: :func:`agreement_report` runs both models batched and hands the l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,19 +28,27 @@ from torch import nn
 
 from workbench.analysis._common import (
     AnalysisError,
+    batch_slices,
+    batched_logits,
+    check_class_names,
     check_images,
     check_label_range,
     check_labels,
     check_logits,
+    check_model,
+    check_names,
     check_positive_float,
     check_positive_int,
     js_rows,
     kl_rows,
     log_softmax_t,
     nanmean_by_class,
-    predict_logits,
+    new_tracker,
     resolve_device,
+    working_copy,
 )
+from workbench.analysis._result import AnalysisResult
+from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = [
     "GALLERY_CATEGORIES",
@@ -59,7 +69,7 @@ GALLERY_CATEGORIES = ("teacher_right_student_wrong", "both_wrong_differently", "
 
 # ---- calibration ----------------------------------------------------------------------------------
 @dataclass
-class ReliabilityDiagram:
+class ReliabilityDiagram(AnalysisResult):
     """Equal-width confidence bins (Guo et al. 2017): per bin mean confidence, accuracy and count.
 
     Bin ``m`` covers ``(bin_edges[m], bin_edges[m+1]]``; ``confidence``/``accuracy`` are NaN for
@@ -71,6 +81,8 @@ class ReliabilityDiagram:
     accuracy: np.ndarray
     count: np.ndarray
     ece: float
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_probs(probs: object, labels: object) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +116,9 @@ def reliability_diagram(
     conf = p.max(1)
     correct = (p.argmax(1) == y).astype(np.float64)
     edges = np.linspace(0.0, 1.0, m + 1)
-    # bin m holds (edges[m], edges[m+1]]: a confidence equal to an inner edge belongs to the lower bin
-    which = np.clip(np.searchsorted(edges[1:-1], conf, side="left"), 0, m - 1)
+    # bin m holds (m/M, (m+1)/M]: index ceil(conf * M) - 1, so a confidence on an inner edge
+    # belongs to the lower bin (0 joins the first bin)
+    which = np.clip(np.ceil(conf * m).astype(np.int64) - 1, 0, m - 1)
     count = np.bincount(which, minlength=m)
     conf_sum = np.bincount(which, weights=conf, minlength=m)
     acc_sum = np.bincount(which, weights=correct, minlength=m)
@@ -113,13 +126,18 @@ def reliability_diagram(
         mean_conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
         mean_acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)
     ece = float(np.abs(acc_sum - conf_sum).sum() / len(y))
-    return ReliabilityDiagram(edges, mean_conf, mean_acc, count.astype(np.int64), ece)
+    return ReliabilityDiagram(
+        edges, mean_conf, mean_acc, count.astype(np.int64), ece, params={"n_bins": m}
+    )
 
 
 def expected_calibration_error(
     probs: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, n_bins: int = 15
 ) -> float:
     """Expected calibration error ``Σ_m |B_m|/n · |acc(B_m) − conf(B_m)|`` (Guo et al. 2017, eq. 3).
+
+    The one ECE of the workbench (the training metrics call it too). A sample with top-1
+    confidence ``c`` falls in bin ``ceil(c·M) − 1`` (clipped to ``[0, M−1]``), computed in float64.
 
     Args:
         probs: ``(N, K)`` class probabilities. labels: ``(N,)`` true classes.
@@ -192,7 +210,7 @@ def nontarget_rank_correlation(
 
 
 @dataclass
-class DisagreementGallery:
+class DisagreementGallery(AnalysisResult):
     """Samples on which teacher and student predict different classes, in display order.
 
     Groups (``category`` indexes :data:`GALLERY_CATEGORIES`): teacher right & student wrong, then
@@ -208,6 +226,8 @@ class DisagreementGallery:
     student_pred: np.ndarray
     teacher_confidence: np.ndarray
     student_confidence: np.ndarray
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -241,7 +261,7 @@ def _gallery(
 
 # ---- the report ------------------------------------------------------------------------------------
 @dataclass
-class AgreementResult:
+class AgreementResult(AnalysisResult):
     """Everything about how a student's outputs relate to its teacher's on one set of samples.
 
     Per-sample arrays have length ``n_samples``; per-class arrays length ``num_classes`` (NaN for
@@ -281,8 +301,19 @@ class AgreementResult:
     rank_correlation_mean: float
     per_class_rank_correlation: np.ndarray
     gallery: DisagreementGallery
-    teacher_name: str = "teacher"
-    student_name: str = "student"
+    names: tuple[str, str] = ("teacher", "student")
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def teacher_name(self) -> str:
+        """Display name of the teacher (``names[0]``)."""
+        return self.names[0]
+
+    @property
+    def student_name(self) -> str:
+        """Display name of the student (``names[1]``)."""
+        return self.names[1]
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -293,9 +324,11 @@ def agreement_from_logits(
     teacher_logits: np.ndarray | torch.Tensor,
     student_logits: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor,
+    *,
     temperature: float = 1.0,
     n_bins: int = 15,
-    names: tuple[str, str] = ("teacher", "student"),
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
 ) -> AgreementResult:
     """Agreement, divergences, per-class views, confusion, calibration and the disagreement gallery.
 
@@ -304,7 +337,7 @@ def agreement_from_logits(
         labels: ``(N,)`` true classes in ``[0, K)``.
         temperature: ``T`` of the KL / JS divergences (``softmax(z / T)``, no ``T²`` factor).
         n_bins: calibration bins (Guo et al. 2017).
-        names: display names of the two models.
+        names: display names of the two models. class_names: display names of the ``K`` classes.
 
     Returns:
         :class:`AgreementResult`.
@@ -316,6 +349,8 @@ def agreement_from_logits(
     check_label_range(y_t, k)
     temp = check_positive_float(temperature, "temperature")
     bins = check_positive_int(n_bins, "n_bins")
+    pair = check_names(names)
+    classes = check_class_names(class_names, k)
     y = y_t.numpy()
 
     log_pt, log_ps = log_softmax_t(t, 1.0), log_softmax_t(s, 1.0)
@@ -365,8 +400,9 @@ def agreement_from_logits(
         rank_correlation_mean=float(finite.mean()) if finite.size else float("nan"),
         per_class_rank_correlation=nanmean_by_class(rank, y, k),
         gallery=_gallery(y, pt, ps, ct, cs),
-        teacher_name=str(names[0]),
-        student_name=str(names[1]),
+        names=pair,
+        class_names=classes,
+        params={"temperature": temp, "n_bins": bins},
     )
 
 
@@ -375,26 +411,49 @@ def agreement_report(
     student: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
+    *,
     temperature: float = 1.0,
     n_bins: int = 15,
-    batch_size: int = 256,
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
     device: str | torch.device | None = None,
-    names: tuple[str, str] = ("teacher", "student"),
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> AgreementResult:
-    """Run both models (eval mode, batched, ``inference_mode``) and build :func:`agreement_from_logits`.
+    """Run both models (eval-mode working copies, batched, ``inference_mode``) and build
+    :func:`agreement_from_logits`.
 
     Args:
-        teacher, student: the two networks (training flags restored afterwards).
+        teacher, student: the two networks; never changed (the analysis runs on copies).
         images: normalized inputs ``(N, C, H, W)``; labels: int64 ``(N,)``.
-        temperature, n_bins, names: as in :func:`agreement_from_logits`.
-        batch_size: evaluation batch size. device: where the models run; default: each model's own.
+        temperature, n_bins, names, class_names: as in :func:`agreement_from_logits`.
+        device: where the models run; default: each model's own. batch_size: evaluation batch size.
+        progress: ``progress(done, total, message)`` once per batch of each model.
+        cancel: a :class:`workbench.runtime.CancelToken`; checked before every batch.
 
     Returns:
-        :class:`AgreementResult`.
+        :class:`AgreementResult` (``params`` also records ``batch_size`` and ``n_samples``).
     """
+    check_model(teacher, "teacher")
+    check_model(student, "student")
     images = check_images(images)
     y = check_labels(labels, len(images))
     bs = check_positive_int(batch_size, "batch_size")
-    t = predict_logits(teacher, images, bs, resolve_device(teacher, device))
-    s = predict_logits(student, images, bs, resolve_device(student, device))
-    return agreement_from_logits(t, s, y, temperature=temperature, n_bins=n_bins, names=names)
+    temp = check_positive_float(temperature, "temperature")
+    bins = check_positive_int(n_bins, "n_bins")
+    pair = check_names(names)
+    n_batches = len(batch_slices(len(images), bs))
+    track = new_tracker(progress, cancel, 2 * n_batches, "agreement")
+    track.start()
+    logits = []
+    for role, model in ((pair[0], teacher), (pair[1], student)):
+        dev = resolve_device(model, device)
+        copy_ = working_copy(model, dev)
+        logits.append(batched_logits(copy_, images, bs, dev, track, f"agreement: {role}"))
+        del copy_
+    result = agreement_from_logits(
+        logits[0], logits[1], y, temperature=temp, n_bins=bins, names=pair, class_names=class_names
+    )
+    result.params.update({"batch_size": bs, "n_samples": len(images)})
+    return result

@@ -16,7 +16,9 @@ decimals: larger student loss first, then smaller index).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,22 +26,30 @@ from torch import nn
 
 from workbench.analysis._common import (
     AnalysisError,
+    batch_slices,
+    batched_logits,
+    check_class_names,
     check_images,
     check_label_range,
     check_labels,
     check_logits,
+    check_model,
+    check_names,
     check_positive_int,
     log_softmax_t,
     nanmean_by_class,
-    predict_logits,
+    new_tracker,
     resolve_device,
+    working_copy,
 )
+from workbench.analysis._result import AnalysisResult
+from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = ["DifficultyResult", "difficulty_from_logits", "difficulty_report"]
 
 
 @dataclass
-class DifficultyResult:
+class DifficultyResult(AnalysisResult):
     """Per-sample difficulty of both models, the joint scatter data, and the gap set.
 
     Per-sample arrays have length ``n_samples`` (the scatter is ``teacher_difficulty`` against
@@ -73,8 +83,19 @@ class DifficultyResult:
     per_class_student_difficulty: np.ndarray
     per_class_relative: np.ndarray
     per_class_selected: np.ndarray
-    teacher_name: str = "teacher"
-    student_name: str = "student"
+    names: tuple[str, str] = ("teacher", "student")
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def teacher_name(self) -> str:
+        """Display name of the teacher (``names[0]``)."""
+        return self.names[0]
+
+    @property
+    def student_name(self) -> str:
+        """Display name of the student (``names[1]``)."""
+        return self.names[1]
 
 
 def _threshold(value: object, name: str) -> float:
@@ -100,9 +121,11 @@ def difficulty_from_logits(
     teacher_logits: np.ndarray | torch.Tensor,
     student_logits: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor,
+    *,
     teacher_easy: float = 0.2,
     student_hard: float = 0.5,
-    names: tuple[str, str] = ("teacher", "student"),
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
 ) -> DifficultyResult:
     """Per-sample loss and difficulty of both models and the ranked teacher-easy/student-hard set.
 
@@ -113,7 +136,7 @@ def difficulty_from_logits(
             0.2: the teacher puts at least 80 % on the true class).
         student_hard: a sample is hard for the student when ``1 − p_S(y) >= student_hard`` (default
             0.5: at most half of the student's mass on the true class).
-        names: display names of the two models.
+        names: display names of the two models. class_names: display names of the ``K`` classes.
 
     Returns:
         :class:`DifficultyResult`.
@@ -125,6 +148,8 @@ def difficulty_from_logits(
     check_label_range(y_t, k)
     easy = _threshold(teacher_easy, "teacher_easy")
     hard = _threshold(student_hard, "student_hard")
+    pair = check_names(names)
+    classes = check_class_names(class_names, k)
     y = y_t.numpy()
     rows = torch.arange(n)
 
@@ -172,8 +197,9 @@ def difficulty_from_logits(
         per_class_student_difficulty=nanmean_by_class(diff_s, y, k),
         per_class_relative=nanmean_by_class(relative, y, k),
         per_class_selected=np.bincount(y[mask], minlength=k).astype(np.int64),
-        teacher_name=str(names[0]),
-        student_name=str(names[1]),
+        names=pair,
+        class_names=classes,
+        params={"teacher_easy": easy, "student_hard": hard},
     )
 
 
@@ -182,26 +208,48 @@ def difficulty_report(
     student: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
+    *,
     teacher_easy: float = 0.2,
     student_hard: float = 0.5,
-    batch_size: int = 256,
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
     device: str | torch.device | None = None,
-    names: tuple[str, str] = ("teacher", "student"),
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> DifficultyResult:
-    """Run both models (eval mode, batched, ``inference_mode``) and build :func:`difficulty_from_logits`.
+    """Run both models (eval-mode working copies, batched, ``inference_mode``) and build
+    :func:`difficulty_from_logits`.
 
     Args:
-        teacher, student: the two networks (training flags restored afterwards).
+        teacher, student: the two networks; never changed (the analysis runs on copies).
         images: normalized inputs ``(N, C, H, W)``; labels: int64 ``(N,)``.
-        teacher_easy, student_hard, names: as in :func:`difficulty_from_logits`.
-        batch_size: evaluation batch size. device: where the models run; default: each model's own.
+        teacher_easy, student_hard, names, class_names: as in :func:`difficulty_from_logits`.
+        device: where the models run; default: each model's own. batch_size: evaluation batch size.
+        progress: ``progress(done, total, message)`` once per batch of each model.
+        cancel: a :class:`workbench.runtime.CancelToken`; checked before every batch.
 
     Returns:
-        :class:`DifficultyResult`.
+        :class:`DifficultyResult` (``params`` also records ``batch_size`` and ``n_samples``).
     """
+    check_model(teacher, "teacher")
+    check_model(student, "student")
     images = check_images(images)
     y = check_labels(labels, len(images))
     bs = check_positive_int(batch_size, "batch_size")
-    t = predict_logits(teacher, images, bs, resolve_device(teacher, device))
-    s = predict_logits(student, images, bs, resolve_device(student, device))
-    return difficulty_from_logits(t, s, y, teacher_easy=teacher_easy, student_hard=student_hard, names=names)
+    easy = _threshold(teacher_easy, "teacher_easy")
+    hard = _threshold(student_hard, "student_hard")
+    pair = check_names(names)
+    track = new_tracker(progress, cancel, 2 * len(batch_slices(len(images), bs)), "difficulty")
+    track.start()
+    logits = []
+    for role, model in ((pair[0], teacher), (pair[1], student)):
+        dev = resolve_device(model, device)
+        copy_ = working_copy(model, dev)
+        logits.append(batched_logits(copy_, images, bs, dev, track, f"difficulty: {role}"))
+        del copy_
+    result = difficulty_from_logits(
+        logits[0], logits[1], y, teacher_easy=easy, student_hard=hard, names=pair, class_names=class_names
+    )
+    result.params.update({"batch_size": bs, "n_samples": len(images)})
+    return result

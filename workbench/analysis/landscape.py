@@ -1,4 +1,4 @@
-"""Loss landscapes, linear interpolation between two networks, and Hessian curvature.
+"""Loss landscapes and linear interpolation between two networks (curvature: :mod:`.hessian`).
 
 * Random directions and 1-D / 2-D slices follow Li, Xu, Taylor, Studer & Goldstein 2018,
   "Visualizing the Loss Landscape of Neural Nets": a Gaussian direction is filter-normalized
@@ -7,13 +7,12 @@
 * Interpolation ``(1-α)·θa + α·θb`` is the linear path of Goodfellow, Vinyals & Saxe 2015; the
   BatchNorm statistics along it are re-estimated at every point (averaging running statistics is
   not the statistics of the averaged network), or interpolated with the parameters.
-* Curvature: power iteration on Hessian-vector products (Pearlmutter 1994, double backprop) for
-  the eigenvalue of largest magnitude, and Hutchinson's 1989 trace estimator with Rademacher probes.
 
 Each evaluation is batched over a fixed evaluation subset; several objectives are read from the
 same forward pass, so one plane is seen under cross-entropy, under a distillation objective and as
-top-1 agreement with the teacher. The model is always restored bitwise (parameters and buffers),
-with its training flags and BatchNorm momenta, also when an evaluation raises.
+top-1 agreement with the teacher. Every call computes on one eval-mode working copy of the model
+(made once per call), so the caller's model (parameters, buffers, flags, device, hooks) is never
+touched, also when an evaluation raises or the call is cancelled.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,31 +32,33 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from workbench.analysis._common import (
     AnalysisError,
     batch_slices,
+    batched_logits,
+    check_class_names,
     check_images,
     check_labels,
+    check_model,
+    check_names,
     check_positive_float,
     check_positive_int,
-    eval_mode,
-    on_device,
-    predict_logits,
+    new_tracker,
     resolve_device,
+    working_copy,
 )
+from workbench.analysis._result import AnalysisResult
 from workbench.distill.functional import kd_loss
 from workbench.models.fusion import BatchNormFolder
 from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
+from workbench.runtime import CancelToken, ProgressFn, Tracker
 
 __all__ = [
     "BN_MODES",
-    "HessianEigenResult",
-    "HessianTraceResult",
+    "ORDERS",
     "LandscapeResult",
     "Objective",
     "accuracy",
     "agreement",
     "builtin_objectives",
     "cross_entropy",
-    "hessian_top_eigenvalue",
-    "hessian_trace",
     "interpolate",
     "kd",
     "landscape_1d",
@@ -91,7 +93,7 @@ class Objective:
     ) -> torch.Tensor:
         if self.needs_teacher and teacher_logits is None:
             raise AnalysisError(
-                f"objective {self.name!r}: needs teacher logits; pass teacher= or teacher_logits="
+                f"objective {self.name!r}: needs teacher logits; pass the teacher or teacher_logits="
             )
         return self.fn(logits, labels, teacher_logits)
 
@@ -193,12 +195,15 @@ def _eval_set(
     teacher: nn.Module | None,
     teacher_logits: torch.Tensor | None,
     batch_size: int,
-    device: torch.device,
+    device: str | torch.device | None,
+    dev: torch.device,
 ) -> _EvalSet:
-    """Validate the evaluation subset, move it to ``device`` and compute teacher logits once."""
+    """Validate the evaluation subset, move it to ``dev`` and compute the teacher's logits once
+    (on a working copy of the teacher, only when an objective needs them)."""
     images = check_images(images)
     y = check_labels(labels, len(images))
     bs = check_positive_int(batch_size, "batch_size")
+    check_model(teacher, "teacher", optional=True)
     need = _needs_teacher(objs or {})
     t: torch.Tensor | None = None
     if teacher_logits is not None:
@@ -213,14 +218,15 @@ def _eval_set(
                 else type(teacher_logits)
             )
             raise AnalysisError(f"teacher_logits: expected a tensor ({len(images)}, K), got {got}")
-        t = teacher_logits.detach().to(device)
-    elif teacher is not None:
-        t = predict_logits(teacher, images, bs, resolve_device(teacher, device)).to(device)
+        t = teacher_logits.detach().to(dev)
+    elif need and teacher is not None:
+        t_dev = resolve_device(teacher, device)
+        t = batched_logits(working_copy(teacher, t_dev), images, bs, t_dev).to(dev)
     elif need:
         raise AnalysisError(
-            "teacher: an objective needs the teacher's logits; pass teacher= or teacher_logits="
+            "teacher: an objective needs the teacher's logits; pass the teacher or teacher_logits="
         )
-    return _EvalSet(images.to(device), y.to(device), t, batch_slices(len(images), bs), bs)
+    return _EvalSet(images.to(dev), y.to(dev), t, batch_slices(len(images), bs), bs)
 
 
 def _evaluate(model: nn.Module, objs: Mapping[str, ObjectiveFn], data: _EvalSet) -> dict[str, float]:
@@ -246,24 +252,6 @@ def _evaluate(model: nn.Module, objs: Mapping[str, ObjectiveFn], data: _EvalSet)
 def _tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """Every parameter and buffer (persistent or not) by name, shared tensors once."""
     return list(model.named_parameters()) + list(model.named_buffers())
-
-
-@contextmanager
-def _restored(model: nn.Module) -> Iterator[None]:
-    """Restore parameters and buffers bitwise, BatchNorm momenta and training flags afterwards."""
-    saved = [(t, t.detach().clone()) for _, t in _tensors(model)]
-    momenta = [(m, m.momentum) for m in model.modules() if isinstance(m, _BatchNorm)]
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for t, copy in saved:
-                t.copy_(copy)
-        for m, momentum in momenta:
-            m.momentum = momentum
-        for m, flag in flags:
-            m.training = flag
 
 
 @contextmanager
@@ -420,14 +408,15 @@ class _PlaneWriter:
 
 # ---- results ------------------------------------------------------------------------------------
 @dataclass
-class LandscapeResult:
+class LandscapeResult(AnalysisResult):
     """Objective values on a line, a plane or an interpolation path.
 
     ``kind`` is ``"1d"``, ``"2d"`` or ``"interpolation"``. For 1-D and interpolation,
     ``values[name][i]`` is at ``alphas[i]``; for 2-D, ``values[name][i, j]`` is at
     ``θ0 + alphas[i]·d1 + betas[j]·d2``. ``references`` holds the objectives of the unperturbed
     network(s) with their own BatchNorm buffers: ``{"model": ...}`` for slices,
-    ``{"model_a": ..., "model_b": ...}`` for interpolation.
+    ``{"start": ..., "end": ...}`` for interpolation. A partial result (handed to ``on_row`` while
+    the grid fills in) has ``complete=False`` and NaN where a point is not computed yet.
     """
 
     kind: str
@@ -438,6 +427,10 @@ class LandscapeResult:
     bn_mode: str
     seed: int | None = None
     references: dict[str, dict[str, float]] = field(default_factory=dict)
+    complete: bool = True
+    names: tuple[str, str] = ("teacher", "student")
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def objectives(self) -> list[str]:
@@ -445,17 +438,86 @@ class LandscapeResult:
         return list(self.values)
 
 
+ORDERS = ("rows", "coarse_to_fine")
+
+
+def _visit_order(shape: tuple[int, ...], order: str) -> list[tuple[int, ...]]:
+    """Grid indices in evaluation order: row-major, or coarse to fine (every ``2^k``-th point of
+    each axis first, ``k`` decreasing, each level row-major)."""
+    points = list(np.ndindex(*shape))
+    if order == "rows":
+        return points
+    stride = 1
+    while stride * 2 < max(shape):
+        stride *= 2
+    out: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
+    while stride >= 1:
+        for p in points:
+            if p not in seen and all(i % stride == 0 for i in p):
+                seen.add(p)
+                out.append(p)
+        stride //= 2
+    return out
+
+
+def _chunks(points: list[tuple[int, ...]], n: int) -> list[list[tuple[int, ...]]]:
+    """``points`` in ``n`` consecutive chunks of (almost) equal size."""
+    bounds = np.linspace(0, len(points), n + 1).round().astype(int)
+    return [points[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def _check_on_row(on_row: object) -> None:
+    if on_row is not None and not callable(on_row):
+        raise AnalysisError(f"on_row: expected a callable(partial LandscapeResult), got {type(on_row).__name__}")
+
+
+def _check_order(order: object) -> str:
+    if order not in ORDERS:
+        raise AnalysisError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
+    return str(order)
+
+
+def _fill_grid(
+    shape: tuple[int, ...],
+    order: str,
+    objs: Mapping[str, ObjectiveFn],
+    evaluate_at: Callable[[tuple[int, ...]], dict[str, float]],
+    track: Tracker,
+    make_result: Callable[[dict[str, np.ndarray], bool], LandscapeResult],
+    on_row: Callable[[LandscapeResult], None] | None,
+    label: str,
+) -> dict[str, np.ndarray]:
+    """Evaluate every grid point in ``order``, in ``shape[0]`` chunks (a 2-D grid: one row's worth
+    each); after each chunk report progress and hand ``on_row`` a partial result (NaN where not
+    computed yet). Checks for a stop before every point."""
+    values = {name: np.full(shape, np.nan) for name in objs}
+    chunks = _chunks(_visit_order(shape, order), shape[0])
+    for k, chunk in enumerate(chunks, start=1):
+        for index in chunk:
+            track.check()
+            for name, v in evaluate_at(index).items():
+                values[name][index] = v
+        last = k == len(chunks)
+        if on_row is not None:
+            on_row(make_result({n: v.copy() for n, v in values.items()}, last))
+        track.report(k, f"{label}: {k}/{len(chunks)}")
+        if not last:
+            track.check()
+    return values
+
+
 def _slice_landscape(
     kind: str,
-    model: nn.Module,
-    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | None,
+    teacher: nn.Module | None,
+    student: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     directions: Sequence[Mapping[str, torch.Tensor]] | None,
     grids: list[np.ndarray],
     *,
+    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | str | None,
     seed: int,
-    teacher: nn.Module | None,
     teacher_logits: torch.Tensor | None,
     batch_size: int,
     bn_mode: str,
@@ -463,17 +525,46 @@ def _slice_landscape(
     device: str | torch.device | None,
     memory_format: str,
     fold_bn: bool,
+    order: str,
+    names: Sequence[str],
+    class_names: Sequence[str] | None,
+    progress: ProgressFn | None,
+    cancel: CancelToken | None,
+    on_row: Callable[[LandscapeResult], None] | None,
 ) -> LandscapeResult:
+    check_model(student, "student")
     objs = _resolve_objectives(objectives)
     _check_bn_mode(bn_mode, recompute_images)
-    dev = resolve_device(model, device)
-    data = _eval_set(images, labels, objs, teacher, teacher_logits, batch_size, dev)
+    order = _check_order(order)
+    _check_on_row(on_row)
+    pair = check_names(names)
+    classes = check_class_names(class_names)
+    if memory_format not in MEMORY_FORMATS:
+        raise AnalysisError(
+            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
+        )
+    shape = tuple(len(g) for g in grids)
+    label = f"landscape {kind}"
+    track = new_tracker(progress, cancel, shape[0], label)
+    track.start()
+    dev = resolve_device(student, device)
+    data = _eval_set(images, labels, objs, teacher, teacher_logits, batch_size, device, dev)
     rec = data.images if recompute_images is None else recompute_images.to(dev)
     rec_slices = batch_slices(len(rec), data.batch_size)
-    shape = tuple(len(g) for g in grids)
-    values = {name: np.empty(shape) for name in objs}
-    with on_device(model, dev), _layout(model, data, memory_format, dev), _restored(model):
-        model.eval()
+    model = working_copy(student, dev)
+    track.check()
+    params = {
+        "objectives": list(objs),
+        "seed": int(seed) if directions is None else None,
+        "bn_mode": bn_mode,
+        "fold_bn": bool(fold_bn),
+        "memory_format": memory_format,
+        "order": order,
+        "batch_size": data.batch_size,
+        "span": [float(grids[0][0]), float(grids[0][-1])],
+        "steps": list(shape),
+    }
+    with _layout(model, data, memory_format, dev):
         if directions is None:
             dirs = [random_direction(model, seed + i) for i in range(len(grids))]
         else:
@@ -482,82 +573,103 @@ def _slice_landscape(
         reference = _evaluate(net, objs, data)
         writer = _PlaneWriter(model, dirs)
         bns = _tracked_bns(model) if bn_mode == "recompute" else []
-        for index in np.ndindex(*shape):
+
+        def evaluate_at(index: tuple[int, ...]) -> dict[str, float]:
             writer.set([g[i] for g, i in zip(grids, index, strict=True)])
             if bns:
                 _recompute_bn(model, bns, rec, rec_slices)
             refresh()
-            for name, v in _evaluate(net, objs, data).items():
-                values[name][index] = v
-    return LandscapeResult(
-        kind=kind,
-        alphas=grids[0],
-        betas=grids[1] if len(grids) > 1 else None,
-        values=values,
-        n_samples=len(data.images),
-        bn_mode=bn_mode,
-        seed=int(seed) if directions is None else None,
-        references={"model": reference},
-    )
+            return _evaluate(net, objs, data)
+
+        def make_result(values: dict[str, np.ndarray], complete: bool) -> LandscapeResult:
+            return LandscapeResult(
+                kind=kind,
+                alphas=grids[0],
+                betas=grids[1] if len(grids) > 1 else None,
+                values=values,
+                n_samples=len(data.images),
+                bn_mode=bn_mode,
+                seed=int(seed) if directions is None else None,
+                references={"model": dict(reference)},
+                complete=complete,
+                names=pair,
+                class_names=classes,
+                params=dict(params),
+            )
+
+        values = _fill_grid(shape, order, objs, evaluate_at, track, make_result, on_row, label)
+    return make_result(values, True)
 
 
 def landscape_1d(
-    model: nn.Module,
-    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | None,
+    teacher: nn.Module | None,
+    student: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | str | None = "cross_entropy",
     direction: Mapping[str, torch.Tensor] | None = None,
     span: tuple[float, float] = (-1.0, 1.0),
     steps: int = 21,
-    *,
     seed: int = 0,
-    teacher: nn.Module | None = None,
-    teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 256,
     bn_mode: str = "eval",
     recompute_images: torch.Tensor | None = None,
-    device: str | torch.device | None = None,
-    memory_format: str = "auto",
     fold_bn: bool = True,
+    memory_format: str = "auto",
+    order: str = "rows",
+    teacher_logits: torch.Tensor | None = None,
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    on_row: Callable[[LandscapeResult], None] | None = None,
 ) -> LandscapeResult:
-    """Objectives along ``θ0 + α·d`` for ``α`` in ``linspace(*span, steps)`` (Li et al. 2018).
+    """The student's objectives along ``θ0 + α·d`` for ``α`` in ``linspace(*span, steps)`` (Li et al. 2018).
+
+    The student is never changed: the line is walked on one eval-mode working copy, made once.
 
     Args:
-        model: the network (restored bitwise afterwards).
-        objectives: ``{name: callable(logits, labels, teacher_logits)}`` or built-in names (see
-            :func:`builtin_objectives`); default: cross-entropy.
+        teacher: needed only by the ``kd`` and ``agreement`` objectives (its logits are computed
+            once); may be ``None``.
+        student: the network whose landscape is drawn.
         images, labels: the fixed evaluation subset ``(N, C, H, W)``, ``(N,)``.
+        objectives: a built-in name (see :func:`builtin_objectives`), a list of names, or
+            ``{name: callable(logits, labels, teacher_logits)}``; all share each point's forwards.
         direction: ``{parameter name: tensor}``; default: :func:`random_direction` with ``seed``.
         span, steps: the grid of ``α`` (a grid value within ``1e-12·span`` of 0 is set to exactly 0).
-        teacher / teacher_logits: needed by ``kd`` and ``agreement``; teacher logits are computed once.
-        batch_size: evaluation batch size.
         bn_mode: ``"eval"`` (running statistics; the point ``α = 0`` then reproduces the model's own
-            values, bitwise with ``memory_format="contiguous"`` and ``fold_bn=False``) or ``"recompute"`` (statistics
-            re-estimated at every point on ``recompute_images``, default the evaluation images).
-        device: where to evaluate (the model is moved there and back); default: the model's.
-        memory_format: ``"auto"`` (default) evaluates conv nets in channels-last layout on the CPU
-            (markedly faster for small conv nets; values then agree with the model's own NCHW
-            forward up to float rounding instead of bitwise), ``"contiguous"`` keeps NCHW (the point
-            ``α = 0`` then equals the model's own forward bitwise), ``"channels_last"`` forces it.
-            The model's tensors get their original layout back.
-        fold_bn: evaluate on a copy with each BatchNorm folded into the conv before it, folded
-            again after every change of the weights (:class:`workbench.models.fusion.BatchNormFolder`;
-            fewer layers per forward, same values up to float rounding). ``False`` evaluates the
-            model itself; with ``memory_format="contiguous"`` the point ``α = 0`` is then bitwise.
+            values, bitwise with ``memory_format="contiguous"`` and ``fold_bn=False``) or
+            ``"recompute"`` (statistics re-estimated at every point on ``recompute_images``,
+            default the evaluation images).
+        fold_bn: evaluate a copy with each BatchNorm folded into the conv before it, folded again
+            after every change of the weights (:class:`workbench.models.fusion.BatchNormFolder`;
+            fewer layers per forward, same values up to float rounding).
+        memory_format: ``"auto"`` (conv nets channels-last on the CPU: faster, values equal up to
+            float rounding), ``"contiguous"`` or ``"channels_last"``.
+        order: ``"rows"`` (left to right) or ``"coarse_to_fine"`` (every 2^k-th point first).
+        teacher_logits: precomputed ``(N, K)`` teacher logits instead of ``teacher``.
+        names, class_names: display names kept in the result.
+        device: where to evaluate; default: the student's device. batch_size: evaluation batch size.
+        progress: once per point. cancel: checked before every point; a cancelled call leaves the
+            student untouched and raises :class:`workbench.runtime.Cancelled`.
+        on_row: ``on_row(partial)`` after each point with a :class:`LandscapeResult` whose points not
+            computed yet are NaN (the last call gets the final values).
 
     Returns:
         :class:`LandscapeResult` of kind ``"1d"``.
     """
     return _slice_landscape(
         "1d",
-        model,
-        objectives,
+        teacher,
+        student,
         images,
         labels,
         None if direction is None else [direction],
         [_grid(span, steps, "span")],
+        objectives=objectives,
         seed=seed,
-        teacher=teacher,
         teacher_logits=teacher_logits,
         batch_size=batch_size,
         bn_mode=bn_mode,
@@ -565,36 +677,52 @@ def landscape_1d(
         device=device,
         memory_format=memory_format,
         fold_bn=fold_bn,
+        order=order,
+        names=names,
+        class_names=class_names,
+        progress=progress,
+        cancel=cancel,
+        on_row=on_row,
     )
 
 
 def landscape_2d(
-    model: nn.Module,
-    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | None,
+    teacher: nn.Module | None,
+    student: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | str | None = "cross_entropy",
     directions: tuple[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]] | None = None,
     span: tuple[float, float] = (-1.0, 1.0),
     steps: int = 21,
-    *,
     span_beta: tuple[float, float] | None = None,
     steps_beta: int | None = None,
     seed: int = 0,
-    teacher: nn.Module | None = None,
-    teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 256,
     bn_mode: str = "eval",
     recompute_images: torch.Tensor | None = None,
-    device: str | torch.device | None = None,
-    memory_format: str = "auto",
     fold_bn: bool = True,
+    memory_format: str = "auto",
+    order: str = "rows",
+    teacher_logits: torch.Tensor | None = None,
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    on_row: Callable[[LandscapeResult], None] | None = None,
 ) -> LandscapeResult:
-    """Objectives on the plane ``θ0 + α·d1 + β·d2`` (Li et al. 2018, section 4).
+    """The student's objectives on the plane ``θ0 + α·d1 + β·d2`` (Li et al. 2018, section 4).
 
     Default directions are :func:`random_direction` with seeds ``seed`` and ``seed + 1``. The grid
     is ``linspace(*span, steps)`` for ``α`` and ``linspace(*span_beta, steps_beta)`` for ``β``
     (default: the same as ``α``). Every grid point is one batched evaluation of the fixed subset;
-    all objectives share its forward passes. Other arguments as in :func:`landscape_1d`.
+    all objectives share its forward passes. Progress is reported once per row (``steps`` rows);
+    ``on_row(partial)`` gets the grid after every row (NaN where not computed yet), so a page can
+    draw it filling in. With ``order="coarse_to_fine"`` every 2^k-th point of each axis comes
+    first (a coarse picture early), still in ``steps`` equal chunks. Other arguments as in
+    :func:`landscape_1d`.
 
     Returns:
         :class:`LandscapeResult` of kind ``"2d"``; ``values[name]`` has shape ``(len(alphas), len(betas))``.
@@ -609,14 +737,14 @@ def landscape_2d(
     ]
     return _slice_landscape(
         "2d",
-        model,
-        objectives,
+        teacher,
+        student,
         images,
         labels,
         directions,
         grids,
+        objectives=objectives,
         seed=seed,
-        teacher=teacher,
         teacher_logits=teacher_logits,
         batch_size=batch_size,
         bn_mode=bn_mode,
@@ -624,88 +752,123 @@ def landscape_2d(
         device=device,
         memory_format=memory_format,
         fold_bn=fold_bn,
+        order=order,
+        names=names,
+        class_names=class_names,
+        progress=progress,
+        cancel=cancel,
+        on_row=on_row,
     )
 
 
 # ---- interpolation --------------------------------------------------------------------------------
 def interpolate(
-    model_a: nn.Module,
-    model_b: nn.Module,
-    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | None,
+    teacher: nn.Module | None,
+    start: nn.Module,
+    end: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    steps: int = 21,
-    bn: str = "recompute",
-    recompute_images: torch.Tensor | None = None,
     *,
+    objectives: Mapping[str, ObjectiveFn] | Sequence[str] | str | None = "cross_entropy",
+    steps: int = 21,
     span: tuple[float, float] = (0.0, 1.0),
-    teacher: nn.Module | None = None,
-    teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    memory_format: str = "auto",
+    bn_mode: str = "recompute",
+    recompute_images: torch.Tensor | None = None,
     fold_bn: bool = True,
+    memory_format: str = "auto",
+    teacher_logits: torch.Tensor | None = None,
+    names: Sequence[str] = ("start", "end"),
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    on_row: Callable[[LandscapeResult], None] | None = None,
 ) -> LandscapeResult:
-    """Objectives along the straight line ``(1-α)·θa + α·θb`` between two networks of one architecture.
+    """Objectives along the straight line ``(1-α)·θ_start + α·θ_end`` between two networks of one
+    architecture (Goodfellow, Vinyals & Saxe 2015), e.g. two students.
 
-    Floating-point parameters and buffers are interpolated (``α = 0`` and ``α = 1`` copy ``a``'s and
-    ``b``'s tensors exactly; integer buffers are ``a``'s, ``b``'s at ``α = 1``). BatchNorm:
+    Floating-point parameters and buffers are interpolated (``α = 0`` and ``α = 1`` copy the two
+    models' tensors exactly; integer buffers are ``start``'s, ``end``'s at ``α = 1``). BatchNorm:
 
-    * ``bn="recompute"``: at every ``α`` the running mean/variance are reset and re-estimated on
-      ``recompute_images`` (default: ``images``) as a cumulative average (``momentum=None``), since
-      the average of two networks' statistics is not the statistics of the averaged network;
-    * ``bn="running"``: the running statistics are interpolated with the parameters, so the
+    * ``bn_mode="recompute"``: at every ``α`` the running mean/variance are reset and re-estimated
+      on ``recompute_images`` (default: ``images``) as a cumulative average (``momentum=None``),
+      since the average of two networks' statistics is not the statistics of the averaged network;
+    * ``bn_mode="running"``: the running statistics are interpolated with the parameters, so the
       endpoints reproduce both models' own values exactly.
 
-    The values are computed in ``model_a`` (restored bitwise afterwards); ``model_b`` is only read.
+    Neither model is changed: the path is walked on a working copy of ``start``.
 
     Args:
-        model_a, model_b: networks with the same parameter and buffer names and shapes.
-        objectives, images, labels, teacher, teacher_logits, batch_size, device, memory_format,
-            fold_bn: as in
-            :func:`landscape_1d`.
+        teacher: needed only by the ``kd`` / ``agreement`` objectives; may be ``None``.
+        start, end: networks with the same parameter and buffer names and shapes.
         steps: number of points in ``span`` (default ``[0, 1]``; wider spans extrapolate).
+        names: display names of ``start`` and ``end``.
+        progress, cancel, on_row: once per point, as in :func:`landscape_1d`.
+        Others as in :func:`landscape_1d`.
 
     Returns:
-        :class:`LandscapeResult` of kind ``"interpolation"``; ``references`` holds both models' own values.
+        :class:`LandscapeResult` of kind ``"interpolation"``; ``references`` holds both models' own
+        values under ``"start"`` and ``"end"``.
     """
-    if bn not in _INTERP_BN:
-        raise AnalysisError(f"bn: unknown mode {bn!r}; known: {', '.join(_INTERP_BN)}")
+    check_model(start, "start")
+    check_model(end, "end")
+    if bn_mode not in _INTERP_BN:
+        raise AnalysisError(f"bn_mode: unknown mode {bn_mode!r}; known: {', '.join(_INTERP_BN)}")
     if recompute_images is not None:
         check_images(recompute_images, "recompute_images")
+    if memory_format not in MEMORY_FORMATS:
+        raise AnalysisError(
+            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
+        )
+    _check_on_row(on_row)
     objs = _resolve_objectives(objectives)
     alphas = _grid(span, steps, "span")
-    dev = resolve_device(model_a, device)
-    data = _eval_set(images, labels, objs, teacher, teacher_logits, batch_size, dev)
-    rec = data.images if recompute_images is None else recompute_images.to(dev)
-    rec_slices = batch_slices(len(rec), data.batch_size)
+    pair = check_names(names, ("start", "end"))
+    classes = check_class_names(class_names)
 
-    names_a = _tensors(model_a)
-    tensors_b = dict(_tensors(model_b))
+    names_a = _tensors(start)
+    tensors_b = dict(_tensors(end))
     for name, t in names_a:
         other = tensors_b.get(name)
         if other is None:
-            raise AnalysisError(
-                f"model_b: has no tensor {name!r}; the two models must share one architecture"
-            )
+            raise AnalysisError(f"end: has no tensor {name!r}; the two models must share one architecture")
         if other.shape != t.shape:
-            raise AnalysisError(
-                f"model_b: {name!r} has shape {tuple(other.shape)}, model_a's {tuple(t.shape)}"
-            )
+            raise AnalysisError(f"end: {name!r} has shape {tuple(other.shape)}, start's {tuple(t.shape)}")
     extra = [k for k in tensors_b if k not in dict(names_a)]
     if extra:
-        raise AnalysisError(f"model_b: has tensor {extra[0]!r} that model_a lacks; architectures differ")
+        raise AnalysisError(f"end: has tensor {extra[0]!r} that start lacks; architectures differ")
 
-    values = {name: np.empty(len(alphas)) for name in objs}
-    with eval_mode(model_b), on_device(model_b, dev):
-        ref_b = _evaluate(model_b, objs, data)
-    with on_device(model_a, dev), _layout(model_a, data, memory_format, dev), _restored(model_a):
-        model_a.eval()
-        net, refresh = _evaluated_net(model_a, fold_bn)
+    label = "interpolation"
+    track = new_tracker(progress, cancel, len(alphas), label)
+    track.start()
+    dev = resolve_device(start, device)
+    data = _eval_set(images, labels, objs, teacher, teacher_logits, batch_size, device, dev)
+    rec = data.images if recompute_images is None else recompute_images.to(dev)
+    rec_slices = batch_slices(len(rec), data.batch_size)
+    end_copy = working_copy(end, dev)
+    ref_b = _evaluate(end_copy, objs, data)
+    tensors_end = dict(_tensors(end_copy))
+    model = working_copy(start, dev)
+    track.check()
+    params = {
+        "objectives": list(objs),
+        "bn_mode": bn_mode,
+        "fold_bn": bool(fold_bn),
+        "memory_format": memory_format,
+        "batch_size": data.batch_size,
+        "span": [float(alphas[0]), float(alphas[-1])],
+        "steps": len(alphas),
+    }
+    with _layout(model, data, memory_format, dev):
+        net, refresh = _evaluated_net(model, fold_bn)
         ref_a = _evaluate(net, objs, data)
-        pairs = [(t, t.detach().clone(), tensors_b[name].detach().to(dev).clone()) for name, t in names_a]
-        bns = _tracked_bns(model_a) if bn == "recompute" else []
-        for i, alpha in enumerate(alphas):
+        pairs = [(t, t.detach().clone(), tensors_end[name].detach().clone()) for name, t in _tensors(model)]
+        del end_copy, tensors_end
+        bns = _tracked_bns(model) if bn_mode == "recompute" else []
+
+        def evaluate_at(index: tuple[int, ...]) -> dict[str, float]:
+            alpha = float(alphas[index[0]])
             with torch.no_grad():
                 for t, ta, tb in pairs:
                     if alpha == 0.0:
@@ -713,224 +876,38 @@ def interpolate(
                     elif alpha == 1.0 or not t.is_floating_point():
                         t.copy_(tb if alpha == 1.0 else ta)
                     else:
-                        t.copy_(ta * (1.0 - alpha) + tb * alpha)
+                        t.copy_(ta * (1.0 - alpha) + tb.to(t.dtype) * alpha)
             if bns:
-                _recompute_bn(model_a, bns, rec, rec_slices)
+                _recompute_bn(model, bns, rec, rec_slices)
             refresh()
-            for name, v in _evaluate(net, objs, data).items():
-                values[name][i] = v
-    return LandscapeResult(
-        kind="interpolation",
-        alphas=alphas,
-        betas=None,
-        values=values,
-        n_samples=len(data.images),
-        bn_mode=bn,
-        references={"model_a": ref_a, "model_b": ref_b},
-    )
+            return _evaluate(net, objs, data)
+
+        def make_result(values: dict[str, np.ndarray], complete: bool) -> LandscapeResult:
+            return LandscapeResult(
+                kind="interpolation",
+                alphas=alphas,
+                betas=None,
+                values=values,
+                n_samples=len(data.images),
+                bn_mode=bn_mode,
+                references={"start": dict(ref_a), "end": dict(ref_b)},
+                complete=complete,
+                names=pair,
+                class_names=classes,
+                params=dict(params),
+            )
+
+        values = _fill_grid((len(alphas),), "rows", objs, evaluate_at, track, make_result, on_row, label)
+    return make_result(values, True)
 
 
-# ---- Hessian --------------------------------------------------------------------------------------
-@dataclass
-class HessianEigenResult:
-    """The Hessian eigenvalue of largest magnitude (with its sign) from power iteration.
-
-    ``history`` holds the Rayleigh quotient after each iteration.
-    """
-
-    eigenvalue: float
-    iterations: int
-    converged: bool
-    history: np.ndarray
-    n_samples: int
+_MOVED = ("HessianEigenResult", "HessianTraceResult", "hessian_top_eigenvalue", "hessian_trace")
 
 
-@dataclass
-class HessianTraceResult:
-    """Hutchinson's estimate of the Hessian trace: the mean of ``zᵀHz`` over Rademacher probes ``z``.
+def __getattr__(name: str) -> Any:
+    # the Hessian estimates moved to workbench.analysis.hessian
+    if name in _MOVED:
+        from workbench.analysis import hessian
 
-    ``std_error`` is the standard error of that mean; ``estimates`` the per-probe values.
-    """
-
-    trace: float
-    std_error: float
-    samples: int
-    estimates: np.ndarray
-    n_samples: int
-
-
-class _HessianVectorProduct:
-    """``v -> H v`` for the mean objective over a fixed data set (double backprop, batched)."""
-
-    def __init__(
-        self, model: nn.Module, loss_fn: ObjectiveFn, data: _EvalSet, params: list[torch.Tensor]
-    ) -> None:
-        self.model, self.loss_fn, self.data, self.params = model, loss_fn, data, params
-        self.n = len(data.images)
-
-    def __call__(self, vs: list[torch.Tensor]) -> list[torch.Tensor]:
-        out = [torch.zeros_like(p) for p in self.params]
-        for sl in self.data.slices:
-            with torch.enable_grad():
-                logits = self.model(self.data.images[sl])
-                t = self.data.teacher_logits[sl] if self.data.teacher_logits is not None else None
-                loss = torch.as_tensor(self.loss_fn(logits, self.data.labels[sl], t)).reshape(())
-                loss = loss * ((sl.stop - sl.start) / self.n)
-                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-                dot = sum(
-                    ((g * v).sum() for g, v in zip(grads, vs, strict=True) if g is not None),
-                    start=torch.zeros((), device=loss.device, dtype=loss.dtype),
-                )
-                if not dot.requires_grad:
-                    continue
-                hv = torch.autograd.grad(dot, self.params, allow_unused=True)
-            for acc, h in zip(out, hv, strict=True):
-                if h is not None:
-                    acc.add_(h.detach())
-        return out
-
-
-def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return float(sum((x.double() * y.double()).sum() for x, y in zip(a, b, strict=True)))
-
-
-@contextmanager
-def _hessian_setup(
-    model: nn.Module,
-    loss_fn: ObjectiveFn,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    teacher: nn.Module | None,
-    teacher_logits: torch.Tensor | None,
-    batch_size: int,
-    device: str | torch.device | None,
-) -> Iterator[tuple[_HessianVectorProduct, list[torch.Tensor]]]:
-    if not callable(loss_fn):
-        raise AnalysisError("loss_fn: expected a callable(logits, labels, teacher_logits) -> mean loss")
-    dev = resolve_device(model, device)
-    data = _eval_set(images, labels, {"loss": loss_fn}, teacher, teacher_logits, batch_size, dev)
-    with on_device(model, dev), _restored(model):
-        model.eval()
-        params = [p for p in model.parameters()]
-        if not params:
-            raise AnalysisError("model: has no parameters; its Hessian is empty")
-        flags = [p.requires_grad for p in params]
-        try:
-            for p in params:
-                p.requires_grad_(True)
-            yield _HessianVectorProduct(model, loss_fn, data, params), params
-        finally:
-            for p, flag in zip(params, flags, strict=True):
-                p.requires_grad_(flag)
-
-
-def hessian_top_eigenvalue(
-    model: nn.Module,
-    loss_fn: ObjectiveFn,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    iters: int = 50,
-    tol: float = 1e-4,
-    seed: int = 0,
-    *,
-    teacher: nn.Module | None = None,
-    teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> HessianEigenResult:
-    """Largest-magnitude eigenvalue of the Hessian of the mean objective, with its sign.
-
-    Power iteration (von Mises) on Hessian-vector products computed by double backprop
-    (Pearlmutter 1994) over all parameters, BatchNorm in eval mode: ``v <- Hv / ‖Hv‖``; the
-    estimate is the Rayleigh quotient ``vᵀHv`` (so a dominant negative eigenvalue keeps its sign).
-    Stops when the estimate changes by at most ``tol · |estimate|`` between two iterations.
-
-    Args:
-        model: the network (restored bitwise, including ``requires_grad`` flags).
-        loss_fn: ``callable(logits, labels, teacher_logits)`` -> batch mean, e.g. ``cross_entropy``
-            or ``kd(4.0)`` (then pass ``teacher`` or ``teacher_logits``).
-        images, labels: the data set the objective is averaged over.
-        iters: maximum number of iterations. tol: relative tolerance. seed: start vector seed.
-        batch_size, device: batching and placement.
-
-    Returns:
-        :class:`HessianEigenResult`.
-    """
-    n_iter = check_positive_int(iters, "iters")
-    tol_f = check_positive_float(tol, "tol")
-    with _hessian_setup(model, loss_fn, images, labels, teacher, teacher_logits, batch_size, device) as (
-        hvp,
-        params,
-    ):
-        gen = torch.Generator().manual_seed(int(seed))
-        v = [torch.randn(p.shape, generator=gen).to(p) for p in params]
-        norm = np.sqrt(_dot(v, v))
-        v = [x / norm for x in v]
-        history: list[float] = []
-        converged = False
-        for _ in range(n_iter):
-            hv = hvp(v)
-            lam = _dot(v, hv)
-            history.append(lam)
-            hv_norm = np.sqrt(_dot(hv, hv))
-            if hv_norm == 0.0:
-                converged = True
-                break
-            v = [h / hv_norm for h in hv]
-            if len(history) > 1 and abs(history[-1] - history[-2]) <= tol_f * abs(history[-1]):
-                converged = True
-                break
-    return HessianEigenResult(
-        eigenvalue=history[-1],
-        iterations=len(history),
-        converged=converged,
-        history=np.asarray(history),
-        n_samples=len(images),
-    )
-
-
-def hessian_trace(
-    model: nn.Module,
-    loss_fn: ObjectiveFn,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    samples: int = 100,
-    seed: int = 0,
-    *,
-    teacher: nn.Module | None = None,
-    teacher_logits: torch.Tensor | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> HessianTraceResult:
-    """Hutchinson's estimator of the Hessian trace: ``tr(H) ≈ mean_i z_iᵀ H z_i``, ``z_i`` Rademacher.
-
-    Hutchinson 1989 (unbiased; variance ``2 Σ_{i≠j} H_ij²`` per probe). Probes are drawn on the CPU
-    from ``seed``; Hessian-vector products as in :func:`hessian_top_eigenvalue`.
-
-    Args:
-        model, loss_fn, images, labels, teacher, teacher_logits, batch_size, device: as in
-            :func:`hessian_top_eigenvalue`.
-        samples: number of probe vectors.
-        seed: probe seed.
-
-    Returns:
-        :class:`HessianTraceResult`.
-    """
-    n_probe = check_positive_int(samples, "samples")
-    with _hessian_setup(model, loss_fn, images, labels, teacher, teacher_logits, batch_size, device) as (
-        hvp,
-        params,
-    ):
-        gen = torch.Generator().manual_seed(int(seed))
-        estimates = np.empty(n_probe)
-        for i in range(n_probe):
-            z = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p) for p in params]
-            estimates[i] = _dot(z, hvp(z))
-    err = float(estimates.std(ddof=1) / np.sqrt(n_probe)) if n_probe > 1 else float("nan")
-    return HessianTraceResult(
-        trace=float(estimates.mean()),
-        std_error=err,
-        samples=n_probe,
-        estimates=estimates,
-        n_samples=len(images),
-    )
+        return getattr(hessian, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

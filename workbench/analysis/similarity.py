@@ -1,4 +1,4 @@
-"""Representation similarity between two networks: CKA and 2-D embeddings of penultimate features.
+"""Representation similarity between two networks: centered kernel alignment (CKA).
 
 Centered kernel alignment follows Kornblith, Norouzi, Lee & Hinton 2019, "Similarity of Neural
 Network Representations Revisited", and the conventions of its reference demo notebook
@@ -20,8 +20,9 @@ Only one batch's Gram matrices are ever held in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,25 +31,39 @@ from torch import nn
 from workbench.analysis._common import (
     AnalysisError,
     batch_slices,
+    check_class_names,
     check_images,
     check_labels,
+    check_model,
+    check_names,
     check_positive_float,
     check_positive_int,
     model_device,
-    on_device,
+    new_tracker,
     resolve_device,
+    working_copy,
 )
-from workbench.models.taps import capture, penultimate_layer, stage_layers
+from workbench.analysis._result import AnalysisResult
+from workbench.models.errors import ModelError
+from workbench.models.taps import (
+    capture,
+    get_module,
+    match_stages,
+    penultimate_layer,
+    split_path,
+    stage_layers,
+)
+from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = [
+    "KERNELS",
     "CKAResult",
     "CKATrainingResult",
-    "EmbeddingResult",
     "MinibatchCKA",
     "cka_matrix",
     "cka_over_training",
-    "embedding_2d",
     "linear_cka",
+    "matched_pairs",
     "rbf_cka",
 ]
 
@@ -214,15 +229,29 @@ class MinibatchCKA:
         layers_a: names of the first set of representations (rows of the result).
         layers_b: names of the second set (columns).
         debiased: unbiased ``HSIC_1`` (needs batches of at least 4 examples) or biased ``HSIC_0``.
+        kernel: ``"linear"`` (the paper's estimator) or ``"rbf"``: each batch's Gram matrix is then
+            the Gaussian kernel of :func:`rbf_cka` with the median heuristic taken within the batch.
+        bandwidth: the RBF ``σ`` as a fraction of the batch's median pairwise distance.
     """
 
-    def __init__(self, layers_a: Sequence[str], layers_b: Sequence[str], debiased: bool = True) -> None:
+    def __init__(
+        self,
+        layers_a: Sequence[str],
+        layers_b: Sequence[str],
+        debiased: bool = True,
+        kernel: str = "linear",
+        bandwidth: float = 0.5,
+    ) -> None:
         self.layers_a = [str(s) for s in layers_a]
         self.layers_b = [str(s) for s in layers_b]
         for name, layers in (("layers_a", self.layers_a), ("layers_b", self.layers_b)):
             if not layers:
                 raise AnalysisError(f"{name}: expected at least one layer name, got none")
+        if kernel not in KERNELS:
+            raise AnalysisError(f"kernel: unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
         self.debiased = bool(debiased)
+        self.kernel = kernel
+        self.bandwidth = check_positive_float(bandwidth, "bandwidth")
         self.reset()
 
     def reset(self) -> None:
@@ -238,7 +267,7 @@ class MinibatchCKA:
         """The Gram-matrix statistics of one layer's batch of features ``(n, ...)``, in float64."""
         n = feature.shape[0]
         x = feature.detach().reshape(n, -1).to(torch.float64)
-        gram = x @ x.T
+        gram = x @ x.T if self.kernel == "linear" else _rbf_gram(x, self.bandwidth, "features")
         if self.debiased:
             gram.fill_diagonal_(0.0)
             rows = gram.sum(1)
@@ -354,22 +383,38 @@ class MinibatchCKA:
 
 # ---- CKA between two models ----------------------------------------------------------------------
 @dataclass
-class CKAResult:
-    """Minibatch linear CKA between every chosen layer of two models.
+class CKAResult(AnalysisResult):
+    """Minibatch CKA between every chosen layer of a teacher (rows) and a student (columns).
 
-    ``matrix[i, j]`` is CKA between ``layers_a[i]`` of model ``a`` and ``layers_b[j]`` of ``b`` over
-    ``n_samples`` images in batches of (at most) ``batch_size``.
+    ``matrix[i, j]`` is CKA between ``teacher_layers[i]`` and ``student_layers[j]`` over
+    ``n_samples`` images in batches of (at most) ``batch_size``; ``names`` are the two display names.
     """
 
     matrix: np.ndarray
-    layers_a: list[str]
-    layers_b: list[str]
+    teacher_layers: list[str]
+    student_layers: list[str]
     n_samples: int
     batch_size: int
     debiased: bool
-    model_a_name: str = "model_a"
-    model_b_name: str = "model_b"
     kernel: str = "linear"
+    names: tuple[str, str] = ("teacher", "student")
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    # read-only aliases kept for callers written against the earlier field names
+    @property
+    def layers_a(self) -> list[str]:
+        """Alias of ``teacher_layers`` (the rows)."""
+        return self.teacher_layers
+
+    @property
+    def layers_b(self) -> list[str]:
+        """Alias of ``student_layers`` (the columns)."""
+        return self.student_layers
+
+
+KERNELS = ("linear", "rbf")
+_ROLES = ("teacher", "student")
 
 
 def default_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
@@ -381,21 +426,45 @@ def default_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
     return layers
 
 
-def _layer_list(
-    layers: Sequence[str] | None, model: nn.Module, input_shape: tuple[int, ...], arg: str
-) -> list[str]:
+def split_layers(layers: object, arg: str = "layers") -> dict[str, Any]:
+    """``layers`` as ``{"teacher": ..., "student": ...}``: a mapping with those keys (a missing key
+    means the default for that model), or one value used for both models, or ``None``."""
     if layers is None:
-        return default_layers(model, input_shape)
-    if isinstance(layers, str):
-        raise AnalysisError(f"{arg}: expected a list of layer paths, got the string {layers!r}")
+        return {"teacher": None, "student": None}
+    if isinstance(layers, Mapping):
+        unknown = [k for k in layers if k not in _ROLES]
+        if unknown:
+            raise AnalysisError(f"{arg}: unknown key {unknown[0]!r}; expected 'teacher' and/or 'student'")
+        return {role: layers.get(role) for role in _ROLES}
+    return {"teacher": layers, "student": layers}
+
+
+def _check_paths(model: nn.Module, paths: list[str], arg: str) -> list[str]:
+    for path in paths:
+        try:
+            get_module(model, split_path(path)[0])
+        except ModelError as err:
+            raise AnalysisError(f"{arg}: {err}") from None
+    return paths
+
+
+def _layer_list(layers: object, model: nn.Module, input_shape: tuple[int, ...], arg: str) -> list[str]:
+    if layers is None:
+        try:
+            return default_layers(model, input_shape)
+        except ModelError as err:
+            raise AnalysisError(f"{arg}: no default layers ({err}); pass the module paths") from None
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        raise AnalysisError(f"{arg}: expected a list of layer paths, got {layers!r}")
     out = [str(s) for s in layers]
     if not out:
         raise AnalysisError(f"{arg}: expected at least one layer path, got none")
-    return out
+    return _check_paths(model, out, arg)
 
 
 def _features(model: nn.Module, x: torch.Tensor, paths: list[str]) -> dict[str, torch.Tensor]:
-    _, feats = capture(model, x.to(model_device(model), non_blocking=True), paths, train=False, detach=True)
+    """Features at ``paths`` of a working copy (eval mode already) on one batch."""
+    _, feats = capture(model, x.to(model_device(model), non_blocking=True), paths, detach=True)
     return feats
 
 
@@ -409,321 +478,296 @@ def _two_model_features(
     return _features(model_a, x, layers_a), _features(model_b, x, layers_b)
 
 
-def cka_matrix(
-    model_a: nn.Module,
-    model_b: nn.Module,
-    images: torch.Tensor,
-    layers_a: Sequence[str] | None = None,
-    layers_b: Sequence[str] | None = None,
-    batch_size: int = 256,
-    debiased: bool = True,
-    device: str | torch.device | None = None,
-    names: tuple[str, str] = ("model_a", "model_b"),
-) -> CKAResult:
-    """Linear CKA between every layer pair of two models in one pass over ``images``.
+def _copies(
+    teacher: nn.Module, student: nn.Module, device: str | torch.device | None
+) -> tuple[nn.Module, nn.Module]:
+    """Working copies of both models (one shared copy when they are the same module)."""
+    dev_t, dev_s = resolve_device(teacher, device), resolve_device(student, device)
+    t_copy = working_copy(teacher, dev_t)
+    s_copy = t_copy if student is teacher and dev_s == dev_t else working_copy(student, dev_s)
+    return t_copy, s_copy
 
-    Minibatch CKA (Nguyen, Raghu & Kornblith 2021) with one forward per model per batch; every
-    layer's Gram matrix is computed once per batch. Works for teacher vs student, student vs
-    student, and a model against itself (``model_a is model_b``: a single forward per batch).
 
-    Args:
-        model_a, model_b: the two networks (left in the training mode they were found in).
-        images: normalized inputs ``(N, C, H, W)``.
-        layers_a, layers_b: module paths (``path:input`` captures a module's input); default: the
-            model's stage outputs followed by its penultimate embedding.
-        batch_size: examples per batch; a tail shorter than 4 is merged into the previous batch.
-        debiased: average the unbiased ``HSIC_1`` (recommended) or the biased ``HSIC_0``.
-        device: where the models run (moved there and back); default: each model's own device.
-        names: display names of the two models, kept in the result.
-
-    Returns:
-        :class:`CKAResult` with ``matrix`` of shape ``(len(layers_a), len(layers_b))``.
-    """
+def _check_cka_inputs(
+    images: object, labels: object, batch_size: object, debiased: bool, kernel: object, bandwidth: object
+) -> tuple[torch.Tensor, int, int, float]:
     images = check_images(images)
+    if labels is not None:
+        check_labels(labels, len(images))
     bs = check_positive_int(batch_size, "batch_size")
+    if kernel not in KERNELS:
+        raise AnalysisError(f"kernel: unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
+    bw = check_positive_float(bandwidth, "bandwidth")
     need = 4 if debiased else 2
     if len(images) < need:
         raise AnalysisError(f"images: minibatch CKA needs at least {need} images, got {len(images)}")
+    return images, bs, need, bw
+
+
+def cka_matrix(
+    teacher: nn.Module,
+    student: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    layers: Mapping[str, Sequence[str] | None] | Sequence[str] | None = None,
+    kernel: str = "linear",
+    bandwidth: float = 0.5,
+    debiased: bool = True,
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> CKAResult:
+    """CKA between every layer pair of a teacher and a student in one pass over ``images``.
+
+    Minibatch CKA (Nguyen, Raghu & Kornblith 2021) with one forward per model per batch; every
+    layer's Gram matrix is computed once per batch and all pairs come from one matrix product.
+    Works for teacher vs student, student vs student, and a model against itself (``teacher is
+    student``: a single forward per batch). The models are never changed: the forwards run on
+    eval-mode working copies.
+
+    Args:
+        teacher, student: the two networks (rows and columns of the matrix).
+        images: normalized inputs ``(N, C, H, W)``.
+        labels: optional ``(N,)`` classes; checked, not needed by CKA.
+        layers: ``{"teacher": [...], "student": [...]}`` module paths (``path:input`` captures a
+            module's input; a missing key or ``None``: the model's stage outputs followed by its
+            penultimate embedding), or one list used for both models.
+        kernel: ``"linear"`` (Kornblith et al. 2019, eq. 5) or ``"rbf"`` (median heuristic per batch).
+        bandwidth: RBF ``σ`` as a fraction of the median pairwise distance.
+        debiased: average the unbiased ``HSIC_1`` (recommended) or the biased ``HSIC_0``.
+        names, class_names: display names kept in the result.
+        device: where the models run; default: each model's own device.
+        batch_size: examples per batch; a tail shorter than 4 is merged into the previous batch.
+        progress: ``progress(done, total, message)`` once per batch. cancel: checked every batch.
+
+    Returns:
+        :class:`CKAResult` with ``matrix`` of shape ``(len(teacher_layers), len(student_layers))``.
+    """
+    check_model(teacher, "teacher")
+    check_model(student, "student")
+    images, bs, need, bw = _check_cka_inputs(images, labels, batch_size, debiased, kernel, bandwidth)
+    pair = check_names(names)
+    classes = check_class_names(class_names)
+    req = split_layers(layers)
+    slices = batch_slices(len(images), bs, min_size=need)
+    track = new_tracker(progress, cancel, len(slices), "CKA")
+    track.start()
+    t_copy, s_copy = _copies(teacher, student, device)
     shape = tuple(images.shape[1:])
-    la = _layer_list(layers_a, model_a, shape, "layers_a")
-    lb = _layer_list(layers_b, model_b, shape, "layers_b")
-    acc = MinibatchCKA(la, lb, debiased=debiased)
-    dev_a, dev_b = resolve_device(model_a, device), resolve_device(model_b, device)
-    with on_device(model_a, dev_a), on_device(model_b, dev_b):
-        for sl in batch_slices(len(images), bs, min_size=need):
-            fa, fb = _two_model_features(model_a, model_b, images[sl], la, lb)
-            acc.update(fa, fb)
+    lt = _layer_list(req["teacher"], t_copy, shape, "layers['teacher']")
+    ls = _layer_list(req["student"], s_copy, shape, "layers['student']")
+    acc = MinibatchCKA(lt, ls, debiased=debiased, kernel=kernel, bandwidth=bw)
+    for sl in slices:
+        track.check()
+        ft, fs = _two_model_features(t_copy, s_copy, images[sl], lt, ls)
+        acc.update(ft, fs)
+        track.advance()
     return CKAResult(
         matrix=acc.compute(),
-        layers_a=la,
-        layers_b=lb,
+        teacher_layers=lt,
+        student_layers=ls,
         n_samples=acc.n_samples,
         batch_size=bs,
         debiased=bool(debiased),
-        model_a_name=str(names[0]),
-        model_b_name=str(names[1]),
+        kernel=kernel,
+        names=pair,
+        class_names=classes,
+        params={"kernel": kernel, "bandwidth": bw, "debiased": bool(debiased), "batch_size": bs},
     )
 
 
 # ---- CKA over training ---------------------------------------------------------------------------
 @dataclass
-class CKATrainingResult:
-    """CKA of each checkpoint against a fixed reference model at matched layers.
+class CKATrainingResult(AnalysisResult):
+    """CKA of each student snapshot against the teacher at matched layer pairs.
 
-    ``values[e, l]`` is CKA between ``layers[l]`` of the checkpoint of ``epochs[e]`` and
-    ``reference_layers[l]`` of the reference.
+    ``values[e, p]`` is CKA between ``student_layers[p]`` of the snapshot of ``epochs[e]`` and
+    ``teacher_layers[p]`` of the teacher.
     """
 
     epochs: np.ndarray
     values: np.ndarray
-    layers: list[str]
-    reference_layers: list[str]
+    student_layers: list[str]
+    teacher_layers: list[str]
     n_samples: int
     batch_size: int
     debiased: bool
-    reference_name: str = "reference"
+    kernel: str = "linear"
+    names: tuple[str, str] = ("teacher", "student")
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
-CheckpointItem = nn.Module | tuple[int, nn.Module]
-CheckpointSource = Iterable[CheckpointItem] | Callable[[], Iterable[CheckpointItem]]
+Snapshot = nn.Module | Callable[[], nn.Module]
+Snapshots = Mapping[int, Snapshot] | Sequence[Snapshot | tuple[int, Snapshot]]
 
 
-def _match_by_depth(n_from: int, n_to: int) -> list[int]:
-    """For each of ``n_from`` layers, the index among ``n_to`` layers at the nearest relative depth."""
-    if n_from == n_to:
-        return list(range(n_from))
-    if n_from == 1:
-        return [n_to - 1]
-    return [int(round(i * (n_to - 1) / (n_from - 1))) for i in range(n_from)]
+def _snapshot_items(snapshots: object) -> list[tuple[int, Snapshot]]:
+    """``(epoch, model or loader)`` pairs from a mapping or a sequence (bare entries numbered 1, 2, ...)."""
+    if isinstance(snapshots, Mapping):
+        items = list(snapshots.items())
+    elif isinstance(snapshots, Sequence) and not isinstance(snapshots, str):
+        items = []
+        for position, item in enumerate(snapshots, start=1):
+            if isinstance(item, tuple) and len(item) == 2:
+                items.append(item)
+            else:
+                items.append((position, item))
+    else:
+        raise AnalysisError(
+            f"snapshots: expected a mapping epoch -> model (or a list of models), got {type(snapshots).__name__}"
+        )
+    out = []
+    for epoch, value in items:
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+            raise AnalysisError(f"snapshots: expected integer epochs, got {epoch!r}")
+        if not isinstance(value, nn.Module) and not callable(value):
+            raise AnalysisError(
+                f"snapshots[{int(epoch)}]: expected a model or a loader returning one, got {type(value).__name__}"
+            )
+        out.append((int(epoch), value))
+    if not out:
+        raise AnalysisError("snapshots: expected at least one student snapshot, got none")
+    return out
+
+
+def _load_snapshot(epoch: int, value: Snapshot) -> nn.Module:
+    model = value if isinstance(value, nn.Module) else value()
+    if not isinstance(model, nn.Module):
+        raise AnalysisError(f"snapshots[{epoch}]: the loader returned {type(model).__name__}, not a model")
+    return model
+
+
+def matched_pairs(student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, str]]:
+    """The ``(student_path, teacher_path)`` pairs feature distillation trains by default
+    (:func:`workbench.models.taps.match_stages`), followed by the two penultimate embeddings."""
+    try:
+        pairs = match_stages(student, teacher, input_shape, input_shape)  # type: ignore[arg-type]
+    except ModelError as err:
+        raise AnalysisError(f"layers: no default stage pairs ({err}); pass the module paths") from None
+    pen = (penultimate_layer(student), penultimate_layer(teacher))
+    if pen not in pairs:
+        pairs.append(pen)
+    return pairs
 
 
 def cka_over_training(
-    checkpoints: CheckpointSource,
-    reference: nn.Module,
+    teacher: nn.Module,
+    snapshots: Snapshots,
     images: torch.Tensor,
-    layers: Sequence[str] | None = None,
-    reference_layers: Sequence[str] | None = None,
-    batch_size: int = 256,
+    labels: torch.Tensor | None = None,
+    *,
+    layers: Mapping[str, Sequence[str]] | None = None,
+    kernel: str = "linear",
+    bandwidth: float = 0.5,
     debiased: bool = True,
+    names: Sequence[str] = ("teacher", "student"),
+    class_names: Sequence[str] | None = None,
     device: str | torch.device | None = None,
-    reference_name: str = "reference",
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> CKATrainingResult:
-    """Minibatch linear CKA of every checkpoint against ``reference`` at matched layers.
+    """Minibatch CKA of every student snapshot against the teacher at matched layer pairs.
 
-    The reference's per-batch Gram matrices are computed once and reused for every checkpoint
-    (memory ``O(N · batch)`` per reference layer), so each checkpoint costs one forward per batch.
+    The teacher's per-batch Gram matrices are computed once and reused for every snapshot (memory
+    ``O(N · batch)`` per teacher layer), so each snapshot costs one forward per batch. Snapshots
+    given as loaders are loaded one at a time.
 
     Args:
-        checkpoints: ``(epoch, model)`` pairs or bare models (numbered 1, 2, ...), or a callable
-            returning such an iterable (e.g. a generator loading one checkpoint at a time).
-        reference: the fixed model (the teacher, or the final student).
-        images: normalized inputs ``(N, C, H, W)``.
-        layers: module paths on the checkpoints; default: stages + penultimate of the first one.
-        reference_layers: the matching paths on the reference, one per entry of ``layers``;
-            default: the reference's stages + penultimate, matched to ``layers`` by relative depth.
-        batch_size, debiased, device: as in :func:`cka_matrix`.
-        reference_name: display name kept in the result.
+        teacher: the fixed reference network.
+        snapshots: ``{epoch: student model or zero-argument loader returning one}``, or a list of
+            models / ``(epoch, model)`` pairs (bare models are numbered 1, 2, ...).
+        images: normalized inputs ``(N, C, H, W)``; labels: optional, checked, not needed.
+        layers: ``{"teacher": [...], "student": [...]}`` paths of equal length, paired in order;
+            default: the stage pairs feature distillation trains
+            (:func:`workbench.models.taps.match_stages` on the first snapshot) and the two
+            penultimate embeddings.
+        kernel, bandwidth, debiased, names, class_names, device, batch_size: as in :func:`cka_matrix`.
+        progress: once per batch (the teacher's pass, then each snapshot's). cancel: every batch.
 
     Returns:
-        :class:`CKATrainingResult` with ``values`` of shape ``(n_checkpoints, len(layers))``.
+        :class:`CKATrainingResult` with ``values`` of shape ``(n_snapshots, n_pairs)``.
     """
-    images = check_images(images)
-    bs = check_positive_int(batch_size, "batch_size")
-    need = 4 if debiased else 2
-    if len(images) < need:
-        raise AnalysisError(f"images: minibatch CKA needs at least {need} images, got {len(images)}")
-    source = checkpoints() if callable(checkpoints) else checkpoints
+    check_model(teacher, "teacher")
+    images, bs, need, bw = _check_cka_inputs(images, labels, batch_size, debiased, kernel, bandwidth)
+    pair = check_names(names)
+    classes = check_class_names(class_names)
+    items = _snapshot_items(snapshots)
+    if layers is not None:
+        if not isinstance(layers, Mapping) or set(layers) != set(_ROLES):
+            raise AnalysisError("layers: expected {'teacher': [...], 'student': [...]} of equal length")
     shape = tuple(images.shape[1:])
     slices = batch_slices(len(images), bs, min_size=need)
+    track = new_tracker(progress, cancel, len(slices) * (1 + len(items)), "CKA over training")
+    track.start()
+
+    t_copy = working_copy(teacher, resolve_device(teacher, device))
+    first_model = _load_snapshot(*items[0])
+    first = working_copy(first_model, resolve_device(first_model, device))
+    del first_model
+    if layers is None:
+        pairs = matched_pairs(first, t_copy, shape)
+        ls, lt = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        lt = _layer_list(layers["teacher"], t_copy, shape, "layers['teacher']")
+        ls = _layer_list(layers["student"], first, shape, "layers['student']")
+        if len(lt) != len(ls):
+            raise AnalysisError(
+                f"layers: expected as many teacher paths as student paths, got {len(lt)} and {len(ls)}"
+            )
+    t_unique = list(dict.fromkeys(lt))
+    t_index = [t_unique.index(p) for p in lt]
+    acc = MinibatchCKA(ls, t_unique, debiased=debiased, kernel=kernel, bandwidth=bw)
+    t_stats = []
+    for sl in slices:
+        track.check()
+        t_stats.append(acc.batch_stats(_features(t_copy, images[sl], t_unique), t_unique))
+        track.advance(message=f"CKA over training: {pair[0]}")
+    del t_copy
 
     epochs: list[int] = []
     rows: list[np.ndarray] = []
-    la: list[str] | None = None
-    lr: list[str] = []
-    ref_unique: list[str] = []
-    ref_index: list[int] = []
-    ref_stats: list[list[_GramStats]] = []
-    acc: MinibatchCKA | None = None
-    dev_r = resolve_device(reference, device)
-    for position, item in enumerate(source, start=1):
-        if isinstance(item, nn.Module):
-            epoch, model = position, item
-        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], nn.Module):
-            epoch, model = int(item[0]), item[1]
+    for k, (epoch, value) in enumerate(items):
+        if k == 0:
+            s_copy = first
         else:
-            raise AnalysisError(
-                f"checkpoints: item {position} should be a model or an (epoch, model) pair, "
-                f"got {type(item).__name__}"
-            )
-        if la is None:
-            la = _layer_list(layers, model, shape, "layers")
-            if reference_layers is None:
-                all_ref = default_layers(reference, shape)
-                lr = [all_ref[i] for i in _match_by_depth(len(la), len(all_ref))]
-            else:
-                lr = _layer_list(reference_layers, reference, shape, "reference_layers")
-                if len(lr) != len(la):
-                    raise AnalysisError(
-                        f"reference_layers: expected {len(la)} paths (one per entry of layers), got {len(lr)}"
-                    )
-            ref_unique = list(dict.fromkeys(lr))
-            ref_index = [ref_unique.index(p) for p in lr]
-            acc = MinibatchCKA(la, ref_unique, debiased=debiased)
-            with on_device(reference, dev_r):
-                for sl in slices:
-                    feats_r = _features(reference, images[sl], ref_unique)
-                    ref_stats.append(acc.batch_stats(feats_r, ref_unique))
-        assert acc is not None
+            model = _load_snapshot(epoch, value)
+            s_copy = working_copy(model, resolve_device(model, device))
+            _check_paths(s_copy, ls, f"snapshots[{epoch}]")
         acc.reset()
-        dev_m = resolve_device(model, device)
-        with on_device(model, dev_m):
-            for sl, stats_r in zip(slices, ref_stats, strict=True):
-                feats = _features(model, images[sl], la)
-                acc.update_stats(acc.batch_stats(feats, la), stats_r, sl.stop - sl.start)
+        for sl, stats_t in zip(slices, t_stats, strict=True):
+            track.check()
+            feats = _features(s_copy, images[sl], ls)
+            acc.update_stats(acc.batch_stats(feats, ls), stats_t, sl.stop - sl.start)
+            track.advance(message=f"CKA over training: epoch {epoch}")
         full = acc.compute()
-        rows.append(full[np.arange(len(la)), ref_index])
+        rows.append(full[np.arange(len(ls)), t_index])
         epochs.append(epoch)
-    if la is None:
-        raise AnalysisError("checkpoints: expected at least one checkpoint model, got none")
+        del s_copy
     return CKATrainingResult(
         epochs=np.asarray(epochs, dtype=np.int64),
         values=np.stack(rows),
-        layers=la,
-        reference_layers=lr,
+        student_layers=ls,
+        teacher_layers=lt,
         n_samples=len(images),
         batch_size=bs,
         debiased=bool(debiased),
-        reference_name=str(reference_name),
+        kernel=kernel,
+        names=pair,
+        class_names=classes,
+        params={"kernel": kernel, "bandwidth": bw, "debiased": bool(debiased), "batch_size": bs},
     )
 
 
-# ---- 2-D embeddings -----------------------------------------------------------------------------
-@dataclass
-class EmbeddingResult:
-    """Penultimate features of two models on the same images, projected to 2-D.
+def __getattr__(name: str) -> Any:
+    # the 2-D embeddings moved to workbench.analysis.embedding
+    if name in ("EmbeddingResult", "embedding_2d"):
+        from workbench.analysis import embedding
 
-    ``coords_a[i]`` and ``coords_b[i]`` belong to image ``indices[i]`` with label ``labels[i]``.
-    ``explained_variance_a/b`` hold PCA's explained-variance ratios of the two axes (None for t-SNE).
-    """
-
-    coords_a: np.ndarray
-    coords_b: np.ndarray
-    labels: np.ndarray
-    indices: np.ndarray
-    method: str
-    layer_a: str
-    layer_b: str
-    aligned: bool
-    explained_variance_a: np.ndarray | None = None
-    explained_variance_b: np.ndarray | None = None
-    model_a_name: str = "model_a"
-    model_b_name: str = "model_b"
-
-
-_EMBED_METHODS = ("pca", "tsne")
-
-
-def _collect(model: nn.Module, images: torch.Tensor, path: str, bs: int, device: torch.device) -> np.ndarray:
-    with on_device(model, device):
-        parts = [_features(model, images[sl], [path])[path] for sl in batch_slices(len(images), bs)]
-    return torch.cat([p.reshape(p.shape[0], -1).float().cpu() for p in parts]).numpy()
-
-
-def _project(
-    feats: np.ndarray, method: str, seed: int, perplexity: float, arg: str
-) -> tuple[np.ndarray, np.ndarray | None]:
-    if feats.shape[1] < 2:
-        raise AnalysisError(f"{arg}: expected an embedding with at least 2 features, got {feats.shape[1]}")
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed)
-        coords = pca.fit_transform(feats.astype(np.float64))
-        return coords, pca.explained_variance_ratio_.astype(np.float64)
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
-    # scikit-learn's OpenMP runtime and torch's spin-wait against each other when both are
-    # loaded; one OpenMP thread for the fit avoids a slowdown of one to two orders of magnitude.
-    with threadpool_limits(limits=1, user_api="openmp"):
-        coords = tsne.fit_transform(feats.astype(np.float32))
-    return coords.astype(np.float64), None
-
-
-def _procrustes_align(reference: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre both point sets; rotate/reflect ``moving`` onto ``reference`` (orthogonal Procrustes)."""
-    ref = reference - reference.mean(0)
-    mov = moving - moving.mean(0)
-    u, _, vt = np.linalg.svd(mov.T @ ref)
-    return ref, mov @ (u @ vt)
-
-
-def embedding_2d(
-    model_a: nn.Module,
-    model_b: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    method: str = "pca",
-    layer_a: str | None = None,
-    layer_b: str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    perplexity: float = 30.0,
-    align: bool = True,
-    names: tuple[str, str] = ("model_a", "model_b"),
-) -> EmbeddingResult:
-    """2-D maps of both models' penultimate features (scikit-learn PCA or t-SNE, van der Maaten 2008).
-
-    Each model's features are projected separately (their widths may differ). With ``align`` the
-    two maps are centred and ``b``'s map is rotated/reflected onto ``a``'s by orthogonal Procrustes
-    (distances within each map are unchanged), so corresponding clusters sit in the same place.
-
-    Args:
-        model_a, model_b: the two networks.
-        images: normalized inputs ``(N, C, H, W)``; labels: int64 ``(N,)``.
-        method: ``"pca"`` or ``"tsne"``.
-        layer_a, layer_b: feature paths; default: each model's penultimate layer.
-        batch_size, device: batching and placement of the forwards.
-        seed: random state of PCA / t-SNE. perplexity: t-SNE perplexity (must be < N).
-        align: Procrustes-align ``b``'s map onto ``a``'s.
-        names: display names of the two models.
-
-    Returns:
-        :class:`EmbeddingResult` with ``coords_a``, ``coords_b`` of shape ``(N, 2)``.
-    """
-    images = check_images(images)
-    y = check_labels(labels, len(images))
-    bs = check_positive_int(batch_size, "batch_size")
-    if method not in _EMBED_METHODS:
-        raise AnalysisError(f"method: unknown projection {method!r}; known: {', '.join(_EMBED_METHODS)}")
-    if len(images) < 3:
-        raise AnalysisError(f"images: a 2-D embedding needs at least 3 images, got {len(images)}")
-    perp = check_positive_float(perplexity, "perplexity")
-    if method == "tsne" and perp >= len(images):
-        raise AnalysisError(
-            f"perplexity: expected a value below the number of images {len(images)}, got {perp}"
-        )
-    pa = layer_a if layer_a is not None else penultimate_layer(model_a)
-    pb = layer_b if layer_b is not None else penultimate_layer(model_b)
-    fa = _collect(model_a, images, pa, bs, resolve_device(model_a, device))
-    fb = _collect(model_b, images, pb, bs, resolve_device(model_b, device))
-    ca, va = _project(fa, method, int(seed), perp, "layer_a")
-    cb, vb = _project(fb, method, int(seed), perp, "layer_b")
-    if align:
-        ca, cb = _procrustes_align(ca, cb)
-    return EmbeddingResult(
-        coords_a=ca,
-        coords_b=cb,
-        labels=y.cpu().numpy(),
-        indices=np.arange(len(images)),
-        method=method,
-        layer_a=pa,
-        layer_b=pb,
-        aligned=bool(align),
-        explained_variance_a=va,
-        explained_variance_b=vb,
-        model_a_name=str(names[0]),
-        model_b_name=str(names[1]),
-    )
+        return getattr(embedding, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,10 +19,15 @@ class WeightsError(ValueError):
     """A weights file cannot be read safely; the message names the file."""
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+def atomic_write_bytes(path: str | Path, data: bytes, *, make_parents: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    With ``make_parents=False`` a missing folder is not created: the write raises
+    :class:`FileNotFoundError` instead (a run writer must never recreate a deleted run).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -35,14 +40,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Atomically write UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, make_parents: bool = True) -> None:
+    """Atomically write UTF-8 text (see :func:`atomic_write_bytes` for ``make_parents``)."""
+    atomic_write_bytes(path, text.encode("utf-8"), make_parents=make_parents)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
+def atomic_write_json(path: str | Path, obj: Any, *, make_parents: bool = True) -> None:
     """Atomically write ``obj`` as indented JSON (NaN and infinities written as null)."""
-    atomic_write_text(path, json.dumps(_finite(obj), indent=1, sort_keys=False) + "\n")
+    text = json.dumps(_finite(obj), indent=1, sort_keys=False) + "\n"
+    atomic_write_text(path, text, make_parents=make_parents)
 
 
 def _finite(obj: Any) -> Any:
@@ -56,11 +62,17 @@ def _finite(obj: Any) -> Any:
 
 
 def atomic_save_safetensors(
-    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+    path: str | Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    make_parents: bool = True,
 ) -> None:
-    """Atomically save a flat mapping of tensors as safetensors (tensors made contiguous on CPU)."""
+    """Atomically save a flat mapping of tensors as safetensors (tensors made contiguous on CPU);
+    ``make_parents`` as in :func:`atomic_write_bytes`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -7,8 +7,8 @@ from workbench.sweep.runner import (
     run_trial,
     summarize,
     summary_csv,
+    trial_run_id,
     write_summary_csv,
-    write_trial,
 )
 from workbench.sweep.spec import SweepError, SweepSpec, Trial, expand_trials, load_sweep, trial_key
 
@@ -25,6 +25,6 @@ __all__ = [
     "summarize",
     "summary_csv",
     "trial_key",
+    "trial_run_id",
     "write_summary_csv",
-    "write_trial",
 ]

@@ -1,13 +1,14 @@
-"""Run a sweep: trials execute on a backend, results come back to the driver, which writes the
-run store. Trials already completed in the store are skipped, so a killed sweep resumes.
+"""Run a sweep: each trial trains on a backend through :func:`workbench.train.run`, which writes
+the trial's run to the store itself, under the trial's deterministic run id. Workers hand back
+only ``(run_id, status, summary)``; the driver collects the outcomes (and the CLI writes the
+summary CSV). Trials already completed in the store are skipped, so a killed sweep resumes.
 
 Backends:
 
-* ``local``: in this process (``workers=1``) or a process pool (``workers>1``);
-* ``ray``: Ray tasks on a local Ray instance (default) or a cluster (``address``).
-
-Workers never touch the store: they return plain data (config, metrics, checkpoints as CPU
-tensors) and the driver writes each finished trial atomically, as it arrives.
+* ``local``: in this process (``workers=1``) or a process pool (``workers>1``) whose workers
+  end when the driver does (a killed driver leaves no worker training);
+* ``ray``: Ray tasks on a local Ray instance (default) or a cluster (``address``; the run store
+  must then be a folder every node sees at the same path).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ import csv
 import io
 import math
 import os
+import re
 import statistics
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from workbench.config import validate_config
-from workbench.runs import RunStore, atomic_write_text, utc_now
+from workbench.runs import RunStore, RunStoreError, atomic_write_text
 from workbench.sweep.spec import SweepSpec, Trial, expand_trials
 
 
@@ -41,126 +43,130 @@ class TrialOutcome:
     skipped: bool
 
 
-def run_trial(config_data: dict[str, Any], threads: int = 0, runs_root: str | None = None) -> dict[str, Any]:
-    """Train one trial without a store and return everything the driver needs to write it.
+def trial_run_id(trial: Trial) -> str:
+    """The deterministic run id of a trial: ``<sweep name slug>-<trial key>`` (for a chain, the
+    id of its first link)."""
+    sweep = str(trial.config.links.get("sweep", "sweep"))
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", sweep).strip("-.")[:40] or "sweep"
+    return f"{slug}-{trial.key}"
 
-    Runs in a worker (a pool process or a Ray task); the result holds only plain data and CPU
-    tensors.
+
+def run_trial(
+    config_data: dict[str, Any], threads: int = 0, runs_root: str | None = None, run_id: str | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """Train one trial into the run store at ``runs_root`` and return ``(run_id, status, summary)``.
+
+    Teachers given as ``run:<id>`` are read from that store too.
+
+    Runs in the driver, a pool process or a Ray task; trains through :func:`workbench.train.run`,
+    so the stored run (checkpoints included) is exactly what any other face would write. A
+    non-finite loss is a ``failed`` trial (recorded as such in the store), not an error.
     """
-    from workbench.train import EpochEnded, RunStarted, Trainer, TrainingFailed
+    import torch
+
+    from workbench.train import TrainingFailed, run
 
     if threads:
         torch.set_num_threads(threads)
-    if runs_root:
-        os.environ["WORKBENCH_RUNS"] = runs_root  # teachers given as run:<id> resolve here
     config = validate_config(config_data)
-    checkpoints: dict[str, dict[str, torch.Tensor]] = {}
-    started: dict[str, Any] = {}
-
-    def collect(event: Any) -> None:
-        if isinstance(event, RunStarted):
-            started["model_spec"] = event.model_spec
-            started["teacher"] = event.teacher_metrics
-        elif isinstance(event, EpochEnded):
-            state = {k: v.detach().cpu().clone() for k, v in event.state().items()}
-            if config.train.snapshot_every_epoch:
-                checkpoints[f"epoch_{event.epoch:03d}"] = state
-            if event.is_best:
-                checkpoints["best"] = state
-
-    trainer = Trainer(config, subscribers=[collect])
+    store = RunStore(runs_root)
     try:
-        result = trainer.run()
-    except TrainingFailed as err:
-        return {
-            "status": "failed",
-            "error": str(err),
-            "failure": {"step": err.step, "epoch": err.epoch + 1, "terms": err.terms},
-            **started,
-        }
-    from workbench.runs import checkpoint_state
-
-    extras = result.method if any(True for _ in result.method.state_dict()) else None
-    checkpoints["final"] = {
-        k: v.detach().cpu().clone() for k, v in checkpoint_state(result.student, extras).items()
-    }
-    return {
-        "status": result.status,
-        "history": result.history,
-        "summary": result.summary,
-        "checkpoints": checkpoints,
-        **started,
-    }
-
-
-def write_trial(store: RunStore, trial: Trial, outcome: dict[str, Any]) -> str:
-    """Write a finished trial's result as a run in ``store``; returns the run id."""
-    writer = store.create(trial.config)
-    if "model_spec" in outcome:
-        writer.write_model_spec(outcome["model_spec"])
-    teacher = outcome.get("teacher", {})
-    for name, state in outcome.get("checkpoints", {}).items():
-        writer.save_checkpoint(name, state)
-    writer.write_metrics(
-        {"epochs": outcome.get("history", []), "summary": outcome.get("summary", {}), "teacher": teacher}
-    )
-    fields: dict[str, Any] = {"status": outcome["status"], "finished": utc_now()}
-    if outcome["status"] == "failed":
-        fields.update(error=outcome.get("error"), failure=outcome.get("failure"))
-    else:
-        fields.update(step=outcome["summary"].get("steps"), epoch=outcome["summary"].get("epochs_done"))
-    writer.update_status(**fields)
-    return writer.id
+        result = run(config, store=store, run_id=run_id)
+    except TrainingFailed:
+        return run_id or "", "failed", {}
+    return result.run_id or "", result.status, dict(result.summary)
 
 
 def completed_trials(store: RunStore, sweep: str) -> dict[str, str]:
-    """``trial key -> run id`` of the trials of ``sweep`` already completed in the store."""
-    done: dict[str, tuple[int, str]] = {}
+    """``trial key -> run id`` of the trials of ``sweep`` already completed in the store (for a
+    chain trial, only when its last link completed; the id is that link's)."""
+    from workbench.train import chain_length
+
+    done: dict[str, str] = {}
     for run in store.list(status="completed"):
         try:
-            links = run.config.links
+            config = run.config
         except ValueError:
             continue
-        if links.get("sweep") == sweep and "trial" in links:
-            # a chain trial (ban, takd) is several linked runs: its result is the last link
-            step = int(links.get("chain_step", 0))
-            if links["trial"] not in done or step > done[links["trial"]][0]:
-                done[links["trial"]] = (step, run.id)
-    return {key: run_id for key, (_, run_id) in done.items()}
+        links = config.links
+        if links.get("sweep") != sweep or "trial" not in links:
+            continue
+        try:
+            last = chain_length(config) - 1
+        except ValueError:
+            continue
+        if int(links.get("chain_step", 0)) == last:
+            done[links["trial"]] = run.id
+    return done
 
 
-def is_chain(trial: Trial) -> bool:
-    """Whether the trial trains a chain of linked runs (``ban``, ``takd``)."""
-    from workbench.distill.chains import CHAIN_METHODS
+def _clear_leftovers(store: RunStore, sweep: str, keys: set[str]) -> None:
+    """Remove what earlier attempts of the trials ``keys`` left (failed, stopped, interrupted
+    runs, incomplete chains), so each trial trains again under its own id."""
+    for run in store.list():
+        try:
+            links = run.config.links
+            status = run.status.get("status")
+        except ValueError:
+            continue
+        if links.get("sweep") == sweep and links.get("trial") in keys and status != "running":
+            try:
+                store.delete(run.id)
+            except RunStoreError:
+                pass
 
-    return any(m.name in CHAIN_METHODS for m in trial.config.distill.methods)
+
+def _watch_parent(parent: int) -> None:
+    """In a pool worker: end this process as soon as the driver that started it is gone."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="watch-driver", daemon=True).start()
 
 
-def _chain_results(trials: list[Trial], store: RunStore) -> Iterator[tuple[Trial, str, dict[str, Any]]]:
-    """Chains run in the driver: each link is a run that the next link reads as its teacher."""
-    from workbench.train.chains import run_chain
-
-    for trial in trials:
-        results = run_chain(trial.config, store)
-        last = results[-1]
-        yield trial, last.run_id or "", {"status": last.status, "summary": last.summary}
-
-
-def _pool_results(trials: list[Trial], workers: int, root: str) -> Iterator[tuple[Trial, dict[str, Any]]]:
+def _pool_results(
+    trials: list[Trial], workers: int, root: str
+) -> Iterator[tuple[Trial, tuple[str, str, dict[str, Any]]]]:
     import multiprocessing as mp
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        pending = {pool.submit(run_trial, t.config.model_dump(mode="json"), threads, root): t for t in trials}
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_watch_parent,
+        initargs=(os.getpid(),),
+    )
+    finished = False
+    try:
+        pending = {
+            pool.submit(run_trial, t.config.model_dump(mode="json"), threads, root, trial_run_id(t)): t
+            for t in trials
+        }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield pending.pop(fut), fut.result()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted or failed: no worker goes on training
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in processes:
+                proc.join(timeout=5)
 
 
 def _ray_results(
     trials: list[Trial], workers: int, address: str | None, root: str
-) -> Iterator[tuple[Trial, dict[str, Any]]]:
+) -> Iterator[tuple[Trial, tuple[str, str, dict[str, Any]]]]:
     try:
         import ray
     except ImportError:
@@ -180,15 +186,20 @@ def _ray_results(
             kwargs["num_cpus"] = workers
         ray.init(**kwargs)
         started_here = True
+    refs: dict[Any, Trial] = {}
     try:
         threads = max(1, (os.cpu_count() or 1) // workers)
         remote = ray.remote(num_cpus=1)(run_trial)
-        refs = {remote.remote(t.config.model_dump(mode="json"), threads, root): t for t in trials}
+        refs = {
+            remote.remote(t.config.model_dump(mode="json"), threads, root, trial_run_id(t)): t for t in trials
+        }
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             for ref in ready:
                 yield refs.pop(ref), ray.get(ref)
     finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
 
@@ -199,7 +210,8 @@ def run_sweep(
     on_trial: Callable[[TrialOutcome], None] | None = None,
 ) -> list[TrialOutcome]:
     """Run every trial of ``spec`` not yet completed in ``store``; returns one outcome per trial
-    (skipped ones included, in grid order)."""
+    (skipped ones included, in grid order). Each trial's run lands in the store as it finishes,
+    so whatever happens to the driver, finished trials are kept."""
     store = store or RunStore()
     trials = expand_trials(spec)
     done = completed_trials(store, spec.name)
@@ -216,22 +228,16 @@ def run_sweep(
         elif t.key not in queued:
             queued.add(t.key)
             todo.append(t)
+    _clear_leftovers(store, spec.name, queued)
     root = str(store.root.resolve())
-    for trial, run_id, result in _chain_results([t for t in todo if is_chain(t)], store):
-        o = TrialOutcome(trial, run_id, result["status"], result["summary"], skipped=False)
-        outcomes[trial.key] = o
-        if on_trial:
-            on_trial(o)
-    todo = [t for t in todo if not is_chain(t)]
     if spec.backend == "ray":
         results = _ray_results(todo, spec.workers, spec.address, root)
     elif spec.workers > 1 and len(todo) > 1:
         results = _pool_results(todo, spec.workers, root)
     else:
-        results = ((t, run_trial(t.config.model_dump(mode="json"), 0, root)) for t in todo)
-    for trial, result in results:
-        run_id = write_trial(store, trial, result)
-        o = TrialOutcome(trial, run_id, result["status"], result.get("summary", {}), skipped=False)
+        results = ((t, run_trial(t.config.model_dump(mode="json"), 0, root, trial_run_id(t))) for t in todo)
+    for trial, (run_id, status, summary) in results:
+        o = TrialOutcome(trial, run_id, status, summary, skipped=False)
         outcomes[trial.key] = o
         if on_trial:
             on_trial(o)

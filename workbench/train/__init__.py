@@ -1,14 +1,22 @@
-"""Training engine, events, teacher cache and teacher loading."""
+"""Training: the one entry point ``run``, the engine, its events, the teacher cache, teachers.
 
+``run(config, store=..., subscribers=..., progress=..., cancel=...)`` is what every face calls
+(CLI, demo, sweeps, jobs); it trains one run or a chain of linked runs (``ban``, ``takd``).
+"""
+
+from workbench.train.chains import ChainError, chain_length, chain_plan, is_chain, run_chain
 from workbench.train.engine import (
+    SETUP_UNITS,
     Trainer,
     TrainingFailed,
     TrainResult,
     lr_factor,
-    resolve_device,
+    new_run_id,
     seed_everything,
     train,
+    training_state,
 )
+from workbench.train.entry import run
 from workbench.train.events import (
     EpochEnded,
     EvalEnded,
@@ -17,12 +25,17 @@ from workbench.train.events import (
     RunFinished,
     RunStarted,
     RunStopped,
+    SetupProgress,
+    SnapshotError,
+    StateSnapshot,
     StepEnded,
     Subscriber,
 )
 from workbench.train.teachers import TeacherError, list_shipped_teachers, load_shipped_teacher, load_teacher
 
 __all__ = [
+    "SETUP_UNITS",
+    "ChainError",
     "EpochEnded",
     "EvalEnded",
     "Event",
@@ -30,17 +43,26 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "RunStopped",
+    "SetupProgress",
+    "SnapshotError",
+    "StateSnapshot",
     "StepEnded",
     "Subscriber",
     "TeacherError",
     "TrainResult",
     "Trainer",
     "TrainingFailed",
+    "chain_length",
+    "chain_plan",
+    "is_chain",
     "list_shipped_teachers",
     "load_shipped_teacher",
     "load_teacher",
     "lr_factor",
-    "resolve_device",
+    "new_run_id",
+    "run",
+    "run_chain",
     "seed_everything",
     "train",
+    "training_state",
 ]

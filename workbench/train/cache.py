@@ -4,13 +4,15 @@ index slices on every step."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from workbench.models.taps import FeatureTaps
+from workbench.runtime import CancelToken, Tracker
 
 
 @dataclass
@@ -49,14 +51,23 @@ def teacher_forward(
 def build_teacher_cache(
     teachers: Sequence[nn.Module],
     images: torch.Tensor,
-    normalize: callable,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
     paths: Sequence[str],
     batch_size: int,
     budget_mb: float,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: CancelToken | None = None,
 ) -> TeacherCache | None:
     """Compute the cache over ``images`` (uint8, on the target device), or None when the
-    teachers' outputs for the whole split would exceed ``budget_mb``."""
+    teachers' outputs for the whole split would exceed ``budget_mb``.
+
+    Reports one unit per batch through ``progress`` and checks ``cancel`` before every batch
+    (raising :class:`workbench.runtime.Cancelled`; nothing is kept).
+    """
     n = images.shape[0]
+    tracker = Tracker(progress, cancel, total=cache_batches(n, batch_size), label="teacher cache")
+    tracker.start()
     first_logits, first_feats = teacher_forward(teachers, normalize(images[:2]), paths)
     per_sample = sum(t[0].numel() * 4 for t in first_logits)
     per_sample += sum(v[0].numel() * 4 for f in first_feats for v in f.values())
@@ -71,7 +82,13 @@ def build_teacher_cache(
                 logits[i].append(out_l[i].float())
                 for p in paths:
                     feats[i][p].append(out_f[i][p].float())
+            tracker.advance()
     return TeacherCache(
         logits=[torch.cat(chunks).clone() for chunks in logits],
         features=[{p: torch.cat(v).clone() for p, v in f.items()} for f in feats],
     )
+
+
+def cache_batches(n: int, batch_size: int) -> int:
+    """How many batches :func:`build_teacher_cache` runs over ``n`` images."""
+    return max(math.ceil(n / max(batch_size, 1)), 1)

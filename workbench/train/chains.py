@@ -13,18 +13,18 @@ run's final weights). Every run of a chain records in ``RunConfig.links``:
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from torch import nn
 
 from workbench.config import ModelSpec, RunConfig, TeacherSpec, validate_config
 from workbench.data import Dataset
 from workbench.distill import parse_params
 from workbench.distill.chains import CHAIN_METHODS
 from workbench.runs import RunStore, RunStoreError
-from workbench.train.engine import Trainer, TrainResult
+from workbench.runtime import CancelToken, Tracker
+from workbench.train.engine import Trainer, TrainResult, new_run_id
 from workbench.train.events import Subscriber
 
 
@@ -59,10 +59,14 @@ def chain_plan(config: RunConfig) -> list[tuple[ModelSpec, str]]:
     return links + [(config.model, "student")]
 
 
-def _new_run_id(label: str) -> str:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:40] or "chain"
-    return f"{stamp}-{slug}-{uuid.uuid4().hex[:4]}"
+def is_chain(config: RunConfig) -> bool:
+    """Whether ``config`` trains a chain of linked runs (one of its methods is a chain method)."""
+    return any(m.name in CHAIN_METHODS for m in config.distill.methods)
+
+
+def chain_length(config: RunConfig) -> int:
+    """How many runs training ``config`` produces: the chain's links, or 1 for a plain run."""
+    return len(chain_plan(config)) if is_chain(config) else 1
 
 
 def run_chain(
@@ -71,6 +75,10 @@ def run_chain(
     subscribers: Iterable[Subscriber] = (),
     *,
     dataset: Dataset | None = None,
+    teachers: list[nn.Module] | None = None,
+    run_id: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: CancelToken | None = None,
 ) -> list[TrainResult]:
     """Train the chain of linked runs that ``config``'s ``ban`` or ``takd`` method describes.
 
@@ -82,9 +90,16 @@ def run_chain(
         store: the run store the runs are written to (required: links refer to stored runs).
         subscribers: event subscribers, attached to every run of the chain.
         dataset: an already loaded dataset to reuse for every link (else each run loads it).
+        teachers: teacher modules for the first link (else built from ``config.teachers``).
+        run_id: the id of the first link, which is also the chain's id (default: a new one).
+        progress: ``progress(done, total, message)`` over the whole chain, each link an equal part.
+        cancel: a :class:`CancelToken`; a stop during a link's set-up raises
+            :class:`workbench.runtime.Cancelled`, during its training leaves that link
+            ``stopped``; either way no further link is trained.
 
     Returns:
-        The :class:`TrainResult` of every link, in training order (the last is the final student).
+        The :class:`TrainResult` of every link trained, in order (the last is the final student;
+        fewer than the plan when a link did not complete).
 
     Raises:
         ChainError: no store, or not exactly one chain method in the config.
@@ -94,11 +109,13 @@ def run_chain(
     plan = chain_plan(config)
     method = next(m.name for m in config.distill.methods if m.name in CHAIN_METHODS)
     base_name = config.name or f"{method}-{config.model.name}"
-    chain_id = _new_run_id(base_name)
-    teachers = list(config.teachers)
+    chain_id = run_id or new_run_id(base_name)
+    per_link = 1000
+    tracker = Tracker(progress, None, total=per_link * len(plan), label=method)
+    specs = list(config.teachers)
     previous: str | None = None
-    if len(teachers) == 1 and teachers[0].source.startswith("run:"):
-        previous = teachers[0].source.split(":", 1)[1]
+    if len(specs) == 1 and specs[0].source.startswith("run:"):
+        previous = specs[0].source.split(":", 1)[1]
         try:
             previous = store.load(previous).id  # a unique prefix names the run as well
         except RunStoreError:
@@ -113,20 +130,31 @@ def run_chain(
         data.update(
             name=f"{base_name} {role}",
             model=model.model_dump(mode="json"),
-            teachers=[t.model_dump(mode="json") for t in teachers],
+            teachers=[t.model_dump(mode="json") for t in specs],
             links=links,
             seed=config.seed + step if method == "ban" else config.seed,
         )
         link_config = validate_config(data)
+        link_progress = None
+        if progress is not None:
+            link_progress = tracker.part(step * per_link, (step + 1) * per_link, f"{role} ({step + 1}/{len(plan)})")
         trainer = Trainer(
             link_config,
             store=store,
             subscribers=subs,
+            progress=link_progress,
+            cancel=cancel,
             dataset=dataset,
+            teachers=teachers if step == 0 else None,
             run_id=chain_id if step == 0 else None,
         )
         result = trainer.run()
         results.append(result)
+        if result.status != "completed":
+            break  # a stopped link teaches no further link
         previous = result.run_id
-        teachers = [TeacherSpec(source=f"run:{result.run_id}", checkpoint="final")]
+        specs = [TeacherSpec(source=f"run:{result.run_id}", checkpoint="final")]
+    ids = [r.run_id for r in results if r.run_id is not None]
+    for r in results:
+        r.link_ids = list(ids)
     return results

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ from torch import nn
 
 from workbench.config import ConfigError, RunConfig
 from workbench.data import Augment, BatchLoader, Dataset, load_dataset
+from workbench.devices import resolve_device
 from workbench.distill import MethodContext, MethodStack, StepOutputs, create_method
 from workbench.models import (
     channels_last,
@@ -32,7 +36,8 @@ from workbench.models import (
     wants_channels_last,
 )
 from workbench.models.taps import FeatureTaps
-from workbench.runs import RunStore, checkpoint_state
+from workbench.runs import RunStore, RunStoreError, checkpoint_state
+from workbench.runtime import Cancelled, CancelToken
 from workbench.train.cache import TeacherCache, build_teacher_cache, teacher_forward
 from workbench.train.events import (
     EpochEnded,
@@ -42,26 +47,35 @@ from workbench.train.events import (
     RunFinished,
     RunStarted,
     RunStopped,
+    SetupProgress,
+    StateSnapshot,
     StepEnded,
     Subscriber,
+    wants_state,
 )
 from workbench.train.metrics import logit_metrics
 from workbench.train.store_writer import StoreWriter
 from workbench.train.teachers import load_teacher
+from workbench.validate import methods_needing_teacher
 
 
 class TrainingFailed(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and every term's value."""
+    """The loss became NaN or infinite; the message names the step, the epoch (from 1) and every
+    term's value."""
 
     def __init__(self, step: int, epoch: int, terms: dict[str, float]) -> None:
         shown = ", ".join(f"{k}={v:.6g}" for k, v in terms.items())
-        super().__init__(f"non-finite loss at step {step} (epoch {epoch + 1}): {shown}")
+        super().__init__(f"non-finite loss at step {step} (epoch {epoch}): {shown}")
         self.step, self.epoch, self.terms = step, epoch, terms
 
 
 @dataclass
 class TrainResult:
-    """What a finished (or stopped) run returns to its caller."""
+    """What a finished (or stopped) run returns to its caller.
+
+    ``link_ids`` lists every run the call trained, in order: ``[run_id]`` for one run, each
+    link's id for a chain (``ban``, ``takd``), whose result is the last link's.
+    """
 
     run_id: str | None
     status: str
@@ -69,17 +83,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     student: nn.Module
     method: MethodStack
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present (then MPS), else CPU."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(spec)
+    link_ids: list[str] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -87,6 +91,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def new_run_id(label: str) -> str:
+    """A fresh run id in the run store's format: ``<YYYYmmdd-HHMMSS>-<label slug>-<4 hex>``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:40] or "run"
+    return f"{stamp}-{slug}-{uuid.uuid4().hex[:4]}"
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, schedule: Any, base_lr: float) -> float:
@@ -105,11 +116,25 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, schedule: Any, 
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+#: set-up progress units: data, models, teachers, teacher cache (10), teacher test logits, optimizer
+SETUP_UNITS = 15
+_CACHE_UNITS = (3, 13)
+
+
 class Trainer:
     """Train one run from a :class:`RunConfig`.
 
     ``dataset``, ``student`` and ``teachers`` may be passed in (any ``nn.Module`` is accepted);
     otherwise they are built from the config. ``store=None`` keeps the run in memory only.
+
+    Progress and cancellation (see :mod:`workbench.runtime`): ``progress(done, total, message)``
+    hears one monotone count, ``SETUP_UNITS`` set-up units then one per training step (``total``
+    is ``SETUP_UNITS + total_steps`` once the data is loaded); set-up also emits
+    :class:`SetupProgress` events. ``cancel`` (a :class:`CancelToken`, never reset here) and
+    :meth:`request_stop` are checked between set-up phases, per batch of the teacher cache and
+    after every training step. A stop during set-up raises :class:`Cancelled` before any run
+    directory exists; a stop during training ends the run as ``stopped`` (loadable, with the
+    completed epochs).
     """
 
     def __init__(
@@ -118,34 +143,87 @@ class Trainer:
         *,
         store: RunStore | None = None,
         subscribers: Iterable[Subscriber] = (),
+        progress: Callable[[int, int, str], None] | None = None,
+        cancel: CancelToken | None = None,
         dataset: Dataset | None = None,
         student: nn.Module | None = None,
         teachers: list[nn.Module] | None = None,
         run_id: str | None = None,
     ) -> None:
+        if progress is not None and not callable(progress):
+            raise TypeError(
+                f"progress: expected a callable progress(done, total, message), got {type(progress).__name__}"
+            )
+        if cancel is not None and not isinstance(cancel, CancelToken):
+            raise TypeError(f"cancel: expected a workbench.runtime.CancelToken, got {type(cancel).__name__}")
         self.config = config
         self.store = store
         self.subscribers: list[Subscriber] = list(subscribers)
+        self.progress = progress
+        self.cancel = cancel
         self._dataset = dataset
         self._student = student
         self._teachers = teachers
         self._run_id = run_id
+        self.run_id: str | None = run_id
         self._stop = threading.Event()
-        self.device = resolve_device(config.train.device)
+        self._units_total = 1
+        self._units_done = 0
+        self.device = resolve_device(config.train.device, field="train.device")
         #: hook for tests and diagnostics: called with the term dict before the NaN check
         self.term_hook: Callable[[dict[str, torch.Tensor], int], None] | None = None
 
     def request_stop(self) -> None:
-        """Ask the loop to stop after the current step; the run is left loadable (``stopped``)."""
+        """Ask the run to stop: during set-up it raises :class:`Cancelled` (nothing is written);
+        during training it stops after the current step and the run is left loadable
+        (``stopped``). The request is cleared when :meth:`run` starts again."""
         self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called or the ``cancel`` token is set."""
+        return self._stop.is_set() or (self.cancel is not None and self.cancel.cancelled)
 
     def _emit(self, event: Event) -> None:
         for fn in self.subscribers:
             fn(event)
 
+    def _emit_with_snapshot(self, event: EpochEnded | RunFinished | RunStopped) -> None:
+        try:
+            self._emit(event)
+        finally:
+            event.snapshot.seal()  # from here on only a copy taken during emission is readable
+
+    def _snapshot(self, label: str) -> StateSnapshot:
+        snap = StateSnapshot(self._state, label)
+        if any(wants_state(s) for s in self.subscribers):
+            snap.take()
+        return snap
+
+    # ---- progress and cancellation during set-up -----------------------------------------
+    def _check_setup(self, phase: str) -> None:
+        if self._stop.is_set():
+            raise Cancelled(f"training set-up ({phase}): stop requested")
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled(f"training set-up ({phase}): {self.cancel.reason}")
+
+    def _setup_report(self, done: int, phase: str, message: str) -> None:
+        self._units_done = max(self._units_done, min(done, SETUP_UNITS))
+        if self.progress is not None:
+            self.progress(self._units_done, self._units_total, f"set-up: {message}")
+        if self.subscribers:
+            self._emit(SetupProgress(self.run_id, phase, self._units_done, SETUP_UNITS, message))
+
+    def _phase(self, done: int, phase: str, message: str) -> None:
+        """Check for a stop, then report that set-up reached ``done`` units, entering ``phase``."""
+        self._check_setup(phase)
+        self._setup_report(done, phase, message)
+
     # ---- set-up ---------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.config
+        self._units_done, self._units_total = 0, SETUP_UNITS
+        self._phase(0, "data", f"loading {cfg.data.dataset}")
         seed_everything(cfg.seed)
         data = self._dataset or load_dataset(
             cfg.data.dataset, root=cfg.data.root, download=cfg.data.download, **cfg.data.options
@@ -154,32 +232,6 @@ class Trainer:
             data = _with_train(data, data.train.subset(torch.arange(cfg.data.train_subset)))
         self.data = data
         shape = tuple(data.image_shape)
-        if self._student is None:
-            torch.manual_seed(cfg.seed)
-            self._student = create_model(
-                cfg.model.name,
-                num_classes=data.num_classes,
-                in_channels=shape[0],
-                image_size=shape[1],
-                **cfg.model.kwargs,
-            )
-        self.student = self._student.to(self.device)
-        if self._teachers is None:
-            self._teachers = [
-                load_teacher(
-                    t,
-                    data.num_classes,
-                    shape,
-                    self.device,
-                    runs_root=self.store and str(self.store.root),
-                    field=f"teachers[{i}]",
-                )
-                for i, t in enumerate(cfg.teachers)
-            ]
-        self.teachers = [t.to(self.device).eval() for t in self._teachers]
-        needing = cfg.methods_needing_teacher()
-        if needing and not self.teachers:
-            raise ConfigError(f"teachers: methods {needing} need at least one teacher, none given")
         augment = Augment(**cfg.data.augment.model_dump())
         self.train_loader = BatchLoader(
             data,
@@ -194,6 +246,37 @@ class Trainer:
         total = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self._units_total = SETUP_UNITS + self.total_steps
+
+        self._phase(1, "models", f"building {cfg.model.name}")
+        if self._student is None:
+            torch.manual_seed(cfg.seed)
+            self._student = create_model(
+                cfg.model.name,
+                num_classes=data.num_classes,
+                in_channels=shape[0],
+                image_size=shape[1],
+                **cfg.model.kwargs,
+            )
+        self.student = self._student.to(self.device)
+
+        self._phase(2, "teachers", f"loading {len(cfg.teachers)} teacher(s)")
+        if self._teachers is None:
+            self._teachers = [
+                load_teacher(
+                    t,
+                    data.num_classes,
+                    shape,
+                    self.device,
+                    runs_root=self.store and str(self.store.root),
+                    field=f"teachers[{i}]",
+                )
+                for i, t in enumerate(cfg.teachers)
+            ]
+        self.teachers = [t.to(self.device).eval() for t in self._teachers]
+        needing = methods_needing_teacher(cfg)
+        if needing and not self.teachers:
+            raise ConfigError(f"teachers: methods {needing} need at least one teacher, none given")
         sample = data.normalize(data.train.images[:8].to(self.device))
         ctx = MethodContext(
             student=self.student,
@@ -226,6 +309,9 @@ class Trainer:
         )
         self.layout = input_layout(self.channels_last)
         self.inputs = lambda images: self.layout(data.normalize(images))
+
+        lo, hi = _CACHE_UNITS
+        self._phase(lo, "teacher cache", "teacher cache")
         self.cache: TeacherCache | None = None
         if (
             self.teachers
@@ -234,6 +320,11 @@ class Trainer:
             and augment.deterministic
             and self.method.teacher_cacheable
         ):
+
+            def cache_progress(done: int, total: int, message: str) -> None:
+                frac = done / max(total, 1)
+                self._setup_report(lo + int(frac * (hi - lo)), "teacher cache", f"teacher cache {done}/{total}")
+
             self.cache = build_teacher_cache(
                 self.teachers,
                 data.train.images.to(self.device),
@@ -241,12 +332,18 @@ class Trainer:
                 self.teacher_paths,
                 cfg.data.eval_batch_size,
                 cfg.distill.cache_budget_mb,
+                progress=cache_progress,
+                cancel=_StopView(self),
             )
+
+        self._phase(hi, "teacher test logits", "teacher test logits")
         self.test_images = data.test.images.to(self.device)
         self.test_labels = data.test.labels.to(self.device)
         self.teacher_test_logits = (
             self._teacher_test_logits() if self.teachers and self.method.teacher_cacheable else None
         )
+
+        self._phase(hi + 1, "optimizer", "optimizer")
         params = [p for p in self.student.parameters() if p.requires_grad]
         params += [p for p in self.method.parameters() if p.requires_grad]
         params = list({id(p): p for p in params}.values())
@@ -276,6 +373,7 @@ class Trainer:
             "class_names": list(data.class_names),
             "peers": len(self.method.peers()),
         }
+        self._phase(SETUP_UNITS, "ready", "ready")
 
     @property
     def _student_from_config(self) -> bool:
@@ -310,17 +408,37 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        """Train to the budget (or a stop request) and return the result."""
+        """Set up, train to the budget (or a stop request) and return the result.
+
+        Raises:
+            Cancelled: a stop was requested during set-up (no run directory was created).
+            TrainingFailed: the loss became non-finite (the run is recorded as ``failed``).
+        """
         cfg = self.config
-        self._setup()  # bad input fails here, before any run directory exists
-        writer = None
+        self._stop.clear()
+        self.run_id = self._run_id
         if self.store is not None:
-            writer = self.store.create(cfg, run_id=self._run_id)
+            if self.run_id is None:
+                self.run_id = new_run_id(cfg.name or f"{cfg.kind}-{cfg.model.name}")
+            elif (self.store.root / self.run_id).exists():
+                raise RunStoreError(f"run {self.run_id}: already exists in {self.store.root}")
+        self._setup()  # bad input and set-up cancellation fail here, before any run directory exists
+        writer = None
+        subscribers = list(self.subscribers)
+        if self.store is not None:
+            writer = self.store.create(cfg, run_id=self.run_id)
             self.subscribers.insert(0, StoreWriter(writer))
-        run_id = writer.id if writer else self._run_id
-        self.run_id = run_id
+        try:
+            return self._train(writer.id if writer else self.run_id)
+        finally:
+            self.subscribers = subscribers
+
+    def _train(self, run_id: str | None) -> TrainResult:
+        cfg = self.config
         history: list[dict[str, Any]] = []
-        step, epoch = 0, 0
+        step, epoch_no = 0, 1
+        stop_flag, cancel, progress = self._stop, self.cancel, self.progress
+        base, units_total = SETUP_UNITS, self._units_total
         try:
             teacher_metrics = {}
             if self.teacher_test_logits is not None:
@@ -353,6 +471,8 @@ class Trainer:
                 FeatureTaps(self.student, self.student_paths) as taps,
             ):
                 for epoch in range(self.epochs):
+                    epoch_no = epoch + 1
+                    message = f"epoch {epoch_no}/{self.epochs}"
                     self.train_loader.set_epoch(epoch)
                     self.method.on_epoch_start(epoch)
                     t0 = time.perf_counter()
@@ -402,7 +522,7 @@ class Trainer:
                         loss = torch.stack(list(terms.values())).sum() if terms else logits.sum() * 0.0
                         loss_value = loss.item()
                         if not math.isfinite(loss_value):
-                            raise TrainingFailed(step, epoch, {k: v.item() for k, v in terms.items()})
+                            raise TrainingFailed(step, epoch_no, {k: v.item() for k, v in terms.items()})
                         self.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         if cfg.train.grad_clip:
@@ -424,18 +544,20 @@ class Trainer:
                                 StepEnded(
                                     run_id,
                                     step,
-                                    epoch,
+                                    epoch_no,
                                     loss_value,
                                     {k: v.item() for k, v in terms.items()},
                                     self.optimizer.param_groups[0]["lr"],
                                 )
                             )
-                        if self._stop.is_set():
+                        if progress is not None:
+                            progress(base + step, units_total, message)
+                        if stop_flag.is_set() or (cancel is not None and cancel.cancelled):
                             stopped = True
                             break
                     seconds = time.perf_counter() - t0
                     metrics: dict[str, Any] = {
-                        "epoch": epoch + 1,
+                        "epoch": epoch_no,
                         "step": step,
                         "lr": self.optimizer.param_groups[0]["lr"],
                         "seconds": seconds,
@@ -445,34 +567,53 @@ class Trainer:
                     metrics.update({f"loss/{k}": float(v) / max(n_steps, 1) for k, v in sums.items()})
                     if stopped and n_steps < self.steps_per_epoch:
                         break
-                    if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == self.epochs:
+                    if epoch_no % cfg.train.eval_every == 0 or epoch_no == self.epochs:
                         ev = self._evaluate()
                         metrics.update(ev)
-                        self._emit(EvalEnded(run_id, epoch + 1, step, ev))
+                        self._emit(EvalEnded(run_id, epoch_no, step, dict(ev)))
                     history.append(metrics)
                     is_best = metrics.get("test_acc", -1.0) > best
                     best = max(best, metrics.get("test_acc", -1.0))
-                    self._emit(
-                        EpochEnded(run_id, epoch + 1, step, metrics, list(history), is_best, self._state)
+                    self._emit_with_snapshot(
+                        EpochEnded(
+                            run_id,
+                            epoch_no,
+                            step,
+                            dict(metrics),
+                            _frozen(history),
+                            is_best,
+                            self._snapshot(f"epoch {epoch_no}"),
+                        )
                     )
                     if stopped:
                         break
             summary = self._summary(history, teacher_metrics, step)
             if stopped:
-                self._emit(RunStopped(run_id, step, epoch, summary, list(history), self._state))
+                self._emit_with_snapshot(
+                    RunStopped(
+                        run_id, step, epoch_no, dict(summary), _frozen(history), self._snapshot("stopped")
+                    )
+                )
                 status = "stopped"
             else:
-                self._emit(RunFinished(run_id, step, summary, list(history), self._state))
+                self._emit_with_snapshot(
+                    RunFinished(
+                        run_id, step, epoch_no, dict(summary), _frozen(history), self._snapshot("final")
+                    )
+                )
                 status = "completed"
         except TrainingFailed as err:
-            self._emit(RunFailed(run_id, err.step, err.epoch, str(err), err.terms, list(history)))
+            self._emit(RunFailed(run_id, err.step, err.epoch, str(err), dict(err.terms), _frozen(history)))
             raise
         except BaseException as err:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            self._emit(RunFailed(run_id, step, epoch, f"{type(err).__name__}: {msg}", {}, list(history)))
+            self._emit(
+                RunFailed(run_id, step, epoch_no, f"{type(err).__name__}: {msg}", {}, _frozen(history))
+            )
             raise
         self.student.eval()
-        return TrainResult(run_id, status, summary, history, self.student, self.method)
+        ids = [run_id] if run_id is not None else []
+        return TrainResult(run_id, status, summary, history, self.student, self.method, ids)
 
     def _summary(
         self, history: list[dict[str, Any]], teacher_metrics: dict[str, float], step: int
@@ -517,6 +658,32 @@ def _cross_entropy(
     return ce.mean()
 
 
+def _frozen(history: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """A copy of the history for an event: later epochs do not change what an event holds."""
+    return tuple(dict(h) for h in history)
+
+
+class _StopView(CancelToken):
+    """A cancel token that reads a trainer's stop request and its caller's token, for sub-calls."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self._trainer = trainer
+
+    @property
+    def cancelled(self) -> bool:
+        return self._trainer.stop_requested
+
+    @property
+    def reason(self) -> str:
+        token = self._trainer.cancel
+        return token.reason if token is not None and token.cancelled else "stop requested"
+
+    def raise_if_cancelled(self, where: str = "") -> None:
+        if self.cancelled:
+            raise Cancelled(f"training set-up ({where}): {self.reason}" if where else self.reason)
+
+
 def _with_train(data: Dataset, train: Any) -> Dataset:
     import dataclasses
 
@@ -526,5 +693,6 @@ def _with_train(data: Dataset, train: Any) -> Dataset:
 def train(
     config: RunConfig, *, store: RunStore | None = None, subscribers: Iterable[Subscriber] = (), **kwargs: Any
 ) -> TrainResult:
-    """Convenience wrapper: ``Trainer(config, ...).run()``."""
+    """``Trainer(config, ...).run()`` for one run (no chains); :func:`workbench.train.run` is the
+    entry point that also trains chains."""
     return Trainer(config, store=store, subscribers=subscribers, **kwargs).run()

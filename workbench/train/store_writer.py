@@ -1,4 +1,8 @@
-"""The run-store subscriber: turns engine events into files in the run directory."""
+"""The run-store subscriber: turns engine events into files in the run directory.
+
+It is the only writer of a run's checkpoints: the CLI, the demo, the sweep workers and the job
+worker all train through :func:`workbench.train.run`, which attaches it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from workbench.train.events import EpochEnded, Event, RunFailed, RunFinished, Ru
 class StoreWriter:
     """Writes model spec, metrics, per-epoch/best/final checkpoints and status as events arrive.
 
-    Checkpoints are written before the status that refers to them, each file atomically.
+    Checkpoints are written before the status that refers to them, each file atomically. The
+    weights come from each event's snapshot, read while the event is emitted (no copy is made
+    for an epoch that writes no checkpoint).
     """
 
     def __init__(self, writer: RunWriter, snapshot_every_epoch: bool | None = None) -> None:
@@ -19,10 +25,8 @@ class StoreWriter:
         self.snapshots = snapshot_every_epoch
         self.teacher_metrics: dict[str, Any] = {}
 
-    def _metrics(
-        self, history: list[dict[str, Any]], summary: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return {"epochs": history, "summary": summary or {}, "teacher": self.teacher_metrics}
+    def _metrics(self, history: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"epochs": list(history), "summary": summary or {}, "teacher": self.teacher_metrics}
 
     def __call__(self, event: Event) -> None:
         w = self.writer
@@ -34,18 +38,19 @@ class StoreWriter:
             w.write_metrics(self._metrics([]))
             w.update_status(total_steps=event.total_steps, epochs=event.epochs, step=0, epoch=0)
         elif isinstance(event, EpochEnded):
-            state = event.state()
-            if self.snapshots:
-                w.save_checkpoint(f"epoch_{event.epoch:03d}", state)
-            if event.is_best:
-                w.save_checkpoint("best", state)
+            if self.snapshots or event.is_best:
+                state = event.snapshot.state()
+                if self.snapshots:
+                    w.save_checkpoint(f"epoch_{event.epoch:03d}", state)
+                if event.is_best:
+                    w.save_checkpoint("best", state)
             last = event.metrics
             summary = {k: last[k] for k in ("test_acc", "agreement", "ece") if k in last}
             summary["epochs_done"] = event.epoch
             w.write_metrics(self._metrics(event.history, summary))
             w.update_status(step=event.step, epoch=event.epoch)
         elif isinstance(event, (RunFinished, RunStopped)):
-            w.save_checkpoint("final", event.state())
+            w.save_checkpoint("final", event.snapshot.state())
             w.write_metrics(self._metrics(event.history, event.summary))
             status = "completed" if isinstance(event, RunFinished) else "stopped"
             w.update_status(status=status, finished=utc_now(), step=event.step)
@@ -56,5 +61,5 @@ class StoreWriter:
                 finished=utc_now(),
                 step=event.step,
                 error=event.error,
-                failure={"step": event.step, "epoch": event.epoch + 1, "terms": event.terms},
+                failure={"step": event.step, "epoch": event.epoch, "terms": event.terms},
             )

@@ -63,6 +63,8 @@ def confusion_matrices(
         and ``confusion_diff`` (diverging scale centred on 0: red where the student puts more
         samples than the teacher, blue where fewer).
     """
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     require(result, _RESULT + ("confusion_diff",), "result", "an AgreementResult")
     k = int(result.num_classes)
     classes = class_labels(k, class_names)
@@ -179,6 +181,8 @@ def per_class_bars(
         A grouped bar chart with three traces: ``per_class_teacher_accuracy``,
         ``per_class_student_accuracy`` and ``per_class_agreement`` (NaN for absent classes).
     """
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     require(
         result,
         ("per_class_teacher_accuracy", "per_class_student_accuracy", "per_class_agreement"),
@@ -222,6 +226,8 @@ def rank_correlation_bars(
     Returns:
         One ``Bar`` trace with ``y = per_class_rank_correlation``; the overall mean is a dashed line.
     """
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     require(result, ("per_class_rank_correlation", "rank_correlation_mean"), "result", "an AgreementResult")
     values = np.asarray(result.per_class_rank_correlation, dtype=np.float64)
     classes = class_labels(len(values), class_names)
@@ -282,6 +288,8 @@ def disagreement_gallery(
         One ``Image`` trace per shown sample (``gallery.indices[:max_images]``, in that order); a
         figure without traces that says so when the models never disagree.
     """
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     require(result, ("gallery", "n_samples"), "result", "an AgreementResult")
     cols = positive_int(columns, "columns")
     limit = positive_int(max_images, "max_images")

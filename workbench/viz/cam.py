@@ -2,6 +2,7 @@
 
 Inputs are the dataclasses of :mod:`workbench.analysis.cam` (:class:`CAMComparison`,
 :class:`LocalizationResult`, :class:`FaithfulnessResult`, :class:`CrossFaithfulnessResult`).
+A comparison with extra models (``compare_cams(..., extra=...)``) shows one column per model.
 """
 
 from __future__ import annotations
@@ -53,6 +54,23 @@ def _name(classes: list[str], index: int) -> str:
     return classes[index] if 0 <= index < len(classes) else str(index)
 
 
+def _models(comparison: object) -> dict:
+    """Every model's CAM result by name (teacher, student, extras); plain teacher/student otherwise."""
+    results = getattr(comparison, "results", None)
+    if isinstance(results, Mapping) and results:
+        return dict(results)
+    return {"teacher": comparison.teacher, "student": comparison.student}  # type: ignore[attr-defined]
+
+
+def _pair_scores(comparison: object, first: str, name: str, i: int) -> tuple[float, float]:
+    """Pearson and Spearman of image ``i`` between the first model's map and ``name``'s."""
+    names = tuple(getattr(comparison, "names", ("teacher", "student")))
+    if len(names) == 2 and name == names[1]:
+        return float(comparison.pearson[i]), float(comparison.spearman[i])  # type: ignore[attr-defined]
+    agreement = comparison.agreement(first, name)  # type: ignore[attr-defined]
+    return float(agreement.pearson[i]), float(agreement.spearman[i])
+
+
 def cam_grid(
     comparison: CAMComparison,
     images: object | None = None,
@@ -65,7 +83,8 @@ def cam_grid(
     opacity: float = 0.5,
     title: str | None = None,
 ) -> go.Figure:
-    """Teacher and student maps side by side, one row per image, the maps' correlation in the titles.
+    """Teacher and student (and any extra models') maps side by side, one row per image, each map's
+    correlation with the teacher's in the titles.
 
     Args:
         comparison: a :class:`CAMComparison` (maps ``(N, H, W)`` in ``[0, 1]``).
@@ -80,13 +99,16 @@ def cam_grid(
         title: figure title.
 
     Returns:
-        A figure with one row per image and columns (image,) teacher map, student map. Per row the
-        traces are: ``Image`` (with images), then for each model (``Image``,) ``Heatmap`` whose ``z``
-        is that model's ``maps[i]``. Titles name the true class, each model's target and
-        prediction, and the Pearson/Spearman correlation of the two maps.
+        A figure with one row per image and columns (image,) teacher map, student map (, extra
+        models' maps). Per row the traces are: ``Image`` (with images), then for each model
+        (``Image``,) ``Heatmap`` whose ``z`` is that model's ``maps[i]``. Titles name the true class
+        (when labels are known), each model's target and prediction, and the Pearson/Spearman
+        correlation of each map with the first model's.
     """
     require(comparison, _COMPARISON, "comparison", "a CAMComparison")
-    maps_t, maps_s = np.asarray(comparison.teacher.maps), np.asarray(comparison.student.maps)
+    models = _models(comparison)
+    model_names = list(models)
+    maps_t = np.asarray(models[model_names[0]].maps)
     n = int(maps_t.shape[0])
     rows = pick_indices(indices, n, positive_int(max_images, "max_images"))
     if not rows:
@@ -101,21 +123,24 @@ def cam_grid(
                 f"images: expected {n} images of size {maps_t.shape[1]}x{maps_t.shape[2]} to match the maps, "
                 f"got {pics.shape[0]} of {pics.shape[1]}x{pics.shape[2]}"
             )
-    k = int(np.asarray(comparison.teacher.probabilities).shape[1])
+    k = int(np.asarray(models[model_names[0]].probabilities).shape[1])
+    if class_names is None:
+        class_names = getattr(comparison, "class_names", None)
     classes = class_labels(k, class_names)
-    cols = 3 if pics is not None else 2
+    cols = len(model_names) + (1 if pics is not None else 0)
     titles = []
     for i in rows:
-        label = _name(classes, int(comparison.labels[i]))
-        t_tgt, t_pred = int(comparison.teacher.targets[i]), int(comparison.teacher.predictions[i])
-        s_tgt, s_pred = int(comparison.student.targets[i]), int(comparison.student.predictions[i])
         if pics is not None:
-            titles.append(f"#{i} · {label}")
-        titles.append(f"teacher: map {_name(classes, t_tgt)}, pred {_name(classes, t_pred)}")
-        titles.append(
-            f"student: map {_name(classes, s_tgt)}, pred {_name(classes, s_pred)} · "
-            f"r={_fmt(float(comparison.pearson[i]))} ρ={_fmt(float(comparison.spearman[i]))}"
-        )
+            labels = comparison.labels
+            titles.append(f"#{i} · {_name(classes, int(labels[i]))}" if labels is not None else f"#{i}")
+        for j, name in enumerate(model_names):
+            res = models[name]
+            tgt, pred = int(res.targets[i]), int(res.predictions[i])
+            text = f"{name}: map {_name(classes, tgt)}, pred {_name(classes, pred)}"
+            if j > 0:
+                r, rho = _pair_scores(comparison, model_names[0], name, i)
+                text += f" · r={_fmt(r)} ρ={_fmt(rho)}"
+            titles.append(text)
     fig = make_subplots(
         rows=len(rows),
         cols=cols,
@@ -128,7 +153,8 @@ def cam_grid(
         if pics is not None:
             fig.add_trace(go.Image(z=pics[i], name=f"image {i}", hoverinfo="skip"), row=r, col=c)
             c += 1
-        for role, maps in (("teacher", maps_t), ("student", maps_s)):
+        for role, res in models.items():
+            maps = np.asarray(res.maps)
             if pics is not None:
                 fig.add_trace(go.Image(z=pics[i], name=f"image {i}", hoverinfo="skip"), row=r, col=c)
             fig.add_trace(
@@ -138,7 +164,7 @@ def cam_grid(
                     zmax=1.0,
                     colorscale=MAP_SCALE,
                     opacity=float(opacity) if pics is not None else 1.0,
-                    showscale=(r == 1 and role == "student"),
+                    showscale=(r == 1 and role == model_names[-1]),
                     colorbar={"title": "map", "len": 0.5},
                     name=f"{role} map {i}",
                     hovertemplate=f"{role}<br>x=%{{x}} y=%{{y}}<br>map=%{{z:.2f}}<extra></extra>",
@@ -152,7 +178,7 @@ def cam_grid(
     method = getattr(comparison, "method", "cam")
     return style_figure(
         fig,
-        title if title is not None else f"{method}: teacher vs student maps",
+        title if title is not None else f"{method}: {' vs '.join(model_names)} maps",
         height=max(260, 200 * len(rows) + 80),
     )
 
@@ -163,7 +189,8 @@ def cam_class_agreement(
     *,
     title: str | None = None,
 ) -> go.Figure:
-    """Per-class agreement of teacher and student maps: mean Pearson, Spearman and top-k IoU by true class.
+    """Per-class agreement of teacher and student maps: mean Pearson, Spearman and top-k IoU by true
+    class (by the teacher's predicted class when the comparison was made without labels).
 
     Returns:
         A bar chart with three traces (``per_class_pearson``, ``per_class_spearman``,
@@ -176,6 +203,8 @@ def cam_class_agreement(
         "a CAMComparison",
     )
     k = len(comparison.per_class_pearson)
+    if class_names is None:
+        class_names = getattr(comparison, "class_names", None)
     classes = class_labels(k, class_names)
     counts = np.asarray(comparison.class_counts)
     top = int(round(100 * float(getattr(comparison, "top_k", 0.2))))
@@ -189,7 +218,12 @@ def cam_class_agreement(
         counts,
         "images",
     )
-    fig.update_layout(barmode="group", xaxis_title="true class", yaxis_title="teacher–student map agreement")
+    by_label = getattr(comparison, "labels", ()) is not None
+    fig.update_layout(
+        barmode="group",
+        xaxis_title="true class" if by_label else "teacher's predicted class",
+        yaxis_title="teacher–student map agreement",
+    )
     fig.update_yaxes(
         range=[min(0.0, float(np.nanmin(np.r_[comparison.per_class_pearson, 0.0]))) - 0.05, 1.05]
     )
@@ -204,8 +238,8 @@ def localization_summary(
     """How well each model's maps sit on the objects: energy in box/mask, context reliance, GT-known loc.
 
     Args:
-        results: a :class:`CAMComparison` computed with masks or boxes (teacher and student), or a
-            mapping ``{name: LocalizationResult}`` for any number of models.
+        results: a :class:`CAMComparison` computed with masks or boxes (teacher, student and any
+            extra models), or a mapping ``{name: LocalizationResult}`` for any number of models.
 
     Returns:
         A grouped bar chart with one trace per model; x = the metrics of
@@ -217,7 +251,10 @@ def localization_summary(
         require(results, ("teacher_localization", "student_localization"), "results", "a CAMComparison")
         if results.teacher_localization is None or results.student_localization is None:
             raise VizError("results: the comparison has no localization; compute it with masks or boxes")
-        named = {"teacher": results.teacher_localization, "student": results.student_localization}
+        named = dict(getattr(results, "localization", {})) or {
+            "teacher": results.teacher_localization,
+            "student": results.student_localization,
+        }
     if not named:
         raise VizError("results: expected at least one localization result, got none")
     summaries = {}

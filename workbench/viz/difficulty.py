@@ -41,6 +41,8 @@ def difficulty_scatter(
         and the selected ones (the same arrays at ``result.selected``), plus the two thresholds as
         dotted lines.
     """
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     require(
         result,
         ("teacher_difficulty", "student_difficulty", "selected", "labels", "teacher_easy", "student_hard"),
@@ -119,6 +121,8 @@ def difficulty_class_bars(
     Returns:
         Two ``Bar`` traces: ``per_class_teacher_difficulty`` and ``per_class_student_difficulty``.
     """
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     require(
         result,
         ("per_class_teacher_difficulty", "per_class_student_difficulty"),

@@ -216,21 +216,25 @@ def interpolation_curves(
     result: LandscapeResult,
     objectives: Sequence[str] | str | None = None,
     *,
-    names: tuple[str, str] = ("model a", "model b"),
+    names: tuple[str, str] | None = None,
     title: str | None = None,
 ) -> go.Figure:
-    """Objectives along the straight path ``(1-α)·θa + α·θb`` (Goodfellow et al. 2015), one panel each.
+    """Objectives along the straight path ``(1-α)·θ_start + α·θ_end`` (Goodfellow et al. 2015), one
+    panel each. ``names`` defaults to the result's own (``start``, ``end``).
 
     Returns:
         One row per objective with a ``Scatter`` line (``x = alphas``, ``y = values[name]``) and a
         ``Scatter`` of the two models' own values at ``α = 0`` and ``α = 1``.
     """
     _check_kind(result, "interpolation")
+    if names is None:
+        names = tuple(getattr(result, "names", None) or ("start", "end"))  # type: ignore[assignment]
+    assert names is not None
     objs = objective_names(result.values, objectives)
     fig = _line_panels(
         result,
         objs,
-        [("model_a", [0.0], str(names[0])), ("model_b", [1.0], str(names[1]))],
+        [("start", [0.0], str(names[0])), ("end", [1.0], str(names[1]))],
         f"α: 0 = {names[0]}, 1 = {names[1]}",
     )
     return style_figure(

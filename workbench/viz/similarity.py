@@ -22,26 +22,29 @@ if TYPE_CHECKING:
 __all__ = ["cka_heatmap", "cka_training_lines", "embedding_scatter"]
 
 
+def _names(result: object) -> tuple[str, str]:
+    names = getattr(result, "names", None) or ("teacher", "student")
+    return str(names[0]), str(names[1])
+
+
 def cka_heatmap(result: CKAResult, *, title: str | None = None) -> go.Figure:
-    """CKA between every layer of model ``a`` (rows, shallow at the top) and model ``b`` (columns).
+    """CKA between every teacher layer (rows, shallow at the top) and every student layer (columns).
 
     Returns:
-        One ``Heatmap`` with ``z = result.matrix``, ``y = layers_a``, ``x = layers_b``, on ``[0, 1]``
-        with the values written in the cells.
+        One ``Heatmap`` with ``z = result.matrix``, ``y = teacher_layers``, ``x = student_layers``,
+        on ``[0, 1]`` with the values written in the cells.
     """
-    require(result, ("matrix", "layers_a", "layers_b"), "result", "a CKAResult")
+    require(result, ("matrix", "teacher_layers", "student_layers"), "result", "a CKAResult")
     z = np.asarray(result.matrix, dtype=np.float64)
-    if z.shape != (len(result.layers_a), len(result.layers_b)):
-        raise VizError(
-            f"result: matrix shape {z.shape} does not match {len(result.layers_a)} x {len(result.layers_b)} layers"
-        )
-    a_name = str(getattr(result, "model_a_name", "model_a"))
-    b_name = str(getattr(result, "model_b_name", "model_b"))
+    rows, cols = list(result.teacher_layers), list(result.student_layers)
+    if z.shape != (len(rows), len(cols)):
+        raise VizError(f"result: matrix shape {z.shape} does not match {len(rows)} x {len(cols)} layers")
+    a_name, b_name = _names(result)
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=list(result.layers_b),
-            y=list(result.layers_a),
+            x=cols,
+            y=rows,
             zmin=0.0,
             zmax=1.0,
             colorscale=SEQUENTIAL_SCALE,
@@ -56,26 +59,27 @@ def cka_heatmap(result: CKAResult, *, title: str | None = None) -> go.Figure:
     return style_figure(
         fig,
         title if title is not None else f"{kernel.capitalize()} CKA: {a_name} vs {b_name}",
-        height=max(360, 40 * len(result.layers_a) + 200),
+        height=max(360, 40 * len(rows) + 200),
     )
 
 
 def cka_training_lines(result: CKATrainingResult, *, title: str | None = None) -> go.Figure:
-    """CKA of every checkpoint against the reference, one line per matched layer, over epochs.
+    """CKA of every student snapshot against the teacher, one line per matched layer pair, over epochs.
 
     Returns:
-        One ``Scatter`` per entry of ``result.layers``: ``x = epochs``, ``y = values[:, l]``.
+        One ``Scatter`` per entry of ``result.student_layers``: ``x = epochs``, ``y = values[:, p]``.
     """
-    require(result, ("epochs", "values", "layers", "reference_layers"), "result", "a CKATrainingResult")
+    require(result, ("epochs", "values", "student_layers", "teacher_layers"), "result", "a CKATrainingResult")
     values = np.asarray(result.values, dtype=np.float64)
     epochs = np.asarray(result.epochs)
-    if values.shape != (len(epochs), len(result.layers)):
+    layers = list(result.student_layers)
+    if values.shape != (len(epochs), len(layers)):
         raise VizError(
-            f"result: values shape {values.shape} does not match {len(epochs)} epochs x {len(result.layers)} layers"
+            f"result: values shape {values.shape} does not match {len(epochs)} epochs x {len(layers)} layers"
         )
-    ref = str(getattr(result, "reference_name", "reference"))
+    ref = _names(result)[0]
     fig = go.Figure()
-    for col, (layer, ref_layer) in enumerate(zip(result.layers, result.reference_layers, strict=True)):
+    for col, (layer, ref_layer) in enumerate(zip(layers, result.teacher_layers, strict=True)):
         fig.add_trace(
             go.Scatter(
                 x=epochs,
@@ -100,14 +104,19 @@ def embedding_scatter(
 ) -> go.Figure:
     """Both models' 2-D embeddings side by side, points coloured by class (one legend entry per class).
 
+    ``class_names`` defaults to the result's own.
+
     Returns:
-        Two subplots (model ``a``, model ``b``) with one ``Scatter`` per class present in
-        ``result.labels`` in each: ``x, y`` are that class's rows of ``coords_a`` / ``coords_b``;
-        traces of subplot ``a`` come first, classes in increasing order.
+        Two subplots (teacher, student) with one ``Scatter`` per class present in
+        ``result.labels`` in each: ``x, y`` are that class's rows of ``teacher_coords`` /
+        ``student_coords``; traces of the teacher's subplot come first, classes in increasing order.
     """
-    require(result, ("coords_a", "coords_b", "labels"), "result", "an EmbeddingResult")
+    require(result, ("teacher_coords", "student_coords", "labels"), "result", "an EmbeddingResult")
+    if class_names is None:
+        class_names = getattr(result, "class_names", None)
     labels = np.asarray(result.labels)
-    ca, cb = np.asarray(result.coords_a, dtype=np.float64), np.asarray(result.coords_b, dtype=np.float64)
+    ca = np.asarray(result.teacher_coords, dtype=np.float64)
+    cb = np.asarray(result.student_coords, dtype=np.float64)
     if ca.shape != (len(labels), 2) or cb.shape != (len(labels), 2):
         raise VizError(
             f"result: expected coordinates of shape ({len(labels)}, 2), got {ca.shape} and {cb.shape}"
@@ -122,13 +131,9 @@ def embedding_scatter(
     indices = np.asarray(getattr(result, "indices", np.arange(len(labels))))
     method = str(getattr(result, "method", "pca"))
     titles = []
-    for side, layer, var in (
-        ("a", "layer_a", "explained_variance_a"),
-        ("b", "layer_b", "explained_variance_b"),
-    ):
-        name = str(getattr(result, f"model_{side}_name", f"model_{side}"))
-        text = f"{name} ({getattr(result, layer, '')})"
-        ev = getattr(result, var, None)
+    for name, role in zip(_names(result), ("teacher", "student"), strict=True):
+        text = f"{name} ({getattr(result, f'{role}_layer', '')})"
+        ev = getattr(result, f"{role}_explained_variance", None)
         if ev is not None:
             text += f" · {100 * float(np.sum(ev)):.0f}% variance"
         titles.append(text)

@@ -1,7 +1,7 @@
-"""Private map-level kernels behind :mod:`workbench.analysis.cam`: comparisons, localization, curves.
+"""Map-level kernels behind :mod:`workbench.analysis.cam`: comparisons, localization, curves.
 
 Everything here works on whole batches of maps ``(N, H, W)`` at once (no per-image Python loop);
-the public wrappers in ``cam.py`` validate inputs and convert to and from numpy.
+the public wrappers in the package validate inputs and convert to and from numpy.
 """
 
 from __future__ import annotations

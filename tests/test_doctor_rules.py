@@ -1,21 +1,25 @@
-"""The student doctor: each rule on hand-chosen evidence, the ranking, the report, and end-to-end runs."""
+"""The student doctor's rules on hand-chosen evidence, the ranking, the report, and the layering of
+the package (no training or run store below the analyses)."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from workbench import viz
+from workbench.analysis._result import AnalysisResult
 from workbench.analysis.doctor import (
     RULES,
     DoctorError,
     DoctorReport,
     DoctorThresholds,
     Finding,
+    SoftnessResult,
     check_calibration,
     check_capacity_gap,
     check_context_reliance,
@@ -24,16 +28,9 @@ from workbench.analysis.doctor import (
     check_representation,
     check_sharpness,
     check_softness,
-    diagnose,
-    diagnose_models,
-    matched_depth_pairs,
     rank_findings,
     softness_from_logits,
 )
-from workbench.config import validate_config
-from workbench.models import create_model
-from workbench.runs import RunStore
-from workbench.train import Trainer
 
 TH = DoctorThresholds()
 
@@ -145,7 +142,7 @@ def test_thresholds_are_validated():
         DoctorThresholds(min_class_samples=0)
 
 
-def test_softness_entropy_and_matched_depth():
+def test_softness_entropy():
     # p = (1/4, 3/4): H = -(1/4 ln 1/4 + 3/4 ln 3/4) / ln 2 = 0.811278...
     res = softness_from_logits(np.array([[0.0, math.log(3.0)]]), np.zeros((1, 2)), temperature=1.0)
     assert math.isclose(res.teacher_mean, 0.8112781244591328, rel_tol=1e-12)
@@ -155,9 +152,19 @@ def test_softness_entropy_and_matched_depth():
     h = -(p * math.log(p) + (1 - p) * math.log(1 - p)) / math.log(2)
     hot = softness_from_logits(np.array([[0.0, math.log(3.0)]]), np.zeros((1, 2)), temperature=2.0)
     assert math.isclose(hot.teacher_mean, h, rel_tol=1e-12)
-    assert matched_depth_pairs(5, 3) == [(0, 0), (2, 1), (4, 2)]
-    assert matched_depth_pairs(3, 1) == [(2, 0)]
-    assert matched_depth_pairs(2, 4) == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    assert hot.params == {"temperature": 2.0, "num_classes": 2} and hot.num_classes == 2
+    # the same logits as tensors (any device) give the same entropies
+    again = softness_from_logits(
+        torch.tensor([[0.0, math.log(3.0)]]), torch.zeros(1, 2), 1.0, class_names=["a", "b"]
+    )
+    assert math.isclose(again.teacher_mean, res.teacher_mean, rel_tol=1e-6) and again.class_names == [
+        "a",
+        "b",
+    ]
+    with pytest.raises(DoctorError, match="class_names"):
+        softness_from_logits(np.zeros((1, 2)), np.zeros((1, 2)), 1.0, class_names=["a"])
+    with pytest.raises(DoctorError, match="temperature"):
+        softness_from_logits(np.zeros((1, 2)), np.zeros((1, 2)), 0.0)
 
 
 def test_report_text_and_dict():
@@ -179,134 +186,62 @@ def test_report_text_and_dict():
     assert not report.healthy
 
 
-# ---- end to end ---------------------------------------------------------------------------------------
-def _cfg(**over):
-    base = {
-        "kind": "student",
-        "seed": 0,
-        "data": {"dataset": "digits", "batch_size": 64, "eval_batch_size": 512},
-        "model": {"name": "mlp", "kwargs": {"hidden": [16]}},
-        "optim": {"name": "sgd", "lr": 0.1},
-        "train": {"epochs": 2},
-    }
-    base.update(over)
-    return validate_config(base)
+def test_findings_and_reports_are_analysis_results():
+    f = check_capacity_gap(0.95, 0.80, None)
+    assert isinstance(f, Finding) and isinstance(f, AnalysisResult)
+    assert f.params == {"capacity_gap": 0.05, "plateau_gain": 0.01}  # the thresholds it compared with
+    d = json.loads(json.dumps(f.to_dict()))
+    assert d["kind"] == "Finding" and d["rule"] == "capacity_gap" and d["evidence"]["agreement_gain"] is None
+    assert d["params"]["capacity_gap"] == 0.05
+    soft = softness_from_logits(np.zeros((3, 4)), np.ones((3, 4)), 2.0)
+    assert isinstance(soft, SoftnessResult) and isinstance(soft, AnalysisResult)
+    sd = json.loads(json.dumps(soft.to_dict()))
+    assert sd["kind"] == "SoftnessResult" and sd["student_entropy"] == [1.0, 1.0, 1.0]
+    th = DoctorThresholds(ece_gap=0.1)
+    calib = check_calibration(0.0, 0.2, 0.9, 0.8, th)
+    assert calib is not None and calib.params == {"ece_gap": 0.1}
+    # every rule that fires reports the thresholds it used, each one a field of DoctorThresholds
+    fired = [
+        check_loss_balance(0.1, 4.0),
+        check_softness(0.3, 0.6, 4.0),
+        check_context_reliance(0.3, 0.7),
+        check_representation([0.1], [("t", "s")]),
+        check_sharpness(30.0, 10.0),
+        check_dark_knowledge([0.0], [10]),
+    ]
+    fields = set(DoctorThresholds.__dataclass_fields__)
+    for found in fired:
+        assert found is not None and found.rule in RULES and found.params and set(found.params) <= fields
 
 
-@pytest.fixture(scope="module")
-def trained(digits):
-    teacher = Trainer(
-        _cfg(kind="teacher", model={"name": "mlp", "kwargs": {"hidden": [64]}}), dataset=digits
-    ).run()
-    # a deliberately mis-weighted student: the KD term is scaled by 0.001, so it vanishes next to CE
-    sick = Trainer(
-        _cfg(kind="distill", distill={"methods": "0.001*kd"}, train={"epochs": 2, "max_steps": 30}),
-        dataset=digits,
-        teachers=[teacher.student],
-    ).run()
-    scratch = Trainer(_cfg(train={"epochs": 1}), dataset=digits).run()
-    return teacher.student, sick, scratch.student
-
-
-def _hooks(model: torch.nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+def test_report_to_dict_json_dumps_with_class_names_and_params():
+    f = check_dark_knowledge([0.1, 0.9], [10, 10], ["cat", "dog"])
+    assert f is not None
+    report = DoctorReport(
+        [f],
+        {"dark_knowledge": {"per_class_rank_correlation": np.array([0.1, np.nan])}},
+        {},
+        TH,
+        {"run": "r1", "shape": (1, 8, 8)},
+        {"agreement": object()},  # results are not part of the summary
+        class_names=["cat", "dog"],
+        params={"n_samples": np.int64(10), "layer_pairs": [("t.0", "s.0")], "temperature": np.float32(4.0)},
     )
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["kind"] == "DoctorReport" and data["class_names"] == ["cat", "dog"]
+    assert data["params"] == {"n_samples": 10, "layer_pairs": [["t.0", "s.0"]], "temperature": 4.0}
+    assert data["evidence"]["dark_knowledge"]["per_class_rank_correlation"] == [0.1, None]
+    assert data["findings"][0]["evidence"]["classes"] == ["cat"] and "results" not in data
+    assert data["passed"] == [] and data["meta"]["shape"] == [1, 8, 8]
 
 
-def test_diagnose_models_end_to_end_on_digits(digits, trained):
-    teacher, sick, scratch = trained
-    student = sick.student
-    student.train()
-    report = diagnose_models(
-        teacher,
-        student,
-        digits,
-        history=sick.history,
-        scratch=scratch,
-        temperature=4.0,
-        n_samples=300,
-        hessian_samples=128,
-        hessian_iters=10,
+def test_the_analyses_never_import_training_or_the_run_store():
+    code = (
+        "import sys, workbench.analysis.doctor, workbench.analysis; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[:2] in (['workbench', 'train'], "
+        "['workbench', 'runs'])); print(','.join(bad))"
     )
-    assert student.training and not teacher.training  # modes restored
-    assert _hooks(student) == 0 and _hooks(teacher) == 0
-    assert report.meta["n_samples"] == 300 and report.meta["dataset"] == "digits"
-    assert report.skipped == {"context_reliance": "the dataset has no object masks"}
-    assert set(report.evidence) == set(RULES) - {"context_reliance"}
-    rules = [f.rule for f in report.findings]
-    assert "loss_balance" in rules  # weight 0.001 makes the KD term vanish
-    ratio = report.evidence["loss_balance"]["distill_loss"] / report.evidence["loss_balance"]["ce_loss"]
-    assert ratio <= TH.kd_vanishes
-    sev = [f.severity for f in report.findings]
-    assert sev == sorted(sev, reverse=True)
-    for f in report.findings:
-        assert f.rule in RULES and f.title and f.explanation and f.suggestion and f.evidence
-        assert 0.5 <= f.severity <= 1.0
-        assert hasattr(viz, f.view) and f.result in report.results
-        assert len(viz.finding_figure(report, f).data) >= 1
-    # every rule's own numbers are in the evidence, also for rules that passed
-    assert 0.0 <= report.evidence["softness"]["student_entropy"] <= 1.0
-    assert report.evidence["sharpness"]["scratch_eigenvalue"] > 0
-    assert set(report.results["landscapes"]) == {"student", "scratch"}
-    json.dumps(report.to_dict())
-    assert report.to_text().startswith("Student doctor")
-
-
-def test_diagnose_models_checks_context_on_masked_data():
-    from workbench.data import load_dataset
-
-    shapes = load_dataset("shapes")
-    torch.manual_seed(0)
-    teacher = create_model("cnn_small", num_classes=10, in_channels=3, image_size=32)
-    student = create_model("cnn_small", num_classes=10, in_channels=3, image_size=32)
-    report = diagnose_models(teacher, student, shapes, n_samples=24, cam_samples=12)
-    ev = report.evidence["context_reliance"]
-    assert 0.0 <= ev["teacher_context"] <= 1.0 and 0.0 <= ev["student_context"] <= 1.0
-    cam = report.results["cam"]
-    assert cam.teacher.num_images == 12
-    assert math.isclose(ev["student_context"], cam.student_localization.mean_context_reliance)
-    assert "softness" in report.skipped and "loss_balance" in report.skipped
-
-
-def test_diagnose_models_input_errors(digits, trained):
-    teacher, sick, _ = trained
-    with pytest.raises(DoctorError, match="dataset"):
-        diagnose_models(teacher, sick.student, object())
-    with pytest.raises(DoctorError, match="temperature"):
-        diagnose_models(teacher, sick.student, digits, temperature=-1.0)
-    with pytest.raises(ValueError, match="n_samples"):
-        diagnose_models(teacher, sick.student, digits, n_samples=0)
-    with pytest.raises(DoctorError, match="history"):
-        diagnose_models(teacher, sick.student, digits, history={"summary": {}})
-    with pytest.raises(DoctorError, match="thresholds: unknown name"):
-        diagnose_models(teacher, sick.student, digits, thresholds={"nope": 1.0})
-
-
-@pytest.mark.slow
-def test_diagnose_a_stored_run(digits, tmp_path):
-    store = RunStore(tmp_path / "runs")
-    t_cfg = _cfg(kind="teacher", model={"name": "mlp", "kwargs": {"hidden": [64]}})
-    t_id = Trainer(t_cfg, dataset=digits, store=store, run_id="teacher-run").run().run_id
-    kd = _cfg(
-        kind="distill",
-        teachers=[{"source": f"run:{t_id}"}],
-        distill={"methods": [{"name": "kd", "params": {"temperature": 3.0}}]},
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
-    s_id = Trainer(kd, dataset=digits, store=store, run_id="kd-run").run().run_id
-    scratch_id = (
-        Trainer(_cfg(train={"epochs": 1}), dataset=digits, store=store, run_id="scratch-run").run().run_id
-    )
-
-    report = diagnose(
-        s_id, runs_root=store.root, scratch_run=scratch_id, n_samples=200, hessian_iters=5, hessian_samples=64
-    )
-    assert report.meta["run"] == "kd-run" and report.meta["teacher_source"] == "run:teacher-run"
-    assert report.meta["temperature"] == 3.0 and report.meta["methods"] == "kd"
-    assert "sharpness" in report.evidence and "loss_balance" in report.evidence
-    assert len(report.evidence["capacity_gap"]["agreement_history"]) == 2
-    # the same run from its directory, with the teacher given explicitly
-    again = diagnose(store.root / s_id, teacher=f"run:{t_id}", n_samples=200)
-    assert again.evidence["capacity_gap"] == report.evidence["capacity_gap"]
-    with pytest.raises(DoctorError, match="no teacher"):
-        diagnose(scratch_id, runs_root=store.root, n_samples=50)
+    assert out.stdout.strip() == "", f"workbench.analysis imported {out.stdout.strip()}"

@@ -1,4 +1,4 @@
-"""Private per-method formulas of the class activation maps in :mod:`workbench.analysis.cam`.
+"""Per-method formulas of the class activation maps (private to :mod:`workbench.analysis.cam`).
 
 Each kernel takes a whole batch of layer activations ``A`` ``(B, K, h, w)`` (and, where the method
 uses them, the gradients ``G = dy^c / dA`` of each sample's target score, same shape) and returns

@@ -1,0 +1,533 @@
+"""What the analysis pages (CAMs, similarity, landscape, agreement) share beyond :mod:`app.shared`:
+URL-bound sliders, a form generated from a parameter schema, decoding of uploaded images, the
+cached analyses those pages reuse, and the background landscape computation that fills its grid in
+as rows arrive.
+
+Nothing here computes an analysis itself: every result comes from :mod:`workbench.analysis`, cached
+through :func:`app.shared.cached_analysis` (keyed by run id, checkpoint and parameters).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app import shared
+from app.shared import AppInputError
+from workbench.runs import Run
+from workbench.runtime import CancelToken, Cancelled
+
+#: largest uploaded image accepted, in pixels (width x height), checked before decoding
+MAX_UPLOAD_PIXELS = 16_000_000
+#: largest uploaded file accepted, in bytes
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+
+
+# ---- URL-bound sliders ------------------------------------------------------------------------------
+def bound_slider(
+    label: str,
+    param: str,
+    default: float,
+    *,
+    min_value: float,
+    max_value: float,
+    step: float | None = None,
+    help: str | None = None,
+    container: Any = None,
+) -> Any:
+    """A slider bound to the URL parameter ``param`` (ints when ``default`` is an int).
+
+    A value in the URL that is not a number or lies outside ``[min_value, max_value]`` falls back
+    to ``default`` with a one-line warning.
+    """
+    where = container if container is not None else st
+    as_int = isinstance(default, int) and not isinstance(default, bool)
+    cast: Callable[[Any], Any] = int if as_int else float
+    value = cast(default)
+    raw = st.query_params.get(param)
+    if raw is not None:
+        try:
+            got = cast(float(raw))
+            if not (np.isfinite(float(got)) and min_value <= got <= max_value):
+                raise ValueError
+            value = got
+        except ValueError:
+            where.warning(f"{label}: {raw[:30]!r} from the link is not an allowed value; using {value}")
+    kwargs: dict[str, Any] = {"min_value": cast(min_value), "max_value": cast(max_value), "value": value}
+    if step is not None:
+        kwargs["step"] = cast(step)
+    chosen = where.slider(label, help=help, key=f"qp:{param}", **kwargs)
+    if st.query_params.get(param) != str(chosen):
+        st.query_params[param] = str(chosen)
+    return chosen
+
+
+def bound_select_slider(
+    label: str,
+    param: str,
+    options: Sequence[Any],
+    *,
+    default: Any = None,
+    format_func: Callable[[Any], str] = str,
+    help: str | None = None,
+    container: Any = None,
+) -> Any:
+    """A select slider over ``options`` bound to ``param`` (matched by ``str``); an unknown value in
+    the URL falls back to ``default`` (else the last option)."""
+    where = container if container is not None else st
+    options = list(options)
+    if not options:
+        raise AppInputError(f"{label}: nothing to choose from")
+    texts = [str(o) for o in options]
+    wanted = st.query_params.get(param)
+    if wanted in texts:
+        value = options[texts.index(wanted)]
+    elif default is not None and str(default) in texts:
+        value = options[texts.index(str(default))]
+    else:
+        value = options[-1]
+    if len(options) == 1:  # a select slider needs two options; one is just shown
+        where.caption(f"{label}: {format_func(value)}")
+        chosen = value
+    else:
+        chosen = where.select_slider(
+            label, options=options, value=value, format_func=format_func, help=help, key=f"qp:{param}"
+        )
+    if st.query_params.get(param) != str(chosen):
+        st.query_params[param] = str(chosen)
+    return chosen
+
+
+# ---- a form from a parameter schema ----------------------------------------------------------------
+def schema_form(schema: Mapping[str, Any], prefix: str, *, container: Any = None) -> dict[str, Any]:
+    """One URL-bound widget per property of a JSON parameter schema (as
+    :func:`workbench.analysis.cam.cam_method_schema` gives); returns the values that were set.
+
+    Numbers and integers with a default become number inputs, booleans checkboxes, enums select
+    boxes; optional values (default ``None``) a text field where blank keeps the default. URL
+    parameters are ``<prefix>.<name>``.
+    """
+    where = container if container is not None else st
+    out: dict[str, Any] = {}
+    for f in shared.schema_fields(dict(schema)):
+        param = f"{prefix}.{f.name}"
+        help_text = f.help or None
+        if f.kind in ("number", "integer") and not f.optional and f.default is not None:
+            lo = f.minimum
+            out[f.name] = shared.bound_number(
+                f.name,
+                param,
+                int(f.default) if f.kind == "integer" else float(f.default),
+                min_value=lo,
+                max_value=f.maximum,
+                integer=f.kind == "integer",
+                help=help_text,
+                container=where,
+            )
+        elif f.kind == "boolean":
+            out[f.name] = shared.bound_checkbox(
+                f.name, param, bool(f.default), help=help_text, container=where
+            )
+        elif f.kind == "choice":
+            out[f.name] = shared.bound_selectbox(
+                f.name, param, list(f.choices), default=f.default, help=help_text, container=where
+            )
+        else:
+            raw = shared.bound_text(f"{f.name} (blank = default)", param, "", help=help_text, container=where)
+            raw = raw.strip()
+            if raw:
+                try:
+                    out[f.name] = int(raw) if f.kind == "integer" else float(raw)
+                except ValueError:
+                    raise AppInputError(f"{f.name}: {raw[:30]!r} is not a number") from None
+    return out
+
+
+# ---- uploaded images --------------------------------------------------------------------------------
+def decode_upload(data: bytes, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """An uploaded PNG/JPEG as a ``uint8`` tensor ``(1, C, H, W)`` of the dataset's shape: converted
+    to grayscale (``C == 1``) or RGB and resized (bilinear) to ``H x W``.
+
+    Raises:
+        AppInputError: the bytes are not a readable PNG/JPEG, the file is larger than
+            :data:`MAX_UPLOAD_BYTES`, or the image has more than :data:`MAX_UPLOAD_PIXELS` pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(data, (bytes, bytearray)) or not data:
+        raise AppInputError("upload: the file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise AppInputError(
+            f"upload: the file has {len(data):,} bytes; at most {MAX_UPLOAD_BYTES:,} are accepted"
+        )
+    c, h, w = image_shape
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(bytes(data))) as img:
+                if img.format not in ("PNG", "JPEG"):
+                    raise AppInputError(
+                        f"upload: expected a PNG or JPEG image, got {img.format or 'unknown'}"
+                    )
+                if img.width * img.height > MAX_UPLOAD_PIXELS:
+                    raise AppInputError(
+                        f"upload: the image has {img.width}x{img.height} pixels; at most "
+                        f"{MAX_UPLOAD_PIXELS:,} are accepted"
+                    )
+                img = img.convert("L" if c == 1 else "RGB")
+                if img.size != (w, h):
+                    img = img.resize((w, h), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8)
+    except AppInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise AppInputError(
+            f"upload: the image is too large; at most {MAX_UPLOAD_PIXELS:,} pixels are accepted"
+        ) from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        raise AppInputError("upload: not a readable PNG or JPEG image") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    array = array[None] if c == 1 else array.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+
+
+# ---- run facts ---------------------------------------------------------------------------------------
+def kd_temperature(run: Run) -> float:
+    """The temperature of ``run``'s ``kd`` term (its configured value, else the method's default)."""
+    from workbench.distill import parse_params
+
+    for spec in run.config.distill.methods:
+        if spec.name == "kd":
+            return float(parse_params("kd", spec.params).temperature)
+    return float(parse_params("kd", {}).temperature)
+
+
+def require_teacher(run: Run) -> torch.nn.Module:
+    """The teacher of ``run`` (see :func:`app.shared.load_teacher_for`), or a one-line error."""
+    teacher = shared.load_teacher_for(run)
+    if teacher is None:
+        raise AppInputError(
+            f"run {run.id}: has no teacher to compare with (pick a distill or student run with one)"
+        )
+    return teacher
+
+
+def landscape_objectives(run: Run, names: Sequence[str]) -> dict[str, Any]:
+    """The landscape objectives named ``names`` (``cross_entropy``, ``kd``, ``agreement``, ``accuracy``)
+    as :class:`workbench.analysis.landscape.Objective` objects, ``kd`` at ``run``'s own temperature."""
+    from workbench.analysis.landscape import builtin_objectives, kd
+
+    known = builtin_objectives()
+    out: dict[str, Any] = {}
+    for name in names:
+        if name not in known:
+            raise AppInputError(f"objective: unknown {name!r}; known: {', '.join(known)}")
+        out[name] = kd(kd_temperature(run)) if name == "kd" else known[name]
+    return out
+
+
+# ---- cached analyses -----------------------------------------------------------------------------------
+def agreement(run: Run, checkpoint: str, n: int, seed: int) -> Any:
+    """:func:`workbench.analysis.agreement_report` of ``run``'s teacher and student at ``checkpoint`` on
+    ``n`` test samples drawn with ``seed``; cached and shared by all sessions."""
+    from workbench.analysis import agreement_report
+
+    teacher = require_teacher(run)
+    student = shared.load_run_model(run.id, checkpoint)
+    batch = shared.eval_batch(run, n, seed)
+
+    def compute() -> Any:
+        return agreement_report(
+            teacher,
+            student,
+            batch.images,
+            batch.labels,
+            class_names=batch.class_names,
+            device=shared.device(),
+            progress=shared.progress_bar("Agreement"),
+        )
+
+    return shared.cached_analysis("agreement", run.id, checkpoint, {"n": int(n), "seed": int(seed)}, compute)
+
+
+# ---- CAM inputs -------------------------------------------------------------------------------------------
+PICKS = ("class", "disagreement", "random", "upload")
+"""How the CAM page chooses its images: by true class, where teacher and student disagree (most
+confident mistakes first), at random, or an uploaded PNG/JPEG."""
+
+
+@dataclass(frozen=True)
+class CamImages:
+    """The images a CAM view shows: ``images`` normalized ``(N, C, H, W)``, ``raw`` ``uint8`` for
+    display, ``labels`` (None for an upload), ``masks`` (None unless the dataset has them) and
+    ``index`` (positions in the test split, None for an upload)."""
+
+    images: torch.Tensor
+    raw: torch.Tensor
+    labels: torch.Tensor | None
+    masks: torch.Tensor | None
+    index: torch.Tensor | None
+
+
+def cam_images(
+    run: Run,
+    checkpoint: str,
+    pick: str,
+    *,
+    count: int,
+    seed: int,
+    klass: int = 0,
+    pool: int = 500,
+    upload: bytes | None = None,
+) -> CamImages:
+    """``count`` images of ``run``'s test split chosen by ``pick`` (see :data:`PICKS`) from a seeded
+    pool of ``pool`` samples (:func:`app.shared.eval_batch`), or the uploaded image.
+
+    ``disagreement`` takes the samples of :func:`workbench.analysis.agreement_report`'s gallery
+    (teacher right and student wrong first, most confident first). Raises a one-line
+    :class:`app.shared.AppInputError` when nothing matches.
+    """
+    if pick not in PICKS:
+        raise AppInputError(f"images: unknown choice {pick!r}; known: {', '.join(PICKS)}")
+    if pick == "upload":
+        if upload is None:
+            raise AppInputError("upload: choose a PNG or JPEG file")
+        data = shared.run_data(run)
+        raw = decode_upload(upload, tuple(data.image_shape))
+        return CamImages(data.normalize(raw), raw, None, None, None)
+    batch = shared.eval_batch(run, pool, seed)
+    if pick == "class":
+        chosen = torch.nonzero(batch.labels == int(klass)).flatten()[: int(count)]
+        if not len(chosen):
+            raise AppInputError(
+                f"class {klass}: no test sample of this class among the {len(batch.labels)} drawn"
+            )
+    elif pick == "random":
+        gen = torch.Generator().manual_seed(int(seed))
+        chosen = torch.randperm(len(batch.labels), generator=gen)[: int(count)]
+    else:
+        gallery = agreement(run, checkpoint, pool, seed).gallery
+        chosen = torch.as_tensor(gallery.indices[: int(count)], dtype=torch.long)
+        if not len(chosen):
+            raise AppInputError(
+                f"disagreement: teacher and student agree on all {len(batch.labels)} samples drawn"
+            )
+    return CamImages(
+        images=batch.images[chosen],
+        raw=batch.raw[chosen],
+        labels=batch.labels[chosen],
+        masks=None if batch.masks is None else batch.masks[chosen],
+        index=batch.index[chosen],
+    )
+
+
+def cam_layers(model: torch.nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
+    """Layers a CAM can be drawn at: ``""`` (the model's last convolutional layer) followed by the
+    model's stages and every other module with a 3-D ``(C, h, w)`` output, in forward order."""
+    from workbench.models.taps import list_layers, stage_layers
+
+    try:
+        stages = list(stage_layers(model, image_shape))
+        maps = [info.path for info in list_layers(model, image_shape) if len(info.shape) == 3]
+    except Exception:  # a model without feature maps: only the default (pixel methods still work)
+        return [""]
+    return [""] + stages + [p for p in maps if p not in stages]
+
+
+def related_runs(run: Run, *, same_model: bool = False) -> list[Run]:
+    """Other runs of the store on ``run``'s dataset (and, with ``same_model``, its architecture):
+    the scratch student a CAM view adds, or the other end of an interpolation."""
+    cfg = run.config
+    out = []
+    for other in shared.list_runs(kind=("student", "distill", "teacher")):
+        if other.id == run.id:
+            continue
+        try:
+            ocfg = other.config
+        except Exception:
+            continue
+        if ocfg.data.dataset != cfg.data.dataset or ocfg.data.options != cfg.data.options:
+            continue
+        if same_model and (ocfg.model.name != cfg.model.name or ocfg.model.kwargs != cfg.model.kwargs):
+            continue
+        if other.checkpoints():
+            out.append(other)
+    return out
+
+
+def shapes_preset_run() -> Run | None:
+    """The newest run trained on ``shapes`` with a background confounder (``confounding > 0``) and a
+    teacher: the one the CAM page's preset opens."""
+    for run in shared.list_runs(kind=("distill", "student"), status="completed"):
+        try:
+            cfg = run.config
+        except Exception:
+            continue
+        if (
+            cfg.data.dataset == "shapes"
+            and float(cfg.data.options.get("confounding", 0) or 0) > 0
+            and cfg.teachers
+        ):
+            return run
+    return None
+
+
+def apply_preset(params: Mapping[str, Any]) -> None:
+    """Put ``params`` in the URL, forget the widgets they bind (so they take the new values) and rerun."""
+    for key, value in params.items():
+        st.query_params[key] = str(value)
+        st.session_state.pop(f"qp:{key}", None)
+    st.rerun()
+
+
+# ---- background computations (loss landscape) ------------------------------------------------------------
+@dataclass
+class BackgroundJob:
+    """One computation running in a daemon thread, shared by every session that asks for the same key.
+
+    ``partial`` holds what the computation published so far (e.g. the landscape's rows),
+    ``done``/``total``/``message`` its progress; ``result`` the final value, ``error`` a one-line
+    message, ``cancelled`` whether it was stopped. ``cancel`` is the
+    :class:`workbench.runtime.CancelToken` the Stop button sets.
+    """
+
+    key: tuple[Any, ...]
+    cancel: CancelToken = field(default_factory=CancelToken)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    partial: dict[str, Any] = field(default_factory=dict)
+    done: int = 0
+    total: int = 1
+    message: str = ""
+    result: Any = None
+    error: str | None = None
+    cancelled: bool = False
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is still computing."""
+        return self.finished is None
+
+    def progress(self, done: int, total: int, message: str) -> None:
+        """The ``progress(done, total, message)`` callable handed to the computation."""
+        with self.lock:
+            self.done, self.total, self.message = int(done), max(int(total), 1), str(message)
+
+    def publish(self, **values: Any) -> None:
+        """Store partial values (called from the computation's thread)."""
+        with self.lock:
+            self.partial.update(values)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the partial values and progress, for drawing."""
+        with self.lock:
+            return {**self.partial, "done": self.done, "total": self.total, "message": self.message}
+
+    def elapsed(self) -> float:
+        """Seconds since the start (until the end once finished)."""
+        return (self.finished if self.finished is not None else time.monotonic()) - self.started
+
+
+class _Jobs:
+    """Registry of background jobs by key (the most recent 16 kept once finished)."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self.jobs: dict[tuple[Any, ...], BackgroundJob] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> BackgroundJob | None:
+        with self.lock:
+            return self.jobs.get(key)
+
+    def start(
+        self, key: tuple[Any, ...], work: Callable[[BackgroundJob], Any], restart: bool
+    ) -> BackgroundJob:
+        """The job under ``key``: the running or finished one, or a new one started on ``work`` when
+        there is none (or, with ``restart``, when the one there was stopped or failed)."""
+        with self.lock:
+            job = self.jobs.get(key)
+            if job is not None and (job.running or not restart or (job.error is None and not job.cancelled)):
+                return job
+            job = BackgroundJob(key=key)
+            self.jobs[key] = job
+            finished = [k for k, j in self.jobs.items() if not j.running and k != key]
+            for k in finished[: max(0, len(self.jobs) - self.size)]:
+                self.jobs.pop(k, None)
+
+        def body() -> None:
+            try:
+                value = work(job)
+                with job.lock:
+                    job.result = value
+            except Cancelled:
+                with job.lock:
+                    job.cancelled = True
+            except Exception as exc:  # shown as one line by the page
+                with job.lock:
+                    job.error = shared.error_line(exc)
+            finally:
+                job.finished = time.monotonic()
+
+        job.thread = threading.Thread(target=body, name=f"workbench-{key[0]}", daemon=True)
+        job.thread.start()
+        return job
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> _Jobs:
+    return _Jobs()
+
+
+def background(
+    key: tuple[Any, ...], work: Callable[[BackgroundJob], Any], *, restart: bool = False
+) -> BackgroundJob:
+    """The background job for ``key`` (every setting that changes the result), started on ``work`` when
+    there is none yet; shared by all sessions, so returning to a computed view does not recompute.
+
+    A stopped or failed job stays as it is (its partial values visible) unless ``restart`` is true.
+    """
+    return _jobs().start(key, work, restart)
+
+
+def find_background(key: tuple[Any, ...]) -> BackgroundJob | None:
+    """The job registered under ``key``, if any (without starting one)."""
+    return _jobs().get(key)
+
+
+__all__ = [
+    "PICKS",
+    "CamImages",
+    "apply_preset",
+    "cam_images",
+    "cam_layers",
+    "related_runs",
+    "shapes_preset_run",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_PIXELS",
+    "BackgroundJob",
+    "agreement",
+    "background",
+    "bound_select_slider",
+    "bound_slider",
+    "decode_upload",
+    "find_background",
+    "kd_temperature",
+    "landscape_objectives",
+    "require_teacher",
+    "schema_form",
+]

@@ -1,0 +1,79 @@
+"""Entry script of the Streamlit app: thread budget, page registry, navigation.
+
+Start it with ``workbench app`` (or ``streamlit run app/main.py``). The run store is the folder
+named by ``$WORKBENCH_RUNS`` (default ``./runs``); ``$WORKBENCH_MAX_JOBS`` bounds the training jobs
+that run at once. Every page is a short script under ``app/pages/`` that reads its state through
+:mod:`app.shared`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# The thread budget must be in place before torch is imported: one server process serves every
+# session, and training runs in separate worker processes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("WORKBENCH_APP_THREADS", "2"))
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the project
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import shared  # noqa: E402
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+#: (file, title, icon, url path) of every page, in menu order; the first one is the default page.
+PAGES: list[tuple[str, str, str, str]] = [
+    ("home.py", "Home / New run", ":material/home:", "home"),
+    ("training.py", "Training", ":material/monitoring:", "training"),
+    ("cams.py", "Class activation maps", ":material/visibility:", "cams"),
+    ("similarity.py", "Feature similarity", ":material/grid_on:", "similarity"),
+    ("landscape.py", "Loss landscape", ":material/terrain:", "landscape"),
+    ("agreement.py", "Agreement", ":material/handshake:", "agreement"),
+    ("compare.py", "Compare runs", ":material/compare_arrows:", "compare"),
+    ("doctor.py", "Student doctor", ":material/stethoscope:", "doctor"),
+]
+
+SECTIONS = {
+    "Train": ("home", "training"),
+    "Look inside": ("cams", "similarity", "landscape", "agreement"),
+    "Decide": ("compare", "doctor"),
+}
+
+
+def _missing(title: str):
+    """A stand-in page for a page file that is not there (the rest of the app keeps working)."""
+
+    def page() -> None:
+        st.title(title)
+        st.info("This page is not available in this installation.")
+
+    return page
+
+
+def build_pages() -> dict[str, list[st.Page]]:
+    """The ``st.Page`` objects of :data:`PAGES`, grouped by :data:`SECTIONS`."""
+    made: dict[str, st.Page] = {}
+    for i, (file, title, icon, url) in enumerate(PAGES):
+        path = PAGES_DIR / file
+        target = path if path.is_file() else _missing(title)
+        made[url] = st.Page(target, title=title, icon=icon, url_path=url, default=(i == 0))
+    return {section: [made[u] for u in urls] for section, urls in SECTIONS.items()}
+
+
+def main() -> None:
+    """Configure the page, the thread budget and the sidebar, then run the selected page."""
+    st.set_page_config(page_title="Distillation Workbench", page_icon=":material/school:", layout="wide")
+    shared.configure_threads()
+    page = st.navigation(build_pages())
+    shared.sidebar()
+    page.run()
+
+
+main()

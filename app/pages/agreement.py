@@ -1,0 +1,91 @@
+"""Agreement: where the student follows its teacher, where it departs, and how soft the teacher's labels are."""
+
+import streamlit as st
+import torch
+
+from app import analysis_shared as shared_a
+from app import shared
+from workbench.analysis import soft_labels_across_temperatures
+from workbench.distill.functional import kd_loss, kd_loss_per_sample
+from workbench.viz import (
+    confusion_matrices,
+    disagreement_gallery,
+    per_class_bars,
+    rank_correlation_bars,
+    reliability_diagrams,
+    soft_label_plot,
+)
+
+TEMPERATURES = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 20.0)
+
+with shared.page("Agreement", "How a student's outputs relate to its teacher's on the test split."):
+    run = shared.run_picker(kind=("distill", "student"))
+    if run is None:
+        st.stop()
+    c1, c2, c3 = st.columns(3)
+    ckpt = shared.checkpoint_picker(run, container=c1)
+    n = shared.bound_number("Samples", "n", 1000, min_value=16, max_value=20000, container=c2)
+    seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=c3)
+
+    result = shared_a.agreement(run, ckpt, n, seed)
+    batch = shared.eval_batch(run, n, seed)
+    names = batch.class_names
+
+    m = st.columns(5)
+    m[0].metric("Agreement", shared.fmt_pct(result.agreement))
+    m[1].metric("Teacher accuracy", shared.fmt_pct(result.teacher_accuracy))
+    m[2].metric("Student accuracy", shared.fmt_pct(result.student_accuracy))
+    m[3].metric("KL(teacher ‖ student)", f"{result.kl:.4f}")
+    m[4].metric("Student ECE", f"{result.student_calibration.ece:.4f}")
+
+    tabs = st.tabs(
+        ["Confusion", "Per class", "Calibration", "Dark knowledge", "Disagreements", "Soft labels"]
+    )
+    with tabs[0]:
+        shared.show_figure(confusion_matrices(result, names), key="confusion")
+    with tabs[1]:
+        shared.show_figure(per_class_bars(result, names), key="per_class")
+    with tabs[2]:
+        shared.show_figure(reliability_diagrams(result), key="reliability")
+    with tabs[3]:
+        shared.show_figure(rank_correlation_bars(result, names), key="rank")
+    with tabs[4]:
+        shown = shared.bound_number("Images shown", "gallery", 12, min_value=1, max_value=60)
+        shared.show_figure(
+            disagreement_gallery(result, batch.raw, max_images=shown, class_names=names), key="gallery"
+        )
+    with tabs[5]:
+        s1, s2 = st.columns(2)
+        sample = shared.bound_number(
+            "Sample", "sample", 0, min_value=0, max_value=len(batch.labels) - 1, container=s1
+        )
+        temperature = shared_a.bound_slider(
+            "Temperature T",
+            "T",
+            shared_a.kd_temperature(run),
+            min_value=0.5,
+            max_value=20.0,
+            step=0.5,
+            container=s2,
+        )
+        teacher_logits = torch.as_tensor(result.teacher_logits)
+        student_logits = torch.as_tensor(result.student_logits)
+        temps = sorted({*TEMPERATURES, float(temperature)})
+        probs = soft_labels_across_temperatures(teacher_logits[sample], temps)
+        fig = soft_label_plot(
+            probs,
+            temps,
+            names,
+            title=f"Teacher's soft labels of sample {sample} ({names[int(batch.labels[sample])]})",
+        )
+        fig.add_vline(x=float(temperature), line_dash="dot")
+        shared.show_figure(fig, key="soft_labels")
+        k1, k2 = st.columns(2)
+        k1.metric(
+            f"KD loss of the student at T={temperature:g} (mean over {len(batch.labels)} samples)",
+            f"{float(kd_loss(student_logits, teacher_logits, temperature)):.4f}",
+        )
+        k2.metric(
+            f"KD loss of sample {sample} at T={temperature:g}",
+            f"{float(kd_loss_per_sample(student_logits[sample : sample + 1], teacher_logits[sample : sample + 1], temperature)[0]):.4f}",
+        )

@@ -1,0 +1,107 @@
+"""Student doctor: the ranked findings of a run (``workbench.diagnosis.diagnose``), each with its
+evidence, its explanation, the figure behind it, its suggested experiment as a prefilled New run,
+and a link to the page that shows it in full."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import shared
+from app.experiments import suggested_config
+from workbench.viz import finding_figure, findings_bars
+
+try:  # the diagnosis service; older libraries had it in the analysis package
+    from workbench.diagnosis import diagnose
+except ImportError:  # pragma: no cover
+    from workbench.analysis.doctor import diagnose
+
+#: the page that shows each view of :mod:`workbench.viz` in full, and its URL path
+VIEW_PAGES = {
+    "training_curves": ("pages/training.py", "Training"),
+    "loss_terms": ("pages/training.py", "Training"),
+    "reliability_diagrams": ("pages/agreement.py", "Agreement"),
+    "rank_correlation_bars": ("pages/agreement.py", "Agreement"),
+    "per_class_bars": ("pages/agreement.py", "Agreement"),
+    "confusion_matrices": ("pages/agreement.py", "Agreement"),
+    "softness_histogram": ("pages/agreement.py", "Agreement"),
+    "soft_label_plot": ("pages/agreement.py", "Agreement"),
+    "cka_heatmap": ("pages/similarity.py", "Feature similarity"),
+    "localization_summary": ("pages/cams.py", "Class activation maps"),
+    "cam_grid": ("pages/cams.py", "Class activation maps"),
+    "landscape_comparison": ("pages/landscape.py", "Loss landscape"),
+    "landscape_lines": ("pages/landscape.py", "Loss landscape"),
+}
+
+
+with shared.page("Student doctor", "What looks wrong with a student, the numbers that show it, and what to try."):
+    run = shared.run_picker(kind=("distill", "student"))
+    if run is None:
+        st.stop()
+    if not run.config.teachers:
+        st.info("This run has no teacher in its config; the doctor compares a student with its teacher.")
+        st.stop()
+    c1, c2, c3, c4 = st.columns(4)
+    ckpt = shared.checkpoint_picker(run, container=c1)
+    n = shared.bound_number("Samples", "n", 500, min_value=50, max_value=5000, container=c2)
+    seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=c3)
+    same = [
+        r for r in shared.list_runs(kind="student", status="completed")
+        if r.id != run.id and r.summary()["model"] == run.summary()["model"]
+        and r.summary()["dataset"] == run.summary()["dataset"]
+    ]
+    labels = {"": "none"} | {r.id: shared.run_label(r) for r in same}
+    scratch_id = shared.bound_selectbox(
+        "Scratch student", "scratch", list(labels), format_func=labels.get, container=c4,
+        help="The same student trained without a teacher: enables the sharpness rule.",
+    )
+    params = {"n": int(n), "seed": int(seed), "scratch": scratch_id or None}
+    go = st.button("Examine", type="primary", key="examine") or st.query_params.get("examine") == "1"
+    if not go:
+        st.caption("The doctor runs several analyses (about a minute on a CPU); results are kept for every session.")
+        st.stop()
+    st.query_params["examine"] = "1"
+    scratch = shared.get_run(scratch_id) if scratch_id else None
+    report = shared.cached_analysis(
+        "doctor", run.id, ckpt, params,
+        lambda: diagnose(
+            run, scratch_run=scratch, n_samples=int(n), seed=int(seed), which=ckpt,
+            runs_root=shared.store_root(), device=shared.device(), progress=shared.progress_bar("Examining"),
+        ),
+    )
+
+    if not report.findings:
+        st.success("No findings: every rule that could be checked passed.")
+    else:
+        shared.show_figure(findings_bars(report), key="bars")
+    for rank, finding in enumerate(report.findings, start=1):
+        with st.container(border=True):
+            st.markdown(f"**{rank}. {finding.title}** — severity {finding.severity:.2f}")
+            st.write(finding.explanation)
+            st.markdown(f"*Try:* {finding.suggestion}")
+            left, right = st.columns([1, 2])
+            left.dataframe(
+                [{"evidence": k, "value": shared.fmt_value(v)} for k, v in finding.evidence.items()],
+                hide_index=True, width="stretch",
+            )
+            with right.expander("Figure", expanded=rank == 1):
+                with shared.guard():
+                    shared.show_figure(finding_figure(report, finding), key=f"finding-{rank}")
+            a, b = st.columns(2)
+            shared.page_link(
+                "pages/home.py", "Run the suggested experiment", icon=":material/science:",
+                params=shared.new_run_params(suggested_config(finding, run)), container=a,
+            )
+            target = VIEW_PAGES.get(finding.view)
+            if target is not None:
+                extra = {"scratch": scratch_id} if target[0].endswith("landscape.py") and scratch_id else {}
+                shared.page_link(
+                    target[0], f"Open in {target[1]}", icon=":material/open_in_new:",
+                    params={"run": run.id, "ckpt": ckpt, "seed": int(seed), **extra}, container=b,
+                )
+    if report.skipped:
+        with st.expander("Not checked"):
+            for rule, reason in report.skipped.items():
+                st.markdown(f"- **{rule}**: {reason}")
+    passed = report.passed()
+    if passed:
+        st.caption("Passed: " + ", ".join(passed))

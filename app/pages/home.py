@@ -1,0 +1,159 @@
+"""Home / New run: start a training job (or the demo pair), and the table of runs with open, stop and
+delete. Training runs in background jobs (``workbench.jobs``), never in this script."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import shared
+from workbench.data import list_datasets
+from workbench.distill import get_method_class, list_methods
+from workbench.models import list_models
+from workbench.train.teachers import list_shipped_teachers
+
+TRAIN_FIRST = "train one first"
+NO_TEACHER = "none (train from scratch)"
+
+with shared.page("Distillation Workbench", "Train a student from a teacher, then see what it learned."):
+    queue = shared.get_queue()
+    ws = shared.workspace()
+
+    # ---- a newcomer's first click -------------------------------------------------------------------
+    if not shared.list_runs() and not shared.list_jobs():
+        st.info(
+            "No runs yet. The demo trains a small student from scratch and the same student distilled "
+            "from the shipped MNIST teacher (two short runs, in the background)."
+        )
+        if st.button("Run the demo", type="primary", key="demo"):
+            from workbench.jobs import submit_demo
+
+            jobs = submit_demo(queue, workspace=None if ws == shared.ALL_WORKSPACES else ws)
+            st.success(f"Queued {len(jobs)} demo runs; follow them on the Training page.")
+            shared.page_link("pages/training.py", "Open Training")
+
+    # ---- new run ---------------------------------------------------------------------------------------
+    st.subheader("New run")
+    left, right = st.columns(2)
+    datasets = [d for d in list_datasets() if not d.needs_root]
+    by_name = {d.name: d for d in datasets}
+    dataset = shared.bound_selectbox(
+        "Dataset", "dataset", list(by_name), default="mnist",
+        help="Datasets that need no files of your own.", container=left,
+    )
+    left.caption(by_name[dataset].description)
+
+    teachers = [f"shipped:{c['name']}" for c in list_shipped_teachers() if c.get("dataset") == dataset]
+    teacher_runs = [
+        r for r in shared.list_runs(kind="teacher", status="completed") if r.summary()["dataset"] == dataset
+    ]
+    teacher_labels = {f"run:{r.id}": shared.run_label(r) for r in teacher_runs}
+    options = teachers + list(teacher_labels) + [TRAIN_FIRST, NO_TEACHER]
+    teacher = shared.bound_selectbox(
+        "Teacher", "teacher", options, format_func=lambda o: teacher_labels.get(o, o),
+        help="A shipped teacher, a teacher run of the store, or queue a teacher run first.", container=right,
+    )
+    models = list_models()
+    student = shared.bound_selectbox("Student", "student", models, default="cnn_small", container=left)
+    teacher_model = None
+    if teacher == TRAIN_FIRST:
+        teacher_model = shared.bound_selectbox(
+            "Teacher model", "tmodel", models, default="cnn_large", container=right
+        )
+
+    has_teacher = teacher != NO_TEACHER
+    method_choices = [m for m in list_methods() if has_teacher or not get_method_class(m).needs_teacher]
+    methods = shared.bound_multiselect(
+        "Methods", "methods", method_choices, default=["kd"] if has_teacher else ["none"],
+        help="The objective is ce_weight * CE + the weighted sum of these methods.", container=right,
+    )
+    if not methods:
+        methods = ["none"]
+    method_specs = shared.methods_form(methods)
+    c1, c2, c3, c4 = st.columns(4)
+    ce_weight = shared.bound_number("ce_weight", "ce", 1.0 if methods == ["none"] else 0.1,
+                                    min_value=0.0, max_value=100.0, container=c1)
+    epochs = shared.bound_number("Epochs", "epochs", 2, min_value=1, max_value=200, container=c2)
+    seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=c3)
+    name = shared.bound_text("Name (optional)", "name", "", max_chars=40, container=c4).strip() or None
+
+    kind = "student" if [m["name"] for m in method_specs] == ["none"] else "distill"
+    config = {
+        "kind": kind,
+        "name": name,
+        "seed": int(seed),
+        "data": {"dataset": dataset},
+        "model": {"name": student},
+        "distill": {"methods": method_specs, "ce_weight": float(ce_weight)},
+        "train": {"epochs": int(epochs)},
+    }
+    if has_teacher and teacher != TRAIN_FIRST:
+        config["teachers"] = [{"source": teacher}]
+
+    if st.button("Start", type="primary", key="start"):
+        label_ws = None if ws == shared.ALL_WORKSPACES else ws
+        if teacher == TRAIN_FIRST:
+            tcfg = shared.validate_run(
+                {"kind": "teacher", "name": f"{dataset}-teacher", "seed": int(seed), "data": {"dataset": dataset},
+                 "model": {"name": teacher_model}, "train": {"epochs": int(epochs)}}
+            )
+            job = queue.submit(tcfg, workspace=label_ws, label=tcfg.name)
+            st.success(
+                f"Queued teacher job {job.id}. When it has finished, pick it as the teacher here and start the student."
+            )
+        else:
+            cfg = shared.validate_run(config)
+            job = queue.submit(cfg, workspace=label_ws, label=name)
+            st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
+        shared.page_link("pages/training.py", "Watch it on the Training page")
+
+    # ---- runs ------------------------------------------------------------------------------------------
+    st.subheader("Runs")
+    runs = shared.list_runs()
+    if not runs:
+        st.caption("No runs in this workspace yet.")
+    else:
+        rows = []
+        for r in runs:
+            s = r.summary()
+            rows.append({
+                "run": s["name"] or r.id,
+                "status": s["status"],
+                "kind": s["kind"],
+                "dataset": s["dataset"],
+                "model": s["model"],
+                "method": s["method"],
+                "teacher": shared.teacher_label(r),
+                "test acc": s["test_acc"],
+                "agreement": s["agreement"],
+                "epochs": s["epochs"],
+                "age": shared.age(s["created"]),
+                "id": r.id,
+            })
+        st.dataframe(
+            rows, hide_index=True, width="stretch",
+            column_config={
+                "test acc": st.column_config.NumberColumn(format="percent"),
+                "agreement": st.column_config.NumberColumn(format="percent"),
+            },
+        )
+        by_id = {r.id: r for r in runs}
+        pick = shared.bound_selectbox("Run", "run", list(by_id), format_func=lambda i: shared.run_label(by_id[i]))
+        run = by_id[pick]
+        status = run.status.get("status")
+        a, b, c, d = st.columns(4)
+        shared.page_link("pages/training.py", "Open", icon=":material/monitoring:", params={"run": run.id},
+                         container=a)
+        jobs = [j for j in shared.list_jobs(all_workspaces=True) if j.run_id == run.id and not j.done]
+        if b.button("Stop", key="stop", disabled=not jobs):
+            for j in jobs:
+                queue.stop(j.id)
+            st.toast(f"Asked run {run.id} to stop.")
+        sure = c.checkbox("I am sure", key="sure", help="Deleting a run removes its files.")
+        if d.button("Delete", key="delete", disabled=not sure):
+            if status == "running" or jobs:
+                st.error(f"run {run.id}: is running; stop it first")
+            else:
+                shared.get_store().delete(run.id)
+                st.query_params.pop("run", None)
+                st.toast(f"Deleted run {run.id}.")
+                st.rerun()

@@ -1,0 +1,83 @@
+"""Fixtures of the app tests: a small run store (a teacher, a scratch student and a KD student, MLPs on
+``digits``) and an AppTest of ``app/main.py`` pointed at it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parent.parent / "app" / "main.py"
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> dict[str, str]:
+    """Three completed runs on digits (2 epochs each): ``root``, ``teacher``, ``scratch``, ``kd`` ids."""
+    from workbench.config import validate_config
+    from workbench.runs import RunStore
+    from workbench.train import Trainer
+
+    root = tmp_path_factory.mktemp("app_store") / "runs"
+    store = RunStore(root)
+    base = {
+        "seed": 0,
+        "data": {"dataset": "digits", "batch_size": 64},
+        "model": {"name": "mlp"},
+        "train": {"epochs": 2, "device": "cpu"},
+    }
+    teacher = Trainer(validate_config({**base, "kind": "teacher", "name": "tiny-teacher"}), store=store).run()
+    source = [{"source": f"run:{teacher.run_id}"}]
+    scratch = Trainer(
+        validate_config({**base, "kind": "student", "name": "tiny-scratch", "teachers": source}), store=store
+    ).run()
+    kd = Trainer(
+        validate_config(
+            {
+                **base,
+                "kind": "distill",
+                "name": "tiny-kd",
+                "teachers": source,
+                "distill": {"methods": "0.9*kd", "ce_weight": 0.1},
+            }
+        ),
+        store=store,
+    ).run()
+    return {"root": str(root), "teacher": teacher.run_id, "scratch": scratch.run_id, "kd": kd.run_id}
+
+
+@pytest.fixture
+def store_copy(tiny_store, tmp_path) -> dict[str, str]:
+    """A private copy of :func:`tiny_store` for tests that change the store."""
+    root = tmp_path / "runs_copy"
+    shutil.copytree(tiny_store["root"], root)
+    return {**tiny_store, "root": str(root)}
+
+
+def make_app(monkeypatch, root: str, page: str | None = None, **params: str):
+    """An AppTest of the app on store ``root``, run once on Home, then switched to ``page`` with the
+    query ``params`` (not run yet when a page is given)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_RUNS", root)
+    monkeypatch.setenv("WORKBENCH_MAX_JOBS", "1")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    if page is not None:
+        at.switch_page(page)
+        for key, value in params.items():
+            at.query_params[key] = value
+    return at
+
+
+def no_exception(at) -> None:
+    """Assert the last run raised nothing and showed no error line."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def figures(at) -> list[dict]:
+    """The plotly figures of the last run, as dictionaries."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]

@@ -1,0 +1,244 @@
+"""The app's core: the entry script and navigation, the shared helpers, and ``workbench app`` (serve)."""
+# ruff: noqa: F811  (fixtures imported from app_fixtures are redefined as test arguments)
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from app_fixtures import figures, make_app, no_exception, store_copy, tiny_store  # noqa: F401
+
+from workbench import serve
+
+pytest.importorskip("streamlit")
+
+
+# ---- serve ------------------------------------------------------------------------------------
+def _flag(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_build_command_has_the_server_flags():
+    cmd = serve.build_command(port=8765, host="127.0.0.1")
+    assert cmd[1:4] == ["-m", "streamlit", "run"]
+    assert cmd[4].endswith("app/main.py") and serve.app_script().is_file()
+    assert _flag(cmd, "--server.address") == "127.0.0.1"
+    assert _flag(cmd, "--server.port") == "8765"
+    assert _flag(cmd, "--server.headless") == "true"
+    assert _flag(cmd, "--browser.gatherUsageStats") == "false"
+    assert _flag(cmd, "--server.maxUploadSize") == str(serve.MAX_UPLOAD_MB) and serve.MAX_UPLOAD_MB <= 10
+    assert _flag(cmd, "--client.toolbarMode") == "minimal"
+    assert _flag(serve.build_command(headless=False), "--server.headless") == "false"
+
+
+@pytest.mark.parametrize("port", [0, 70000, "80", True])
+def test_build_command_rejects_a_bad_port(port):
+    with pytest.raises(serve.ServeError, match="--port"):
+        serve.build_command(port=port)
+
+
+def test_build_command_rejects_a_bad_host():
+    with pytest.raises(serve.ServeError, match="--host"):
+        serve.build_command(host="a b;rm")
+
+
+def test_build_env_passes_store_jobs_and_ray(tmp_path):
+    env = serve.build_env(runs=tmp_path / "r", max_jobs=3, ray_address="local", base={"PATH": "/bin"})
+    assert env["WORKBENCH_RUNS"] == str((tmp_path / "r").resolve())
+    assert env["WORKBENCH_MAX_JOBS"] == "3"
+    assert env["WORKBENCH_RAY_ADDRESS"] == "local"
+    assert env["PATH"] == "/bin"
+    plain = serve.build_env(base={})
+    assert "WORKBENCH_RUNS" not in plain and "WORKBENCH_MAX_JOBS" not in plain
+    with pytest.raises(serve.ServeError, match="--max-jobs"):
+        serve.build_env(max_jobs=0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(serve.ServeError, match="--runs"):
+        serve.build_env(runs=tmp_path / "file")
+
+
+def test_app_url():
+    assert serve.app_url("127.0.0.1", 8501) == "http://127.0.0.1:8501"
+    assert serve.app_url("0.0.0.0", 80) == "http://localhost:80"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_answers_http_on_loopback(tmp_path):
+    port = _free_port()
+    proc = serve.start(port=port, host="127.0.0.1", runs=tmp_path / "runs", stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        body = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                    body = resp.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body == "ok", f"no answer on port {port} (exit code {proc.poll()})"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            assert resp.status == 200 and b"<html" in resp.read().lower()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode is not None
+
+
+# ---- shared helpers (no Streamlit session needed) ---------------------------------------------
+def test_schema_fields_read_types_ranges_and_help():
+    from app.shared import schema_fields
+    from workbench.distill import method_schema
+
+    fields = {f.name: f for f in schema_fields(method_schema("kd"))}
+    assert fields["temperature"].kind == "number"
+    assert fields["temperature"].default == 4.0 and fields["temperature"].maximum == 100.0
+    assert fields["temperature"].help
+    dkd = {f.name: f for f in schema_fields(method_schema("dkd"))}
+    assert set(dkd) >= {"alpha", "beta", "temperature"}
+    mt = {f.name: f for f in schema_fields(method_schema("multi_teacher"))}
+    assert mt["weighting"].kind == "choice" and mt["weighting"].choices == ("mean", "confidence")
+    at = {f.name: f for f in schema_fields(method_schema("at"))}
+    assert at["student_layers"].kind == "list" and at["student_layers"].optional
+    bd = {f.name: f for f in schema_fields(method_schema("bdkd"))}
+    assert bd["adaptive"].kind == "boolean"
+
+
+def test_every_method_schema_maps_to_known_widgets():
+    from app.shared import schema_fields
+    from workbench.distill import list_methods, method_schema
+
+    for name in list_methods():
+        for f in schema_fields(method_schema(name)):
+            assert f.kind in ("number", "integer", "boolean", "choice", "text", "list", "json"), (name, f)
+
+
+def test_new_run_params_cover_the_config(tiny_store):
+    from app.shared import new_run_params
+    from workbench.runs import RunStore
+
+    run = RunStore(tiny_store["root"]).load(tiny_store["kd"])
+    params = new_run_params(run.config)
+    assert params["dataset"] == "digits" and params["student"] == "mlp"
+    assert params["teacher"] == f"run:{tiny_store['teacher']}"
+    assert params["methods"] == "kd" and float(params["w.kd"]) == pytest.approx(0.9)
+    assert float(params["ce"]) == pytest.approx(0.1)
+    assert params["epochs"] == "2" and params["seed"] == "0"
+
+
+def test_lru_computes_once_and_evicts():
+    from app.shared import _LRU
+
+    calls = []
+    cache = _LRU(2)
+    for key in ("a", "a", "b", "c", "a"):
+        cache.get_or_compute(key, lambda k=key: calls.append(k) or k.upper())
+    assert calls == ["a", "b", "c", "a"]  # "a" evicted by "c", computed again
+
+    def boom():
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_compute("x", boom)
+    assert cache.get_or_compute("x", lambda: 1) == 1  # a failure cached nothing
+
+
+# ---- the app: navigation and shared behaviour -------------------------------------------------
+def test_main_registers_every_page(monkeypatch, tiny_store):
+    import ast
+    from pathlib import Path
+
+    at = make_app(monkeypatch, tiny_store["root"])
+    no_exception(at)
+    assert at.title[0].value == "Distillation Workbench"
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "app" / "main.py").read_text())
+    pages = next(
+        ast.literal_eval(node.value) for node in tree.body
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "PAGES"
+    )
+    assert [p[3] for p in pages] == [
+        "home", "training", "cams", "similarity", "landscape", "agreement", "compare", "doctor"
+    ]
+    assert all(p[0] == f"{p[3]}.py" for p in pages)
+
+
+def test_unknown_run_id_in_url_is_a_message(monkeypatch, tiny_store):
+    at = make_app(monkeypatch, tiny_store["root"], "pages/training.py", run="../../etc/passwd")
+    at.run()
+    no_exception(at)
+    assert any("not found in the run store" in w.value for w in at.warning)
+    assert at.query_params["run"] in (tiny_store["teacher"], tiny_store["scratch"], tiny_store["kd"])
+
+
+def test_bad_workspace_in_url_is_a_message(monkeypatch, tiny_store):
+    at = make_app(monkeypatch, tiny_store["root"], "pages/compare.py", ws="../x")
+    at.run()
+    no_exception(at)
+    assert any("workspace" in w.value for w in at.warning)
+
+
+def test_workspace_filters_runs_to_its_jobs(monkeypatch, tiny_store):
+    at = make_app(monkeypatch, tiny_store["root"], "pages/compare.py", ws="alice")
+    at.run()
+    no_exception(at)
+    assert any("No runs yet" in i.value for i in at.info)  # alice has no jobs, so no runs
+    at.query_params["ws"] = "*"
+    at.run()
+    no_exception(at)
+    assert figures(at)  # the teacher view sees every run
+
+
+def test_guard_turns_exceptions_into_one_line(monkeypatch, tiny_store):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_RUNS", tiny_store["root"])
+
+    def script():
+        from app import shared
+
+        with shared.page("x"):
+            raise ValueError("first line\nsecond line\n  Traceback stuff")
+
+    at = AppTest.from_function(script, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["first line"]
+
+
+def test_bound_number_round_trips_through_the_url(monkeypatch, tiny_store):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_RUNS", tiny_store["root"])
+
+    def script():
+        import streamlit as st
+
+        from app import shared
+
+        n = shared.bound_number("Samples", "n", 10, min_value=1, max_value=100)
+        st.write(f"n={n}")
+
+    at = AppTest.from_function(script, default_timeout=60)
+    at.query_params["n"] = "42"
+    at.run()
+    assert at.number_input[0].value == 42 and at.query_params["n"] == "42"
+    at.number_input[0].set_value(7).run()
+    assert at.query_params["n"] == "7" and "n=7" in at.markdown[0].value
+    at2 = AppTest.from_function(script, default_timeout=60)
+    at2.query_params["n"] = "abc"
+    at2.run()
+    assert not at2.exception and at2.number_input[0].value == 10 and at2.warning

@@ -1,0 +1,229 @@
+"""``workbench app``: start the Streamlit app (``app/main.py``) on a local address.
+
+The app reads its run store and job settings from environment variables, which :func:`serve` sets
+for the Streamlit process: ``WORKBENCH_RUNS`` (the store root), ``WORKBENCH_MAX_JOBS`` and
+``WORKBENCH_RAY_ADDRESS``. Streamlit is started as ``python -m streamlit run app/main.py`` with a
+loopback address by default, headless, without usage statistics, with small uploads and a minimal
+toolbar.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: largest upload the app accepts, in megabytes (uploads are small images for the CAM pages)
+MAX_UPLOAD_MB = 5
+DEFAULT_PORT = 8501
+DEFAULT_HOST = "127.0.0.1"
+
+
+class ServeError(ValueError):
+    """The app cannot be started; the message is one line naming the option."""
+
+
+def app_script() -> Path:
+    """``app/main.py`` beside the ``workbench`` package."""
+    return Path(__file__).resolve().parent.parent / "app" / "main.py"
+
+
+def _check_host(host: str) -> str:
+    if not isinstance(host, str) or not host.strip():
+        raise ServeError(f"--host: expected an address such as 127.0.0.1, got {host!r}")
+    host = host.strip()
+    if host == "localhost":
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(part.isalnum() or "-" in part for part in host.split(".")):
+            raise ServeError(f"--host: {host!r} is not an IP address or a host name") from None
+    return host
+
+
+def build_command(
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    headless: bool = True,
+    python: str | None = None,
+) -> list[str]:
+    """The command line that starts the app: ``python -m streamlit run app/main.py`` with the
+    server address and port, headless mode, no usage statistics, uploads limited to
+    :data:`MAX_UPLOAD_MB` MB and the minimal toolbar.
+
+    Raises:
+        ServeError: a bad port or host (one line naming the option).
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ServeError(f"--port: expected an integer in 1..65535, got {port!r}")
+    host = _check_host(host)
+    return [
+        python or sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_script()),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true" if headless else "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.maxUploadSize",
+        str(MAX_UPLOAD_MB),
+        "--client.toolbarMode",
+        "minimal",
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
+def build_env(
+    runs: str | Path | None = None,
+    max_jobs: int | None = None,
+    ray_address: str | None = None,
+    base: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of the app process: ``base`` (default this process's) with
+    ``WORKBENCH_RUNS`` (absolute), ``WORKBENCH_MAX_JOBS`` and ``WORKBENCH_RAY_ADDRESS`` set when given.
+
+    Raises:
+        ServeError: ``max_jobs`` is not a positive integer, or ``runs`` is an existing file.
+    """
+    env = dict(os.environ if base is None else base)
+    if runs is not None:
+        root = Path(runs).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise ServeError(f"--runs: {root} is a file, expected a folder")
+        env["WORKBENCH_RUNS"] = str(root)
+    if max_jobs is not None:
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+            raise ServeError(f"--max-jobs: expected an integer >= 1, got {max_jobs!r}")
+        env["WORKBENCH_MAX_JOBS"] = str(max_jobs)
+    if ray_address is not None:
+        if not ray_address.strip():
+            raise ServeError("--ray-address: empty; give 'local' or host:port")
+        env["WORKBENCH_RAY_ADDRESS"] = ray_address.strip()
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def app_url(host: str, port: int) -> str:
+    """The address to open in a browser (``0.0.0.0``/``::`` shown as ``localhost``)."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def start(
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    runs: str | Path | None = None,
+    max_jobs: int | None = None,
+    ray_address: str | None = None,
+    headless: bool = True,
+    **popen: object,
+) -> subprocess.Popen:
+    """Start the app process and return it at once (the caller waits or stops it)."""
+    if importlib.util.find_spec("streamlit") is None:
+        raise ServeError("streamlit is not installed; install the app extra: pip install -e '.[app]'")
+    if not app_script().is_file():
+        raise ServeError(f"app script {app_script()} not found; reinstall the workbench from its source tree")
+    cmd = build_command(port, host, headless)
+    env = build_env(runs, max_jobs, ray_address)
+    return subprocess.Popen(cmd, env=env, cwd=str(app_script().parent.parent), **popen)  # type: ignore[call-overload]
+
+
+def serve(
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    runs: str | Path | None = None,
+    max_jobs: int | None = None,
+    ray_address: str | None = None,
+    headless: bool = True,
+) -> int:
+    """Run the app until it exits or Ctrl-C; print its URL first. Returns the exit code (0 on Ctrl-C).
+
+    Args:
+        port, host: where the server listens (default the loopback address only).
+        runs: the run store folder (default ``$WORKBENCH_RUNS`` or ``./runs``).
+        max_jobs: training jobs running at once (default: the queue's own choice).
+        ray_address: run training jobs on Ray (``local`` or ``host:port``).
+        headless: do not open a browser.
+    """
+    proc = start(port, host, runs, max_jobs, ray_address, headless)
+    print(f"Distillation Workbench: {app_url(host, port)}  (Ctrl-C stops it)", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+
+
+def app_command(
+    port: int = DEFAULT_PORT,
+    host: str = DEFAULT_HOST,
+    runs: Path | None = None,
+    max_jobs: int | None = None,
+    ray_address: str | None = None,
+) -> None:
+    """Start the Streamlit app and print its URL.
+
+    Wire it into the typer app with ``app.command("app")(app_command)`` after giving the
+    parameters typer options (see :func:`typer_command`).
+    """
+    try:
+        code = serve(port=port, host=host, runs=runs, max_jobs=max_jobs, ray_address=ray_address)
+    except ServeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)
+
+
+def typer_command():  # pragma: no cover - exercised through the CLI
+    """The ``workbench app`` command as a typer callback::
+
+        app.command("app")(typer_command())
+
+    Options: ``--port 8501``, ``--host 127.0.0.1``, ``--runs DIR``, ``--max-jobs N``,
+    ``--ray-address ADDR``.
+    """
+    import typer
+
+    def app(
+        port: int = typer.Option(DEFAULT_PORT, "--port", help="port to listen on"),
+        host: str = typer.Option(DEFAULT_HOST, "--host", help="address to listen on (0.0.0.0 for all)"),
+        runs: Path | None = typer.Option(None, "--runs", help="run store folder (default $WORKBENCH_RUNS or ./runs)"),
+        max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="training jobs running at once"),
+        ray_address: str | None = typer.Option(None, "--ray-address", help="run jobs on Ray: 'local' or host:port"),
+    ) -> None:
+        """Start the Streamlit app and print its URL."""
+        app_command(port=port, host=host, runs=runs, max_jobs=max_jobs, ray_address=ray_address)
+
+    return app
+
+
+__all__ = [
+    "MAX_UPLOAD_MB",
+    "ServeError",
+    "app_command",
+    "app_script",
+    "app_url",
+    "build_command",
+    "build_env",
+    "serve",
+    "start",
+    "typer_command",
+]
