@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from app import shared
 from app.shared import AppInputError
 from workbench.runs import Run
-from workbench.runtime import CancelToken, Cancelled
+from workbench.runtime import Cancelled, CancelToken
 
 #: largest uploaded image accepted, in pixels (width x height), checked before decoding
 MAX_UPLOAD_PIXELS = 16_000_000
@@ -153,6 +152,16 @@ def schema_form(schema: Mapping[str, Any], prefix: str, *, container: Any = None
 
 
 # ---- uploaded images --------------------------------------------------------------------------------
+def _bound_pil() -> None:
+    """Bound PIL's decompression-bomb limit in the app's process to :data:`MAX_UPLOAD_PIXELS` (never
+    raised; set once, not toggled per call, as sessions decode in parallel threads)."""
+    from PIL import Image
+
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or current > MAX_UPLOAD_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
+
+
 def decode_upload(data: bytes, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """An uploaded PNG/JPEG as a ``uint8`` tensor ``(1, C, H, W)`` of the dataset's shape: converted
     to grayscale (``C == 1``) or RGB and resized (bilinear) to ``H x W``.
@@ -170,35 +179,28 @@ def decode_upload(data: bytes, image_shape: tuple[int, int, int]) -> torch.Tenso
             f"upload: the file has {len(data):,} bytes; at most {MAX_UPLOAD_BYTES:,} are accepted"
         )
     c, h, w = image_shape
-    old = Image.MAX_IMAGE_PIXELS
+    # the app's process-wide bound (see _bound_pil): larger images fail in Image.open itself
+    _bound_pil()
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(bytes(data))) as img:
-                if img.format not in ("PNG", "JPEG"):
-                    raise AppInputError(
-                        f"upload: expected a PNG or JPEG image, got {img.format or 'unknown'}"
-                    )
-                if img.width * img.height > MAX_UPLOAD_PIXELS:
-                    raise AppInputError(
-                        f"upload: the image has {img.width}x{img.height} pixels; at most "
-                        f"{MAX_UPLOAD_PIXELS:,} are accepted"
-                    )
-                img = img.convert("L" if c == 1 else "RGB")
-                if img.size != (w, h):
-                    img = img.resize((w, h), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+        with Image.open(io.BytesIO(bytes(data)), formats=("PNG", "JPEG")) as img:
+            # checked before any pixel is decoded: opening reads the header only
+            if img.width * img.height > MAX_UPLOAD_PIXELS:
+                raise AppInputError(
+                    f"upload: the image has {img.width}x{img.height} pixels; at most "
+                    f"{MAX_UPLOAD_PIXELS:,} are accepted"
+                )
+            img = img.convert("L" if c == 1 else "RGB")
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
     except AppInputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise AppInputError(
             f"upload: the image is too large; at most {MAX_UPLOAD_PIXELS:,} pixels are accepted"
         ) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
         raise AppInputError("upload: not a readable PNG or JPEG image") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
     array = array[None] if c == 1 else array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
 

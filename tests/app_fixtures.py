@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 APP = Path(__file__).resolve().parent.parent / "app" / "main.py"
+if str(APP.parent.parent) not in sys.path:  # `import app` from the project root, however pytest is started
+    sys.path.insert(0, str(APP.parent.parent))
 TIMEOUT = 120
 
 

@@ -161,3 +161,186 @@ def test_agreement_page_run_without_teacher_says_so(store):
     # a teacher run is not offered: the picker falls back to a run with a teacher
     assert not at.exception
     assert at.selectbox[0].value != store["teacher"]
+
+
+# ---- class activation maps ------------------------------------------------------------------------------
+def heatmaps(fig: dict) -> list:
+    return [t["z"] for t in fig["data"] if t.get("type") == "heatmap"]
+
+
+def png_bytes(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_cam_page_renders_and_method_switch_changes_the_maps(store):
+    at = page("cams", run=store["kd"], count=3)
+    assert_clean(at)
+    for key in ("qp:run", "qp:ckpt", "qp:scratch", "qp:method", "qp:target", "qp:pick", "qp:tlayer", "qp:slayer"):
+        assert at.selectbox(key=key) is not None
+    assert at.selectbox(key="qp:method").value == "gradcam"
+    grid = figures(at)[0]
+    assert len(heatmaps(grid)) == 6  # 3 images x (teacher, student)
+    at.selectbox(key="qp:method").set_value("eigencam").run()
+    assert_clean(at)
+    assert param(at, "method") == "eigencam"
+    assert heatmaps(figures(at)[0]) != heatmaps(grid)
+    # a layer method's parameters appear in the form; switching to a pixel method drops the layer pickers
+    at.selectbox(key="qp:method").set_value("smoothgrad").run()
+    assert_clean(at)
+    assert any(w.key == "qp:cp.smoothgrad.samples" for w in at.number_input)
+    assert not [w for w in at.selectbox if w.key == "qp:tlayer"]
+
+
+def test_cam_page_disagreement_pick_with_scratch_run(store):
+    at = page("cams", run=store["kd"], pick="disagreement", scratch=store["scratch"], count=2, target="predicted")
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert len(table) >= 1 and set(table.columns) >= {"pearson", "spearman", "top-k IoU"}
+
+
+def test_cam_page_upload_png_and_bad_files(store):
+    at = page("cams", run=store["kd"], pick="upload")
+    assert_clean(at)
+    assert at.info  # asks for a file
+    at.file_uploader[0].set_value(("digit.png", png_bytes((20, 30)), "image/png")).run()
+    assert_clean(at)
+    assert len(heatmaps(figures(at)[0])) == 2  # one image, converted to 1x8x8
+    at.file_uploader[0].set_value(("bad.png", b"this is not an image", "image/png")).run()
+    assert not at.exception
+    assert errors(at) == ["upload: not a readable PNG or JPEG image"]
+    at.file_uploader[0].set_value(("huge.png", png_bytes((5000, 5000), "L"), "image/png")).run()
+    assert not at.exception
+    assert len(errors(at)) == 1 and "5000x5000 pixels" in errors(at)[0]
+
+
+def test_cam_page_shapes_preset_shows_context_reliance(store):
+    at = page("cams", run=store["kd"])
+    preset = [b for b in at.button if b.label.startswith("Shapes preset")]
+    assert preset
+    preset[0].click().run()
+    assert_clean(at)
+    assert at.selectbox(key="qp:run").value == store["shapes"]
+    loc = figures(at)[-1]
+    names = {t["name"] for t in loc["data"]}
+    assert {"teacher", "student"} <= names
+    assert "context reliance" in loc["data"][0]["x"]
+
+
+def test_cam_page_unknown_run_and_bad_method_say_so(store):
+    at = page("cams", run="../../etc", method="nonsense")
+    assert not at.exception
+    assert any("not found" in w.value for w in at.warning)
+    assert at.selectbox(key="qp:method").value == "gradcam"
+
+
+# ---- feature similarity ---------------------------------------------------------------------------------
+def test_similarity_page_epoch_slider_changes_the_heatmap(store):
+    at = page("similarity", run=store["kd"], n=64)
+    assert_clean(at)
+    slider = at.select_slider(key="qp:ckpt")
+    assert list(slider.options) == ["epoch_001", "epoch_002", "final"]
+    assert slider.value == "final"
+    for key in ("qp:kernel", "qp:proj"):
+        assert at.selectbox(key=key) is not None
+    cka, emb = figures(at)
+    assert emb["data"] and all(t["type"] == "scattergl" for t in emb["data"])
+    slider.set_value("epoch_001").run()
+    assert_clean(at)
+    assert param(at, "ckpt") == "epoch_001"
+    assert heatmaps(figures(at)[0]) != heatmaps(cka)
+
+
+def test_similarity_page_over_training_lines(store):
+    at = page("similarity", run=store["kd"], n=64, over=1)
+    assert_clean(at)
+    lines = figures(at)[1]
+    assert [list(t["x"]) for t in lines["data"]][0] == [1, 2]
+
+
+def test_similarity_page_bad_sample_count_from_link_warns(store):
+    at = page("similarity", run=store["kd"], n="lots")
+    assert not at.exception
+    assert any("Samples" in w.value for w in at.warning)
+
+
+# ---- loss landscape -------------------------------------------------------------------------------------
+def settle(at: AppTest, rounds: int = 60) -> AppTest:
+    """Rerun until the background landscape has finished (no progress bar left)."""
+    import time
+
+    for _ in range(rounds):
+        if not at.get("progress") and figures(at):
+            return at
+        time.sleep(0.5)
+        at.run()
+    raise AssertionError("the landscape did not finish")
+
+
+def test_landscape_page_plane_fills_in_and_switches(store):
+    at = settle(page("landscape", run=store["kd"], n=64, steps=5))
+    assert_clean(at)
+    for key in ("qp:run", "qp:ckpt", "qp:view", "qp:show"):
+        assert at.selectbox(key=key) is not None
+    assert at.multiselect(key="qp:obj").value == ["cross_entropy"]
+    contours = figures(at)[0]
+    z = [t["z"] for t in contours["data"] if t["type"] == "contour"]
+    assert len(z) == 1 and np.isfinite(np.asarray(z[0], dtype=float)).all()
+    assert np.asarray(z[0]).shape == (5, 5)
+    at.selectbox(key="qp:show").set_value("3-D surface").run()
+    assert_clean(at)
+    assert [t["type"] for t in figures(at)[0]["data"]][0] == "surface"
+    at.multiselect(key="qp:obj").set_value(["cross_entropy", "kd", "agreement"]).run()
+    settle(at)
+    assert_clean(at)
+    at.selectbox(key="qp:show").set_value("contours").run()
+    assert len([t for t in figures(at)[0]["data"] if t["type"] == "contour"]) == 3
+
+
+def test_landscape_page_returning_does_not_recompute(store):
+    first = settle(page("landscape", run=store["kd"], n=64, steps=5, seed=3))
+    second = page("landscape", run=store["kd"], n=64, steps=5, seed=3)
+    assert not second.get("progress")  # served from the finished job, no new computation
+    assert figures(second) == figures(first)
+
+
+def test_landscape_page_stop_keeps_the_partial_grid(store):
+    at = page("landscape", run=store["kd"], n=300, steps=41, seed=7)
+    assert_clean(at)
+    stop = [b for b in at.button if b.label == "Stop"]
+    assert stop, "the landscape finished before it could be stopped"
+    stop[0].click().run()
+    for _ in range(40):
+        if any(w.value.startswith("Stopped after") for w in at.warning):
+            break
+        import time
+
+        time.sleep(0.5)
+        at.run()
+    assert any(w.value.startswith("Stopped after") for w in at.warning)
+    assert [b for b in at.button if b.label == "Restart"]
+
+
+def test_landscape_page_line_interpolation_and_hessian(store):
+    at = settle(page("landscape", run=store["kd"], n=64, steps=5, view="line", obj="cross_entropy,kd"))
+    assert_clean(at)
+    assert len([t for t in figures(at)[0]["data"] if t.get("mode") == "lines+markers"]) == 2
+    at = settle(page("landscape", run=store["kd"], n=64, steps=5, view="interpolation", other=store["scratch"]))
+    assert_clean(at)
+    assert at.selectbox(key="qp:other").value == store["scratch"]
+    at = settle(page("landscape", run=store["kd"], n=64, steps=3, hess=1, hiters=3, hprobes=2))
+    assert_clean(at)
+    labels = [m.label for m in at.metric]
+    assert "Top eigenvalue λ_max" in labels and "Trace (Hutchinson)" in labels
+
+
+def test_landscape_page_interpolation_to_other_architecture_is_not_offered(store):
+    at = page("landscape", run=store["mlp"], view="interpolation")
+    assert not at.exception
+    assert any("No other run of this architecture" in i.value for i in at.info)

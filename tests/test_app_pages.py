@@ -62,6 +62,7 @@ def test_home_rejects_an_invalid_hyperparameter_with_one_line(monkeypatch, store
     assert not at.exception
     assert len(at.error) == 1 and "takd" in at.error[0].value and "\n" not in at.error[0].value
     assert not JobQueue(store_copy["root"]).list()  # nothing was queued
+    assert len(at.dataframe[0].value) == 3  # the runs table still shows
 
 
 def test_home_start_queues_a_job_that_trains(monkeypatch, tmp_path):

@@ -47,8 +47,10 @@ def test_create_list_load_delete(tmp_path):
     state = {f"student.{k}": v for k, v in model.state_dict().items()}
     w.save_checkpoint("final", state)
     w.update_status(status="completed")
-    run = store.load(w.id[-8:])  # a unique part of the id is enough
+    run = store.load(w.id[:-3])  # a unique prefix of the id is enough
     assert run.id == w.id
+    with pytest.raises(RunStoreError, match="not found"):
+        store.load(w.id[-6:])  # a part of the id that is not its start names no run
     assert run.status["status"] == "completed"
     assert run.config == cfg
     loaded = run.load_model("final")

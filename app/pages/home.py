@@ -32,79 +32,80 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
             shared.page_link("pages/training.py", "Open Training")
 
     # ---- new run ---------------------------------------------------------------------------------------
-    st.subheader("New run")
-    left, right = st.columns(2)
-    datasets = [d for d in list_datasets() if not d.needs_root]
-    by_name = {d.name: d for d in datasets}
-    dataset = shared.bound_selectbox(
-        "Dataset", "dataset", list(by_name), default="mnist",
-        help="Datasets that need no files of your own.", container=left,
-    )
-    left.caption(by_name[dataset].description)
-
-    teachers = [f"shipped:{c['name']}" for c in list_shipped_teachers() if c.get("dataset") == dataset]
-    teacher_runs = [
-        r for r in shared.list_runs(kind="teacher", status="completed") if r.summary()["dataset"] == dataset
-    ]
-    teacher_labels = {f"run:{r.id}": shared.run_label(r) for r in teacher_runs}
-    options = teachers + list(teacher_labels) + [TRAIN_FIRST, NO_TEACHER]
-    teacher = shared.bound_selectbox(
-        "Teacher", "teacher", options, format_func=lambda o: teacher_labels.get(o, o),
-        help="A shipped teacher, a teacher run of the store, or queue a teacher run first.", container=right,
-    )
-    models = list_models()
-    student = shared.bound_selectbox("Student", "student", models, default="cnn_small", container=left)
-    teacher_model = None
-    if teacher == TRAIN_FIRST:
-        teacher_model = shared.bound_selectbox(
-            "Teacher model", "tmodel", models, default="cnn_large", container=right
+    with shared.guard():  # a bad form value is one line; the runs table still shows
+        st.subheader("New run")
+        left, right = st.columns(2)
+        datasets = [d for d in list_datasets() if not d.needs_root]
+        by_name = {d.name: d for d in datasets}
+        dataset = shared.bound_selectbox(
+            "Dataset", "dataset", list(by_name), default="mnist",
+            help="Datasets that need no files of your own.", container=left,
         )
+        left.caption(by_name[dataset].description)
 
-    has_teacher = teacher != NO_TEACHER
-    method_choices = [m for m in list_methods() if has_teacher or not get_method_class(m).needs_teacher]
-    methods = shared.bound_multiselect(
-        "Methods", "methods", method_choices, default=["kd"] if has_teacher else ["none"],
-        help="The objective is ce_weight * CE + the weighted sum of these methods.", container=right,
-    )
-    if not methods:
-        methods = ["none"]
-    method_specs = shared.methods_form(methods)
-    c1, c2, c3, c4 = st.columns(4)
-    ce_weight = shared.bound_number("ce_weight", "ce", 1.0 if methods == ["none"] else 0.1,
-                                    min_value=0.0, max_value=100.0, container=c1)
-    epochs = shared.bound_number("Epochs", "epochs", 2, min_value=1, max_value=200, container=c2)
-    seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=c3)
-    name = shared.bound_text("Name (optional)", "name", "", max_chars=40, container=c4).strip() or None
-
-    kind = "student" if [m["name"] for m in method_specs] == ["none"] else "distill"
-    config = {
-        "kind": kind,
-        "name": name,
-        "seed": int(seed),
-        "data": {"dataset": dataset},
-        "model": {"name": student},
-        "distill": {"methods": method_specs, "ce_weight": float(ce_weight)},
-        "train": {"epochs": int(epochs)},
-    }
-    if has_teacher and teacher != TRAIN_FIRST:
-        config["teachers"] = [{"source": teacher}]
-
-    if st.button("Start", type="primary", key="start"):
-        label_ws = None if ws == shared.ALL_WORKSPACES else ws
+        teachers = [f"shipped:{c['name']}" for c in list_shipped_teachers() if c.get("dataset") == dataset]
+        teacher_runs = [
+            r for r in shared.list_runs(kind="teacher", status="completed") if r.summary()["dataset"] == dataset
+        ]
+        teacher_labels = {f"run:{r.id}": shared.run_label(r) for r in teacher_runs}
+        options = teachers + list(teacher_labels) + [TRAIN_FIRST, NO_TEACHER]
+        teacher = shared.bound_selectbox(
+            "Teacher", "teacher", options, format_func=lambda o: teacher_labels.get(o, o),
+            help="A shipped teacher, a teacher run of the store, or queue a teacher run first.", container=right,
+        )
+        models = list_models()
+        student = shared.bound_selectbox("Student", "student", models, default="cnn_small", container=left)
+        teacher_model = None
         if teacher == TRAIN_FIRST:
-            tcfg = shared.validate_run(
-                {"kind": "teacher", "name": f"{dataset}-teacher", "seed": int(seed), "data": {"dataset": dataset},
-                 "model": {"name": teacher_model}, "train": {"epochs": int(epochs)}}
+            teacher_model = shared.bound_selectbox(
+                "Teacher model", "tmodel", models, default="cnn_large", container=right
             )
-            job = queue.submit(tcfg, workspace=label_ws, label=tcfg.name)
-            st.success(
-                f"Queued teacher job {job.id}. When it has finished, pick it as the teacher here and start the student."
-            )
-        else:
-            cfg = shared.validate_run(config)
-            job = queue.submit(cfg, workspace=label_ws, label=name)
-            st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
-        shared.page_link("pages/training.py", "Watch it on the Training page")
+
+        has_teacher = teacher != NO_TEACHER
+        method_choices = [m for m in list_methods() if has_teacher or not get_method_class(m).needs_teacher]
+        methods = shared.bound_multiselect(
+            "Methods", "methods", method_choices, default=["kd"] if has_teacher else ["none"],
+            help="The objective is ce_weight * CE + the weighted sum of these methods.", container=right,
+        )
+        if not methods:
+            methods = ["none"]
+        method_specs = shared.methods_form(methods)
+        c1, c2, c3, c4 = st.columns(4)
+        ce_weight = shared.bound_number("ce_weight", "ce", 1.0 if methods == ["none"] else 0.1,
+                                        min_value=0.0, max_value=100.0, container=c1)
+        epochs = shared.bound_number("Epochs", "epochs", 2, min_value=1, max_value=200, container=c2)
+        seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=c3)
+        name = shared.bound_text("Name (optional)", "name", "", max_chars=40, container=c4).strip() or None
+
+        kind = "student" if [m["name"] for m in method_specs] == ["none"] else "distill"
+        config = {
+            "kind": kind,
+            "name": name,
+            "seed": int(seed),
+            "data": {"dataset": dataset},
+            "model": {"name": student},
+            "distill": {"methods": method_specs, "ce_weight": float(ce_weight)},
+            "train": {"epochs": int(epochs)},
+        }
+        if has_teacher and teacher != TRAIN_FIRST:
+            config["teachers"] = [{"source": teacher}]
+
+        if st.button("Start", type="primary", key="start"):
+            label_ws = None if ws == shared.ALL_WORKSPACES else ws
+            if teacher == TRAIN_FIRST:
+                tcfg = shared.validate_run(
+                    {"kind": "teacher", "name": f"{dataset}-teacher", "seed": int(seed), "data": {"dataset": dataset},
+                     "model": {"name": teacher_model}, "train": {"epochs": int(epochs)}}
+                )
+                job = queue.submit(tcfg, workspace=label_ws, label=tcfg.name)
+                st.success(
+                    f"Queued teacher job {job.id}. When it has finished, pick it as the teacher here and start the student."
+                )
+            else:
+                cfg = shared.validate_run(config)
+                job = queue.submit(cfg, workspace=label_ws, label=name)
+                st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
+            shared.page_link("pages/training.py", "Watch it on the Training page")
 
     # ---- runs ------------------------------------------------------------------------------------------
     st.subheader("Runs")

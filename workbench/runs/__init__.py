@@ -9,20 +9,29 @@ from workbench.runs.atomic import (
     load_weights,
 )
 from workbench.runs.store import (
+    GC_MIN_AGE_S,
+    RECORDED_STATUSES,
+    STALE_RUNNING_S,
     STATUSES,
     Run,
+    RunDeletedError,
     RunStore,
     RunStoreError,
     RunWriter,
     checkpoint_state,
     default_root,
+    process_gone,
     split_state,
     utc_now,
 )
 
 __all__ = [
+    "GC_MIN_AGE_S",
+    "RECORDED_STATUSES",
+    "STALE_RUNNING_S",
     "STATUSES",
     "Run",
+    "RunDeletedError",
     "RunStore",
     "RunStoreError",
     "RunWriter",
@@ -34,6 +43,7 @@ __all__ = [
     "checkpoint_state",
     "default_root",
     "load_weights",
+    "process_gone",
     "split_state",
     "utc_now",
 ]

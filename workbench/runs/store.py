@@ -4,7 +4,8 @@ Layout of a run directory::
 
     <root>/<run_id>/
         config.yaml        the validated RunConfig
-        status.json        status (running|completed|failed|stopped), timestamps, version, pid
+        status.json        status (running|completed|failed|stopped|interrupted), timestamps,
+                           version, pid and host of the writing process
         model.json         how to rebuild the networks (registry name, kwargs, shapes)
         metrics.json       per-epoch metrics and a summary
         checkpoints/       final / best / epoch_NNN .safetensors
@@ -12,6 +13,14 @@ Layout of a run directory::
 Every file is replaced by temp-file + rename, and a run directory appears by renaming a
 complete staging directory, so a process killed at any moment leaves every run loadable. A run
 whose status says ``running`` but whose process is gone is reported as ``interrupted``.
+
+One bad file never breaks the store: a run whose files cannot be read or have the wrong shape is
+listed with status ``damaged`` and the reason (:attr:`Run.damage`); the other runs list normally
+and a damaged run can be removed. Run ids are plain names that resolve (exactly, or by a unique
+prefix) only inside the store root (:meth:`RunStore.resolve`). Removal renames the run out of the
+listing (``.trash-*``) before deleting it, refuses a run whose process is alive, and a writer never
+recreates a removed run's directory. :meth:`RunStore.gc` clears what killed processes leave
+(``.staging-*``, ``.trash-*``, ``*.tmp``, ``*.part``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,19 +38,44 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from workbench import __version__
-from workbench.config import ConfigError, RunConfig, config_to_yaml, validate_config
-from workbench.runs.atomic import atomic_save_safetensors, atomic_write_json, atomic_write_text, load_weights
+from workbench.config import ConfigError, RunConfig, config_to_yaml, safe_yaml_load, validate_config
+from workbench.runs.atomic import (
+    WeightsError,
+    atomic_save_safetensors,
+    atomic_write_json,
+    atomic_write_text,
+    load_weights,
+)
 
-STATUSES = ("running", "completed", "failed", "stopped", "interrupted")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: statuses a run's ``status.json`` records
+RECORDED_STATUSES = ("running", "completed", "failed", "stopped", "interrupted")
+#: statuses a listing shows: the recorded ones and ``damaged`` (files unreadable or of the wrong shape)
+STATUSES = (*RECORDED_STATUSES, "damaged")
+#: a ``running`` status without a pid (written by an older version) whose last update is older than
+#: this many seconds reads as ``interrupted``
+STALE_RUNNING_S = 3600.0
+#: :meth:`RunStore.gc` spares temp files and staging folders younger than this (a live writer's)
+GC_MIN_AGE_S = 60.0
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_CKPT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_TEMP_SUFFIXES = (".tmp", ".part")
+_MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
 class RunStoreError(ValueError):
     """A run cannot be found or read; the message names the run."""
+
+
+class RunDeletedError(RunStoreError):
+    """A run's directory is gone while something writes to it (the run was removed)."""
+
+
+class _Damage(Exception):
+    """A run file that cannot be read or has the wrong shape; the message is the reason."""
 
 
 def default_root() -> Path:
@@ -57,6 +92,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "run"
 
 
+def _shown(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -64,7 +103,55 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError, OSError):
+        return False
     return True
+
+
+def _proc_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where ``/proc`` tells; else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _age_s(stamp: Any) -> float | None:
+    """Seconds since the ISO time ``stamp``, or None when it is not one."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - when).total_seconds()
+
+
+def process_gone(info: dict[str, Any]) -> bool:
+    """Whether the process a ``running`` status names has certainly ended.
+
+    Same host and a recorded pid: the pid is not alive, or it now belongs to a process started
+    after the run's process (pid reuse, checked through the recorded ``pid_start``). No pid (an
+    older store): the last update is older than :data:`STALE_RUNNING_S`. Another host with a pid:
+    unknowable here, so not gone.
+    """
+    pid = info.get("pid")
+    if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
+        if info.get("host") not in (None, socket.gethostname()):
+            return False
+        if not _pid_alive(pid):
+            return True
+        recorded = info.get("pid_start")
+        now_start = _proc_start(pid)
+        return isinstance(recorded, (int, float)) and now_start is not None and now_start > recorded + 2
+    age = _age_s(info.get("updated") or info.get("started") or info.get("created"))
+    return age is None or age > STALE_RUNNING_S
 
 
 def checkpoint_state(
@@ -85,67 +172,237 @@ def split_state(state: dict[str, torch.Tensor], prefix: str = "student") -> dict
     return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
 
+# ---- reading run files: every failure is a _Damage naming the file --------------------------------
+def _why(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            raise _Damage(f"{path.name}: larger than {_MAX_JSON_BYTES:,} bytes")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _Damage(f"{path.name}: missing") from None
+    except IsADirectoryError:
+        raise _Damage(f"{path.name}: a directory where a file should be") from None
+    except OSError as err:
+        raise _Damage(f"{path.name}: unreadable ({_why(err)})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Damage(f"{path.name}: not UTF-8 text") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _Damage(f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno})") from None
+    except (ValueError, RecursionError):
+        raise _Damage(f"{path.name}: not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise _Damage(f"{path.name}: expected a JSON object, got {_json_type(obj)}")
+    return obj
+
+
+def _json_type(obj: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if obj is None else names.get(type(obj), type(obj).__name__)
+
+
+def _check_status(info: dict[str, Any]) -> dict[str, Any]:
+    status = info.get("status")
+    if not isinstance(status, str):
+        raise _Damage("status.json: no 'status' text field")
+    if status not in RECORDED_STATUSES:
+        raise _Damage(f"status.json: unknown status {_shown(status, 30)}")
+    return info
+
+
+def _check_metrics(obj: dict[str, Any]) -> dict[str, Any]:
+    epochs = obj.get("epochs", [])
+    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+        raise _Damage("metrics.json: 'epochs' is not a list of objects")
+    summary = obj.get("summary", {})
+    if not isinstance(summary, dict):
+        raise _Damage(f"metrics.json: 'summary' is {_json_type(summary)}, not an object")
+    return {**obj, "epochs": epochs, "summary": summary}
+
+
+def _check_model_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    net = obj.get("student")
+    if net is None:
+        raise _Damage("model.json: no 'student' network")
+    if not isinstance(net, dict) or not isinstance(net.get("name"), str):
+        raise _Damage("model.json: 'student' is not a network description")
+    return obj
+
+
+_CONFIG_CACHE: dict[tuple[str, int, int, int], RunConfig] = {}
+
+
+def _read_config(path: Path) -> RunConfig:
+    """The validated config (cached by file identity: a run's config is written once)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise _Damage("config.yaml: missing") from None
+    except OSError as err:
+        raise _Damage(f"config.yaml: unreadable ({_why(err)})") from None
+    key = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    if key in _CONFIG_CACHE:
+        return _CONFIG_CACHE[key].model_copy(deep=True)  # callers may change their copy
+    text = _read_text(path)
+    try:
+        data = safe_yaml_load(text, "config.yaml")
+        if not isinstance(data, dict):
+            raise ConfigError(f"config.yaml: expected a mapping of fields, got {type(data).__name__}")
+        cfg = validate_config(data)
+    except ConfigError as err:
+        msg = str(err).splitlines()[0] if str(err) else "invalid"
+        raise _Damage(msg if msg.startswith("config.yaml") else f"config.yaml: invalid: {msg}") from None
+    if len(_CONFIG_CACHE) > 512:
+        _CONFIG_CACHE.clear()
+    _CONFIG_CACHE[key] = cfg.model_copy(deep=True)
+    return cfg
+
+
 @dataclass
 class Run:
-    """A run as it is on disk: read-only view with loaders for its models."""
+    """A run as it is on disk: read-only view with loaders for its models.
+
+    Reading never raises for a damaged run where a listing needs it: :attr:`status` and
+    :meth:`summary` report ``damaged`` with :attr:`damage`; the loaders (:attr:`config`,
+    :attr:`metrics`, :attr:`model_spec`, :meth:`load_model`) raise a one-line
+    :class:`RunStoreError` naming the run and the file.
+    """
 
     id: str
     path: Path
 
+    # ---- checks --------------------------------------------------------------------------------
+    def _raw_status(self) -> dict[str, Any]:
+        if not self.path.is_dir():
+            raise _Damage("run directory: unreadable or not a directory")
+        return _check_status(_read_json_object(self.path / "status.json"))
+
+    def _metrics_checked(self) -> dict[str, Any]:
+        path = self.path / "metrics.json"
+        if not os.path.lexists(path):
+            return {"epochs": [], "summary": {}}
+        return _check_metrics(_read_json_object(path))
+
+    def _model_spec_checked(self) -> dict[str, Any]:
+        return _check_model_spec(_read_json_object(self.path / "model.json"))
+
+    def _problems(self) -> str | None:
+        try:
+            self._raw_status()
+            _read_config(self.path / "config.yaml")
+            self._metrics_checked()
+            if os.path.lexists(self.path / "model.json"):
+                self._model_spec_checked()
+            ckpts = self.path / "checkpoints"
+            if os.path.lexists(ckpts) and not ckpts.is_dir():
+                raise _Damage("checkpoints: a file where a directory should be")
+        except _Damage as err:
+            return str(err)
+        except OSError as err:  # defensive: e.g. a directory that cannot be listed
+            return f"run directory: unreadable ({_why(err)})"
+        return None
+
+    @property
+    def damage(self) -> str | None:
+        """Why the run cannot be read (``"status.json: not valid JSON (line 1, column 1)"``), or
+        ``None`` for a healthy run. Checks status, config, metrics, the model description and the
+        checkpoints folder; a missing metrics.json or model.json (a run just created) is not damage."""
+        return self._problems()
+
     @property
     def status(self) -> dict[str, Any]:
-        info = _read_json(self.path / "status.json", self.id)
-        if info.get("status") == "running" and info.get("host") == socket.gethostname():
-            pid = info.get("pid")
-            if isinstance(pid, int) and not _pid_alive(pid):
-                info = {**info, "status": "interrupted"}
+        """The status record; ``status`` is ``interrupted`` for a running status whose process is
+        gone (see :func:`process_gone`) and ``damaged`` (with a ``damage`` reason) when any of the
+        run's files is damaged. Never raises."""
+        try:
+            info = self._raw_status()
+        except _Damage as err:
+            return {"id": self.id, "status": "damaged", "damage": str(err)}
+        problem = self._problems()
+        if problem is not None:
+            return {**info, "id": self.id, "status": "damaged", "damage": problem}
+        if info.get("status") == "running" and process_gone(info):
+            info = {**info, "status": "interrupted"}
         return info
+
+    # ---- loaders -------------------------------------------------------------------------------
+    def _fail(self, err: _Damage) -> RunStoreError:
+        return RunStoreError(f"run {self.id}: {err}")
 
     @property
     def config(self) -> RunConfig:
-        path = self.path / "config.yaml"
+        """The run's validated config; :class:`RunStoreError` when config.yaml is damaged."""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
-            raise RunStoreError(f"run {self.id}: config.yaml unreadable ({err})") from None
-        try:
-            return validate_config(data)
-        except ConfigError as err:
-            raise RunStoreError(f"run {self.id}: config.yaml invalid: {err}") from None
+            return _read_config(self.path / "config.yaml")
+        except _Damage as err:
+            raise self._fail(err) from None
 
     @property
     def metrics(self) -> dict[str, Any]:
-        path = self.path / "metrics.json"
-        if not path.exists():
-            return {"epochs": [], "summary": {}}
-        return _read_json(path, self.id)
+        """``{"epochs": [...], "summary": {...}, ...}`` (empty before the first write)."""
+        try:
+            return self._metrics_checked()
+        except _Damage as err:
+            raise self._fail(err) from None
 
     @property
     def model_spec(self) -> dict[str, Any]:
-        return _read_json(self.path / "model.json", self.id)
+        """How to rebuild the run's networks (``{"student": {"name", "kwargs", ...}, ...}``)."""
+        try:
+            return self._model_spec_checked()
+        except _Damage as err:
+            raise self._fail(err) from None
 
     def checkpoints(self) -> list[str]:
-        """Names of the saved checkpoints (``final``, ``best``, ``epoch_001``, ...)."""
+        """Names of the saved checkpoints (``final``, ``best``, ``epoch_001``, ...); temp files of a
+        writer (``.name.safetensors.XXXX.tmp``) are never listed."""
         folder = self.path / "checkpoints"
-        if not folder.is_dir():
+        try:
+            names = [p.name for p in folder.iterdir()]
+        except OSError:
             return []
-        return sorted(p.stem for p in folder.glob("*.safetensors"))
+        return sorted(
+            n[: -len(".safetensors")]
+            for n in names
+            if n.endswith(".safetensors") and _CKPT_RE.fullmatch(n[: -len(".safetensors")])
+        )
 
     def epoch_checkpoints(self) -> list[tuple[int, str]]:
         """``(epoch, name)`` of per-epoch snapshots, in order (epochs counted from 1)."""
         out = []
         for name in self.checkpoints():
-            if name.startswith("epoch_"):
-                out.append((int(name.split("_", 1)[1]), name))
+            head, _, num = name.partition("_")
+            if head == "epoch" and num.isdigit():
+                out.append((int(num), name))
         return sorted(out)
 
     def load_state(self, which: str = "final") -> dict[str, torch.Tensor]:
-        """The full tensor mapping of one checkpoint (student, extras, peers)."""
-        path = self.path / "checkpoints" / f"{which}.safetensors"
-        if not path.exists():
-            have = ", ".join(self.checkpoints()) or "none"
-            raise RunStoreError(f"run {self.id}: no checkpoint {which!r} (have: {have})")
-        return load_weights(path)
+        """The full tensor mapping of one checkpoint (student, extras, peers).
+
+        Raises:
+            RunStoreError: no checkpoint ``which`` (the message names the ones the run has), or
+                its file cannot be read.
+        """
+        have = self.checkpoints()
+        if not isinstance(which, str) or which not in have:
+            shown = _shown(which) if isinstance(which, str) else type(which).__name__
+            raise RunStoreError(f"run {self.id}: no checkpoint {shown} (have: {', '.join(have) or 'none'})")
+        try:
+            return load_weights(self.path / "checkpoints" / f"{which}.safetensors")
+        except WeightsError as err:
+            reason = str(err).split(": ", 1)[-1]
+            raise RunStoreError(f"run {self.id}: checkpoint {which!r}: {reason}") from None
 
     def build_model(self, role: str = "student") -> nn.Module:
         """A freshly initialised network of the run's architecture (``student`` or ``peerN``)."""
@@ -153,35 +410,68 @@ class Run:
 
         spec = self.model_spec
         net = spec.get(role) or spec["student"]
-        return create_model(
-            net["name"],
-            num_classes=net["num_classes"],
-            in_channels=net["in_channels"],
-            image_size=net["image_size"],
-            **net.get("kwargs", {}),
-        )
+        try:
+            return create_model(
+                net["name"],
+                num_classes=net["num_classes"],
+                in_channels=net["in_channels"],
+                image_size=net["image_size"],
+                **(net.get("kwargs") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise RunStoreError(f"run {self.id}: model.json cannot build the {role}: {msg}") from None
 
     def load_model(
         self, which: str = "final", role: str = "student", device: str | torch.device = "cpu"
     ) -> nn.Module:
-        """The run's network with the weights of checkpoint ``which``, in eval mode."""
+        """The run's network with the weights of checkpoint ``which``, in eval mode.
+
+        Raises:
+            RunStoreError: one line naming the run and checkpoint when it is missing (listing the
+                ones that exist), holds no ``role`` weights, or its tensors do not fit the network.
+        """
         model = self.build_model("student" if role.startswith("peer") else role)
         state = split_state(self.load_state(which), role)
         if not state:
             raise RunStoreError(f"run {self.id}: checkpoint {which!r} holds no {role!r} weights")
+        own = model.state_dict()
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if wrong or missing or unexpected:
+            parts = []
+            if wrong:
+                k = wrong[0]
+                parts.append(
+                    f"{len(wrong)} tensor(s) of another shape, e.g. {k} is {list(state[k].shape)} "
+                    f"in the checkpoint but {list(own[k].shape)} in the model"
+                )
+            if missing:
+                parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+            raise RunStoreError(
+                f"run {self.id}: checkpoint {which!r} does not fit the run's {role} network ({'; '.join(parts)})"
+            )
         model.load_state_dict(state)
         return model.to(device).eval()
 
     def summary(self) -> dict[str, Any]:
-        """One row for listings: id, kind, status, dataset, model, methods, key metrics."""
+        """One row for listings: id, kind, status, dataset, model, methods, key metrics, and
+        ``damage`` (the reason, for a damaged run; else None). Never raises."""
         status = self.status
+        damage = status.get("damage") if status.get("status") == "damaged" else None
         try:
-            cfg = self.config
+            cfg = _read_config(self.path / "config.yaml")
             dataset, model = cfg.data.dataset, cfg.model.name
             methods = "+".join(m.name for m in cfg.distill.methods)
-        except RunStoreError:
+        except _Damage:
             dataset = model = methods = "?"
-        summ = self.metrics.get("summary", {})
+        try:
+            summ = self._metrics_checked()["summary"]
+        except _Damage:
+            summ = {}
         return {
             "id": self.id,
             "name": status.get("name"),
@@ -195,15 +485,25 @@ class Run:
             "best_test_acc": summ.get("best_test_acc"),
             "agreement": summ.get("agreement"),
             "epochs": summ.get("epochs_done"),
+            "damage": damage,
         }
 
 
 class RunWriter:
-    """Writes one run's files; used by the engine's run-store subscriber."""
+    """Writes one run's files; used by the engine's run-store subscriber.
+
+    Every write is atomic and never creates the run directory: once the run was removed, a write
+    raises :class:`RunDeletedError` and leaves nothing on disk.
+    """
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self._status = _read_json(run.path / "status.json", run.id)
+        if not run.path.is_dir():
+            raise RunDeletedError(f"run {run.id}: its directory is gone (the run was removed)")
+        try:
+            self._status = _read_json_object(run.path / "status.json")
+        except _Damage as err:
+            raise RunStoreError(f"run {run.id}: {err}") from None
 
     @property
     def id(self) -> str:
@@ -213,20 +513,47 @@ class RunWriter:
     def path(self) -> Path:
         return self.run.path
 
+    def _gone(self) -> RunDeletedError:
+        return RunDeletedError(
+            f"run {self.id}: its directory is gone (the run was removed while it was written); "
+            "nothing more is recorded"
+        )
+
+    def _write(self, fn: Any, path: Path, *args: Any) -> None:
+        try:
+            fn(path, *args, make_parents=False)
+        except FileNotFoundError:
+            if not self.path.is_dir():
+                raise self._gone() from None
+            raise
+
     def update_status(self, **fields: Any) -> None:
+        """Merge ``fields`` into status.json (``updated`` set to now)."""
         self._status.update(fields, updated=utc_now())
-        atomic_write_json(self.path / "status.json", self._status)
+        self._write(atomic_write_json, self.path / "status.json", self._status)
 
     def write_model_spec(self, spec: dict[str, Any]) -> None:
-        atomic_write_json(self.path / "model.json", spec)
+        """Write model.json."""
+        self._write(atomic_write_json, self.path / "model.json", spec)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        atomic_write_json(self.path / "metrics.json", metrics)
+        """Write metrics.json (``{"epochs": [...], "summary": {...}}``)."""
+        self._write(atomic_write_json, self.path / "metrics.json", metrics)
 
     def save_checkpoint(
         self, name: str, state: dict[str, torch.Tensor], meta: dict[str, str] | None = None
     ) -> None:
-        atomic_save_safetensors(self.path / "checkpoints" / f"{name}.safetensors", state, meta)
+        """Write ``checkpoints/<name>.safetensors`` (the folder made inside the run, never the run)."""
+        if not _CKPT_RE.fullmatch(name):
+            raise RunStoreError(f"run {self.id}: checkpoint name {_shown(name)} is not a plain name")
+        folder = self.path / "checkpoints"
+        try:
+            folder.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            raise self._gone() from None
+        except FileExistsError:
+            raise RunStoreError(f"run {self.id}: checkpoints is a file, not a directory") from None
+        self._write(atomic_save_safetensors, folder / f"{name}.safetensors", state, meta)
 
 
 class RunStore:
@@ -241,10 +568,10 @@ class RunStore:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             label = config.name or f"{config.kind}-{config.model.name}"
             run_id = f"{stamp}-{_slug(label)}-{uuid.uuid4().hex[:4]}"
-        if not _ID_RE.match(run_id):
+        if not isinstance(run_id, str) or not _ID_RE.fullmatch(run_id):
             raise RunStoreError(f"run id {run_id!r}: use letters, digits, '-', '_' and '.' only")
         final = self.root / run_id
-        if final.exists():
+        if os.path.lexists(final):
             raise RunStoreError(f"run {run_id}: already exists in {self.root}")
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".staging-{run_id}-{uuid.uuid4().hex[:6]}"
@@ -265,9 +592,12 @@ class RunStore:
                     "finished": None,
                     "version": __version__,
                     "pid": os.getpid(),
+                    "pid_start": _proc_start(os.getpid()),
                     "host": socket.gethostname(),
                 },
             )
+            if os.path.lexists(final):
+                raise RunStoreError(f"run {run_id}: already exists in {self.root}")
             os.replace(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -275,25 +605,67 @@ class RunStore:
         return RunWriter(Run(run_id, final))
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        """Ids of the runs in the store, damaged ones included, sorted.
+
+        A run is a plain-named, non-hidden directory (symbolic links are not followed) holding a
+        ``status.json`` or ``config.yaml``, or one that cannot be read (listed as damaged). Other
+        folders (``sweeps``) and hidden entries (``.jobs``, ``.staging-*``, ``.trash-*``) are not runs.
+        """
+        try:
+            entries = list(os.scandir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / "status.json").exists()
+        except OSError as err:
+            raise RunStoreError(f"run store {self.root}: cannot be read ({_why(err)})") from None
+        out = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not _ID_RE.fullmatch(name):
+                continue
+            try:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+            except OSError:
+                continue
+            if _looks_like_run(Path(entry.path)):
+                out.append(name)
+        return sorted(out)
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """The id of the run named by ``id_or_prefix``: an exact id, or a prefix of exactly one id.
+
+        Raises:
+            RunStoreError: the id is empty, not a plain name (a path, ``..``, a NUL, a leading
+                ``.``), matches no run, or is a prefix of several (the message names them).
+        """
+        if not isinstance(id_or_prefix, str):
+            raise RunStoreError(f"run id: expected text, got {type(id_or_prefix).__name__}")
+        text = id_or_prefix
+        if not text.strip():
+            raise RunStoreError(f"run id {text!r}: empty; give a run id or a unique prefix of one")
+        if not _ID_RE.fullmatch(text):
+            raise RunStoreError(
+                f"run id {_shown(text)}: not a plain run name (letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit; no paths)"
+            )
+        ids = self.ids()
+        if text in ids:
+            return text
+        matches = [i for i in ids if i.startswith(text)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunStoreError(f"run {text!r}: not found in {self.root}")
+        more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
+        raise RunStoreError(
+            f"run {text!r}: ambiguous, the prefix of {len(matches)} runs: {', '.join(matches[:8])}{more}"
         )
 
     def load(self, run_id: str) -> Run:
-        """The run ``run_id``; a unique prefix of an id is accepted."""
-        path = self.root / run_id
-        if path.is_dir() and (path / "status.json").exists() and not run_id.startswith("."):
-            return Run(run_id, path)
-        matches = [i for i in self.ids() if i.startswith(run_id) or run_id in i]
-        if len(matches) == 1:
-            return Run(matches[0], self.root / matches[0])
-        if not matches:
-            raise RunStoreError(f"run {run_id!r}: not found in {self.root}")
-        raise RunStoreError(f"run {run_id!r}: ambiguous, matches {', '.join(matches[:5])}")
+        """The run ``run_id`` (an exact id or a unique prefix, see :meth:`resolve`). A damaged run
+        loads too; its loaders raise :class:`RunStoreError` naming the damaged file."""
+        full = self.resolve(run_id)
+        return Run(full, self.root / full)
 
     def list(
         self,
@@ -303,16 +675,17 @@ class RunStore:
         model: str | None = None,
         method: str | None = None,
     ) -> list[Run]:
-        """Runs, oldest first, filtered by any of kind, status, dataset, model and method."""
+        """Runs, oldest first (by id), filtered by any of kind, status, dataset, model and method.
+
+        Damaged runs are listed (status ``damaged``, see :attr:`Run.damage`) unless a filter on
+        kind, dataset, model or method excludes them; ``status="damaged"`` lists only them.
+        """
         if status is not None and status not in STATUSES:
             raise RunStoreError(f"status filter {status!r}: expected one of {', '.join(STATUSES)}")
         runs = []
         for run_id in self.ids():
             run = Run(run_id, self.root / run_id)
-            try:
-                info = run.summary()
-            except RunStoreError:
-                continue
+            info = run.summary()
             if kind and info["kind"] != kind:
                 continue
             if status and info["status"] != status:
@@ -326,19 +699,117 @@ class RunStore:
             runs.append(run)
         return runs
 
-    def delete(self, run_id: str) -> str:
-        """Remove a run: renamed out of the listing first, then deleted. Returns its id."""
-        run = self.load(run_id)
-        trash = self.root / f".trash-{run.id}-{uuid.uuid4().hex[:6]}"
-        os.replace(run.path, trash)
+    def remove(self, run_id: str, *, force: bool = False) -> str:
+        """Remove a run (exact id or unique prefix); returns its id.
+
+        The directory is first renamed out of the listing (``.trash-*``), then deleted, so the run
+        is either listed whole or not at all. A run whose process is alive (status ``running``) is
+        refused unless ``force``; its writer then fails on its next write without recreating it.
+
+        Raises:
+            RunStoreError: the id does not resolve, the run is running, or it cannot be renamed.
+        """
+        full = self.resolve(run_id)
+        run = Run(full, self.root / full)
+        if not force:
+            info = run.status
+            if info.get("status") == "running":
+                who = f"pid {info.get('pid')} on {info.get('host')}" if info.get("pid") else "its process"
+                raise RunStoreError(f"run {full}: still running ({who}); stop it first, or force the removal")
+        trash = self.root / f".trash-{full}-{uuid.uuid4().hex[:6]}"
+        try:
+            os.replace(run.path, trash)
+        except FileNotFoundError:
+            raise RunStoreError(f"run {full}: not found in {self.root} (removed meanwhile)") from None
+        except OSError as err:
+            raise RunStoreError(f"run {full}: cannot be removed ({_why(err)})") from None
         shutil.rmtree(trash, ignore_errors=True)
-        return run.id
+        return full
+
+    def delete(self, run_id: str, *, force: bool = False) -> str:
+        """Alias of :meth:`remove`."""
+        return self.remove(run_id, force=force)
+
+    def gc(self, dry_run: bool = False, *, min_age_s: float = GC_MIN_AGE_S) -> list[Path]:
+        """Remove what killed processes left behind and return the paths removed (or, with
+        ``dry_run``, those that would be).
+
+        Cleans ``.trash-*`` folders (any age), ``.staging-*`` folders and ``*.tmp`` / ``*.part``
+        files at the root, in run directories and in their ``checkpoints/`` whose newest
+        modification is older than ``min_age_s`` seconds (a younger one may belong to a writer
+        running now). Live runs' files, damaged runs and anything else are left alone.
+        """
+        if not self.root.is_dir():
+            return []
+        now = time.time()
+        found: list[Path] = []
+
+        def old(path: Path) -> bool:
+            newest = _newest_mtime(path)
+            return newest is not None and now - newest >= min_age_s
+
+        try:
+            top = sorted(self.root.iterdir())
+        except OSError as err:
+            raise RunStoreError(f"run store {self.root}: cannot be read ({_why(err)})") from None
+        for path in top:
+            name = path.name
+            if path.is_symlink():
+                continue
+            if name.startswith(".trash-") or (name.startswith(".staging-") and old(path)):
+                found.append(path)
+            elif name.endswith(_TEMP_SUFFIXES) and path.is_file() and old(path):
+                found.append(path)
+        for run_id in self.ids():
+            for folder in (self.root / run_id, self.root / run_id / "checkpoints"):
+                try:
+                    children = sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
+                except OSError:
+                    continue
+                for path in children:
+                    if path.name.endswith(_TEMP_SUFFIXES) and path.is_file() and old(path):
+                        found.append(path)
+        if dry_run:
+            return found
+        removed = []
+        for path in found:
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                continue
+            removed.append(path)
+        return removed
 
 
-def _read_json(path: Path, run_id: str) -> dict[str, Any]:
+def _looks_like_run(path: Path) -> bool:
+    """A directory holding status.json or config.yaml (any kind of entry), or an unreadable one."""
+    for name in ("status.json", "config.yaml"):
+        try:
+            os.lstat(path / name)
+            return True
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True  # e.g. permission denied: a run we cannot read, listed as damaged
+    return False
+
+
+def _newest_mtime(path: Path) -> float | None:
+    """The newest modification time of ``path`` and, for a folder, of everything in it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunStoreError(f"run {run_id}: {path.name} is missing") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunStoreError(f"run {run_id}: {path.name} unreadable ({err})") from None
+        newest = path.lstat().st_mtime
+    except OSError:
+        return None
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(path):
+            for name in dirnames + filenames:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+                except OSError:
+                    continue
+    return newest
