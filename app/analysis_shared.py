@@ -202,7 +202,7 @@ def decode_upload(data: bytes, image_shape: tuple[int, int, int]) -> torch.Tenso
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
         raise AppInputError("upload: not a readable PNG or JPEG image") from None
     array = array[None] if c == 1 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+    return torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).unsqueeze(0)
 
 
 # ---- run facts ---------------------------------------------------------------------------------------

@@ -122,3 +122,13 @@ def test_chain_needs_a_store():
     cfg = _distill("t", {"name": "ban"})
     with pytest.raises(ChainError, match="store"):
         run_chain(cfg, None)  # type: ignore[arg-type]
+
+
+def test_chain_length_counts_the_runs_a_config_trains():
+    from workbench.train import chain_length, is_chain
+
+    takd = _distill("t", {"name": "takd", "params": {"assistants": [{"model": "cnn"}, {"model": "cnn"}]}})
+    ban = _distill("t", {"name": "ban", "params": {"generations": 4}})
+    kd = _distill("t", {"name": "kd"})
+    assert [is_chain(c) for c in (takd, ban, kd)] == [True, True, False]
+    assert [chain_length(c) for c in (takd, ban, kd)] == [3, 4, 1]

@@ -118,3 +118,60 @@ def test_doctor_on_a_distilled_run(tmp_path, monkeypatch):
     assert "findings" in report
     for f in report["findings"]:
         assert f["explanation"] and f["suggestion"] and f["view"]
+
+
+def test_train_distill_chain_prints_every_link(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    ws = str(tmp_path / "ws")
+    common = ["--set", "data.dataset=digits", "--set", "model.name=mlp", "--set", "train.max_steps=3", "-w", ws, "-q"]
+    assert _run("train", "teacher", "--set", "name=t", *common).exit_code == 0
+    from workbench.runs import RunStore
+
+    (teacher,) = RunStore(ws).list(kind="teacher")
+    res = _run(
+        "train",
+        "distill",
+        "--set",
+        f"teachers=[{{source: 'run:{teacher.id}'}}]",
+        "--set",
+        "distill.methods=[{name: ban, params: {generations: 2}}]",
+        *common,
+    )
+    assert res.exit_code == 0, res.output
+    links = RunStore(ws).list(kind="distill")
+    assert len(links) == 2
+    lines = [line for line in res.output.splitlines() if line.startswith("run ")]
+    assert [line.split()[1] for line in lines] == [r.id for r in links]
+    assert all(" completed: test acc " in line for line in lines)
+
+
+def test_demo_trains_through_the_one_entry_with_a_progress_bar(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import workbench.demo as demo
+    from workbench.config import validate_config
+
+    def tiny(epochs, seed):
+        base = {"data": {"dataset": "digits", "train_subset": 128}, "model": {"name": "mlp"}, "seed": seed}
+        return [
+            validate_config({**base, "kind": "student", "name": "demo-scratch", "train": {"epochs": epochs}}),
+            validate_config({**base, "kind": "student", "name": "demo-other", "train": {"epochs": epochs}}),
+        ]
+
+    monkeypatch.setattr(demo, "demo_configs", tiny)
+    buf = io.StringIO()
+    rows = demo.run_demo(epochs=2, workspace=tmp_path / "ws", console=Console(file=buf, width=200))
+    assert [r["method"] for r in rows] == ["shipped", "none", "none"]
+    from workbench.runs import RunStore
+
+    stored = {r.id for r in RunStore(tmp_path / "ws").list(status="completed")}
+    assert {rows[1]["run_id"], rows[2]["run_id"]} == stored
+    assert buf.getvalue().count("epoch 2: train acc") == 2
+
+
+def test_demo_does_not_import_the_cli():
+    code = "import sys, workbench.demo; assert 'workbench.cli' not in sys.modules, 'cycle'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -238,6 +238,10 @@ def test_remove_refuses_a_live_run_and_a_late_write_never_recreates_it(tmp_path)
     w.write_model_spec(SPEC)
     with pytest.raises(RunStoreError, match=rf"run {w.id}: still running \(pid {os.getpid()} on .*stop it first"):
         store.remove(w.id)
+    (w.path / "metrics.json").write_text("[]")  # damaged, but its process is alive: still refused
+    assert store.load(w.id).status["status"] == "damaged"
+    with pytest.raises(RunStoreError, match="still running"):
+        store.remove(w.id)
     assert store.ids() == [w.id]
     assert store.remove(w.id[:12], force=True) == w.id
     assert store.ids() == [] and not w.path.exists()
@@ -357,6 +361,26 @@ def test_running_status_liveness(tmp_path):
     status["updated"] = _stamp(10)
     (w.path / "status.json").write_text(json.dumps(status))
     assert store.load(w.id).status["status"] == "running"
+
+
+def test_unreaped_killed_process_reads_as_interrupted(tmp_path):
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        pytest.skip("no /proc here")
+    store = RunStore(tmp_path)
+    w = store.create(_cfg())
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        w.update_status(pid=proc.pid, pid_start=_proc_start(proc.pid))
+        assert store.load(w.id).status["status"] == "running"
+        proc.kill()
+        for _ in range(100):  # not reaped: a zombie until wait()
+            if open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        assert store.load(w.id).status["status"] == "interrupted"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_reused_pid_reads_as_interrupted():

@@ -328,7 +328,7 @@ def test_soft_label_plot_lines_and_heatmap():
 # ---- similarity -----------------------------------------------------------------------------------
 def test_cka_heatmap_is_the_matrix():
     m = np.array([[0.9, 0.2], [0.4, 0.8], [0.1, 0.95]])
-    res = CKAResult(m, ["l1", "l2", "pool"], ["s1", "pool"], 100, 50, True, "teacher", "student")
+    res = CKAResult(m, ["l1", "l2", "pool"], ["s1", "pool"], 100, 50, True, names=("teacher", "student"))
     fig = viz.cka_heatmap(res)
     assert _types(fig) == ["heatmap"]
     np.testing.assert_array_equal(fig.data[0].z, m)
@@ -340,7 +340,7 @@ def test_cka_heatmap_is_the_matrix():
 
 def test_cka_training_lines():
     vals = np.array([[0.1, 0.2], [0.5, 0.6], [0.7, 0.9]])
-    res = CKATrainingResult(np.array([1, 2, 3]), vals, ["a", "b"], ["ta", "tb"], 64, 32, True, "teacher")
+    res = CKATrainingResult(np.array([1, 2, 3]), vals, ["a", "b"], ["ta", "tb"], 64, 32, True, names=("teacher", "student"))
     fig = viz.cka_training_lines(res)
     assert _types(fig) == ["scatter", "scatter"]
     np.testing.assert_array_equal(fig.data[1].y, [0.2, 0.6, 0.9])
@@ -363,8 +363,7 @@ def test_embedding_scatter_one_trace_per_class_and_model():
         True,
         np.array([0.5, 0.25]),
         np.array([0.6, 0.2]),
-        "teacher",
-        "student",
+        names=("teacher", "student"),
     )
     fig = viz.embedding_scatter(res, class_names=["zero", "one", "two"])
     assert len(fig.data) == 4  # classes 0 and 2, in both panels
@@ -439,7 +438,7 @@ def test_landscape_lines_interpolation_and_comparison():
         8,
         "recompute",
         None,
-        {"model_a": {"cross_entropy": 0.25}, "model_b": {"cross_entropy": 0.35}},
+        {"start": {"cross_entropy": 0.25}, "end": {"cross_entropy": 0.35}},
     )
     interp = viz.interpolation_curves(path, names=("student", "teacher"))
     assert _types(interp) == ["scatter", "scatter"]

@@ -6,7 +6,13 @@ import streamlit as st
 
 from app import analysis_shared as shared_a
 from app import shared
-from workbench.analysis.cam import TARGET_MODES, cam_method_schema, compare_cams, get_cam_method, list_cam_methods
+from workbench.analysis.cam import (
+    TARGET_MODES,
+    cam_method_schema,
+    compare_cams,
+    get_cam_method,
+    list_cam_methods,
+)
 from workbench.viz import cam_class_agreement, cam_grid, localization_summary
 
 PICK_LABELS = {

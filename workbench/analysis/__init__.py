@@ -1,9 +1,13 @@
 """Analyses of a teacher and a student (models + data -> typed results).
 
-Modules: :mod:`~workbench.analysis.cam` (class activation maps and attributions, compared across
-models), :mod:`~workbench.analysis.agreement`, :mod:`~workbench.analysis.similarity` (CKA),
-:mod:`~workbench.analysis.landscape`, :mod:`~workbench.analysis.difficulty` and
-:mod:`~workbench.analysis.doctor`. The landscape objectives (``cross_entropy``, ``kd``,
+Modules: :mod:`~workbench.analysis.cam` (a package: class activation maps and attributions,
+compared across models), :mod:`~workbench.analysis.agreement`, :mod:`~workbench.analysis.similarity`
+(CKA), :mod:`~workbench.analysis.embedding`, :mod:`~workbench.analysis.landscape`,
+:mod:`~workbench.analysis.hessian`, :mod:`~workbench.analysis.difficulty` and
+:mod:`~workbench.analysis.doctor` (a package: rules, evidence, report). Every analysis on models
+takes ``(teacher, student, images, labels, *, ...)`` with ``progress=`` and ``cancel=``
+(:mod:`workbench.runtime`), computes on a copy (the caller's model is never changed) and returns a
+dataclass with ``class_names``, ``params`` and ``to_dict()``. The landscape objectives (``cross_entropy``, ``kd``,
 ``agreement``, ``accuracy``) are reached through their module, ``workbench.analysis.landscape``.
 """
 
@@ -28,11 +32,14 @@ from workbench.analysis.cam import (
     CrossFaithfulnessResult,
     FaithfulnessResult,
     LocalizationResult,
+    MapAgreement,
+    cam_method_schema,
     compare_cams,
     compare_maps,
     compute_cams,
     cross_faithfulness,
     curve_auc,
+    describe_cam_methods,
     faithfulness,
     list_cam_methods,
     localization_metrics,
@@ -51,29 +58,33 @@ from workbench.analysis.doctor import (
     rank_findings,
     softness_from_logits,
 )
-from workbench.analysis.landscape import (
-    BN_MODES,
+from workbench.analysis.embedding import EMBED_METHODS, EmbeddingResult, embedding_2d
+from workbench.analysis.hessian import (
     HessianEigenResult,
     HessianTraceResult,
+    hessian_top_eigenvalue,
+    hessian_trace,
+)
+from workbench.analysis.landscape import (
+    BN_MODES,
+    ORDERS,
     LandscapeResult,
     Objective,
     builtin_objectives,
-    hessian_top_eigenvalue,
-    hessian_trace,
     interpolate,
     landscape_1d,
     landscape_2d,
     random_direction,
 )
 from workbench.analysis.similarity import (
+    KERNELS,
     CKAResult,
     CKATrainingResult,
-    EmbeddingResult,
     MinibatchCKA,
     cka_matrix,
     cka_over_training,
-    embedding_2d,
     linear_cka,
+    matched_pairs,
     rbf_cka,
 )
 
@@ -100,6 +111,13 @@ __all__ = [
     "CKAResult",
     "CKATrainingResult",
     "CrossFaithfulnessResult",
+    "EMBED_METHODS",
+    "KERNELS",
+    "MapAgreement",
+    "ORDERS",
+    "cam_method_schema",
+    "describe_cam_methods",
+    "matched_pairs",
     "DifficultyResult",
     "DisagreementGallery",
     "EmbeddingResult",

@@ -105,7 +105,10 @@ def _pid_alive(pid: int) -> bool:
         return True
     except (OverflowError, ValueError, OSError):
         return False
-    return True
+    try:  # a killed child its parent has not reaped yet (a zombie) has ended too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _proc_start(pid: int) -> float | None:
@@ -712,8 +715,11 @@ class RunStore:
         full = self.resolve(run_id)
         run = Run(full, self.root / full)
         if not force:
-            info = run.status
-            if info.get("status") == "running":
+            try:
+                info = run._raw_status()  # liveness counts even when another file is damaged
+            except _Damage:
+                info = {}
+            if info.get("status") == "running" and not process_gone(info):
                 who = f"pid {info.get('pid')} on {info.get('host')}" if info.get("pid") else "its process"
                 raise RunStoreError(f"run {full}: still running ({who}); stop it first, or force the removal")
         trash = self.root / f".trash-{full}-{uuid.uuid4().hex[:6]}"

@@ -180,22 +180,27 @@ class Panel:
         A bad value (unknown name, out of range, not among the options) is not applied: it is
         shown in the panel and kept in :attr:`error`; nothing is raised. Returns ``self``.
         """
+        if self._apply(values):
+            self._changed(None, None)
+        return self
+
+    def _apply(self, values: Mapping[str, Any]) -> bool:
+        """Check and assign ``values`` without recomputing; returns False (error shown) on a bad one."""
         try:
             checked = {name: self._check_value(name, v) for name, v in values.items()}
         except Exception as err:  # noqa: BLE001 - a bad value is shown, never raised
             self._fail(err)
-            return self
+            return False
         self._suspend += 1
         try:
             for name, v in checked.items():
                 self.controls[name].value = v
         except Exception as err:  # noqa: BLE001
             self._fail(err)
-            return self
+            return False
         finally:
             self._suspend -= 1
-        self._changed(None, None)
-        return self
+        return True
 
     def _check_value(self, name: str, value: Any) -> Any:
         """Validate one value for control ``name`` (by the widget's options and bounds); returns the

@@ -454,8 +454,8 @@ class AgreementExplorer(_ModelPanel):
         return cls(cls._need_teacher(inputs), inputs.student, inputs.images, inputs.labels, **kw)
 
     def _compute(self) -> None:
-        from workbench.analysis import agreement_report
         from workbench import viz
+        from workbench.analysis import agreement_report
 
         temp = float(self.value("temperature"))
         if temp not in self._cache:

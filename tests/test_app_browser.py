@@ -1,0 +1,265 @@
+"""The app end to end in a real browser: ``workbench.serve.start`` on a free loopback port with a fresh
+run store, driven by Playwright on the system's Chromium (headless).
+
+Home -> "Run the demo" (the click queues the demo pair; the test replaces it by the same pair with one
+epoch each to stay short) -> both jobs finish -> every page of the KD run renders its plotly figures
+without an exception or an error line -> a copied URL opens the same view in a fresh browser context.
+Screenshots of every page land in the test's temporary folder (the path is printed).
+
+Needs the ``playwright`` package and a ``chromium`` executable (never downloads a browser): skipped
+when either is missing, failed instead where ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+#: seconds a page may take to paint its figures (analyses run on a shared CPU)
+PAGE_TIMEOUT_S = 150
+#: seconds the one-epoch demo pair may take from queued to finished
+JOBS_TIMEOUT_S = 300
+
+#: JavaScript: true once the app has finished running its script (nothing stale, nothing running)
+IDLE_JS = """() => {
+  if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'))
+    return false;
+  if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
+  return !!document.querySelector('[data-testid="stMainBlockContainer"] h1');
+}"""
+
+#: JavaScript: the number of plotly figures drawn (an SVG root or a WebGL canvas inside the graph)
+PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .filter(g => g.querySelector('svg.main-svg, canvas')).length"""
+
+
+def _need_browser() -> str:
+    """The chromium executable; skip (fail in CI) when it or playwright is missing."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    reason = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+    if reason is None and exe is None:
+        reason = "no chromium executable on PATH (Debian: apt-get install chromium)"
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"browser test cannot run in CI: {reason}")
+        pytest.skip(reason)
+    return exe  # type: ignore[return-value]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    """Terminate the app's process group (then kill it if it lingers)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+
+
+def _stop_jobs(root: Path) -> None:
+    """Stop every job of the store that is not final, and kill its worker if it does not end."""
+    from workbench.jobs import JobQueue
+
+    queue = JobQueue(root, max_jobs=1)
+    live = [j for j in queue.list() if not j.done]
+    for job in live:
+        with contextlib.suppress(Exception):
+            queue.stop(job.id)
+    deadline = time.monotonic() + 20
+    for job in live:
+        pid = queue.get(job.id).pid
+        while pid and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the app exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the app did not answer at {url} within {timeout} s")
+
+
+def _wait_page(page: Any, title: str, min_plots: int, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """Wait until the page shows ``title``, has finished its run and drew ``min_plots`` figures."""
+    page.wait_for_function(
+        f"""() => {{
+          const h = document.querySelector('[data-testid="stMainBlockContainer"] h1');
+          return h && h.innerText.includes({json.dumps(title)}) && ({IDLE_JS})() && ({PLOTS_JS})() >= {min_plots};
+        }}""",
+        timeout=timeout_s * 1000,
+        polling=250,
+    )
+
+
+def _assert_no_crash(page: Any, where: str) -> None:
+    """No Streamlit exception block and no error line on the page."""
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, f"{where}: exception shown: {exceptions.first.inner_text()[:500]}"
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, f"{where}: error shown: {errors.first.inner_text()[:500]}"
+
+
+def _selectbox_values(page: Any) -> dict[str, str]:
+    """Label -> shown value of every select box on the page."""
+    out = {}
+    boxes = page.locator('[data-testid="stSelectbox"]')
+    for i in range(boxes.count()):
+        label, _, value = boxes.nth(i).inner_text().partition("\n")
+        out[label.strip()] = value.strip()
+    return out
+
+
+def test_app_end_to_end_in_chromium(tmp_path):
+    exe = _need_browser()
+    pytest.importorskip("streamlit")
+    from playwright.sync_api import sync_playwright
+
+    from workbench import serve
+    from workbench.jobs import JobQueue, submit_demo
+
+    root = tmp_path / "runs"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = serve.start(
+        port=port, host="127.0.0.1", runs=root, max_jobs=1, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_http(url, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+            try:
+                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = ctx.new_page()
+
+                # ---- Home: the newcomer's demo button ----------------------------------------------
+                page.goto(url, wait_until="domcontentloaded")
+                page.get_by_role("button", name="Run the demo").click(timeout=PAGE_TIMEOUT_S * 1000)
+                page.get_by_text("Queued 2 demo runs").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+                _assert_no_crash(page, "home after the demo click")
+                queue = JobQueue(root, max_jobs=1)
+                clicked = queue.list()
+                assert sorted(j.name for j in clicked) == ["demo-kd", "demo-scratch"]
+                assert all(j.config["train"]["epochs"] == 2 for j in clicked)
+                # the same pair with one epoch each keeps the suite short
+                for job in clicked:
+                    queue.stop(job.id)
+                small = submit_demo(queue, epochs=1)
+                for job in small:
+                    final = queue.wait(job.id, timeout=JOBS_TIMEOUT_S)
+                    assert final.state == "finished", (final.state, final.error, queue.log(job.id)[-2000:])
+                by_name = {queue.get(j.id).name: queue.get(j.id).run_id for j in small}
+                kd, scratch = by_name["demo-kd"], by_name["demo-scratch"]
+                assert (root / kd / "status.json").is_file()
+
+                page.goto(url, wait_until="domcontentloaded")
+                page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000)
+                assert page.get_by_text("demo-kd").first.is_visible()
+                _assert_no_crash(page, "home")
+                page.screenshot(path=str(shots / "home.png"))
+
+                # ---- every page of the KD run --------------------------------------------------------
+                pages = [
+                    ("training", f"run={kd}", "Training", 1),
+                    ("cams", f"run={kd}&count=4", "Class activation maps", 2),
+                    ("similarity", f"run={kd}&n=128", "Feature similarity", 2),
+                    ("landscape", f"run={kd}&n=64&steps=5", "Loss landscape", 1),
+                    ("agreement", f"run={kd}&n=300", "Agreement", 1),
+                    ("compare", f"runs={kd},{scratch}", "Compare runs", 1),
+                    ("doctor", f"run={kd}&n=100&scratch={scratch}&examine=1", "Student doctor", 0),
+                ]
+                for path, query, title, min_plots in pages:
+                    page.goto(f"{url}/{path}?{query}", wait_until="domcontentloaded")
+                    _wait_page(page, title, min_plots)
+                    _assert_no_crash(page, path)
+                    if path == "doctor":  # findings come with figures; no finding is a success line
+                        assert page.evaluate(PLOTS_JS) >= 1 or page.locator(
+                            '[data-testid="stAlertContentSuccess"]'
+                        ).count() == 1
+                    if path != "compare":
+                        assert kd in page.url, f"{path}: the URL lost the run: {page.url}"
+                        assert kd[-4:] in _selectbox_values(page).get("Run", ""), _selectbox_values(page)
+                    page.screenshot(path=str(shots / f"{path}.png"))
+
+                # ---- a copied URL opens the same view ------------------------------------------------
+                page.goto(f"{url}/agreement?run={kd}&n=300", wait_until="domcontentloaded")
+                _wait_page(page, "Agreement", 1)
+                seed = page.get_by_label("Seed", exact=True)
+                seed.fill("3")
+                seed.press("Enter")
+                page.wait_for_function("() => location.search.includes('seed=3')", timeout=30_000)
+                _wait_page(page, "Agreement", 1)
+                _assert_no_crash(page, "agreement, seed 3")
+                shown = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+                boxes = _selectbox_values(page)
+                copied = page.url
+
+                other = browser.new_context(viewport={"width": 1400, "height": 1000})
+                fresh = other.new_page()
+                fresh.goto(copied, wait_until="domcontentloaded")
+                _wait_page(fresh, "Agreement", 1)
+                _assert_no_crash(fresh, "agreement from the copied URL")
+                assert fresh.get_by_label("Seed", exact=True).input_value() == "3"
+                assert fresh.get_by_label("Samples", exact=True).input_value() == "300"
+                assert _selectbox_values(fresh) == boxes
+                assert fresh.locator('[data-testid="stMetricValue"]').all_inner_texts() == shown
+                fresh.screenshot(path=str(shots / "agreement_copied_url.png"))
+                other.close()
+            finally:
+                browser.close()
+        print(f"\nscreenshots: {shots}")
+        assert sorted(f.name for f in shots.iterdir()) == sorted(
+            [f"{n}.png" for n in ("home", "training", "cams", "similarity", "landscape", "agreement", "compare",
+                                  "doctor", "agreement_copied_url")]
+        )
+    finally:
+        _stop_jobs(root)
+        _stop_server(proc)
+        log.close()

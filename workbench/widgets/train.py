@@ -1,0 +1,387 @@
+"""TrainPanel: a run config from a form, trained as a background job of the shared queue, watched live.
+
+The form is generated from the registries (datasets, shipped teachers and teacher runs, models,
+methods) and from each method's parameter schema (:func:`workbench.distill.forms.schema_fields`).
+``start()`` submits the config to :class:`workbench.jobs.JobQueue`, the queue the app and the CLI
+use; the job trains in a worker process, so the kernel stays usable. A daemon thread reads the
+job's progress and the run's metrics from the run store about once a second and redraws the bar
+and the curves, until the job is final or the panel is closed.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ipywidgets as W
+
+from workbench.widgets.base import Panel, PanelError
+
+NO_TEACHER = "none"
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _field_widget(f: Any) -> W.ValueWidget:
+    """One control for a schema field (:class:`workbench.distill.forms.Field`)."""
+    desc = f.name
+    tip = f.help or f.name
+    if f.kind in ("number", "integer") and not f.optional and f.default is not None:
+        lo = -1e12 if f.minimum is None else f.minimum
+        hi = 1e12 if f.maximum is None else f.maximum
+        if f.kind == "integer":
+            return W.BoundedIntText(value=int(f.default), min=int(lo), max=int(hi), description=desc, tooltip=tip)
+        return W.BoundedFloatText(value=float(f.default), min=float(lo), max=float(hi), description=desc,
+                                  tooltip=tip)
+    if f.kind == "boolean":
+        return W.Checkbox(value=bool(f.default), description=desc, tooltip=tip)
+    if f.kind == "choice":
+        return W.Dropdown(options=list(f.choices), value=f.default if f.default in f.choices else f.choices[0],
+                          description=desc, tooltip=tip)
+    shown = "default" if f.default is None else str(f.default)
+    return W.Text(value="", placeholder=f"blank = {shown}", description=desc, tooltip=tip)
+
+
+class TrainPanel(Panel):
+    """Train a student from a teacher in the background and watch it.
+
+    Controls: ``dataset``, ``teacher`` (``shipped:NAME``, ``run:ID`` or ``none``), ``student``,
+    ``methods`` (a tuple of method names), ``ce_weight``, ``epochs``, ``seed``, ``max_steps``
+    (``0`` = no limit), ``name``, and per chosen method ``<method>.weight`` and ``<method>.<param>``
+    generated from the method's schema. ``overrides`` given to the constructor are either control
+    values (by name) or sections merged into the config (e.g. ``train={"max_steps": 5}``,
+    ``data={"train_subset": 256}``).
+
+    ``config`` is the validated config of the form (``None`` while it is invalid; :attr:`error` says
+    why); ``start()`` queues it; ``job`` is the queued job, ``progress`` the last progress mapping,
+    ``metrics`` the run's metrics as last read, ``run`` the finished :class:`workbench.runs.Run`.
+    """
+
+    title = "Train a student"
+
+    def __init__(
+        self,
+        *,
+        store: Any = None,
+        queue: Any = None,
+        dataset: str = "mnist",
+        teacher: str = "shipped:mnist",
+        student: str = "cnn_small",
+        methods: str | Sequence[str] = "kd",
+        epochs: int = 2,
+        seed: int = 0,
+        workspace: str | None = None,
+        poll: float = 1.0,
+        **overrides: Any,
+    ) -> None:
+        super().__init__()
+        from workbench.data import list_datasets
+        from workbench.distill import list_methods
+        from workbench.jobs import JobQueue
+        from workbench.models import list_models
+        from workbench.runs import RunStore
+
+        if store is None:
+            store = RunStore(queue.root) if queue is not None else RunStore()
+        self.store = store if isinstance(store, RunStore) else RunStore(store)
+        self.queue = queue if queue is not None else JobQueue(self.store.root)
+        self.workspace = workspace
+        self.poll = float(poll)
+        self.config: Any = None
+        self.job: Any = None
+        self.run: Any = None
+        self.progress: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop_watch = threading.Event()
+        self._method_widgets: dict[str, dict[str, W.ValueWidget]] = {}
+        self.extra_config: dict[str, Any] = {}
+
+        datasets = [d.name for d in list_datasets() if not d.needs_root]
+        self._add("dataset", W.Dropdown(options=datasets, value=dataset, description="dataset"))
+        self._add("teacher", W.Dropdown(options=self._teacher_options(dataset), value=None, description="teacher"))
+        self._add("student", W.Dropdown(options=list_models(), value=student, description="student"))
+        self._add("methods", W.SelectMultiple(options=list_methods(), value=(), description="methods", rows=6))
+        self._add("ce_weight", W.BoundedFloatText(value=0.1, min=0.0, max=100.0, step=0.1, description="ce_weight"))
+        self._add("epochs", W.BoundedIntText(value=epochs, min=1, max=1000, description="epochs"))
+        self._add("seed", W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed"))
+        self._add("max_steps", W.BoundedIntText(value=0, min=0, max=10**9, description="max steps"))
+        self._add("name", W.Text(value="", description="name", placeholder="optional"))
+        self.method_box = W.VBox()
+        self.start_button = W.Button(description="Start", button_style="primary")
+        self.stop_button = W.Button(description="Stop", disabled=True)
+        self.start_button.on_click(lambda _b: self.start())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.job_text = W.HTML(value="")
+        self.progress_bar.description = "progress"
+        c = self.controls
+        self._layout(
+            W.HBox([c["dataset"], c["teacher"], c["student"]]),
+            W.HBox([c["methods"], W.VBox([c["ce_weight"], c["epochs"], c["seed"], c["max_steps"], c["name"]])]),
+            self.method_box,
+            W.HBox([self.start_button, self.stop_button, self.job_text]),
+        )
+        initial: dict[str, Any] = {"teacher": teacher, "methods": methods}
+        for key, value in overrides.items():
+            if key in self.controls or "." in key:
+                initial[key] = value
+            else:
+                self.extra_config[key] = value
+        self.set(**initial)
+
+    # ---- the form ---------------------------------------------------------------------------
+    def _teacher_options(self, dataset: str) -> list[str]:
+        from workbench.train.teachers import list_shipped_teachers
+
+        shipped = [f"shipped:{t['name']}" for t in list_shipped_teachers() if t.get("dataset") == dataset]
+        runs = []
+        for run in self.store.list(kind="teacher", status="completed", dataset=dataset):
+            runs.append(f"run:{run.id}")
+        return shipped + runs + [NO_TEACHER]
+
+    def _method_controls(self, method: str) -> dict[str, W.ValueWidget]:
+        """The weight and parameter controls of ``method`` (made once, kept while the panel lives)."""
+        if method not in self._method_widgets:
+            from workbench.distill import method_schema
+            from workbench.distill.forms import schema_fields
+
+            ws: dict[str, W.ValueWidget] = {}
+            if method != "none":
+                ws["weight"] = W.BoundedFloatText(value=1.0 if method != "kd" else 0.9, min=0.0, max=1000.0,
+                                                  description="weight")
+            for f in schema_fields(method_schema(method)):
+                ws[f.name] = _field_widget(f)
+            self._method_widgets[method] = ws
+        return self._method_widgets[method]
+
+    def _sync_method_forms(self) -> None:
+        chosen = list(self.value("methods")) or []
+        for name in [k for k in self.controls if "." in k]:
+            if name.split(".", 1)[0] not in chosen:
+                del self.controls[name]
+        boxes = []
+        for method in chosen:
+            ws = self._method_controls(method)
+            for pname, w in ws.items():
+                key = f"{method}.{pname}"
+                if key not in self.controls:
+                    self._add(key, w)
+            if ws:
+                boxes.append(W.VBox([W.HTML(value=f"<b>{method}</b>"), *ws.values()]))
+        self.method_box.children = tuple(boxes)
+
+    def _check_value(self, name: str, value: Any) -> Any:
+        if name == "methods":
+            from workbench.distill import list_methods
+
+            if isinstance(value, str):
+                value = [v.strip() for v in value.replace("+", ",").split(",") if v.strip()]
+            value = tuple(value)
+            known = list_methods()
+            for m in value:
+                if m not in known:
+                    raise PanelError(f"methods: unknown {m!r}; known: {', '.join(known)}")
+            return value
+        if name == "dataset":
+            value = super()._check_value(name, value)
+            self.controls["teacher"].options = self._teacher_options(value)
+            return value
+        if "." in name and name not in self.controls:
+            method = name.split(".", 1)[0]
+            if method not in self.value("methods"):
+                raise PanelError(f"{name}: method {method!r} is not chosen; set methods first")
+        return super()._check_value(name, value)
+
+    def set(self, **values: Any) -> TrainPanel:
+        """Set controls (``dataset`` and ``methods`` first, so that a teacher of that dataset and the
+        method parameters can be set in the same call), then validate the config once."""
+        first = {k: values[k] for k in ("dataset", "methods") if k in values}
+        rest = {k: v for k, v in values.items() if k not in first}
+        if first:
+            if not self._apply(first):
+                return self
+            self._sync_method_forms()
+        if self._apply(rest):
+            self._changed(None, None)
+        return self
+
+    def _changed(self, name: str | None, change: Any) -> None:
+        if name == "methods" or name is None:
+            self._sync_method_forms()
+        super()._changed(name, change)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The run config the form describes, as a mapping (not yet validated)."""
+        import yaml
+
+        methods = []
+        for method in self.value("methods") or ("none",):
+            ws = self._method_controls(method)
+            params: dict[str, Any] = {}
+            for pname, w in ws.items():
+                if pname == "weight":
+                    continue
+                if isinstance(w, W.Text):
+                    raw = w.value.strip()
+                    if raw:
+                        try:
+                            params[pname] = yaml.safe_load(raw)
+                        except yaml.YAMLError:
+                            raise PanelError(f"{method}.{pname}: {raw[:40]!r} is not valid YAML/JSON") from None
+                else:
+                    params[pname] = w.value
+            weight = float(ws["weight"].value) if "weight" in ws else 1.0
+            methods.append({"name": method, "weight": weight, "params": params})
+        names = [m["name"] for m in methods]
+        kind = "student" if names == ["none"] else "distill"
+        train: dict[str, Any] = {"epochs": int(self.value("epochs"))}
+        if int(self.value("max_steps")) > 0:
+            train["max_steps"] = int(self.value("max_steps"))
+        cfg: dict[str, Any] = {
+            "kind": kind,
+            "name": self.value("name").strip() or None,
+            "seed": int(self.value("seed")),
+            "data": {"dataset": self.value("dataset")},
+            "model": {"name": self.value("student")},
+            "distill": {"methods": methods, "ce_weight": 1.0 if kind == "student" else float(self.value("ce_weight"))},
+            "train": train,
+        }
+        teacher = self.value("teacher")
+        if teacher and teacher != NO_TEACHER:
+            cfg["teachers"] = [{"source": teacher}]
+        return _merge(cfg, self.extra_config)
+
+    def _compute(self) -> None:
+        from workbench.distill import parse_params
+        from workbench.validate import validate_run_config
+
+        self.config = None
+        data = self.config_dict()
+        for m in data["distill"]["methods"]:
+            parse_params(m["name"], m["params"])  # one line naming the method and the field
+        self.config = validate_run_config(data)
+
+    # ---- the job ------------------------------------------------------------------------------
+    def start(self) -> Any:
+        """Queue the form's run on the shared job queue and watch it; returns the job (``None`` when
+        the form is invalid or a job of this panel is still running; :attr:`error` says why)."""
+        if self.job is not None and not self._job_done():
+            self._fail(f"job {self.job.id}: still {self.job.state}; stop it first")
+            return None
+        self.refresh()
+        if self.config is None:
+            return None
+        try:
+            self.job = self.queue.submit(self.config, workspace=self.workspace, label=self.config.name)
+            self.queue.pump()
+        except Exception as err:  # noqa: BLE001
+            self._fail(err)
+            return None
+        self.run, self.metrics, self.progress = None, None, None
+        self._show(None)
+        self.stop_button.disabled = False
+        self._stop_watch.clear()
+        self._watcher = threading.Thread(target=self._watch, name="workbench-train-watch", daemon=True)
+        self._watcher.start()
+        return self.job
+
+    def _job_done(self) -> bool:
+        try:
+            self.job = self.queue.get(self.job.id)
+        except Exception:  # noqa: BLE001 - a removed job counts as done
+            return True
+        return self.job.done
+
+    def _watch(self) -> None:
+        last_epochs = -1
+        while not self._stop_watch.is_set():
+            try:
+                self.queue.pump()
+                done = self._job_done()
+                last_epochs = self._update(last_epochs)
+                if done:
+                    self._finish()
+                    return
+            except Exception as err:  # noqa: BLE001 - shown, and the watch goes on
+                self._fail(err)
+            self._stop_watch.wait(self.poll)
+
+    def _update(self, last_epochs: int) -> int:
+        """Read progress and metrics from the store; redraw what changed. Returns the epochs drawn."""
+        job = self.job
+        prog = self.queue.progress(job.id) if job.run_id else None
+        self.progress = prog
+        pos = f" · position {job.position}" if job.position else ""
+        self.job_text.value = f"job {job.id}: {job.state}{pos}" + (f" · run {job.run_id}" if job.run_id else "")
+        if prog:
+            total = int(prog.get("total_steps") or 0)
+            step = int(prog.get("step") or 0)
+            self._report(step, total or 1, f"epoch {prog.get('epoch') or 0}/{prog.get('epochs') or '?'}")
+        if job.run_id and (self.store.root / job.run_id / "metrics.json").exists():
+            from workbench.viz import training_curves
+
+            metrics = self.store.load(job.run_id).metrics
+            self.metrics = metrics
+            n = len(metrics.get("epochs", []))
+            if n != last_epochs and n > 0:
+                self._show(training_curves(metrics, title=f"Training · {job.run_id}"))
+                return n
+        return last_epochs
+
+    def _finish(self) -> None:
+        job = self.job
+        self.stop_button.disabled = True
+        if job.run_id and (self.store.root / job.run_id / "status.json").exists():
+            self.run = self.store.load(job.run_id)
+            self._update(-1)
+        if job.state == "failed":
+            self._fail(f"job {job.id} failed: {job.error or 'see the job log'}")
+        elif job.state == "finished":
+            self._report(1, 1, "finished")
+        else:
+            self.progress_text.value = job.state
+
+    def stop(self) -> Any:
+        """Ask the running job to stop (its run ends ``stopped``, completed epochs kept); returns the job."""
+        if self.job is None:
+            self._fail("stop: no job started from this panel")
+            return None
+        self.job = self.queue.stop(self.job.id)
+        return self.job
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job is final; returns the finished run (:class:`workbench.runs.Run`, also
+        in :attr:`run`), or ``None`` when the job ended without a run (:attr:`error` says why).
+
+        Raises:
+            TimeoutError: still running after ``timeout`` seconds.
+        """
+        if self.job is None:
+            self._fail("wait: no job started from this panel")
+            return None
+        self.job = self.queue.wait(self.job.id, timeout)
+        deadline = time.monotonic() + 10
+        while self._watcher is not None and self._watcher.is_alive() and time.monotonic() < deadline:
+            self._watcher.join(0.2)
+        if self.run is None:
+            self._finish()
+        return self.run
+
+    def close(self) -> None:
+        """Stop watching (the job goes on in its worker) and close the widgets."""
+        self._stop_watch.set()
+        super().close()
+
+
+__all__ = ["NO_TEACHER", "TrainPanel"]
