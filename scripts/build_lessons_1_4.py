@@ -1155,6 +1155,8 @@ LESSON_4 = [
         """
         import dataclasses
 
+        import numpy as np
+
         from workbench.data import load_dataset
         from workbench.train import load_shipped_teacher, run
         from workbench.validate import validate_run_config

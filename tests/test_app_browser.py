@@ -201,7 +201,8 @@ def test_app_end_to_end_in_chromium(tmp_path):
 
                 page.goto(url, wait_until="domcontentloaded")
                 page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000)
-                assert page.get_by_text("demo-kd").first.is_visible()
+                assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the runs table
+                assert "demo-kd" in _selectbox_values(page).get("Run", ""), _selectbox_values(page)
                 _assert_no_crash(page, "home")
                 page.screenshot(path=str(shots / "home.png"))
 

@@ -485,3 +485,11 @@ def test_removed_while_training_is_never_recreated(tmp_path):
     assert f"RunDeletedError: run {run_id}: its directory is gone" in err
     assert store.ids() == [] and not (tmp_path / run_id).exists()
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".trash-")]
+
+
+def test_empty_root_is_refused(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunStoreError, match="empty path"):
+        RunStore("")
+    monkeypatch.setenv("WORKBENCH_RUNS", "")
+    assert RunStore().root == pathlib.Path("runs")  # an empty variable means the default, not "."

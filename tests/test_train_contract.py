@@ -66,7 +66,9 @@ def _cfg(**over):
 
 
 def _kd(**over):
-    return _cfg(kind="distill", distill={"methods": [{"name": "kd", "weight": 0.9}], "ce_weight": 0.1}, **over)
+    return _cfg(
+        kind="distill", distill={"methods": [{"name": "kd", "weight": 0.9}], "ce_weight": 0.1}, **over
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,12 @@ def test_progress_is_one_monotone_count_over_setup_and_steps(small, teacher, tmp
             setup.append(event)
 
     result = run(
-        _kd(), store=RunStore(tmp_path), dataset=small, teachers=[teacher], progress=progress, subscribers=[listen]
+        _kd(),
+        store=RunStore(tmp_path),
+        dataset=small,
+        teachers=[teacher],
+        progress=progress,
+        subscribers=[listen],
     )
     steps = result.summary["steps"]
     assert steps == 3 * math.ceil(320 / 64)
@@ -110,7 +117,15 @@ def test_progress_is_one_monotone_count_over_setup_and_steps(small, teacher, tmp
     assert [e.done for e in setup] == sorted(e.done for e in setup)
     assert setup[-1].done == setup[-1].total == SETUP_UNITS
     phases = list(dict.fromkeys(e.phase for e in setup))
-    assert phases == ["data", "models", "teachers", "teacher cache", "teacher test logits", "optimizer", "ready"]
+    assert phases == [
+        "data",
+        "models",
+        "teachers",
+        "teacher cache",
+        "teacher test logits",
+        "optimizer",
+        "ready",
+    ]
     # the teacher cache reports per batch (320 images / 64 = 5 batches)
     assert sum(e.phase == "teacher cache" for e in setup) >= 1 + 5
     assert result.summary["teacher_cache"] is True
@@ -152,7 +167,14 @@ def test_cancel_in_the_middle_of_the_teacher_cache(small, teacher, tmp_path):
                 token.cancel()
 
     with pytest.raises(Cancelled):
-        run(_kd(), store=RunStore(tmp_path), dataset=small, teachers=[teacher], subscribers=[listen], cancel=token)
+        run(
+            _kd(),
+            store=RunStore(tmp_path),
+            dataset=small,
+            teachers=[teacher],
+            subscribers=[listen],
+            cancel=token,
+        )
     # counted per batch, stopped before the third of five batches
     assert batches == ["teacher cache 0/5", "teacher cache 1/5", "teacher cache 2/5"]
     assert _leftovers(tmp_path) == [] and len(teacher._forward_hooks) == 0
@@ -218,7 +240,12 @@ def test_request_stop_during_setup_is_a_cancel(small, tmp_path):
 def _all_kinds_of_events(small, tmp_path):
     """Events of a completed run, a stopped run and a failed run."""
     events: list = []
-    run(_cfg(train={"eval_every": 1}), store=RunStore(tmp_path / "a"), dataset=small, subscribers=[events.append])
+    run(
+        _cfg(train={"eval_every": 1}),
+        store=RunStore(tmp_path / "a"),
+        dataset=small,
+        subscribers=[events.append],
+    )
     stopped: list = []
     token = CancelToken()
 
@@ -279,7 +306,16 @@ def test_every_event_is_immutable_json_data(small, tmp_path):
     events, stopped, failed, _ = _all_kinds_of_events(small, tmp_path)
     everything = events + stopped + failed
     kinds = {type(e) for e in everything}
-    assert kinds == {SetupProgress, RunStarted, StepEnded, EvalEnded, EpochEnded, RunFinished, RunStopped, RunFailed}
+    assert kinds == {
+        SetupProgress,
+        RunStarted,
+        StepEnded,
+        EvalEnded,
+        EpochEnded,
+        RunFinished,
+        RunStopped,
+        RunFailed,
+    }
     for e in everything:
         d = e.to_dict()
         text = json.dumps(d, allow_nan=False)  # strict JSON: NaN terms become null
@@ -335,7 +371,7 @@ def test_epoch_snapshot_read_after_the_run_holds_that_epochs_weights(small):
         assert torch.equal(fin.snapshot.state()[k], v)
     # a snapshot never aliases the live model
     w = next(k for k in final if k.endswith("weight"))
-    assert fin.snapshot.state()[w].data_ptr() != result.student.state_dict()[w[len("student."):]].data_ptr()
+    assert fin.snapshot.state()[w].data_ptr() != result.student.state_dict()[w[len("student.") :]].data_ptr()
 
 
 def test_no_copy_unless_asked_and_never_a_wrong_late_read(small):
@@ -380,7 +416,9 @@ def _chain_cfg(teacher_id: str, method: dict):
 
 def test_chains_train_through_run(small, tmp_path):
     store = RunStore(tmp_path)
-    t = run(_cfg(kind="teacher", model=CNN_T, train={"epochs": 1, "max_steps": 3}), store=store, dataset=small)
+    t = run(
+        _cfg(kind="teacher", model=CNN_T, train={"epochs": 1, "max_steps": 3}), store=store, dataset=small
+    )
     assert t.link_ids == [t.run_id]
     calls = []
     result = run(
@@ -405,7 +443,9 @@ def test_chains_train_through_run(small, tmp_path):
 
 def test_a_chain_stops_at_a_stopped_link(small, tmp_path):
     store = RunStore(tmp_path)
-    t = run(_cfg(kind="teacher", model=CNN_T, train={"epochs": 1, "max_steps": 3}), store=store, dataset=small)
+    t = run(
+        _cfg(kind="teacher", model=CNN_T, train={"epochs": 1, "max_steps": 3}), store=store, dataset=small
+    )
     token = CancelToken()
 
     def stop(event):

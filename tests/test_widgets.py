@@ -244,7 +244,7 @@ def test_train_panel_form_from_the_schemas(trained):
 def test_train_panel_trains_in_a_worker_and_returns_the_run(trained):
     store, teacher_id, _ = trained
     panel = TrainPanel(store=store, dataset="digits", teacher=f"run:{teacher_id}", student="mlp", methods="kd",
-                       epochs=2, train={"max_steps": 6}, poll=0.2)
+                       epochs=2, data={"train_subset": 320}, poll=0.2)
     job = panel.start()
     assert job is not None and panel.error is None
     run = panel.wait(timeout=300)

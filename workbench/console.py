@@ -57,7 +57,9 @@ class ProgressBar:
                 self._setup = None
             self.task = self.progress.add_task(event.run_id or "training", total=event.total_steps, info="")
         elif isinstance(event, StepEnded) and self.task is not None:
-            self.progress.update(self.task, completed=event.step, info=f"epoch {event.epoch} loss {event.loss:.3f}")
+            self.progress.update(
+                self.task, completed=event.step, info=f"epoch {event.epoch} loss {event.loss:.3f}"
+            )
         elif isinstance(event, EpochEnded) and self.task is not None:
             m = event.metrics
             self.progress.console.print(

@@ -79,8 +79,8 @@ class _Damage(Exception):
 
 
 def default_root() -> Path:
-    """The workspace root: ``$WORKBENCH_RUNS`` if set, else ``./runs``."""
-    return Path(os.environ.get("WORKBENCH_RUNS", "runs"))
+    """The workspace root: ``$WORKBENCH_RUNS`` if set and not empty, else ``./runs``."""
+    return Path(os.environ.get("WORKBENCH_RUNS") or "runs")
 
 
 def utc_now() -> str:
@@ -563,6 +563,8 @@ class RunStore:
     """A workspace of runs under ``root`` (default :func:`default_root`)."""
 
     def __init__(self, root: str | Path | None = None) -> None:
+        if root is not None and not str(root).strip():
+            raise RunStoreError("run store root: empty path; give a folder (or leave it unset for the default)")
         self.root = Path(root) if root is not None else default_root()
 
     def create(self, config: RunConfig, run_id: str | None = None) -> RunWriter:

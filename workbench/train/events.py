@@ -65,9 +65,7 @@ class StateSnapshot:
         """Copy the live state now (no-op when already taken or sealed)."""
         with self._lock:
             if self._state is None and self._source is not None:
-                self._state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in self._source().items()
-                }
+                self._state = {k: v.detach().to("cpu", copy=True) for k, v in self._source().items()}
 
     def seal(self) -> None:
         """Release the live model: from now on only a copy already taken can be read."""

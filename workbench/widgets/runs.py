@@ -46,7 +46,7 @@ class DoctorReport(Panel):
         self._job = Background("doctor")
         run_id = getattr(run_or_id, "id", str(run_or_id))
         self._run = run_or_id if hasattr(run_or_id, "path") else None
-        self._add("run", W.Text(value=run_id, description="run", continue_update=False))
+        self._add("run", W.Text(value=run_id, description="run", continuous_update=False))
         self._add("n_samples", W.BoundedIntText(value=n_samples, min=10, max=100000, description="samples"))
         self._add("finding", W.Dropdown(options=[("(none)", -1)], value=-1, description="finding"))
         self.detail_view = W.Output()
