@@ -96,7 +96,7 @@ def config(name, methods="none", *, ce_weight=1.0, model="{model}", kwargs={kwar
         "teachers": [{{"source": s}} for s in teachers],
         "distill": {{"methods": methods, "ce_weight": ce_weight}},
         "optim": {{"name": "sgd", "lr": 0.05, "nesterov": True}},
-        "train": {{"epochs": size(2, 1), "max_steps": size(None, 12)}},
+        "train": {{"epochs": 2, "max_steps": size(None, 16)}},
     }})
 '''
 
@@ -656,7 +656,7 @@ def lesson7() -> Any:
         compare.set(metric="train_loss")
         print("error:", compare.error)
         for row in compare.table:
-            print(f"{row['id'][-30:]:30s} {row['method']:5s} test acc {row['test_acc']:.3f}")
+            print(f"{row['name']:22s} {row['method']:5s} test accuracy {row['test_acc']:.3f}")
         """),
         md("""
         ## Exercises

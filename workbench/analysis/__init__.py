@@ -87,6 +87,7 @@ from workbench.analysis.similarity import (
     matched_pairs,
     rbf_cka,
 )
+from workbench.analysis.soft_labels import SoftLabelResult, soft_labels, soft_labels_from_logits
 
 __all__ = [
     "RULES",
@@ -94,7 +95,10 @@ __all__ = [
     "DoctorReport",
     "DoctorThresholds",
     "Finding",
+    "SoftLabelResult",
     "SoftnessResult",
+    "soft_labels",
+    "soft_labels_from_logits",
     "dataset_inputs",
     "diagnose_models",
     "distilled_layer_pairs",

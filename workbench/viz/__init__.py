@@ -34,6 +34,7 @@ from workbench.viz.landscape import (
     landscape_surface,
 )
 from workbench.viz.similarity import cka_heatmap, cka_training_lines, embedding_scatter
+from workbench.viz.soft_labels import soft_label_bars
 from workbench.viz.theme import (
     SCRATCH_COLOR,
     STUDENT_COLOR,
@@ -78,6 +79,7 @@ __all__ = [
     "rank_correlation_bars",
     "reliability_diagrams",
     "role_color",
+    "soft_label_bars",
     "soft_label_plot",
     "softness_histogram",
     "style_figure",

@@ -1,0 +1,360 @@
+"""The doctor clinic: students that really fail, trained through the engine, and what the doctor says.
+
+Every case is a short run through :func:`workbench.train.run` with one fault planted (or none, for
+the healthy controls), on two dataset/architecture pairs and at two severities per fault. The
+doctor diagnoses each finished run; the clinic tabulates the planted fault against the doctor's
+top finding (a confusion table), top-1 and top-3 accuracy over the faulty runs, and the
+false-alarm rate (any warning-level finding) over the healthy runs. With ``--verify`` it also
+runs each faulty run's suggested experiment (:func:`workbench.diagnosis.verify`) and counts how
+often the finding's own metric improved.
+
+Phases, each cached in the clinic store (``--store``, default ``.clinic`` in the working folder):
+
+1. train: one run per case (skipped when the case's run exists and finished);
+2. evidence: the doctor's measurements per run, saved as ``evidence/<case>.json`` (skipped when
+   present and made by the same doctor version), so tuning the rules never re-runs the analyses;
+3. rules: the rules applied to the cached evidence, the table, docs/doctor.md and the "Doctor
+   clinic" section of docs/benchmarks.md.
+
+    python benchmarks/doctor_clinic.py [--quick] [--verify] [--store DIR] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, write_section  # noqa: E402
+
+#: dataset / student pairs: data section, model section, shipped teacher
+PAIRS: dict[str, dict[str, Any]] = {
+    "mnist/cnn_small": {
+        "data": {"dataset": "mnist", "train_subset": 2000},
+        "model": {"name": "cnn_small"},
+        "teacher": "shipped:mnist",
+        "other_teacher": "shipped:fashion-mnist",
+    },
+    "fashion/cnn_tiny": {
+        "data": {"dataset": "fashion-mnist", "train_subset": 2000},
+        "model": {"name": "cnn", "kwargs": {"channels": [8, 16, 32]}},
+        "teacher": "shipped:fashion-mnist",
+        "other_teacher": "shipped:mnist",
+    },
+    "shapes/cnn_small": {
+        "data": {"dataset": "shapes", "options": {"n_train": 2000, "n_test": 1000, "seed": 0}},
+        "model": {"name": "cnn_small"},
+        "teacher": "shipped:shapes",
+        "other_teacher": None,
+    },
+    "shapes/cnn_tiny": {
+        "data": {"dataset": "shapes", "options": {"n_train": 2000, "n_test": 1000, "seed": 0}},
+        "model": {"name": "cnn", "kwargs": {"channels": [8, 16, 32]}},
+        "teacher": "shipped:shapes",
+        "other_teacher": None,
+    },
+}
+
+#: the fault families; each maps a severity ("mild", "severe") to what is planted
+FAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "capacity_gap": {
+        "mild": {"model": {"name": "mlp", "kwargs": {"hidden": [8]}}},
+        "severe": {"model": {"name": "mlp", "kwargs": {"hidden": [4]}}},
+    },
+    "temperature_low": {
+        "mild": {"temperature": 0.5},
+        "severe": {"temperature": 0.1},
+    },
+    "temperature_high": {
+        "mild": {"temperature": 30.0},
+        "severe": {"temperature": 100.0},
+    },
+    "kd_dominates": {
+        "mild": {"methods": "20*kd", "ce_weight": 0.1},
+        "severe": {"methods": "100*kd", "ce_weight": 0.1},
+    },
+    "kd_vanishes": {
+        "mild": {"methods": "0.01*kd", "ce_weight": 1.0},
+        "severe": {"methods": "0.0001*kd", "ce_weight": 1.0},
+    },
+    "shortcut": {
+        "mild": {"confounding": 0.9},
+        "severe": {"confounding": 1.0},
+    },
+    "hint_miswired": {
+        "mild": {"hint": ("features.1", "features.2")},
+        "severe": {"hint": ("features.0", "features.2")},
+    },
+    "label_noise": {
+        "mild": {"noise": 0.25},
+        "severe": {"noise": 0.45},
+    },
+    "wrong_teacher": {
+        "mild": {"teacher": "barely"},
+        "severe": {"teacher": "other"},
+    },
+    "lr_high": {
+        "mild": {"lr": 1.5},
+        "severe": {"lr": 8.0},
+    },
+    "lr_low": {
+        "mild": {"lr": 0.002},
+        "severe": {"lr": 0.0003},
+    },
+    "too_short": {
+        "mild": {"max_steps": 12},
+        "severe": {"max_steps": 4},
+    },
+}
+
+#: healthy recipes: method expression, ce weight, extra method params by method index
+RECIPES: dict[str, dict[str, Any]] = {
+    "kd": {"methods": "0.9*kd", "ce_weight": 0.1},
+    "dkd": {"methods": [{"name": "dkd", "weight": 1.0, "params": {"warmup": 1.0}}], "ce_weight": 1.0},
+    "fitnet": {"methods": "0.9*kd + fitnet", "ce_weight": 0.1},
+    "rkd": {"methods": "0.9*kd + rkd", "ce_weight": 0.1},
+}
+
+FAULT_PAIRS = ["mnist/cnn_small", "fashion/cnn_tiny"]
+SHAPES_PAIRS = ["shapes/cnn_small", "shapes/cnn_tiny"]
+
+
+@dataclass
+class Case:
+    """One clinic run: the fault planted (``healthy`` for a control), its severity, the pair, the seed."""
+
+    fault: str
+    severity: str
+    pair: str
+    seed: int = 0
+    recipe: str = "kd"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """A unique, file-safe name of the case."""
+        pair = self.pair.replace("/", "-")
+        return f"{self.fault}-{self.severity}-{pair}-{self.recipe}-s{self.seed}"
+
+
+def cases(quick: bool) -> list[Case]:
+    """The clinic's cases. ``quick``: one pair per fault (both severities), fewer healthy seeds."""
+    out: list[Case] = []
+    seeds = [0] if quick else [0, 1]
+    for recipe in RECIPES:
+        for pair in FAULT_PAIRS:
+            for seed in seeds:
+                out.append(Case("healthy", recipe, pair, seed, recipe))
+    for pair in SHAPES_PAIRS[: 1 if quick else 2]:
+        for seed in seeds:
+            out.append(Case("healthy", "kd", pair, seed, "kd"))
+    for fault, levels in FAULTS.items():
+        pairs = SHAPES_PAIRS if fault == "shortcut" else FAULT_PAIRS
+        for i, pair in enumerate(pairs):
+            for severity in levels:
+                if quick and (i + (severity == "severe")) % 2 == 1:
+                    continue  # quick: mild on the first pair, severe on the second
+                out.append(Case(fault, severity, pair, 0, "kd", dict(levels[severity])))
+    return out
+
+
+# ---- building a case's run ------------------------------------------------------------------------
+def base_config(case: Case) -> dict[str, Any]:
+    """The case's run config as a mapping: the pair's data and student, the recipe, the fault."""
+    pair = PAIRS[case.pair]
+    data = {"batch_size": 64, "eval_batch_size": 1000, **json.loads(json.dumps(pair["data"]))}
+    recipe = RECIPES[case.recipe]
+    methods = json.loads(json.dumps(recipe["methods"]))
+    cfg: dict[str, Any] = {
+        "kind": "distill",
+        "name": f"clinic-{case.key}"[:60],
+        "seed": case.seed,
+        "data": data,
+        "model": json.loads(json.dumps(pair["model"])),
+        "teachers": [{"source": pair["teacher"]}],
+        "distill": {"methods": methods, "ce_weight": recipe["ce_weight"], "teacher_cache": True},
+        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        "schedule": {"name": "cosine"},
+        "train": {"epochs": 3, "device": "cpu", "snapshot_every_epoch": False},
+    }
+    x = case.extra
+    if "model" in x:
+        cfg["model"] = x["model"]
+    if "temperature" in x:
+        cfg["distill"]["methods"] = [{"name": "kd", "weight": 0.9, "params": {"temperature": x["temperature"]}}]
+    if "methods" in x:
+        cfg["distill"]["methods"] = x["methods"]
+        cfg["distill"]["ce_weight"] = x["ce_weight"]
+    if "confounding" in x:
+        cfg["data"]["options"]["confounding"] = x["confounding"]
+    if "hint" in x:
+        s, t = x["hint"]
+        cfg["distill"]["methods"] = [
+            {"name": "kd", "weight": 0.9, "params": {}},
+            {"name": "fitnet", "weight": 1.0, "params": {"student_layers": [s], "teacher_layers": [t]}},
+        ]
+    if "lr" in x:
+        cfg["optim"]["lr"] = x["lr"]
+    if "max_steps" in x:
+        cfg["train"]["max_steps"] = x["max_steps"]
+        cfg["train"]["epochs"] = 1
+    return cfg
+
+
+def noisy_dataset(cfg: dict[str, Any], rate: float, seed: int) -> Any:
+    """The case's dataset with ``rate`` of its training labels moved to another class, uniformly."""
+    from workbench.data import load_dataset
+    from workbench.data.core import Split
+
+    d = cfg["data"]
+    data = load_dataset(d["dataset"], **d.get("options", {}))
+    gen = torch.Generator().manual_seed(1000 + seed)
+    n = len(data.train)
+    flip = torch.rand(n, generator=gen) < rate
+    shift = torch.randint(1, data.num_classes, (n,), generator=gen)
+    labels = data.train.labels.clone()
+    labels[flip] = (labels[flip] + shift[flip]) % data.num_classes
+    tr = data.train
+    train = Split(tr.images, labels, masks=tr.masks, boxes=tr.boxes, context=tr.context)
+    return dataclasses.replace(data, train=train)
+
+
+def barely_trained_teacher(store: Any, pair: str) -> str:
+    """A teacher of the pair's data trained for a handful of steps (cached in the store): ``run:ID``."""
+    from workbench.train import run
+    from workbench.validate import validate_run_config
+
+    name = f"clinic-barely-teacher-{pair.replace('/', '-')}"
+    for r in store.list():
+        if r.status.get("name") == name and r.status.get("status") == "completed":
+            return f"run:{r.id}"
+    p = PAIRS[pair]
+    cfg = validate_run_config(
+        {
+            "kind": "teacher",
+            "name": name,
+            "seed": 0,
+            "data": {"batch_size": 64, "eval_batch_size": 1000, **p["data"]},
+            "model": {"name": "cnn_large"},
+            "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+            "train": {"epochs": 1, "max_steps": 6, "device": "cpu", "snapshot_every_epoch": False},
+        }
+    )
+    res = run(cfg, store=store)
+    return f"run:{res.run_id}"
+
+
+def train_case(case: Case, store: Any) -> str | None:
+    """Train the case's run into ``store`` unless a run of that name exists; its id (None: failed to set up)."""
+    from workbench.train import TrainingFailed, run
+    from workbench.validate import validate_run_config
+
+    cfg_map = base_config(case)
+    for r in store.list():
+        if r.status.get("name") == cfg_map["name"] and r.status.get("status") in ("completed", "failed"):
+            return r.id
+    if case.extra.get("teacher") == "other":
+        cfg_map["teachers"] = [{"source": PAIRS[case.pair]["other_teacher"]}]
+    elif case.extra.get("teacher") == "barely":
+        cfg_map["teachers"] = [{"source": barely_trained_teacher(store, case.pair)}]
+    cfg = validate_run_config(cfg_map)
+    dataset = noisy_dataset(cfg_map, case.extra["noise"], case.seed) if "noise" in case.extra else None
+    try:
+        res = run(cfg, store=store, dataset=dataset)
+        return res.run_id
+    except TrainingFailed:
+        for r in store.list():
+            if r.status.get("name") == cfg_map["name"]:
+                return r.id
+    return None
+
+
+def case_dataset(case: Case) -> Any:
+    """The dataset the case trained on when it is not the config's own (label noise), else None."""
+    if "noise" not in case.extra:
+        return None
+    return noisy_dataset(base_config(case), case.extra["noise"], case.seed)
+
+
+# ---- main -------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one pair per fault and severity, one healthy seed")
+    ap.add_argument("--store", default=".clinic", help="the clinic's run store (cached runs)")
+    ap.add_argument("--phase", choices=["train", "evidence", "rules", "all"], default="all")
+    ap.add_argument("--verify", action="store_true", help="also verify the top finding of each faulty run")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write docs")
+    ap.add_argument("--only", default=None, help="only cases whose key contains this text")
+    ap.add_argument("--part", default=None, help="I/N: train only every N-th case from the I-th (parallel workers)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from workbench.runs import RunStore
+
+    store = RunStore(Path(args.store) / "runs")
+    todo = [c for c in cases(args.quick) if args.only is None or args.only in c.key]
+    if args.phase in ("train", "all"):
+        mine = todo
+        if args.part:
+            i0, n = (int(v) for v in args.part.split("/"))
+            mine = todo[i0::n]
+        for i, case in enumerate(mine, 1):
+            t0 = time.perf_counter()
+            rid = train_case(case, store)
+            print(f"[{i}/{len(mine)}] train {case.key}: {rid} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.phase in ("evidence", "all"):
+        run_evidence(todo, store, Path(args.store))
+    if args.phase in ("rules", "all"):
+        run_rules(todo, store, Path(args.store), verify=args.verify, write=not args.no_write, quick=args.quick)
+
+
+def run_id_of(case: Case, store: Any) -> str | None:
+    """The id of the case's finished (or failed) run in ``store``."""
+    name = base_config(case)["name"]
+    for r in store.list():
+        if r.status.get("name") == name and r.status.get("status") in ("completed", "failed"):
+            return r.id
+    return None
+
+
+def run_evidence(todo: list[Case], store: Any, root: Path) -> None:
+    """Measure the doctor's evidence of every case's run once (cached as JSON)."""
+    from workbench.diagnosis import DOCTOR_VERSION, measure_run
+
+    folder = root / "evidence"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, case in enumerate(todo, 1):
+        path = folder / f"{case.key}.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("doctor_version") == DOCTOR_VERSION:
+                continue
+        rid = run_id_of(case, store)
+        if rid is None:
+            print(f"[{i}/{len(todo)}] evidence {case.key}: no run", flush=True)
+            continue
+        t0 = time.perf_counter()
+        ev = measure_run(store.load(rid), runs_root=str(store.root), dataset=case_dataset(case), device="cpu")
+        ev["doctor_version"] = DOCTOR_VERSION
+        ev["run_id"] = rid
+        path.write_text(json.dumps(ev, indent=1))
+        print(f"[{i}/{len(todo)}] evidence {case.key}: {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: bool, quick: bool) -> None:
+    """Apply the rules to the cached evidence and tabulate (see the module docstring)."""
+    from clinic_report import report
+
+    report(todo, store, root, verify=verify, write=write, quick=quick)
+
+
+if __name__ == "__main__":
+    main()
