@@ -872,11 +872,8 @@ def validate_run(data: dict[str, Any]) -> Any:
     """A run config from the form's mapping, checked against the schema and the registries
     (``workbench.validate``); a bad value raises :class:`AppInputError` with one line naming the field."""
     from workbench.config import ConfigError
+    from workbench.validate import validate_run_config
 
-    try:
-        from workbench.validate import validate_run_config
-    except ImportError:  # older library: schema checks only
-        from workbench.config import validate_config as validate_run_config
     try:
         return validate_run_config(data)
     except (ConfigError, ValueError) as err:

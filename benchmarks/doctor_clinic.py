@@ -302,10 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     store = RunStore(Path(args.store) / "runs")
     todo = [c for c in cases(args.quick) if args.only is None or args.only in c.key]
     if args.phase in ("train", "all"):
-        mine = todo
+        quick_keys = {c.key for c in cases(True)}
+        mine = sorted(todo, key=lambda c: c.key not in quick_keys)  # the quick subset first
         if args.part:
             i0, n = (int(v) for v in args.part.split("/"))
-            mine = todo[i0::n]
+            mine = mine[i0::n]
         for i, case in enumerate(mine, 1):
             t0 = time.perf_counter()
             rid = train_case(case, store)

@@ -550,9 +550,9 @@ LESSON_2 = [
         ## 2 · Feature methods
 
         These match what happens *inside* the networks, at module paths of both models. Our conv nets
-        name their stages `features.0`, `features.1`, `features.2`; the teacher's stages are wider
-        (64-128-256 channels against 16-32-64), so a method either learns a **connector** or compares
-        something that does not depend on the width:
+        name their stages `features.0`, `features.1`, `features.2`; the teacher's stages are twice as wide
+        (32-64-128 channels against 16-32-64) and twice as deep, so a method either learns a
+        **connector** or compares something that does not depend on the width:
 
         * **FitNets** picks one student layer (the *hint*) and one teacher layer, maps the student's
           feature through a learned 1×1-conv connector, and minimises the mean squared error.
@@ -948,9 +948,9 @@ LESSON_3 = [
     code(
         """
         explorer.set(method="eigencam")
-        print("method:", explorer.value("method"), "· images shown:", list(explorer.indices))
+        print("method:", explorer.value("method"), "· images shown:", [int(i) for i in explorer.indices])
         explorer.set(method="gradcam", select="class", **{"class": "star"})
-        print("images of class 'star':", list(explorer.indices),
+        print("images of class 'star':", [int(i) for i in explorer.indices],
               f"· teacher-student correlation {np.nanmean(explorer.result.pearson):.2f}")
         assert explorer.error is None, explorer.error
         """
@@ -1146,7 +1146,7 @@ LESSON_4 = [
         """
         ## Teacher vs. student, layer by layer
 
-        Now real networks: the shipped MNIST teacher (`cnn_large`, three stages of 64-128-256 channels)
+        Now real networks: the shipped MNIST teacher (`cnn_large`, three stages of 32-64-128 channels)
         and a `cnn_small` student (16-32-64) distilled from it with KD. The run is stored with a
         checkpoint per epoch, so we can also look at the student *during* training.
         """
@@ -1298,7 +1298,8 @@ LESSON_4 = [
         """,
         wrong="""
         # your answer
-        best_match = result.student_layers[0]
+        row = result.teacher_layers.index("features.2")
+        best_match = result.student_layers[int(np.argmin(result.matrix[row]))]
         """,
     ),
     code(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,12 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the pages `import app`, however pytest is started
+    sys.path.insert(0, str(ROOT))
 PAGES = ROOT / "app" / "pages"
 TIMEOUT = 90
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +143,7 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -164,7 +169,7 @@ def test_agreement_page_renders_and_reacts(store):
     slider = widget(at, "slider", "Temperature")
     assert slider.value == 4.0  # the run's kd temperature
     figs = figures(at)
-    assert len(figs) == 6
+    assert len(figs) == 7
     kd_before = [m.value for m in at.metric if m.label.startswith("KD loss of the student")]
     slider.set_value(1.0).run()
     assert_clean(at)
@@ -229,6 +234,7 @@ def test_cam_page_disagreement_pick_with_scratch_run(store):
     assert len(table) >= 1 and set(table.columns) >= {"pearson", "spearman", "top-k IoU"}
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_cam_page_upload_png_and_bad_files(store):
     at = page("cams", run=store["kd"], pick="upload")
     assert_clean(at)

@@ -35,8 +35,8 @@ JOBS_TIMEOUT_S = 300
 
 #: JavaScript: true once the app has finished running its script (nothing stale, nothing running)
 IDLE_JS = """() => {
-  if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'))
-    return false;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
   if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
   return !!document.querySelector('[data-testid="stMainBlockContainer"] h1');
 }"""
@@ -146,10 +146,10 @@ def _assert_no_crash(page: Any, where: str) -> None:
 def _selectbox_values(page: Any) -> dict[str, str]:
     """Label -> shown value of every select box on the page."""
     out = {}
-    boxes = page.locator('[data-testid="stSelectbox"]')
+    boxes = page.locator('[data-testid="stSelectbox"] input[role="combobox"]')
     for i in range(boxes.count()):
-        label, _, value = boxes.nth(i).inner_text().partition("\n")
-        out[label.strip()] = value.strip()
+        box = boxes.nth(i)
+        out[box.get_attribute("aria-label") or str(i)] = box.input_value()
     return out
 
 
@@ -201,7 +201,7 @@ def test_app_end_to_end_in_chromium(tmp_path):
 
                 page.goto(url, wait_until="domcontentloaded")
                 page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000)
-                assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the runs table
+                page.locator('[data-testid="stDataFrame"]').wait_for(timeout=30_000)  # the runs table
                 assert "demo-kd" in _selectbox_values(page).get("Run", ""), _selectbox_values(page)
                 _assert_no_crash(page, "home")
                 page.screenshot(path=str(shots / "home.png"))

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from workbench.console import ProgressBar
 from workbench.console import fmt as _fmt
+from workbench.jobs.cli import jobs_app
+from workbench.serve import typer_command
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Distillation Workbench: train, distill, inspect."
@@ -33,13 +35,15 @@ teachers_app = typer.Typer(no_args_is_help=True, help="Shipped teachers.")
 train_app = typer.Typer(
     no_args_is_help=True, help="Train a teacher, a scratch student or a distilled student."
 )
-runs_app = typer.Typer(no_args_is_help=True, help="The run store: list, show, remove runs.")
+runs_app = typer.Typer(no_args_is_help=True, help="The run store: list, show, remove, clean up runs.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(methods_app, name="methods")
 app.add_typer(teachers_app, name="teachers")
 app.add_typer(train_app, name="train")
 app.add_typer(runs_app, name="runs")
+app.add_typer(jobs_app, name="jobs")
+app.command("app", help="Start the Streamlit workbench and print its URL.")(typer_command())
 
 # piped output (no terminal) gets a wide console, so that tables are not cut
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -286,16 +290,19 @@ def train_distill(
 def runs_list(
     workspace: Path | None = WorkspaceOpt,
     kind: str | None = typer.Option(None, help="teacher, student or distill"),
-    status: str | None = typer.Option(None, help="running, completed, failed, stopped or interrupted"),
+    status: str | None = typer.Option(
+        None, help="running, completed, failed, stopped, interrupted or damaged"
+    ),
     dataset: str | None = typer.Option(None),
     model: str | None = typer.Option(None),
     method: str | None = typer.Option(None),
 ) -> None:
-    """List runs in the workspace."""
+    """List runs in the workspace; damaged runs are listed with the reason."""
     from workbench.runs import RunStore
 
     runs = RunStore(workspace).list(kind=kind, status=status, dataset=dataset, model=model, method=method)
     table = Table("id", "kind", "status", "dataset", "model", "method", "epochs", "test acc", "agreement")
+    damaged = []
     for r in runs:
         s = r.summary()
         table.add_row(
@@ -309,13 +316,17 @@ def runs_list(
             _fmt(s["test_acc"], True),
             _fmt(s["agreement"], True),
         )
+        if s["damage"]:
+            damaged.append((s["id"], s["damage"]))
     out.print(table if runs else "no runs")
+    for run_id, why in damaged:
+        err.print(f"damaged: {run_id}: {why} (`workbench runs rm {run_id}` removes it)", markup=False, highlight=False)
 
 
 @runs_app.command("show")
 @friendly
 def runs_show(
-    run_id: str = typer.Argument(..., help="run id (a unique part is enough)"),
+    run_id: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
     workspace: Path | None = WorkspaceOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -323,6 +334,14 @@ def runs_show(
     from workbench.runs import RunStore
 
     run = RunStore(workspace).load(run_id)
+    damage = run.damage
+    if damage:
+        if as_json:
+            out.print_json(json.dumps({"status": run.status, "damage": damage, "checkpoints": run.checkpoints()}))
+            return
+        out.print(f"[bold]{run.id}[/bold]  damaged: {damage}", highlight=False)
+        out.print("checkpoints: " + (", ".join(run.checkpoints()) or "none"), highlight=False)
+        return
     info = {"status": run.status, "summary": run.metrics.get("summary", {}), "checkpoints": run.checkpoints()}
     if as_json:
         out.print_json(json.dumps({**info, "epochs": run.metrics.get("epochs", [])}))
@@ -356,28 +375,53 @@ def runs_show(
 @runs_app.command("rm")
 @friendly
 def runs_rm(
-    run_ids: list[str] = typer.Argument(..., help="run ids"),
+    run_ids: list[str] = typer.Argument(..., help="run ids (an exact id or a unique prefix)"),
     workspace: Path | None = WorkspaceOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+    force: bool = typer.Option(
+        False, "--force", help="also remove a run whose process is still running (its training then stops)"
+    ),
 ) -> None:
-    """Delete runs."""
+    """Delete runs. A running run is refused unless --force; damaged runs can be removed."""
     from workbench.runs import RunStore
 
     store = RunStore(workspace)
-    runs = [store.load(r) for r in run_ids]
+    ids = list(dict.fromkeys(store.resolve(r) for r in run_ids))  # all resolve before any is deleted
+    if not force:
+        live = [i for i in ids if store.load(i).status.get("status") == "running"]
+        if live:
+            raise ValueError(
+                f"runs rm: {', '.join(live)} still running; stop it first (`workbench jobs stop`) or pass --force"
+            )
     if not yes:
         if not sys.stdin.isatty():
             raise ValueError("runs rm: pass --yes to delete without a prompt")
-        typer.confirm(f"delete {len(runs)} run(s)?", abort=True)
-    for r in runs:
-        out.print(f"deleted {store.delete(r.id)}")
+        typer.confirm(f"delete {len(ids)} run(s)?", abort=True)
+    for run_id in ids:
+        out.print(f"deleted {store.remove(run_id, force=force)}", markup=False, highlight=False)
+
+
+@runs_app.command("gc")
+@friendly
+def runs_gc(
+    workspace: Path | None = WorkspaceOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed"),
+) -> None:
+    """Remove what killed processes left: .staging-*, .trash-*, *.tmp and *.part older than a minute."""
+    from workbench.runs import RunStore
+
+    paths = RunStore(workspace).gc(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for p in paths:
+        out.print(f"{verb} {p}", markup=False, highlight=False)
+    out.print(f"{verb} {len(paths)} leftover(s)" if paths else "nothing to clean", highlight=False)
 
 
 # ---- doctor -------------------------------------------------------------------------------
 @app.command("doctor")
 @friendly
 def doctor(
-    run_id: str = typer.Argument(..., help="the student run to examine (a unique part of its id is enough)"),
+    run_id: str = typer.Argument(..., help="the student run to examine (a unique prefix of its id is enough)"),
     workspace: Path | None = WorkspaceOpt,
     scratch: str | None = typer.Option(
         None, "--scratch", help="a scratch-student run to compare sharpness with"
@@ -389,7 +433,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Diagnose a student: ranked findings with evidence, explanation and a next experiment."""
-    from workbench.analysis.doctor import diagnose
+    from workbench.diagnosis import diagnose
     from workbench.runs import RunStore
 
     store = RunStore(workspace)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbench.config import RunConfig, validate_config
+from workbench.config import RunConfig
 from workbench.runs import RunStore
 from workbench.runtime import CancelToken
 from workbench.train import run
 from workbench.train.teachers import shipped_teacher_card
+from workbench.validate import validate_run_config as validate_config
 
 DEMO_EPOCHS = 2
 DEMO_STUDENT = "cnn_small"

@@ -1,18 +1,17 @@
 """Agreement: where the student follows its teacher, where it departs, and how soft the teacher's labels are."""
 
 import streamlit as st
-import torch
 
 from app import analysis_shared as shared_a
 from app import shared
-from workbench.analysis import soft_labels_across_temperatures
-from workbench.distill.functional import kd_loss, kd_loss_per_sample
+from workbench.analysis import soft_labels_across_temperatures, soft_labels_from_logits
 from workbench.viz import (
     confusion_matrices,
     disagreement_gallery,
     per_class_bars,
     rank_correlation_bars,
     reliability_diagrams,
+    soft_label_bars,
     soft_label_plot,
 )
 
@@ -68,24 +67,26 @@ with shared.page("Agreement", "How a student's outputs relate to its teacher's o
             step=0.5,
             container=s2,
         )
-        teacher_logits = torch.as_tensor(result.teacher_logits)
-        student_logits = torch.as_tensor(result.student_logits)
-        temps = sorted({*TEMPERATURES, float(temperature)})
-        probs = soft_labels_across_temperatures(teacher_logits[sample], temps)
-        fig = soft_label_plot(
-            probs,
-            temps,
-            names,
-            title=f"Teacher's soft labels of sample {sample} ({names[int(batch.labels[sample])]})",
+        soft = soft_labels_from_logits(
+            result.teacher_logits,
+            result.student_logits,
+            result.labels,
+            temperature=temperature,
+            class_names=names,
         )
-        fig.add_vline(x=float(temperature), line_dash="dot")
-        shared.show_figure(fig, key="soft_labels")
         k1, k2 = st.columns(2)
         k1.metric(
-            f"KD loss of the student at T={temperature:g} (mean over {len(batch.labels)} samples)",
-            f"{float(kd_loss(student_logits, teacher_logits, temperature)):.4f}",
+            f"KD loss of the student at T={temperature:g} (mean of {len(batch.labels)})",
+            f"{soft.kd_loss:.4f}",
         )
-        k2.metric(
-            f"KD loss of sample {sample} at T={temperature:g}",
-            f"{float(kd_loss_per_sample(student_logits[sample : sample + 1], teacher_logits[sample : sample + 1], temperature)[0]):.4f}",
+        k2.metric(f"KD loss of sample {sample}", f"{float(soft.kd_per_sample[sample]):.4f}")
+        shared.show_figure(soft_label_bars(soft, sample), key="soft_label_bars")
+        temps = sorted({*TEMPERATURES, float(temperature)})
+        fig = soft_label_plot(
+            soft_labels_across_temperatures(result.teacher_logits[sample], temps),
+            temps,
+            names,
+            title=f"Teacher's soft labels of sample {sample} across temperatures",
         )
+        fig.add_vline(x=float(temperature), line_dash="dot")
+        shared.show_figure(fig, key="soft_labels_across")

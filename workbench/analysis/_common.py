@@ -16,6 +16,7 @@ from torch import nn
 
 from workbench.devices import DeviceError
 from workbench.devices import resolve_device as _resolve
+from workbench.metrics import kl_rows  # noqa: F401  (re-exported for the analyses)
 from workbench.runtime import CancelToken, Tracker
 
 
@@ -271,12 +272,6 @@ def batched_logits(
 def log_softmax_t(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``log softmax(logits / T)`` along the last dimension."""
     return torch.log_softmax(logits / temperature, dim=-1)
-
-
-def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Per-row ``KL(p || q) = sum_k p_k (log p_k - log q_k)`` from log-probabilities (0·log 0 = 0)."""
-    p = log_p.exp()
-    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
 
 
 def js_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

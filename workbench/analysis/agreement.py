@@ -48,6 +48,7 @@ from workbench.analysis._common import (
     working_copy,
 )
 from workbench.analysis._result import AnalysisResult
+from workbench.metrics import calibration_bins
 from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = [
@@ -113,19 +114,13 @@ def reliability_diagram(
     """
     p, y = _check_probs(probs, labels)
     m = check_positive_int(n_bins, "n_bins")
-    conf = p.max(1)
-    correct = (p.argmax(1) == y).astype(np.float64)
     edges = np.linspace(0.0, 1.0, m + 1)
-    # bin m holds (m/M, (m+1)/M]: index ceil(conf * M) - 1, so a confidence on an inner edge
-    # belongs to the lower bin (0 joins the first bin)
-    which = np.clip(np.ceil(conf * m).astype(np.int64) - 1, 0, m - 1)
-    count = np.bincount(which, minlength=m)
-    conf_sum = np.bincount(which, weights=conf, minlength=m)
-    acc_sum = np.bincount(which, weights=correct, minlength=m)
+    count_t, conf_t, acc_t = calibration_bins(torch.from_numpy(p), torch.from_numpy(y), m)
+    count, conf_sum, acc_sum = count_t.numpy(), conf_t.numpy(), acc_t.numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
         mean_acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)
-    ece = float(np.abs(acc_sum - conf_sum).sum() / len(y))
+    ece = float(np.abs(acc_sum - conf_sum).sum() / len(y))  # = workbench.metrics.expected_calibration_error
     return ReliabilityDiagram(
         edges, mean_conf, mean_acc, count.astype(np.int64), ece, params={"n_bins": m}
     )

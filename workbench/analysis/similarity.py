@@ -16,6 +16,15 @@ Whole-dataset CKA on many layers uses the minibatch estimator of Nguyen, Raghu &
 "Do Wide and Deep Networks Learn the Same Things?": the unbiased ``HSIC_1`` of every batch is
 averaged over batches, and CKA is ``mean HSIC_1(K, L) / sqrt(mean HSIC_1(K, K) · mean HSIC_1(L, L))``.
 Only one batch's Gram matrices are ever held in memory.
+
+Precision: a linear Gram matrix is formed from the batch's column-centred features (the unbiased
+and the biased HSIC are both unchanged by subtracting a constant from every example, Székely &
+Rizzo 2014), in float32 for float32 features by default, and the HSIC terms are formed and
+accumulated in float64. Centring first removes the large common offset of post-ReLU or pooled
+features before the matrix product, so the float32 Gram path stays within 1e-6 of a float64
+computation on such features (``tests/test_cka_precision.py``), where an uncentred Gram matrix
+loses digits to cancellation even in float64. ``precision="float64"`` forms every Gram matrix in
+float64.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from workbench.analysis._common import (
 )
 from workbench.analysis._result import AnalysisResult
 from workbench.models.errors import ModelError
+from workbench.models.fusion import fold_batchnorm
+from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
 from workbench.models.taps import (
     capture,
     get_module,
@@ -57,6 +68,7 @@ from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = [
     "KERNELS",
+    "PRECISIONS",
     "CKAResult",
     "CKATrainingResult",
     "MinibatchCKA",
@@ -202,6 +214,52 @@ def rbf_cka(
 
 
 # ---- minibatch CKA ------------------------------------------------------------------------------
+#: accepted values of ``precision``: the dtype Gram matrices are formed in
+PRECISIONS = ("float32", "float64")
+# a float32 Gram matrix whose largest diagonal entry falls outside [_TINY, _HUGE] is formed again
+# from features rescaled by a power of two (exact), so it neither under- nor overflows
+_TINY, _HUGE = 2.0**-90, 2.0**90
+
+
+def _flat_features(feature: torch.Tensor) -> torch.Tensor:
+    """``(n, ...)`` features as ``(n, features)`` without a copy where possible: a channels-last
+    4-D tensor is flattened in NHWC order (a Gram matrix does not depend on the order of the
+    features)."""
+    f = feature.detach()
+    n = f.shape[0]
+    if f.ndim == 4 and not f.is_contiguous() and f.is_contiguous(memory_format=torch.channels_last):
+        f = f.permute(0, 2, 3, 1)
+    return f.reshape(n, -1)
+
+
+def _check_precision(precision: object) -> str:
+    if precision not in PRECISIONS:
+        raise AnalysisError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return str(precision)
+
+
+def _linear_gram(x: torch.Tensor, precision: str) -> torch.Tensor:
+    """The float64 Gram matrix ``Xc Xcᵀ`` of the column-centred features ``Xc`` of ``x`` ``(n, d)``.
+
+    The product is formed in float32 when ``precision == "float32"`` and ``x`` is not float64, else
+    in float64. A float32 product whose diagonal would under- or overflow is formed from ``x``
+    scaled by a power of two, and scaled back in float64.
+    """
+    work = torch.float64 if precision == "float64" or x.dtype == torch.float64 else torch.float32
+    x = x.to(work)
+    x = x - x.mean(0, keepdim=True)
+    gram = x @ x.T
+    if work == torch.float32:
+        top = float(gram.diagonal().max())
+        if not (_TINY <= top <= _HUGE) and top != 0.0:
+            amax = float(x.abs().max())
+            if amax > 0 and np.isfinite(amax):
+                k = int(np.floor(np.log2(amax)))
+                x = x * 2.0**-k
+                return (x @ x.T).to(torch.float64) * 4.0**k
+    return gram.to(torch.float64)
+
+
 @dataclass
 class _GramStats:
     """What one layer contributes to HSIC on one batch: the (U-)centred Gram matrix, flattened."""
@@ -232,6 +290,11 @@ class MinibatchCKA:
         kernel: ``"linear"`` (the paper's estimator) or ``"rbf"``: each batch's Gram matrix is then
             the Gaussian kernel of :func:`rbf_cka` with the median heuristic taken within the batch.
         bandwidth: the RBF ``σ`` as a fraction of the batch's median pairwise distance.
+        precision: ``"float32"`` (default): a linear Gram matrix of float32 (or lower precision)
+            features is formed in float32 from the column-centred features, within 1e-6 of the
+            float64 result; ``"float64"``: every Gram matrix in float64. Float64 features always get
+            a float64 Gram matrix, and the RBF kernel is always evaluated in float64. The HSIC terms
+            are formed and accumulated in float64 in every case.
     """
 
     def __init__(
@@ -241,6 +304,7 @@ class MinibatchCKA:
         debiased: bool = True,
         kernel: str = "linear",
         bandwidth: float = 0.5,
+        precision: str = "float32",
     ) -> None:
         self.layers_a = [str(s) for s in layers_a]
         self.layers_b = [str(s) for s in layers_b]
@@ -252,6 +316,7 @@ class MinibatchCKA:
         self.debiased = bool(debiased)
         self.kernel = kernel
         self.bandwidth = check_positive_float(bandwidth, "bandwidth")
+        self.precision = _check_precision(precision)
         self.reset()
 
     def reset(self) -> None:
@@ -264,10 +329,17 @@ class MinibatchCKA:
 
     # -- per-batch statistics --
     def layer_stats(self, feature: torch.Tensor) -> _GramStats:
-        """The Gram-matrix statistics of one layer's batch of features ``(n, ...)``, in float64."""
-        n = feature.shape[0]
-        x = feature.detach().reshape(n, -1).to(torch.float64)
-        gram = x @ x.T if self.kernel == "linear" else _rbf_gram(x, self.bandwidth, "features")
+        """The Gram-matrix statistics of one layer's batch of features ``(n, ...)``, in float64.
+
+        The Gram matrix is formed as ``precision`` says (see the class docstring); the returned
+        statistics are float64 on the features' device.
+        """
+        x = _flat_features(feature)
+        if self.kernel == "linear":
+            gram = _linear_gram(x, self.precision)
+        else:
+            x = x.to(torch.float64)
+            gram = _rbf_gram(x - x.mean(0, keepdim=True), self.bandwidth, "features")
         if self.debiased:
             gram.fill_diagonal_(0.0)
             rows = gram.sum(1)
@@ -462,20 +534,74 @@ def _layer_list(layers: object, model: nn.Module, input_shape: tuple[int, ...], 
     return _check_paths(model, out, arg)
 
 
-def _features(model: nn.Module, x: torch.Tensor, paths: list[str]) -> dict[str, torch.Tensor]:
-    """Features at ``paths`` of a working copy (eval mode already) on one batch."""
-    _, feats = capture(model, x.to(model_device(model), non_blocking=True), paths, detach=True)
+def _features(
+    model: nn.Module, x: torch.Tensor, paths: list[str], cl: bool = False
+) -> dict[str, torch.Tensor]:
+    """Features at ``paths`` of a working copy (eval mode already) on one batch; ``cl``: feed the
+    batch channels-last (the copy's tensors are then channels-last too)."""
+    x = x.to(model_device(model), non_blocking=True)
+    _, feats = capture(model, as_channels_last(x) if cl else x, paths, detach=True)
     return feats
 
 
 def _two_model_features(
-    model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, layers_a: list[str], layers_b: list[str]
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    layers_a: list[str],
+    layers_b: list[str],
+    cl: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """One forward per model (one in total when both are the same module)."""
     if model_a is model_b:
-        feats = _features(model_a, x, list(dict.fromkeys(layers_a + layers_b)))
+        feats = _features(model_a, x, list(dict.fromkeys(layers_a + layers_b)), cl)
         return feats, feats
-    return _features(model_a, x, layers_a), _features(model_b, x, layers_b)
+    return _features(model_a, x, layers_a, cl), _features(model_b, x, layers_b, cl)
+
+
+def _fold_keep(model: nn.Module, paths: Sequence[str]) -> set[str]:
+    """Module paths whose Conv2d -> BatchNorm2d pair must not be folded for the taps at ``paths``
+    to see what they see in the unfolded model: each tapped module (a tapped conv keeps its raw
+    output, a tapped BN its input) and, for a tapped container, its last leaf module when that is
+    a conv (the container's output is then the raw conv output)."""
+    keep: set[str] = set()
+    for path in paths:
+        mod_path = split_path(path)[0]
+        keep.add(mod_path)
+        leaves = [
+            name for name, sub in get_module(model, mod_path).named_modules() if not list(sub.children())
+        ]
+        if leaves and leaves[-1]:
+            last = f"{mod_path}.{leaves[-1]}" if mod_path else leaves[-1]
+            if isinstance(get_module(model, last), nn.Conv2d):
+                keep.add(last)
+    return keep
+
+
+def _feature_net(copy: nn.Module, paths: Sequence[str], fold_bn: bool) -> nn.Module:
+    """The network features are read from: with ``fold_bn`` an eval-mode copy of the working copy
+    ``copy`` with its Conv2d -> BatchNorm2d pairs folded (:func:`workbench.models.fold_batchnorm`),
+    except the pairs :func:`_fold_keep` names, so every tap sees the same values up to float
+    rounding; else ``copy`` itself."""
+    if not fold_bn:
+        return copy
+    try:
+        folded, n_folded = fold_batchnorm(copy, keep=_fold_keep(copy, paths))
+    except Exception:  # a model that cannot be deep-copied is read as it is
+        return copy
+    if n_folded == 0:
+        return copy
+    for p in folded.parameters():
+        p.requires_grad_(False)
+    return folded
+
+
+def _check_memory_format(memory_format: object) -> str:
+    if memory_format not in MEMORY_FORMATS:
+        raise AnalysisError(
+            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
+        )
+    return str(memory_format)
 
 
 def _copies(
@@ -520,6 +646,9 @@ def cka_matrix(
     batch_size: int = 256,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    precision: str = "float32",
+    fold_bn: bool = True,
+    memory_format: str = "auto",
 ) -> CKAResult:
     """CKA between every layer pair of a teacher and a student in one pass over ``images``.
 
@@ -543,6 +672,14 @@ def cka_matrix(
         device: where the models run; default: each model's own device.
         batch_size: examples per batch; a tail shorter than 4 is merged into the previous batch.
         progress: ``progress(done, total, message)`` once per batch. cancel: checked every batch.
+        precision: ``"float32"`` (default) forms each linear Gram matrix in float32 from centred
+            features and accumulates HSIC in float64 (within 1e-6 of ``"float64"``, which forms
+            every Gram matrix in float64); see :class:`MinibatchCKA`.
+        fold_bn: read the features from copies with BatchNorm folded into the convolutions before
+            it (pairs whose raw output a tap reads are kept), fewer layers per forward; the
+            features agree with the unfolded model up to float rounding.
+        memory_format: ``"auto"`` (conv nets channels-last on the CPU, faster; values equal up to
+            float rounding), ``"contiguous"`` or ``"channels_last"``.
 
     Returns:
         :class:`CKAResult` with ``matrix`` of shape ``(len(teacher_layers), len(student_layers))``.
@@ -550,6 +687,8 @@ def cka_matrix(
     check_model(teacher, "teacher")
     check_model(student, "student")
     images, bs, need, bw = _check_cka_inputs(images, labels, batch_size, debiased, kernel, bandwidth)
+    prec = _check_precision(precision)
+    fmt = _check_memory_format(memory_format)
     pair = check_names(names)
     classes = check_class_names(class_names)
     req = split_layers(layers)
@@ -560,12 +699,21 @@ def cka_matrix(
     shape = tuple(images.shape[1:])
     lt = _layer_list(req["teacher"], t_copy, shape, "layers['teacher']")
     ls = _layer_list(req["student"], s_copy, shape, "layers['student']")
-    acc = MinibatchCKA(lt, ls, debiased=debiased, kernel=kernel, bandwidth=bw)
-    for sl in slices:
-        track.check()
-        ft, fs = _two_model_features(t_copy, s_copy, images[sl], lt, ls)
-        acc.update(ft, fs)
-        track.advance()
+    acc = MinibatchCKA(lt, ls, debiased=debiased, kernel=kernel, bandwidth=bw, precision=prec)
+    if t_copy is s_copy:
+        t_net = s_net = _feature_net(t_copy, lt + ls, fold_bn)
+    else:
+        t_net, s_net = _feature_net(t_copy, lt, fold_bn), _feature_net(s_copy, ls, fold_bn)
+    del t_copy, s_copy
+    cl = wants_channels_last(fmt, model_device(t_net), t_net) and wants_channels_last(
+        fmt, model_device(s_net), s_net
+    )
+    with channels_last(t_net, s_net, enabled=cl):
+        for sl in slices:
+            track.check()
+            ft, fs = _two_model_features(t_net, s_net, images[sl], lt, ls, cl)
+            acc.update(ft, fs)
+            track.advance()
     return CKAResult(
         matrix=acc.compute(),
         teacher_layers=lt,
@@ -576,7 +724,15 @@ def cka_matrix(
         kernel=kernel,
         names=pair,
         class_names=classes,
-        params={"kernel": kernel, "bandwidth": bw, "debiased": bool(debiased), "batch_size": bs},
+        params={
+            "kernel": kernel,
+            "bandwidth": bw,
+            "debiased": bool(debiased),
+            "batch_size": bs,
+            "precision": prec,
+            "fold_bn": bool(fold_bn),
+            "memory_format": fmt,
+        },
     )
 
 
@@ -671,6 +827,9 @@ def cka_over_training(
     batch_size: int = 256,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    precision: str = "float32",
+    fold_bn: bool = True,
+    memory_format: str = "auto",
 ) -> CKATrainingResult:
     """Minibatch CKA of every student snapshot against the teacher at matched layer pairs.
 
@@ -687,7 +846,8 @@ def cka_over_training(
             default: the stage pairs feature distillation trains
             (:func:`workbench.models.taps.match_stages` on the first snapshot) and the two
             penultimate embeddings.
-        kernel, bandwidth, debiased, names, class_names, device, batch_size: as in :func:`cka_matrix`.
+        kernel, bandwidth, debiased, names, class_names, device, batch_size, precision, fold_bn,
+            memory_format: as in :func:`cka_matrix`.
         progress: once per batch (the teacher's pass, then each snapshot's). cancel: every batch.
 
     Returns:
@@ -695,6 +855,8 @@ def cka_over_training(
     """
     check_model(teacher, "teacher")
     images, bs, need, bw = _check_cka_inputs(images, labels, batch_size, debiased, kernel, bandwidth)
+    prec = _check_precision(precision)
+    fmt = _check_memory_format(memory_format)
     pair = check_names(names)
     classes = check_class_names(class_names)
     items = _snapshot_items(snapshots)
@@ -722,13 +884,17 @@ def cka_over_training(
             )
     t_unique = list(dict.fromkeys(lt))
     t_index = [t_unique.index(p) for p in lt]
-    acc = MinibatchCKA(ls, t_unique, debiased=debiased, kernel=kernel, bandwidth=bw)
-    t_stats = []
-    for sl in slices:
-        track.check()
-        t_stats.append(acc.batch_stats(_features(t_copy, images[sl], t_unique), t_unique))
-        track.advance(message=f"CKA over training: {pair[0]}")
+    acc = MinibatchCKA(ls, t_unique, debiased=debiased, kernel=kernel, bandwidth=bw, precision=prec)
+    t_net = _feature_net(t_copy, t_unique, fold_bn)
     del t_copy
+    t_cl = wants_channels_last(fmt, model_device(t_net), t_net)
+    t_stats = []
+    with channels_last(t_net, enabled=t_cl):
+        for sl in slices:
+            track.check()
+            t_stats.append(acc.batch_stats(_features(t_net, images[sl], t_unique, t_cl), t_unique))
+            track.advance(message=f"CKA over training: {pair[0]}")
+    del t_net
 
     epochs: list[int] = []
     rows: list[np.ndarray] = []
@@ -740,11 +906,15 @@ def cka_over_training(
             s_copy = working_copy(model, resolve_device(model, device))
             _check_paths(s_copy, ls, f"snapshots[{epoch}]")
         acc.reset()
-        for sl, stats_t in zip(slices, t_stats, strict=True):
-            track.check()
-            feats = _features(s_copy, images[sl], ls)
-            acc.update_stats(acc.batch_stats(feats, ls), stats_t, sl.stop - sl.start)
-            track.advance(message=f"CKA over training: epoch {epoch}")
+        s_net = _feature_net(s_copy, ls, fold_bn)
+        s_cl = wants_channels_last(fmt, model_device(s_net), s_net)
+        with channels_last(s_net, enabled=s_cl):
+            for sl, stats_t in zip(slices, t_stats, strict=True):
+                track.check()
+                feats = _features(s_net, images[sl], ls, s_cl)
+                acc.update_stats(acc.batch_stats(feats, ls), stats_t, sl.stop - sl.start)
+                track.advance(message=f"CKA over training: epoch {epoch}")
+        del s_net
         full = acc.compute()
         rows.append(full[np.arange(len(ls)), t_index])
         epochs.append(epoch)
@@ -760,7 +930,15 @@ def cka_over_training(
         kernel=kernel,
         names=pair,
         class_names=classes,
-        params={"kernel": kernel, "bandwidth": bw, "debiased": bool(debiased), "batch_size": bs},
+        params={
+            "kernel": kernel,
+            "bandwidth": bw,
+            "debiased": bool(debiased),
+            "batch_size": bs,
+            "precision": prec,
+            "fold_bn": bool(fold_bn),
+            "memory_format": fmt,
+        },
     )
 
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 from workbench.data.batching import Augment, Batch, BatchLoader
 from workbench.data.core import Dataset, DatasetInfo, Split, channel_stats
 from workbench.data.errors import DataError
-from workbench.data.registry import dataset_options, list_datasets, load_dataset, prepare_dataset
+from workbench.data.limits import MemoryBudgetError, memory_budget_bytes
+from workbench.data.registry import (
+    check_dataset,
+    dataset_options,
+    list_datasets,
+    load_dataset,
+    prepare_dataset,
+)
 from workbench.data.shapes import BACKGROUNDS, PAIRED_BACKGROUND, SHAPE_CLASSES
 
 __all__ = [
@@ -23,12 +30,15 @@ __all__ = [
     "DataError",
     "Dataset",
     "DatasetInfo",
+    "MemoryBudgetError",
     "PAIRED_BACKGROUND",
     "SHAPE_CLASSES",
     "Split",
     "channel_stats",
+    "check_dataset",
     "dataset_options",
     "list_datasets",
     "load_dataset",
+    "memory_budget_bytes",
     "prepare_dataset",
 ]

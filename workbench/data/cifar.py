@@ -19,6 +19,7 @@ import torch
 from workbench.data.core import Dataset, Split, channel_stats
 from workbench.data.download import base_urls, download_file, extract_tar, file_md5, resolve_checksums
 from workbench.data.errors import DataError
+from workbench.data.limits import over_budget
 from workbench.data.safe_pickle import safe_load
 
 
@@ -82,15 +83,30 @@ def _load_dict(path: Path) -> dict:
 
 def _names(obj: dict, key: str, path: Path) -> list[str]:
     values = _key(obj, key, path)
-    if not isinstance(values, (list, tuple)) or not values:
-        raise DataError(f"file {path}: {key!r} should be a non-empty list of names")
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+    if (
+        not isinstance(values, (list, tuple))
+        or not values
+        or not all(isinstance(v, (bytes, str)) for v in values)
+    ):
+        raise DataError(f"file {path}: {key!r} should be a non-empty list of names (strings)")
+    # undecodable bytes and lone surrogates become U+FFFD / '?', so names always serialise as UTF-8
+    return [
+        v.decode("utf-8", "replace") if isinstance(v, bytes) else v.encode("utf-8", "replace").decode("utf-8")
+        for v in values
+    ]
 
 
 def _batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     obj = _load_dict(path)
     data = _key(obj, "data", path)
-    labels = np.asarray(_key(obj, label_key, path))
+    raw_labels = _key(obj, label_key, path)
+    try:
+        labels = np.asarray(raw_labels)
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        raise DataError(
+            f"file {path}: {label_key!r} should be a list of integer labels, "
+            f"got {type(raw_labels).__name__} ({str(err).splitlines()[0] if str(err) else 'unreadable'})"
+        ) from None
     if (
         not isinstance(data, np.ndarray)
         or data.dtype != np.uint8
@@ -118,6 +134,25 @@ def _split(paths: list[Path], label_key: str, num_classes: int) -> Split:
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     return Split(images=torch.from_numpy(np.ascontiguousarray(images)), labels=torch.from_numpy(labels))
+
+
+def estimate_cifar(name: str, root: Path) -> int | None:
+    """Peak bytes of loading ``name`` from ``root``: the train batches twice (read, then joined)
+    plus the test batch, from the file sizes alone. ``None`` when the folder is not complete
+    yet (a download would fetch it). Raises :class:`DataError` when over the memory budget."""
+    source = SOURCES[name]
+    folder = root / source.folder
+    paths = [folder / f for f in source.train_files] + [folder / source.test_file]
+    try:
+        sizes = [p.stat().st_size for p in paths]
+    except OSError:
+        return None
+    train = sum(sizes[:-1])
+    total = (2 * train if len(source.train_files) > 1 else train) + sizes[-1]
+    problem = over_budget(total)
+    if problem:
+        raise DataError(f"folder {folder}: loading its {len(paths)} batch files {problem}")
+    return total
 
 
 def download_cifar(
@@ -160,6 +195,7 @@ def load_cifar(name: str, root: str | Path | None, download: bool, options: dict
         if mode not in LABEL_MODES:
             raise DataError(f"option label_mode: unknown value {mode!r}; known: {', '.join(LABEL_MODES)}")
         meta_key, label_key = f"{mode}_label_names", f"{mode}_labels"
+    estimate_cifar(name, root)
     meta_path = folder / source.meta_file
     class_names = _names(_load_dict(meta_path), meta_key, meta_path)
     k = len(class_names)

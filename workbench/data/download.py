@@ -25,6 +25,10 @@ from workbench.data.errors import DataError
 
 MIRROR_ENV = "WORKBENCH_DATA_MIRROR"
 _CHUNK = 1 << 20
+#: the largest file a download may bring (the CIFAR archives are about 170 MB)
+DOWNLOAD_MAX_BYTES = 1 << 30
+#: the most an archive may unpack to (the CIFAR folders are about 180 MB)
+EXTRACT_MAX_BYTES = 4 << 30
 
 
 def file_md5(path: str | Path) -> str:
@@ -85,11 +89,15 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
     )
 
 
-def download_file(urls: list[str], dest: str | Path, md5: str, timeout: float = 60.0) -> Path:
+def download_file(
+    urls: list[str], dest: str | Path, md5: str, timeout: float = 60.0, max_bytes: int = DOWNLOAD_MAX_BYTES
+) -> Path:
     """Fetch ``dest.name`` from the first base URL in ``urls`` that answers, verify its MD5, write atomically.
 
-    On a checksum mismatch the partial file is removed and :class:`DataError` is raised; when every
-    URL fails the error lists what each one answered. Returns ``dest``.
+    A source announcing a ``Content-Length`` over ``max_bytes`` is not read at all; a stream that
+    grows past ``max_bytes`` is cut off and its partial file removed (that source counts as
+    failed). On a checksum mismatch the partial file is removed and :class:`DataError` is raised;
+    when every URL fails the error lists what each one answered. Returns ``dest``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -101,9 +109,22 @@ def download_file(urls: list[str], dest: str | Path, md5: str, timeout: float = 
         try:
             digest = hashlib.md5(usedforsecurity=False)
             with os.fdopen(fd, "wb") as out, _opener(url).open(url, timeout=timeout) as response:
+                announced = _content_length(response)
+                if announced is not None and announced > max_bytes:
+                    failures.append(
+                        f"{url}: announces {announced} bytes, over the limit of {max_bytes}; not downloaded"
+                    )
+                    continue
+                received = 0
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        break
                     digest.update(chunk)
                     out.write(chunk)
+                if received > max_bytes:
+                    failures.append(f"{url}: sent more than the limit of {max_bytes} bytes; aborted")
+                    continue
                 out.flush()
                 os.fsync(out.fileno())
             got = digest.hexdigest()
@@ -123,6 +144,15 @@ def download_file(urls: list[str], dest: str | Path, md5: str, timeout: float = 
     raise DataError(f"file {dest.name}: download failed from every source ({'; '.join(failures)})")
 
 
+def _content_length(response: object) -> int | None:
+    headers = getattr(response, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
     """Refuse a tar member that is not a plain file or folder, or whose path leaves the extraction folder."""
     path = PurePosixPath(member.name)
@@ -137,11 +167,13 @@ def check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
 
 
-def extract_tar(archive: str | Path, dest: str | Path) -> None:
+def extract_tar(archive: str | Path, dest: str | Path, max_bytes: int = EXTRACT_MAX_BYTES) -> None:
     """Extract a (gzip) tar archive into ``dest`` after checking every member with :func:`check_tar_member`.
 
-    Extraction goes to a temporary folder inside ``dest`` whose top-level entries are then renamed
-    into place, so a failure leaves no half-extracted folder under its final name.
+    The member sizes the archive declares must add up to at most ``max_bytes`` and fit the free
+    space of ``dest``, or nothing is extracted. Extraction goes to a temporary folder inside
+    ``dest`` whose top-level entries are then renamed into place, so a failure leaves no
+    half-extracted folder under its final name.
     """
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -156,6 +188,14 @@ def extract_tar(archive: str | Path, dest: str | Path) -> None:
                 members = tar.getmembers()
                 for member in members:
                     check_tar_member(member, archive)
+                total = sum(m.size for m in members if m.isfile())
+                free = shutil.disk_usage(staging).free
+                if total > min(max_bytes, free):
+                    where = f"the limit of {max_bytes}" if total > max_bytes else f"the {free} bytes free"
+                    raise DataError(
+                        f"archive {archive}: its members unpack to {total} bytes, over {where}; "
+                        f"nothing was extracted"
+                    )
                     target = (staging / member.name).resolve()
                     if not target.is_relative_to(staging.resolve()):
                         raise DataError(

@@ -12,11 +12,14 @@ class DataError(ValueError):
     """A dataset, file or option is wrong; the message is one line naming it and what was expected.
 
     Line breaks in the message (for example from a wrapped library error) are folded into
-    ``"; "`` so that the message always stays on one line.
+    ``"; "`` so that the message always stays on one line, and characters that cannot be written
+    as UTF-8 (the undecodable bytes of a file or folder name, kept by Python as lone surrogates)
+    are shown as ``\\udcXX`` escapes, so printing the message never fails.
     """
 
     def __init__(self, message: object = "") -> None:
-        super().__init__(_LINE_BREAKS.sub("; ", str(message).strip()))
+        text = _LINE_BREAKS.sub("; ", str(message).strip())
+        super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def known_names(known: Iterable[str]) -> str:

@@ -8,15 +8,20 @@ already share one size). Mean and std come from the train split.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from workbench.data.core import Dataset, Split, channel_stats, stratified_split
 from workbench.data.errors import DataError
+from workbench.data.limits import over_budget
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -30,16 +35,35 @@ OPTIONS: dict[str, Any] = {
 }
 
 
+#: images whose header declares more pixels than this are refused before decoding (decompression
+#: bombs); Pillow's own default limit, applied as a hard error instead of a warning
+MAX_IMAGE_PIXELS = 89_478_485
+
+
 def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as err:
+        raise DataError(f"folder {folder}: cannot be listed ({err.strerror or err})") from None
+    for d in dirs:
+        try:
+            d.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(
+                f"folder {d}: its name is not valid UTF-8, so it cannot be a class name; rename it"
+            ) from None
+    return dirs
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    try:
+        return sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )
+    except OSError as err:
+        raise DataError(f"folder {folder}: cannot be listed ({err.strerror or err})") from None
 
 
 def _scan(folder: Path, class_names: list[str] | None) -> tuple[list[str], list[Path], list[int]]:
@@ -64,50 +88,164 @@ def _scan(folder: Path, class_names: list[str] | None) -> tuple[list[str], list[
     return names, files, labels
 
 
-def _detect_channels(files: list[Path]) -> int:
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                mode = img.mode
-                if mode == "P":
-                    palette = img.getpalette() or []
-                    rgb = (
-                        np.asarray(palette, dtype=np.int32).reshape(-1, 3) if len(palette) % 3 == 0 else None
-                    )
-                    if rgb is not None and np.all(rgb == rgb[:, :1]):
-                        continue
-                    return 3
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise DataError(f"file {path}: not a readable image ({err})") from None
-        if mode not in GRAY_MODES:
-            return 3
-    return 1
+def _unreadable(path: Path, err: BaseException) -> DataError:
+    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return DataError(
+            f"file {path}: refused, its header declares more than {MAX_IMAGE_PIXELS} pixels "
+            f"(a decompression bomb or a huge image)"
+        )
+    detail = str(err).strip() or type(err).__name__
+    return DataError(f"file {path}: not a readable image ({type(err).__name__}: {detail[:200]})")
 
 
-def _decode(files: list[Path], channels: int, image_size: int | None) -> np.ndarray:
-    mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    first_size: tuple[int, int] | None = None
-    for path in files:
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` with decompression-bomb warnings raised as errors, and any failure
+    (not an image, truncated, corrupt, a bomb) turned into a one-line :class:`DataError`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as img:
-                img = img.convert(mode)
-                if image_size is not None and img.size != (image_size, image_size):
-                    img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise DataError(f"file {path}: not a readable image ({err})") from None
-        size = (array.shape[1], array.shape[0])
-        if first_size is None:
-            first_size = size
-        elif size != first_size:
+                yield img
+        except DataError:
+            raise
+        except (Exception, Image.DecompressionBombWarning) as err:  # noqa: BLE001 - any decoder failure
+            raise _unreadable(path, err) from None
+
+
+@dataclass(frozen=True)
+class _Header:
+    width: int
+    height: int
+    gray: bool
+
+
+def _read_header(path: Path) -> _Header:
+    """Size and colour of one image from its header; refuses sizes over :data:`MAX_IMAGE_PIXELS`."""
+    with _opened(path) as img:
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
             raise DataError(
-                f"file {path}: size {size[0]}x{size[1]} differs from {first_size[0]}x{first_size[1]} of "
-                f"{files[0].name}; pass option image_size to resize"
+                f"file {path}: refused, its header declares {width}x{height} = {width * height} pixels, "
+                f"over the limit of {MAX_IMAGE_PIXELS} (a decompression bomb or a huge image)"
             )
-        arrays.append(array)
-    stacked = np.stack(arrays)
-    return stacked[:, None] if channels == 1 else stacked.transpose(0, 3, 1, 2)
+        mode = img.mode
+        gray = mode in GRAY_MODES
+        if mode == "P":
+            palette = img.getpalette() or []
+            rgb = np.asarray(palette, dtype=np.int32).reshape(-1, 3) if len(palette) % 3 == 0 else None
+            gray = rgb is not None and bool(np.all(rgb == rgb[:, :1]))
+    return _Header(int(width), int(height), gray)
+
+
+def _decode_into(out: np.ndarray, files: list[Path], channels: int, image_size: int | None) -> None:
+    """Decode ``files`` into the preallocated ``uint8`` array ``out`` ``(N, C, H, W)``, one at a time."""
+    mode = "L" if channels == 1 else "RGB"
+    h, w = out.shape[2:]
+    for i, path in enumerate(files):
+        with _opened(path) as img:
+            img = img.convert(mode)
+            if image_size is not None and img.size != (image_size, image_size):
+                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+        if array.shape[:2] != (h, w):
+            raise DataError(
+                f"file {path}: decodes to {array.shape[1]}x{array.shape[0]}, its header said {w}x{h}"
+            )
+        out[i] = array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+@dataclass
+class _Plan:
+    """Everything known about an image folder before any pixel is decoded."""
+
+    root: Path
+    class_names: list[str]
+    train_files: list[Path]
+    train_labels: list[int]
+    test_files: list[Path]
+    test_labels: list[int]
+    layout: str
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of both splits as ``uint8`` tensors plus their ``int64`` labels."""
+        n = len(self.train_files) + len(self.test_files)
+        return n * (self.channels * self.height * self.width + 8)
+
+
+def _plan(root: Path, options: dict[str, Any]) -> _Plan:
+    """List the files, read every header (size, colour; bombs and non-images refused by name),
+    and fix channels and size; then check the whole set against the memory budget."""
+    size, channels, fraction, seed, _ = _validate(options)
+    if not root.is_dir():
+        raise DataError(
+            f"root {root}: not a folder; expected train/<class>/ and test/<class>/ (or <class>/) inside"
+        )
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir() or test_dir.is_dir():
+        if not (train_dir.is_dir() and test_dir.is_dir()):
+            missing = "test" if train_dir.is_dir() else "train"
+            raise DataError(
+                f"root {root}: has {'train' if missing == 'test' else 'test'}/ but no {missing}/ folder"
+            )
+        class_names, train_files, train_labels = _scan(train_dir, None)
+        _, test_files, test_labels = _scan(test_dir, class_names)
+        if not test_files:
+            raise DataError(f"folder {test_dir}: holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        layout = "train/ and test/ folders"
+    else:
+        class_names, files, labels = _scan(root, None)
+        label_array = np.asarray(labels)
+        train_index, test_index = stratified_split(label_array, fraction, seed)
+        if test_index.size == 0:
+            raise DataError(f"root {root}: too few images to split off a test set (test_fraction={fraction})")
+        train_files = [files[i] for i in train_index]
+        test_files = [files[i] for i in test_index]
+        train_labels = label_array[train_index].tolist()
+        test_labels = label_array[test_index].tolist()
+        layout = f"class folders split {1 - fraction:.2f}/{fraction:.2f} by seed {seed}"
+    every = train_files + test_files
+    headers = [_read_header(path) for path in every]
+    if size is None:
+        first = headers[0]
+        for path, head in zip(every, headers, strict=True):
+            if (head.width, head.height) != (first.width, first.height):
+                raise DataError(
+                    f"file {path}: size {head.width}x{head.height} differs from {first.width}x{first.height} "
+                    f"of {every[0].name}; pass option image_size to resize"
+                )
+        height, width = first.height, first.width
+    else:
+        height = width = size
+    c = channels if channels is not None else (1 if all(h.gray for h in headers) else 3)
+    plan = _Plan(
+        root, class_names, train_files, train_labels, test_files, test_labels, layout, c, height, width
+    )
+    problem = over_budget(plan.nbytes)
+    if problem:
+        raise DataError(
+            f"root {root}: the set of {len(every)} images of {c}x{height}x{width} {problem}; "
+            f"pass a smaller option image_size"
+        )
+    return plan
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Check the option values of ``imagefolder`` (``image_size``, ``channels``, ``test_fraction``,
+    ``seed``, ``hflip_ok``); raises a one-line :class:`DataError` naming the option."""
+    _validate({**OPTIONS, **options})
+
+
+def estimate_imagefolder(root: str | Path, options: dict[str, Any]) -> int:
+    """Bytes the image folder at ``root`` would take in memory with ``options``, from the image
+    headers alone (no pixel is decoded). Raises :class:`DataError` naming the file or option for
+    unreadable images, decompression bombs, mixed sizes without ``image_size``, or a set over
+    the memory budget."""
+    return _plan(Path(root).expanduser(), {**OPTIONS, **options}).nbytes
 
 
 def _validate(options: dict[str, Any]) -> tuple[int | None, int | None, float, int, bool]:
@@ -136,67 +274,35 @@ def _validate(options: dict[str, Any]) -> tuple[int | None, int | None, float, i
 
 
 def load_imagefolder(name: str, root: str | Path | None, download: bool, options: dict[str, Any]) -> Dataset:
-    """Registry entry for ``imagefolder``: load a folder of class sub-folders of image files."""
-    size, channels, fraction, seed, hflip_ok = _validate(options)
+    """Registry entry for ``imagefolder``: load a folder of class sub-folders of image files.
+
+    Every header is read first (:func:`estimate_imagefolder`), so an unreadable file, a
+    decompression bomb or a set over the memory budget is refused before any pixel is decoded;
+    images are then decoded one at a time into one preallocated array per split.
+    """
+    _, _, _, _, hflip_ok = _validate(options)
     if root is None:
         raise DataError(
             "dataset 'imagefolder': needs root=FOLDER holding train/<class>/ and test/<class>/ (or <class>/)"
         )
     if download:
         raise DataError("dataset 'imagefolder': download=True is not possible; the images come from root")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(
-            f"root {root}: not a folder; expected train/<class>/ and test/<class>/ (or <class>/) inside"
-        )
-    train_dir, test_dir = root / "train", root / "test"
-    if train_dir.is_dir() or test_dir.is_dir():
-        if not (train_dir.is_dir() and test_dir.is_dir()):
-            missing = "test" if train_dir.is_dir() else "train"
-            raise DataError(
-                f"root {root}: has {'train' if missing == 'test' else 'test'}/ but no {missing}/ folder"
-            )
-        class_names, train_files, train_labels = _scan(train_dir, None)
-        _, test_files, test_labels = _scan(test_dir, class_names)
-        if not test_files:
-            raise DataError(f"folder {test_dir}: holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        layout = "train/ and test/ folders"
-    else:
-        class_names, files, labels = _scan(root, None)
-        label_array = np.asarray(labels)
-        train_index, test_index = stratified_split(label_array, fraction, seed)
-        if test_index.size == 0:
-            raise DataError(f"root {root}: too few images to split off a test set (test_fraction={fraction})")
-        train_files = [files[i] for i in train_index]
-        test_files = [files[i] for i in test_index]
-        train_labels = label_array[train_index].tolist()
-        test_labels = label_array[test_index].tolist()
-        layout = f"class folders split {1 - fraction:.2f}/{fraction:.2f} by seed {seed}"
-    c = channels if channels is not None else _detect_channels(train_files + test_files)
-    train_images = _decode(train_files, c, size)
-    test_images = _decode(test_files, c, size)
-    if train_images.shape[1:] != test_images.shape[1:]:
-        raise DataError(
-            f"root {root}: train images {train_images.shape[2:]} and test images "
-            f"{test_images.shape[2:]} differ in "
-            f"size; pass option image_size to resize"
-        )
-    train = Split(
-        images=torch.from_numpy(np.ascontiguousarray(train_images)),
-        labels=torch.tensor(train_labels, dtype=torch.int64),
-    )
-    test = Split(
-        images=torch.from_numpy(np.ascontiguousarray(test_images)),
-        labels=torch.tensor(test_labels, dtype=torch.int64),
-    )
+    plan = _plan(Path(root).expanduser(), options)
+    size = options["image_size"]
+    splits = []
+    for files, labels in ((plan.train_files, plan.train_labels), (plan.test_files, plan.test_labels)):
+        images = np.empty((len(files), plan.channels, plan.height, plan.width), dtype=np.uint8)
+        _decode_into(images, files, plan.channels, size)
+        splits.append(Split(images=torch.from_numpy(images), labels=torch.tensor(labels, dtype=torch.int64)))
+    train, test = splits
     mean, std = channel_stats(train.images)
     return Dataset(
         name=name,
         train=train,
         test=test,
-        class_names=class_names,
+        class_names=plan.class_names,
         mean=mean,
         std=std,
         hflip_ok=hflip_ok,
-        source=f"image folder {root} ({layout})",
+        source=f"image folder {plan.root} ({plan.layout})",
     )

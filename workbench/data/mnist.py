@@ -21,7 +21,8 @@ import workbench
 from workbench.data.core import Dataset, Split, channel_stats, images_from_numpy
 from workbench.data.download import base_urls, download_file, file_md5, resolve_checksums
 from workbench.data.errors import DataError
-from workbench.data.idx import read_idx
+from workbench.data.idx import read_idx, read_idx_header
+from workbench.data.limits import over_budget
 
 ASSETS_ENV = "WORKBENCH_ASSETS"
 
@@ -148,22 +149,81 @@ def download_idx(root: Path, source: IdxSource, mirror: str | None, checksums: d
             )
 
 
+IMAGE_SIZE = 28
+
+
+def check_idx_headers(found: dict[str, Path], num_classes: int) -> int:
+    """Read only the headers of the four IDX files and check them against each other.
+
+    Images must be ``uint8`` ``N x 28 x 28``, labels ``uint8`` ``N``, with the same ``N`` per split;
+    the whole set held in memory (``uint8`` images, ``int64`` labels) must fit the memory budget
+    (:mod:`workbench.data.limits`). Returns that estimate in bytes; raises a one-line
+    :class:`DataError` naming the file otherwise. Nothing beyond the headers is decompressed.
+    """
+    del num_classes  # label values are checked once read
+    total = 0
+    for split in ("train", "test"):
+        images_path, labels_path = found[f"{split}_images"], found[f"{split}_labels"]
+        images = read_idx_header(images_path)
+        labels = read_idx_header(labels_path)
+        if len(images.dims) != 3 or images.dims[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8:
+            raise DataError(
+                f"file {images_path}: header declares {images.dtype} images of shape {images.dims}, "
+                f"expected uint8 N x {IMAGE_SIZE} x {IMAGE_SIZE}"
+            )
+        if len(labels.dims) != 1 or labels.dtype != np.uint8:
+            raise DataError(
+                f"file {labels_path}: header declares {labels.dtype} labels of shape {labels.dims}, "
+                f"expected uint8 N"
+            )
+        if images.dims[0] != labels.dims[0]:
+            raise DataError(
+                f"file {labels_path}: holds {labels.dims[0]} labels but {images_path.name} "
+                f"holds {images.dims[0]} images"
+            )
+        total += images.nbytes + 8 * labels.dims[0]
+    problem = over_budget(total)
+    if problem:
+        raise DataError(f"file {found['train_images']}: the IDX set {problem}")
+    return total
+
+
 def _load_idx_split(images_path: Path, labels_path: Path, num_classes: int) -> Split:
-    images = read_idx(images_path, ndim=3, dtype=np.uint8)
-    labels = read_idx(labels_path, ndim=1, dtype=np.uint8)
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"file {labels_path}: holds {labels.shape[0]} labels but {images_path.name} "
-            f"holds {images.shape[0]} images"
-        )
+    images = read_idx(images_path, ndim=3, dtype=np.uint8, shape=(None, IMAGE_SIZE, IMAGE_SIZE))
+    labels = read_idx(labels_path, ndim=1, dtype=np.uint8, shape=(images.shape[0],))
     if labels.size and int(labels.max()) >= num_classes:
         raise DataError(
             f"file {labels_path}: label {int(labels.max())} is out of range for {num_classes} classes"
         )
     return Split(
-        images=images_from_numpy(images.copy(), str(images_path)),
+        images=images_from_numpy(images, str(images_path)),
         labels=torch.from_numpy(labels.astype(np.int64)),
     )
+
+
+def _found_or_error(root: Path, source: IdxSource) -> dict[str, Path]:
+    found = find_idx_files(root, source)
+    missing = [IDX_FILES[role] for role, path in found.items() if path is None]
+    if missing:
+        raise DataError(
+            f"root {root}: missing {source.name} files {', '.join(missing)} (plain or .gz); "
+            f"pass download=True to fetch them"
+        )
+    return found  # type: ignore[return-value]
+
+
+def estimate_idx_dataset(source: IdxSource, root: Path) -> int | None:
+    """Bytes the full set in ``root`` would take in memory, from the IDX headers alone.
+
+    ``None`` when the files are not all there yet (a download would fetch them). Raises
+    :class:`DataError` for headers that disagree or a set over the memory budget.
+    """
+    if not root.is_dir():
+        return None
+    found = find_idx_files(root, source)
+    if any(path is None for path in found.values()):
+        return None
+    return check_idx_headers(found, len(source.class_names))  # type: ignore[arg-type]
 
 
 def load_idx_dataset(
@@ -175,16 +235,11 @@ def load_idx_dataset(
     if download:
         root.mkdir(parents=True, exist_ok=True)
         download_idx(root, source, mirror, checksums)
-    found = find_idx_files(root, source)
-    missing = [IDX_FILES[role] for role, path in found.items() if path is None]
-    if missing:
-        raise DataError(
-            f"root {root}: missing {source.name} files {', '.join(missing)} (plain or .gz); "
-            f"pass download=True to fetch them"
-        )
+    found = _found_or_error(root, source)
     k = len(source.class_names)
-    train = _load_idx_split(found["train_images"], found["train_labels"], k)  # type: ignore[arg-type]
-    test = _load_idx_split(found["test_images"], found["test_labels"], k)  # type: ignore[arg-type]
+    check_idx_headers(found, k)
+    train = _load_idx_split(found["train_images"], found["train_labels"], k)
+    test = _load_idx_split(found["test_images"], found["test_labels"], k)
     mean, std = channel_stats(train.images)
     return Dataset(
         name=source.name,
@@ -208,6 +263,10 @@ def load_embedded(source: IdxSource) -> Dataset:
         )
     try:
         with np.load(path, allow_pickle=False) as npz:
+            inflated = sum(info.file_size for info in npz.zip.infolist())
+            problem = over_budget(inflated)
+            if problem:
+                raise DataError(f"file {path}: its arrays {problem}")
             missing = [key for key in _EMBEDDED_KEYS if key not in npz.files]
             if missing:
                 raise DataError(

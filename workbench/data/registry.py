@@ -158,6 +158,37 @@ def load_dataset(
     return entry.loader(name, root, bool(download), resolved)
 
 
+def check_dataset(
+    name: str, root: str | Path | None = None, download: bool = False, **options: Any
+) -> int | None:
+    """Check dataset ``name`` with ``root`` and ``options`` cheaply, before anything is loaded.
+
+    Unknown names and options, invalid option values where the loader can tell without the
+    data (``shapes``, ``imagefolder``), unreadable image files and decompression bombs (from
+    their headers), IDX headers that disagree, and a set whose estimated size exceeds the memory
+    budget (:mod:`workbench.data.limits`) raise a one-line :class:`DataError` naming the option
+    or file. Returns the estimated bytes the dataset takes in memory, or ``None`` where that is
+    not known before loading (files still to be downloaded, the embedded or built-in sets).
+    """
+    entry = _entry(name)
+    resolved = _resolve_options(name, entry, options)
+    if root is not None and not isinstance(root, (str, Path)):
+        raise DataError(f"root: expected a folder path, got {type(root).__name__}")
+    if isinstance(root, str) and not root.strip():
+        root = None
+    folder = None if root is None else Path(root).expanduser()
+    if name == "shapes":
+        return shapes.estimate_shapes(resolved)
+    if name == "imagefolder":
+        imagefolder.check_options(resolved)
+        return None if folder is None else imagefolder.estimate_imagefolder(folder, resolved)
+    if name in mnist.SOURCES and folder is not None:
+        return mnist.estimate_idx_dataset(mnist.SOURCES[name], folder)
+    if name in cifar.SOURCES and folder is not None and folder.is_dir():
+        return cifar.estimate_cifar(name, folder)
+    return None
+
+
 def prepare_dataset(
     name: str, root: str | Path | None = None, download: bool = False, **options: Any
 ) -> Dataset:

@@ -27,6 +27,7 @@ import torch
 
 from workbench.data.core import Dataset, Split, channel_stats
 from workbench.data.errors import DataError
+from workbench.data.limits import over_budget
 
 IMAGE_SIZE = 32
 SHAPE_CLASSES = ["circle", "square", "triangle", "plus", "cross", "ring", "diamond", "ellipse", "bar", "star"]
@@ -209,9 +210,36 @@ def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(cols.any(dim=1, keepdim=True), boxes, torch.zeros_like(boxes))
 
 
+#: bytes one sample takes in memory: uint8 image, bool mask, float32 box, int64 context and label
+SAMPLE_BYTES = 3 * IMAGE_SIZE * IMAGE_SIZE + IMAGE_SIZE * IMAGE_SIZE + 16 + 8 + 8
+#: per-sample temporaries while rendering (parameter arrays, box search)
+_RENDER_BYTES = 1024
+#: sets up to this many samples (train + test) are kept in a small cache and handed out as copies;
+#: larger ones are rendered on each call and never held twice
+_CACHE_MAX_SAMPLES = 100_000
+
+
 @lru_cache(maxsize=4)
 def _cached(n_train: int, n_test: int, confounding: float, seed: int) -> tuple[dict[str, torch.Tensor], ...]:
     return render_shapes(n_train, confounding, seed, 0), render_shapes(n_test, 0.0, seed, 1)
+
+
+def estimate_shapes(options: dict[str, Any]) -> int:
+    """Peak bytes of loading ``shapes`` with ``options`` (both splits, their copies out of the cache
+    for small sets, and the rendering temporaries). Raises :class:`DataError` naming the option
+    when the options are invalid or the set would not fit the memory budget
+    (:mod:`workbench.data.limits`); the option maximum stays 2,000,000 samples, which fits
+    machines with enough memory."""
+    n_train, n_test, _, _ = _validate({**OPTIONS, **options})
+    n = n_train + n_test
+    copies = 2 if n <= _CACHE_MAX_SAMPLES else 1
+    total = n * (copies * SAMPLE_BYTES + _RENDER_BYTES)
+    problem = over_budget(total)
+    if problem:
+        raise DataError(
+            f"option n_train: the set of {n_train} train + {n_test} test samples {problem}; lower n_train or n_test"
+        )
+    return total
 
 
 def _validate(options: dict[str, Any]) -> tuple[int, int, float, int]:
@@ -233,9 +261,14 @@ def load_shapes(name: str, root: str | Path | None, download: bool, options: dic
     n_train, n_test, confounding, seed = _validate(options)
     if root is not None or download:
         raise DataError("dataset 'shapes': is generated on the fly; root and download are not used")
-    train_t, test_t = _cached(n_train, n_test, confounding, seed)
-    train = Split(**{key: value.clone() for key, value in train_t.items()})
-    test = Split(**{key: value.clone() for key, value in test_t.items()})
+    estimate_shapes(options)
+    if n_train + n_test <= _CACHE_MAX_SAMPLES:
+        train_t, test_t = _cached(n_train, n_test, confounding, seed)
+        train = Split(**{key: value.clone() for key, value in train_t.items()})
+        test = Split(**{key: value.clone() for key, value in test_t.items()})
+    else:
+        train = Split(**render_shapes(n_train, confounding, seed, 0))
+        test = Split(**render_shapes(n_test, 0.0, seed, 1))
     mean, std = channel_stats(train.images)
     return Dataset(
         name=name,

@@ -19,6 +19,7 @@ and user models alike; :mod:`workbench.models.layout` runs conv nets channels-la
 from __future__ import annotations
 
 from workbench.models.errors import ModelError
+from workbench.models.estimate import ModelEstimate
 from workbench.models.fusion import fold_batchnorm
 from workbench.models.info import ModelInfo, count_flops, model_info
 from workbench.models.layout import (
@@ -28,7 +29,15 @@ from workbench.models.layout import (
     input_layout,
     wants_channels_last,
 )
-from workbench.models.registry import ModelSpec, create_model, describe_models, list_models, register_model
+from workbench.models.registry import (
+    ModelSpec,
+    create_model,
+    describe_models,
+    estimate_model,
+    estimate_model_bytes,
+    list_models,
+    register_model,
+)
 from workbench.models.taps import (
     FeatureTaps,
     LayerInfo,
@@ -48,6 +57,7 @@ __all__ = [
     "LayerInfo",
     "MEMORY_FORMATS",
     "ModelError",
+    "ModelEstimate",
     "ModelInfo",
     "ModelSpec",
     "as_channels_last",
@@ -57,6 +67,8 @@ __all__ = [
     "count_flops",
     "create_model",
     "describe_models",
+    "estimate_model",
+    "estimate_model_bytes",
     "fold_batchnorm",
     "get_module",
     "input_layout",

@@ -7,6 +7,7 @@ what was expected; :func:`workbench.models.create_model` prefixes the model name
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,9 +21,16 @@ def nearest(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.4) ->
     return difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
 
 
+def _integral(value: Any) -> bool:
+    """An ``int`` (not a bool) or a finite float with an integral value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+
+
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an ``int`` of at least ``minimum``; integral floats (from YAML) are accepted."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if not _integral(value):
         raise ModelError(f"{name}={value!r}: expected an integer >= {minimum}")
     if value < minimum:
         raise ModelError(f"{name}={value!r}: expected an integer >= {minimum}")
@@ -42,8 +50,8 @@ def check_float(name: str, value: Any, low: float, high: float, high_inclusive: 
 
 def check_positive_float(name: str, value: Any) -> float:
     """``value`` as a ``float`` greater than zero."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ModelError(f"{name}={value!r}: expected a number > 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ModelError(f"{name}={value!r}: expected a finite number > 0")
     return float(value)
 
 
@@ -59,7 +67,7 @@ def check_int_tuple(name: str, value: Any, min_len: int = 1, length: int | None 
         raise ModelError(f"{name}={value!r}: expected a list of {want} positive integers")
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 1:
+        if not _integral(v) or v < 1:
             raise ModelError(f"{name}={value!r}: expected a list of {want} positive integers")
         out.append(int(v))
     return tuple(out)

@@ -7,10 +7,12 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from workbench.models.cnn import PlainCNN
 from workbench.models.errors import ModelError, check_int, nearest
+from workbench.models.estimate import ModelEstimate, describe_kwargs, estimate_family, memory_problem
 from workbench.models.mlp import MLP
 from workbench.models.mobilenetv2 import MobileNetV2
 from workbench.models.resnet import CifarResNet
@@ -91,9 +93,30 @@ def create_model(
     ``kwargs`` are the family's own arguments (see :func:`describe_models`); those the name pins
     (``depth`` of ``resnet20``) cannot be changed — use the family's generic name (``resnet``).
     Unknown names, unknown or pinned arguments and bad values raise :class:`ModelError` naming
-    the model and the argument. The result follows the zoo conventions: ``forward(x) -> logits``,
+    the model and the argument; so does a model whose estimated size (:func:`estimate_model`)
+    exceeds the memory budget, before anything is allocated. The result follows the zoo conventions: ``forward(x) -> logits``,
     ``stages`` (module paths, shallow to deep), head ``pool`` (penultimate embedding) then ``fc``.
     """
+    family, fixed = _checked_name(name, kwargs)
+    estimate = estimate_model(name, num_classes, in_channels, image_size, **kwargs)
+    try:
+        common = {
+            "num_classes": check_int("num_classes", num_classes),
+            "in_channels": check_int("in_channels", in_channels),
+            "image_size": check_int("image_size", image_size),
+        }
+        if estimate is None:  # a family registered without an estimator: size it on the meta device
+            with torch.device("meta"):
+                meta = FAMILIES[family](**common, **{**fixed, **kwargs})
+            estimate = ModelEstimate(sum(p.numel() for p in meta.parameters()), 0, 0)
+            _refuse_over_budget(kwargs, in_channels, image_size, estimate)
+        return FAMILIES[family](**common, **{**fixed, **kwargs})
+    except ModelError as err:
+        raise ModelError(f"model {name!r}: {err}") from None
+
+
+def _checked_name(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(family, fixed kwargs)`` of ``name``; unknown names and unknown or pinned kwargs raise."""
     if name not in _REGISTRY:
         close = nearest(name, _REGISTRY, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -109,15 +132,59 @@ def create_model(
                 f"model {name!r}: argument {key}={kwargs[key]!r} is fixed by the name "
                 f"({key}={fixed[key]!r}); use {family!r} to choose it"
             )
+    return family, fixed
+
+
+def _refuse_over_budget(
+    kwargs: dict[str, Any], in_channels: int, image_size: int, estimate: ModelEstimate
+) -> None:
+    problem = memory_problem(estimate)
+    if problem:
+        shown = describe_kwargs(kwargs) or "the default arguments"
+        raise ModelError(
+            f"{shown} on {in_channels}x{image_size}x{image_size} inputs: {problem}; refused before allocating"
+        )
+
+
+def estimate_model(
+    name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, **kwargs: Any
+) -> ModelEstimate | None:
+    """Size the registered model ``name`` from its architecture alone (nothing is allocated):
+    parameter count, buffer bytes and module count (see :mod:`workbench.models.estimate`).
+
+    Raises :class:`ModelError` naming the model and the argument for the mistakes
+    :func:`create_model` would refuse (unknown name or argument, bad value), and when the model
+    would not fit the memory budget (``$WORKBENCH_MEMORY_BUDGET_MB``, else half the available
+    memory): ``model 'mlp': hidden=[100000, 100000] on 1x28x28 inputs: 10,079,600,010 parameters,
+    needs about 37.5 GB of memory, over the budget of ...``. ``None`` for a user-registered family without
+    an estimator.
+    """
+    family, fixed = _checked_name(name, kwargs)
     try:
-        common = {
-            "num_classes": check_int("num_classes", num_classes),
-            "in_channels": check_int("in_channels", in_channels),
-            "image_size": check_int("image_size", image_size),
-        }
-        return FAMILIES[family](**common, **{**fixed, **kwargs})
+        estimate = estimate_family(family, num_classes, in_channels, image_size, {**fixed, **kwargs})
+        if estimate is not None:
+            _refuse_over_budget(kwargs, in_channels, image_size, estimate)
     except ModelError as err:
         raise ModelError(f"model {name!r}: {err}") from None
+    return estimate
+
+
+def estimate_model_bytes(
+    name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, **kwargs: Any
+) -> int:
+    """Estimated bytes of model ``name`` once built (float32 parameters, buffers, module objects),
+    computed from the architecture without allocating; raises :class:`ModelError` as
+    :func:`estimate_model` does (bad arguments, over the memory budget). A family without an
+    estimator is sized on PyTorch's ``meta`` device."""
+    estimate = estimate_model(name, num_classes, in_channels, image_size, **kwargs)
+    if estimate is None:
+        family, fixed = _checked_name(name, kwargs)
+        with torch.device("meta"):
+            meta = FAMILIES[family](
+                num_classes=num_classes, in_channels=in_channels, image_size=image_size, **{**fixed, **kwargs}
+            )
+        estimate = ModelEstimate(sum(p.numel() for p in meta.parameters()), 0, 0)
+    return estimate.bytes
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -31,7 +31,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from workbench.config import ConfigError, RunConfig, apply_overrides, validate_config
+from workbench.config import ConfigError, RunConfig, apply_overrides
+from workbench.validate import validate_run_config
 
 
 class SweepError(ValueError):
@@ -144,7 +145,7 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
                 for k, v in params.items():
                     _set(data, k, v)
                 data["seed"] = seed
-                config = validate_config(data)
+                config = validate_run_config(data)
             except ConfigError as err:
                 shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
                 raise SweepError(f"sweep {spec.name}: trial [{shown}] seed {seed}: {err}") from None

@@ -1,0 +1,198 @@
+"""The lessons in notebooks/: committed without outputs, executable headlessly, exercises that tell
+a right answer from a wrong one.
+
+Every lesson is executed once, in a fresh ``python3`` kernel with ``WORKBENCH_FAST=1`` and
+``WORKBENCH_STRICT_CHECKS=1``. At each exercise the answer cell's ``wrong_answer`` (its metadata) is
+executed first and the following check cell must fail with ``WrongAnswer``; then the reference
+answer is executed and the check cell must pass. The lesson then continues, so one execution per
+lesson covers both the lesson and every exercise.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ANSWER_TAG = "exercise-answer"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+CELL_TIMEOUT_S = 300
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _is_answer(cell) -> bool:
+    return cell.cell_type == "code" and ANSWER_TAG in cell.metadata.get("tags", [])
+
+
+def _next_code_cell(nb, index: int) -> int:
+    for j in range(index + 1, len(nb.cells)):
+        if nb.cells[j].cell_type == "code":
+            return j
+    raise AssertionError(f"cell {index}: an exercise answer must be followed by a check cell")
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+def test_there_are_lessons():
+    assert NOTEBOOKS, "no notebooks in notebooks/"
+    names = [p.name for p in NOTEBOOKS]
+    assert all(re.match(r"^\d\d_[a-z0-9_]+\.ipynb$", n) for n in names), names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_without_outputs(path: Path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    stored = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not stored, f"{path.name}: cells {stored} hold outputs or execution counts; clear them before committing"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernel must be python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_exercises_are_well_formed(path: Path):
+    nb = _read(path)
+    answers = [i for i, cell in enumerate(nb.cells) if _is_answer(cell)]
+    assert answers, f"{path.name}: no exercise (a code cell tagged {ANSWER_TAG!r})"
+    for i in answers:
+        cell = nb.cells[i]
+        wrong = cell.metadata.get("wrong_answer")
+        assert isinstance(wrong, str) and wrong.strip(), f"{path.name} cell {i}: no 'wrong_answer' in its metadata"
+        assert wrong.strip() != cell.source.strip(), f"{path.name} cell {i}: the wrong answer is the reference answer"
+        compile(wrong, f"{path.name}:wrong_answer[{i}]", "exec")  # a wrong answer, not a syntax error
+        check_cell = nb.cells[_next_code_cell(nb, i)]
+        assert re.search(r"\bcheck\(", check_cell.source), f"{path.name} cell {i}: the next code cell does not call check()"
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    first_md = nb.cells[0]
+    assert first_md.cell_type == "markdown" and "goal" in first_md.source.lower(), (
+        f"{path.name}: the first cell must state the learning goals"
+    )
+    assert nb.cells.index(first_code) > 0
+    assert "references" in nb.cells[-1].source.lower() or any(
+        c.cell_type == "markdown" and c.source.lower().lstrip("# ").startswith("references") for c in nb.cells
+    ), f"{path.name}: no references cell"
+
+
+# ---- execution --------------------------------------------------------------------------------------
+
+
+def _spec_runs_this_python(argv0: str) -> bool:
+    """Whether a kernelspec's interpreter is this one (jupyter_client maps a bare ``python`` /
+    ``python3`` / ``python3.X`` to ``sys.executable``)."""
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if argv0 in bare:
+        return True
+    try:
+        return Path(argv0).resolve() == Path(sys.executable).resolve()
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def python3_kernel(tmp_path_factory):
+    """Make sure the ``python3`` kernel runs this interpreter (the one that has the workbench):
+    when ``jupyter_client`` finds no such kernelspec, one for ``sys.executable`` is written to a
+    temporary ``JUPYTER_PATH`` for the session."""
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def usable() -> bool:
+        try:
+            spec = KernelSpecManager().get_kernel_spec("python3")
+        except NoSuchKernel:
+            return False
+        return bool(spec.argv) and _spec_runs_this_python(spec.argv[0])
+
+    old = os.environ.get("JUPYTER_PATH")
+    if not usable():
+        root = tmp_path_factory.mktemp("jupyter")
+        kernel_dir = root / "kernels" / "python3"
+        kernel_dir.mkdir(parents=True)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (workbench tests)",
+            "language": "python",
+        }
+        (kernel_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root), *([old] if old else [])])
+        assert usable(), "could not provide a python3 kernelspec for this interpreter"
+    yield "python3"
+    if old is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = old
+
+
+def _outputs_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif out.get("output_type") == "error":
+            parts.append(f"{out.get('ename')}: {out.get('evalue')}")
+    return "".join(parts)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_lesson_executes_and_its_checks_tell_right_from_wrong(path: Path, python3_kernel, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setenv("WORKBENCH_FAST", "1")
+    monkeypatch.setenv("WORKBENCH_STRICT_CHECKS", "1")
+    monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+    nb = _read(path)
+    client = NotebookClient(
+        nb,
+        kernel_name=python3_kernel,
+        timeout=CELL_TIMEOUT_S,
+        allow_errors=False,
+        resources={"metadata": {"path": str(tmp_path)}},  # the lesson's working directory
+    )
+    exercises = 0
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            if _is_answer(cell):
+                exercises += 1
+                wrong = copy.deepcopy(cell)
+                wrong.source = cell.metadata["wrong_answer"]
+                client.execute_cell(wrong, index)
+                j = _next_code_cell(nb, index)
+                with pytest.raises(CellExecutionError) as failed:
+                    client.execute_cell(copy.deepcopy(nb.cells[j]), j)
+                assert "WrongAnswer" in str(failed.value), (
+                    f"{path.name} cell {j}: the wrong answer of cell {index} failed otherwise than by its check:\n"
+                    f"{str(failed.value)[-1500:]}"
+                )
+            client.execute_cell(cell, index)
+    assert exercises >= 1
+    # every check cell printed its "Right" line with the reference answers
+    for index, cell in enumerate(nb.cells):
+        if _is_answer(cell):
+            text = _outputs_text(nb.cells[_next_code_cell(nb, index)])
+            assert "Right:" in text, f"{path.name}: the check after cell {index} did not pass:\n{text[-800:]}"
+    mimes = {k for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) for k in o.get("data", {})}
+    assert WIDGET_MIME in mimes, f"{path.name}: no panel (ipywidgets view) was displayed"
