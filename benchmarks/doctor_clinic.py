@@ -190,7 +190,9 @@ def base_config(case: Case) -> dict[str, Any]:
     if "model" in x:
         cfg["model"] = x["model"]
     if "temperature" in x:
-        cfg["distill"]["methods"] = [{"name": "kd", "weight": 0.9, "params": {"temperature": x["temperature"]}}]
+        cfg["distill"]["methods"] = [
+            {"name": "kd", "weight": 0.9, "params": {"temperature": x["temperature"]}}
+        ]
     if "methods" in x:
         cfg["distill"]["methods"] = x["methods"]
         cfg["distill"]["ce_weight"] = x["ce_weight"]
@@ -294,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--verify", action="store_true", help="also verify the top finding of each faulty run")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs")
     ap.add_argument("--only", default=None, help="only cases whose key contains this text")
-    ap.add_argument("--part", default=None, help="I/N: train only every N-th case from the I-th (parallel workers)")
+    ap.add_argument(
+        "--part", default=None, help="I/N: train only every N-th case from the I-th (parallel workers)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from workbench.runs import RunStore
@@ -314,7 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.phase in ("evidence", "all"):
         run_evidence(todo, store, Path(args.store))
     if args.phase in ("rules", "all"):
-        run_rules(todo, store, Path(args.store), verify=args.verify, write=not args.no_write, quick=args.quick)
+        run_rules(
+            todo, store, Path(args.store), verify=args.verify, write=not args.no_write, quick=args.quick
+        )
 
 
 def run_id_of(case: Case, store: Any) -> str | None:
@@ -343,18 +349,300 @@ def run_evidence(todo: list[Case], store: Any, root: Path) -> None:
             print(f"[{i}/{len(todo)}] evidence {case.key}: no run", flush=True)
             continue
         t0 = time.perf_counter()
-        ev = measure_run(store.load(rid), runs_root=str(store.root), dataset=case_dataset(case), device="cpu")
+        ev = measure_run(
+            store.load(rid),
+            runs_root=str(store.root),
+            dataset=case_dataset(case),
+            device="cpu",
+            n_samples=500,
+        )
         ev["doctor_version"] = DOCTOR_VERSION
         ev["run_id"] = rid
         path.write_text(json.dumps(ev, indent=1))
         print(f"[{i}/{len(todo)}] evidence {case.key}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
-def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: bool, quick: bool) -> None:
-    """Apply the rules to the cached evidence and tabulate (see the module docstring)."""
-    from clinic_report import report
+#: each threshold: (evidence name or function, the fault it detects, "high" if the fault lies above)
+def _noise_gap(ev: dict[str, Any]) -> float | None:
+    a, b = ev.get("teacher_acc"), ev.get("teacher_train_label_acc")
+    return None if a is None or b is None else a - b
 
-    report(todo, store, root, verify=verify, write=write, quick=quick)
+
+def _follow_gap(ev: dict[str, Any]) -> float | None:
+    a, b = ev.get("context_follow"), ev.get("teacher_context_follow")
+    return None if a is None or b is None else a - b
+
+
+THRESHOLDS: dict[str, tuple[Any, str, str, bool]] = {
+    # name: (evidence, fault, side, geometric midpoint)
+    "param_ratio": ("param_ratio", "capacity_gap", "high", True),
+    "soft_low": ("teacher_soft_entropy", "temperature_low", "low", False),
+    "soft_high": ("teacher_soft_entropy", "temperature_high", "high", False),
+    "kd_weight_high": ("kd_weight", "kd_dominates", "high", True),
+    "kd_share_low": ("kd_share", "kd_vanishes", "low", False),
+    "shortcut": (_follow_gap, "shortcut", "high", False),
+    "hint_depth": ("hint_depth_gap", "hint_miswired", "high", False),
+    "label_noise": (_noise_gap, "label_noise", "high", False),
+    "teacher_acc": ("teacher_acc", "wrong_teacher", "low", False),
+    "lr_high": ("lr_scale", "lr_high", "high", True),
+    "lr_low": ("lr_scale", "lr_low", "low", True),
+    "passes_low": ("passes", "too_short", "low", False),
+    "gap": ("gap", "lr_low|too_short|capacity_gap", "high", False),
+}
+
+
+def _value(ev: dict[str, Any], key: Any) -> float | None:
+    v = key(ev) if callable(key) else ev.get(key)
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def margins(rows: list[tuple[Case, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """For every threshold: the closest value on the fault's side among the runs with that fault,
+    the closest on the other side among all other runs, and the midpoint between them."""
+    import math
+
+    from workbench.analysis.doctor import DoctorThresholds
+
+    th = DoctorThresholds()
+    out = []
+    for name, (key, fault, side, geometric) in THRESHOLDS.items():
+        faults = set(fault.split("|"))
+        inside = [v for c, ev in rows if c.fault in faults and (v := _value(ev, key)) is not None]
+        outside = [v for c, ev in rows if c.fault not in faults and (v := _value(ev, key)) is not None]
+        if name == "gap":
+            outside = []  # the gap is gated by the config; healthy gaps are reported, not separated
+        worst_fault = (min(inside) if side == "high" else max(inside)) if inside else None
+        best_other = (max(outside) if side == "high" else min(outside)) if outside else None
+        mid = None
+        if worst_fault is not None and best_other is not None:
+            if geometric and worst_fault > 0 and best_other > 0:
+                mid = math.sqrt(worst_fault * best_other)
+            else:
+                mid = (worst_fault + best_other) / 2
+        out.append(
+            {
+                "threshold": name,
+                "value": getattr(th, name),
+                "fault": fault,
+                "fires": ">=" if side == "high" else "<=",
+                "closest_fault": worst_fault,
+                "closest_other": best_other,
+                "midpoint": mid,
+                "separates": worst_fault is not None
+                and (
+                    best_other is None
+                    or (worst_fault > best_other if side == "high" else worst_fault < best_other)
+                ),
+            }
+        )
+    return out
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: bool, quick: bool) -> None:
+    """Apply the rules to the cached evidence; print and (with ``write``) record the tables."""
+    from workbench.analysis.doctor import apply_rules
+
+    rows: list[tuple[Case, dict[str, Any]]] = []
+    for case in todo:
+        path = root / "evidence" / f"{case.key}.json"
+        if path.exists():
+            rows.append((case, json.loads(path.read_text())["evidence"]))
+    faulty = [(c, ev) for c, ev in rows if c.fault != "healthy"]
+    healthy = [(c, ev) for c, ev in rows if c.fault == "healthy"]
+    confusion: dict[str, Counter[str]] = {}
+    top1 = top3 = 0
+    lines_cases = []
+    for c, ev in rows:
+        found = apply_rules(ev)
+        warn = [f.rule for f in found if f.level == "warning"]
+        top = warn[0] if warn else "(none)"
+        confusion.setdefault(c.fault, Counter())[top] += 1
+        if c.fault != "healthy":
+            top1 += top == c.fault
+            top3 += c.fault in warn[:3]
+        lines_cases.append(
+            f"| {c.fault} | {c.severity} | {c.pair} | {c.seed} | {top} | {', '.join(warn[1:3]) or '–'} | "
+            f"{_f(ev.get('student_acc'))} | {_f(ev.get('teacher_acc'))} |"
+        )
+    false_alarms = sum(1 for c, ev in healthy if any(f.level == "warning" for f in apply_rules(ev)))
+    cols = sorted({k for v in confusion.values() for k in v}, key=lambda k: (k == "(none)", k))
+    head = "| planted \\ top finding | " + " | ".join(cols) + " |"
+    sep = "|---|" + "---|" * len(cols)
+    table = [head, sep]
+    for fault in list(FAULTS) + ["healthy"]:
+        if fault in confusion:
+            table.append(
+                f"| **{fault}** | " + " | ".join(str(confusion[fault].get(k, "")) for k in cols) + " |"
+            )
+    n_f, n_h = len(faulty), len(healthy)
+    summary = (
+        f"top-1 {top1}/{n_f} = {100 * top1 / max(n_f, 1):.0f}%, top-3 {top3}/{n_f} = {100 * top3 / max(n_f, 1):.0f}% "
+        f"of faulty runs; false alarms {false_alarms}/{n_h} = {100 * false_alarms / max(n_h, 1):.0f}% of healthy runs"
+    )
+    marg = margins(rows)
+    mtable = [
+        "| threshold | value | fires when | fault | closest faulty run | closest other run | midpoint |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in marg:
+        mtable.append(
+            f"| `{m['threshold']}` | {_f(m['value'])} | {m['fires']} | {m['fault']} | {_f(m['closest_fault'])} | "
+            f"{_f(m['closest_other'])} | {_f(m['midpoint'])} |"
+        )
+    verify_lines: list[str] = []
+    if verify:
+        verify_lines = run_verify(faulty, store, root)
+    cmd = (
+        "python benchmarks/doctor_clinic.py" + (" --quick" if quick else "") + (" --verify" if verify else "")
+    )
+    body = "\n".join(
+        [
+            "## Doctor clinic",
+            "",
+            f"`{cmd}` — {machine()}. {len(rows)} runs trained through the engine "
+            f"({n_f} with a planted fault, {n_h} healthy controls).",
+            "",
+            f"**{summary}.**",
+            "",
+            *table,
+            "",
+            *verify_lines,
+        ]
+    )
+    print(body)
+    print()
+    print("\n".join(mtable))
+    print()
+    print(
+        "\n".join(
+            [
+                "| fault | severity | pair | seed | top finding | next | student acc | teacher acc |",
+                "|---|---|---|---|---|---|---|---|",
+                *lines_cases,
+            ]
+        )
+    )
+    out = root / "clinic.json"
+    out.write_text(
+        json.dumps(
+            {"summary": summary, "confusion": {k: dict(v) for k, v in confusion.items()}, "margins": marg},
+            indent=1,
+        )
+    )
+    if write:
+        write_section("doctor-clinic", body)
+        write_doctor_doc(body, mtable, lines_cases)
+
+
+def run_verify(faulty: list[tuple[Case, dict[str, Any]]], store: Any, root: Path) -> list[str]:
+    """Verify the top finding of every faulty run (cached as ``verify/<case>.json``)."""
+    from workbench.analysis.doctor import DoctorReport, DoctorThresholds, apply_rules
+    from workbench.diagnosis import verify
+
+    folder = root / "verify"
+    folder.mkdir(parents=True, exist_ok=True)
+    helped = judged = 0
+    rows = []
+    for c, ev in faulty:
+        path = folder / f"{c.key}.json"
+        found = apply_rules(ev)
+        warn = [f for f in found if f.level == "warning" and f.experiment is not None]
+        if not warn:
+            continue
+        if path.exists():
+            res = json.loads(path.read_text())
+        else:
+            rid = run_id_of(c, store)
+            if rid is None:
+                continue
+            report = DoctorReport(found, ev, {}, DoctorThresholds())
+            t0 = time.perf_counter()
+            try:
+                r = verify(
+                    rid,
+                    report,
+                    runs_root=str(store.root),
+                    dataset=case_dataset(c),
+                    device="cpu",
+                    n_samples=500,
+                )
+            except Exception as err:  # noqa: BLE001 - a clinic records what went wrong and goes on
+                res = {
+                    "finding": warn[0].rule,
+                    "error": str(err).splitlines()[0] if str(err) else type(err).__name__,
+                }
+            else:
+                res = r.to_dict()
+            path.write_text(json.dumps(res, indent=1))
+            print(f"verify {c.key}: {res.get('helped')} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if "error" in res:
+            rows.append(
+                f"| {c.fault} | {c.severity} | {c.pair} | {res['finding']} | error: {res['error']} | | |"
+            )
+            continue
+        fixable = c.fault == res["finding"]
+        judged += fixable
+        helped += fixable and res["helped"]
+        m = res["metric"]
+        rows.append(
+            f"| {c.fault} | {c.severity} | {c.pair} | {res['finding']} | {m}: {_f(res['before'].get(m))} -> "
+            f"{_f(res['after'].get(m))} | {_f(res['before'].get('student_acc'))} -> {_f(res['after'].get('student_acc'))} "
+            f"| {'yes' if res['helped'] else 'no'} |"
+        )
+    return [
+        f"**--verify: the named metric improved on {helped}/{judged} = {100 * helped / max(judged, 1):.0f}% "
+        "of the faulty runs whose top finding named the planted fault.**",
+        "",
+        "| fault | severity | pair | verified finding | its metric | student acc | helped |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def write_doctor_doc(body: str, mtable: list[str], lines_cases: list[str]) -> None:
+    """Replace the clinic section of docs/doctor.md (between its markers) with the tables."""
+    import re
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "doctor.md"
+    text = doc.read_text(encoding="utf-8")
+    start, end = "<!-- clinic:start -->", "<!-- clinic:end -->"
+    block = "\n".join(
+        [
+            start,
+            body.replace("## Doctor clinic", "### Results").strip(),
+            "",
+            "### Thresholds and their margins",
+            "",
+            "For each threshold: the value the rules use, the fault it detects, the closest run with that "
+            "fault (the one nearest the threshold) and the closest run without it; the threshold lies "
+            "between them.",
+            "",
+            *mtable,
+            "",
+            "### Every run",
+            "",
+            "| fault | severity | pair | seed | top finding | next | student acc | teacher acc |",
+            "|---|---|---|---|---|---|---|---|",
+            *lines_cases,
+            end,
+        ]
+    )
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
+    doc.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -196,6 +196,10 @@ def models_and_images():
     return a, b, images
 
 
+# the exact path: float64 Gram matrices of features from the unfolded NCHW model
+EXACT = {"precision": "float64", "fold_bn": False, "memory_format": "contiguous"}
+
+
 def _all_features(model, images, paths):
     _, feats = capture(model, images, paths, train=False)
     return {k: v.reshape(len(images), -1).double().numpy() for k, v in feats.items()}
@@ -203,7 +207,7 @@ def _all_features(model, images, paths):
 
 def test_cka_matrix_in_one_batch_equals_per_pair_debiased_cka(models_and_images):
     a, b, images = models_and_images
-    res = cka_matrix(a, b, images, batch_size=len(images))
+    res = cka_matrix(a, b, images, batch_size=len(images), **EXACT)
     assert res.teacher_layers == [*a.stages, "pool"] and res.student_layers == [*b.stages, "pool"]
     assert res.matrix.shape == (4, 4) and res.n_samples == 48
     fa, fb = _all_features(a, images, res.teacher_layers), _all_features(b, images, res.student_layers)
@@ -211,13 +215,18 @@ def test_cka_matrix_in_one_batch_equals_per_pair_debiased_cka(models_and_images)
         [[linear_cka(fa[p], fb[q], debiased=True) for q in res.student_layers] for p in res.teacher_layers]
     )
     np.testing.assert_allclose(res.matrix, want, atol=1e-10)
+    # the defaults (float32 Gram matrices of centred features, BatchNorm folded, channels-last on
+    # the CPU) stay within 1e-6 of the exact path
+    fast = cka_matrix(a, b, images, batch_size=len(images))
+    assert fast.params["precision"] == "float32" and fast.params["fold_bn"] is True
+    np.testing.assert_allclose(fast.matrix, want, atol=1e-6)
 
 
 def test_cka_matrix_over_batches_equals_per_pair_minibatch_cka(models_and_images):
     a, b, images = models_and_images
     layers_a, layers_b = ["features.1", "pool"], ["layer1", "layer3", "pool"]
     res = cka_matrix(
-        a, b, images, layers={"teacher": layers_a, "student": layers_b}, batch_size=10
+        a, b, images, layers={"teacher": layers_a, "student": layers_b}, batch_size=10, **EXACT
     )  # tail of 8 kept
     fa, fb = _all_features(a, images, layers_a), _all_features(b, images, layers_b)
     bounds = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 48)]

@@ -301,16 +301,18 @@ def test_similarity_page_bad_sample_count_from_link_warns(store):
 
 
 # ---- loss landscape -------------------------------------------------------------------------------------
-def settle(at: AppTest, rounds: int = 60) -> AppTest:
-    """Rerun until the background landscape has finished (no progress bar left)."""
+def settle(at: AppTest, seconds: float = 180.0) -> AppTest:
+    """Rerun until the background landscape has finished (no progress bar left, a figure drawn)."""
     import time
 
-    for _ in range(rounds):
-        if not at.get("progress") and figures(at):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if at.exception or at.error or (not at.get("progress") and figures(at)):
             return at
         time.sleep(0.5)
         at.run()
-    raise AssertionError("the landscape did not finish")
+    shown = [p.proto.text for p in at.get("progress")] + [c.value for c in at.caption]
+    raise AssertionError(f"the landscape did not finish: {shown}")
 
 
 def test_landscape_page_plane_fills_in_and_switches(store):

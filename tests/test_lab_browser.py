@@ -28,9 +28,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = "01_what_is_distillation.ipynb"
 START_TIMEOUT_S = 120
-RUN_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 480
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _missing(reason: str) -> None:
@@ -216,6 +216,8 @@ def _wait_all_executed(page, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     quiet = 0
     while time.monotonic() < deadline:
+        text = page.locator(".jp-Notebook").first.inner_text()
+        assert "Traceback (most recent call last)" not in text, _excerpt(text, "Traceback")
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         pending = [t for t in prompts if "[*]" in t or t.strip() in ("", "[ ]:")]
         if prompts and not pending and _kernel_status(page) == "idle":
@@ -225,4 +227,7 @@ def _wait_all_executed(page, timeout_s: float) -> None:
         else:
             quiet = 0
         page.wait_for_timeout(1000)
-    raise AssertionError(f"the lesson did not finish within {timeout_s} s (status {_kernel_status(page)!r})")
+    prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+    raise AssertionError(
+        f"the lesson did not finish within {timeout_s} s (kernel {_kernel_status(page)!r}, prompts {prompts})"
+    )

@@ -285,3 +285,15 @@ def test_errors_are_one_line_and_named(call, pattern):
         call()
     assert isinstance(info.value, ValueError)
     assert "\n" not in str(info.value)
+
+
+def test_estimate_counts_every_registered_model_exactly():
+    """The arithmetic size estimate (used to refuse huge models before allocating) equals the
+    parameter and buffer sizes of the built model, for every name of the zoo."""
+    from workbench.models import estimate_model
+
+    for name in list_models():
+        est = estimate_model(name, num_classes=100, in_channels=3, image_size=32)
+        model = create_model(name, num_classes=100, in_channels=3, image_size=32)
+        assert est is not None and est.params == sum(p.numel() for p in model.parameters()), name
+        assert est.buffer_bytes == sum(b.numel() * b.element_size() for b in model.buffers()), name

@@ -131,7 +131,9 @@ def diagnose(
     status = r.status
     data = dataset
     if data is None:
-        data = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download, **cfg.data.options)
+        data = load_dataset(
+            cfg.data.dataset, root=cfg.data.root, download=cfg.data.download, **cfg.data.options
+        )
     elif not hasattr(data, "train") or not hasattr(data, "normalize"):
         raise DoctorError(f"dataset: expected a workbench Dataset, got {type(data).__name__}")
     inputs = dataset_inputs(data, n_samples=n_samples, seed=seed)
@@ -188,6 +190,9 @@ def diagnose(
         teacher_model,
         student,
         **inputs,
+        evidence={
+            "suggested_teacher": _shipped_teacher_for(cfg, cfg.teachers[0].source if cfg.teachers else None)
+        },
         history=r.metrics,
         failure=failure or None,
         scratch=scratch,
@@ -200,6 +205,17 @@ def diagnose(
         cancel=cancel,
         **options,
     )
+
+
+def _shipped_teacher_for(config: Any, current: str | None) -> str | None:
+    """A shipped teacher trained on the run's dataset (not the run's own teacher), or ``None``."""
+    from workbench.train.teachers import list_shipped_teachers
+
+    for card in list_shipped_teachers():
+        source = f"shipped:{card['name']}"
+        if card.get("dataset") == config.data.dataset and source != current:
+            return source
+    return None
 
 
 def measure_run(run: Run | str | Path, **kwargs: Any) -> dict[str, Any]:
@@ -245,10 +261,23 @@ class VerifyResult(AnalysisResult):
         """JSON-ready: everything but the new run's report (summarized by ``after_findings``)."""
         from workbench.analysis._result import plain
 
-        out = {k: plain(getattr(self, k)) for k in (
-            "run_id", "verify_run_id", "finding", "metric", "goal", "before", "after", "delta",
-            "helped", "tolerance", "after_findings", "params",
-        )}
+        out = {
+            k: plain(getattr(self, k))
+            for k in (
+                "run_id",
+                "verify_run_id",
+                "finding",
+                "metric",
+                "goal",
+                "before",
+                "after",
+                "delta",
+                "helped",
+                "tolerance",
+                "after_findings",
+                "params",
+            )
+        }
         out["experiment"] = self.experiment.to_dict()
         out["kind"] = type(self).__name__
         return out
@@ -340,11 +369,15 @@ def verify(
     elif isinstance(finding, str):
         chosen = next((f for f in report.findings if f.rule == finding), None)
         if chosen is None:
-            raise DoctorError(f"finding: no {finding!r} finding in the report; have {[f.rule for f in report.findings]}")
+            raise DoctorError(
+                f"finding: no {finding!r} finding in the report; have {[f.rule for f in report.findings]}"
+            )
     else:
         chosen = next((f for f in report.findings if f.experiment is not None and f.level == "warning"), None)
     if chosen is None or chosen.experiment is None:
-        raise DoctorError("report: no warning-level finding with an experiment to verify (the run looks healthy)")
+        raise DoctorError(
+            "report: no warning-level finding with an experiment to verify (the run looks healthy)"
+        )
     exp = chosen.experiment
     data = exp.apply(r.config)
     data["name"] = f"{(r.config.name or r.id)[:48]}-verify"
@@ -355,7 +388,9 @@ def verify(
     try:
         cfg = validate_run_config(data)
     except ValueError as err:
-        raise DoctorError(f"experiment: its overrides give an invalid config: {str(err).splitlines()[0]}") from None
+        raise DoctorError(
+            f"experiment: its overrides give an invalid config: {str(err).splitlines()[0]}"
+        ) from None
     store = RunStore(root)
     vid: str | None
     try:
@@ -364,9 +399,18 @@ def verify(
         )
         vid = res.run_id
     except TrainingFailed:
-        vid = next((x.id for x in store.list() if x.status.get("name") == cfg.name and x.status.get("status") == "failed"), None)
+        vid = next(
+            (
+                x.id
+                for x in store.list()
+                if x.status.get("name") == cfg.name and x.status.get("status") == "failed"
+            ),
+            None,
+        )
     tracker.report(200, "trained")
-    after_report = diagnose(vid, progress=tracker.part(200, 300, "diagnosing the new run"), **opts) if vid else None
+    after_report = (
+        diagnose(vid, progress=tracker.part(200, 300, "diagnosing the new run"), **opts) if vid else None
+    )
     before = _values(report.evidence, exp.metric)
     after = _values(after_report.evidence, exp.metric) if after_report is not None else {}
     delta = {

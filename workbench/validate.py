@@ -43,9 +43,9 @@ from workbench.config import (
     shown,
     validate_config,
 )
-from workbench.data import dataset_options, list_datasets
+from workbench.data import DataError, check_dataset, dataset_options, list_datasets
 from workbench.distill import MethodError, get_method_class, list_methods, method_schema, parse_params
-from workbench.models import ModelError, create_model, describe_models
+from workbench.models import ModelError, create_model, describe_models, estimate_model
 from workbench.paths import teachers_dir
 
 __all__ = [
@@ -172,6 +172,17 @@ def _check_data(cfg: RunConfig) -> tuple[tuple[int, int, int] | None, int]:
             f"data.root: dataset {spec.dataset!r} is read from files, so data.root (the folder "
             "holding them) is required"
         )
+    try:  # option values, file headers (images, IDX), decompression bombs, size vs memory budget
+        check_dataset(spec.dataset, root=spec.root, download=spec.download, **spec.options)
+    except DataError as err:
+        msg = str(err)
+        key = msg.split(":", 1)[0].removeprefix("option ") if msg.startswith("option ") else ""
+        if key:  # "option n_train: ..." -> "data.options.n_train: ..."
+            where = f"data.options.{key}" if key in spec.options else "data.options"
+            msg = msg.split(": ", 1)[1]
+        else:  # "root ...: ...", "file ...: ...", "folder ...: ..."
+            where = "data.root"
+        raise ConfigError(one_line(f"{where}: {msg}", 400)) from None
     if info.shape_known:
         return tuple(info.image_shape), info.num_classes  # type: ignore[return-value]
     size, channels = spec.options.get("image_size"), spec.options.get("channels")
@@ -231,9 +242,13 @@ def _check_model(spec: ModelSpec, field: str, shape: tuple[int, int, int] | None
                     f"got {shown(value)}; use {entry.family!r} to choose it"
                 )
             )
-    if shape is None or not _plausible(spec.kwargs):
+    if shape is None:
         return
     try:
+        dims = {"num_classes": max(num_classes, 2), "in_channels": shape[0], "image_size": shape[1]}
+        estimate_model(spec.name, **dims, **spec.kwargs)  # arithmetic only: refuses sizes over the budget
+        if not _plausible(spec.kwargs):
+            return
         with torch.device("meta"), _SkipInitOnMeta():
             create_model(
                 spec.name,

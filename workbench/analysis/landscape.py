@@ -13,6 +13,11 @@ same forward pass, so one plane is seen under cross-entropy, under a distillatio
 top-1 agreement with the teacher. Every call computes on one eval-mode working copy of the model
 (made once per call), so the caller's model (parameters, buffers, flags, device, hooks) is never
 touched, also when an evaluation raises or the call is cancelled.
+
+Several grid points can share one forward call (``points_per_batch``): their parameter sets are
+stacked and the (BatchNorm-folded) network is evaluated with :func:`torch.func.functional_call`
+under :func:`torch.func.vmap`, one launch for all of them, which keeps a GPU busy where one point
+at a time does not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from workbench.analysis._common import (
@@ -229,24 +235,59 @@ def _eval_set(
     return _EvalSet(images.to(dev), y.to(dev), t, batch_slices(len(images), bs), bs)
 
 
+def _accumulate(
+    sums: dict[str, torch.Tensor],
+    objs: Mapping[str, ObjectiveFn],
+    logits: torch.Tensor,
+    data: _EvalSet,
+    sl: slice,
+) -> None:
+    """Add every objective of one batch, weighted by the batch size, to ``sums`` (float64)."""
+    t = data.teacher_logits[sl] if data.teacher_logits is not None else None
+    weight = float(sl.stop - sl.start)
+    for name, fn in objs.items():
+        value = torch.as_tensor(fn(logits, data.labels[sl], t))
+        if value.numel() != 1:
+            raise AnalysisError(
+                f"objectives[{name!r}]: expected a scalar per batch, got shape {tuple(value.shape)}"
+            )
+        value = value.reshape(()).to(torch.float64) * weight
+        sums[name] = sums[name] + value.to(sums[name].device) if name in sums else value
+
+
 def _evaluate(model: nn.Module, objs: Mapping[str, ObjectiveFn], data: _EvalSet) -> dict[str, float]:
     """Size-weighted mean of every objective over the evaluation set (one forward per batch)."""
     n = len(data.images)
     sums: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         for sl in data.slices:
-            logits = model(data.images[sl])
-            t = data.teacher_logits[sl] if data.teacher_logits is not None else None
-            weight = float(sl.stop - sl.start)
-            for name, fn in objs.items():
-                value = torch.as_tensor(fn(logits, data.labels[sl], t))
-                if value.numel() != 1:
-                    raise AnalysisError(
-                        f"objectives[{name!r}]: expected a scalar per batch, got shape {tuple(value.shape)}"
-                    )
-                value = value.reshape(()).to(torch.float64) * weight
-                sums[name] = sums[name] + value.to(sums[name].device) if name in sums else value
+            _accumulate(sums, objs, model(data.images[sl]), data, sl)
     return {name: float(s) / n for name, s in sums.items()}
+
+
+def _evaluate_stacked(
+    net: nn.Module,
+    stacked: dict[str, torch.Tensor],
+    shared: dict[str, torch.Tensor],
+    objs: Mapping[str, ObjectiveFn],
+    data: _EvalSet,
+) -> list[dict[str, float]]:
+    """:func:`_evaluate` for ``P`` networks at once: ``net`` with the tensors of ``stacked`` (each
+    ``(P, ...)``) and ``shared`` (the same for all), one vmapped forward per batch for all ``P``."""
+    n = len(data.images)
+    count = next(iter(stacked.values())).shape[0]
+    sums: list[dict[str, torch.Tensor]] = [{} for _ in range(count)]
+
+    def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(net, (params, shared), (x,))
+
+    batched = vmap(forward, in_dims=(0, None))
+    with torch.no_grad():
+        for sl in data.slices:
+            logits = batched(stacked, data.images[sl])
+            for k in range(count):
+                _accumulate(sums[k], objs, logits[k], data, sl)
+    return [{name: float(s) / n for name, s in point.items()} for point in sums]
 
 
 def _tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -275,17 +316,20 @@ def _layout(model: nn.Module, data: _EvalSet, memory_format: str, device: torch.
             data.images = images
 
 
-def _evaluated_net(model: nn.Module, fold_bn: bool) -> tuple[nn.Module, Callable[[], None]]:
-    """The network the objectives are evaluated on and the call that refreshes it after the
-    model's tensors change: with ``fold_bn`` a copy with BatchNorm folded into the convs before it
-    (:class:`workbench.models.fusion.BatchNormFolder`), else the model itself (and a no-op)."""
+def _evaluated_net(
+    model: nn.Module, fold_bn: bool
+) -> tuple[nn.Module, Callable[[], None], list[tuple[str, str]]]:
+    """The network the objectives are evaluated on, the call that refreshes it after the
+    model's tensors change, and its folded ``(conv path, bn path)`` pairs: with ``fold_bn`` a copy
+    with BatchNorm folded into the convs before it (:class:`workbench.models.fusion.BatchNormFolder`),
+    else the model itself (a no-op, no pairs)."""
     if fold_bn:
         try:
             folder = BatchNormFolder(model)
         except Exception:  # a model that cannot be deep-copied is evaluated as it is
-            return model, _nothing
-        return folder.model, folder.sync
-    return model, _nothing
+            return model, _nothing, []
+        return folder.model, folder.sync, list(folder.pairs)
+    return model, _nothing, []
 
 
 def _nothing() -> None:
@@ -388,14 +432,30 @@ def _check_direction(
 
 
 class _PlaneWriter:
-    """Writes ``θ0 + Σ_i c_i d_i`` into the parameters in place (parameters with a zero direction skipped)."""
+    """Writes ``θ0 + Σ_i c_i d_i`` into the parameters in place (parameters with a zero direction
+    skipped), or builds the stacked tensors of many points for a vmapped evaluation."""
 
     def __init__(self, model: nn.Module, directions: Sequence[Mapping[str, torch.Tensor]]) -> None:
         self.entries = []
+        self.names: list[str] = []
         for name, p in model.named_parameters():
             ds = [d[name] for d in directions]
             if any(bool(d.any()) for d in ds):
                 self.entries.append((p, p.detach().clone(), ds))
+                self.names.append(name)
+
+    def stacked(self, coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{name: (P, ...) tensor}`` of the perturbed parameters at the ``P`` points ``coeffs``
+        ``(P, n_directions)`` (float64 coefficients, as :meth:`set` uses them)."""
+        out = {}
+        for name, (_, base, ds) in zip(self.names, self.entries, strict=True):
+            shape = (-1,) + (1,) * base.ndim
+            value = base.unsqueeze(0)
+            for i, d in enumerate(ds):
+                c = coeffs[:, i].to(device=base.device, dtype=base.dtype).reshape(shape)
+                value = value + c * d.unsqueeze(0)
+            out[name] = value.expand(coeffs.shape[0], *base.shape)
+        return out
 
     def set(self, coeffs: Sequence[float]) -> None:
         with torch.no_grad():
@@ -404,6 +464,79 @@ class _PlaneWriter:
                 for c, d in zip(coeffs, ds, strict=True):
                     if c != 0.0:
                         p.add_(d, alpha=float(c))
+
+
+def _stacked_tensors(
+    model: nn.Module, pairs: Sequence[tuple[str, str]], writer: _PlaneWriter, coeffs: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The tensors of the evaluated network at the points ``coeffs`` ``(P, n_directions)``, split
+    into ``stacked`` (``(P, ...)``, one per point) and ``shared`` (the same at every point), for
+    :func:`_evaluate_stacked`.
+
+    The perturbed parameters come from ``writer``; each folded ``(conv, bn)`` pair is folded again
+    per point with the formula of :mod:`workbench.models.fusion` (``s = γ / sqrt(var + eps)``,
+    ``W' = W·s``, ``b' = (b - μ)·s + β``), batched over the points. Tensors the evaluated network
+    holds unchanged at every point are not listed (it keeps its own).
+    """
+    perturbed = writer.stacked(coeffs)
+
+    def get(path: str, attr: str) -> torch.Tensor | None:
+        name = f"{path}.{attr}" if path else attr
+        if name in perturbed:
+            return perturbed[name]
+        t = getattr(model.get_submodule(path), attr, None)
+        return t.detach() if isinstance(t, torch.Tensor) else None
+
+    stacked: dict[str, torch.Tensor] = {}
+    shared: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    for conv_path, bn_path in pairs:
+        conv = model.get_submodule(conv_path)
+        bn = model.get_submodule(bn_path)
+        w, b = get(conv_path, "weight"), get(conv_path, "bias")
+        mean, var = get(bn_path, "running_mean"), get(bn_path, "running_var")
+        gamma, beta = get(bn_path, "weight"), get(bn_path, "bias")
+        assert w is not None and mean is not None and var is not None
+        dev, dt = w.device, torch.promote_types(w.dtype, var.dtype)
+        mean, var = mean.to(dev, dt), var.to(dev, dt)
+        gamma = gamma.to(dev, dt) if gamma is not None else torch.ones_like(var)
+        beta = beta.to(dev, dt) if beta is not None else torch.zeros_like(var)
+        scale = gamma / torch.sqrt(var + bn.eps)
+        bias = b.to(dev, dt) if b is not None else torch.zeros_like(mean)
+        ndim = conv.weight.ndim
+        new_w = (w.to(dt) * scale.reshape(*scale.shape, *([1] * (ndim - 1)))).to(conv.weight.dtype)
+        bias_dtype = conv.bias.dtype if conv.bias is not None else conv.weight.dtype
+        new_b = ((bias - mean) * scale + beta).to(bias_dtype)
+        for name, value, plain_ndim in ((f"{conv_path}.weight", new_w, ndim), (f"{conv_path}.bias", new_b, 1)):
+            (stacked if value.ndim > plain_ndim else shared)[name] = value
+        used.update(f"{path}.{attr}" for path in (conv_path, bn_path) for attr in ("weight", "bias"))
+    for name, value in perturbed.items():
+        if name not in used:
+            stacked[name] = value
+    return stacked, shared
+
+
+#: points evaluated in one vmapped call with ``points_per_batch="auto"`` on CUDA: about this many
+#: samples per call (``points = max(1, min(64, _AUTO_SAMPLES // batch_size))``)
+_AUTO_SAMPLES = 8192
+
+
+def _points_per_batch(value: object, device: torch.device, batch_size: int, bn_mode: str) -> int:
+    """Resolve ``points_per_batch``: ``"auto"`` is 1 on the CPU (stacking points does not make the
+    CPU's convolutions faster) and about ``_AUTO_SAMPLES / batch_size`` on CUDA; ``"recompute"``
+    BatchNorm statistics are estimated per point, so that mode evaluates one point at a time."""
+    if value == "auto":
+        n = max(1, min(64, _AUTO_SAMPLES // batch_size)) if torch.device(device).type == "cuda" else 1
+    else:
+        if isinstance(value, str):
+            raise AnalysisError(f"points_per_batch: expected 'auto' or an integer >= 1, got {value!r}")
+        n = check_positive_int(value, "points_per_batch")
+    return 1 if bn_mode == "recompute" else n
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(err, oom)) or "out of memory" in str(err).lower()
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -482,22 +615,26 @@ def _fill_grid(
     shape: tuple[int, ...],
     order: str,
     objs: Mapping[str, ObjectiveFn],
-    evaluate_at: Callable[[tuple[int, ...]], dict[str, float]],
+    evaluate: Callable[[list[tuple[int, ...]]], list[dict[str, float]]],
     track: Tracker,
     make_result: Callable[[dict[str, np.ndarray], bool], LandscapeResult],
     on_row: Callable[[LandscapeResult], None] | None,
     label: str,
+    group: int = 1,
 ) -> dict[str, np.ndarray]:
     """Evaluate every grid point in ``order``, in ``shape[0]`` chunks (a 2-D grid: one row's worth
-    each); after each chunk report progress and hand ``on_row`` a partial result (NaN where not
-    computed yet). Checks for a stop before every point."""
+    each), ``evaluate(points)`` taking up to ``group`` points of one chunk at a time; after each
+    chunk report progress and hand ``on_row`` a partial result (NaN where not computed yet).
+    Checks for a stop before every group of points."""
     values = {name: np.full(shape, np.nan) for name in objs}
     chunks = _chunks(_visit_order(shape, order), shape[0])
     for k, chunk in enumerate(chunks, start=1):
-        for index in chunk:
+        for start in range(0, len(chunk), group):
             track.check()
-            for name, v in evaluate_at(index).items():
-                values[name][index] = v
+            points = chunk[start : start + group]
+            for index, point in zip(points, evaluate(points), strict=True):
+                for name, v in point.items():
+                    values[name][index] = v
         last = k == len(chunks)
         if on_row is not None:
             on_row(make_result({n: v.copy() for n, v in values.items()}, last))
@@ -531,6 +668,7 @@ def _slice_landscape(
     progress: ProgressFn | None,
     cancel: CancelToken | None,
     on_row: Callable[[LandscapeResult], None] | None,
+    points_per_batch: int | str,
 ) -> LandscapeResult:
     check_model(student, "student")
     objs = _resolve_objectives(objectives)
@@ -551,11 +689,13 @@ def _slice_landscape(
     data = _eval_set(images, labels, objs, teacher, teacher_logits, batch_size, device, dev)
     rec = data.images if recompute_images is None else recompute_images.to(dev)
     rec_slices = batch_slices(len(rec), data.batch_size)
+    ppb = _points_per_batch(points_per_batch, dev, data.batch_size, bn_mode)
     model = working_copy(student, dev)
     track.check()
     params = {
         "objectives": list(objs),
         "seed": int(seed) if directions is None else None,
+        "points_per_batch": ppb,
         "bn_mode": bn_mode,
         "fold_bn": bool(fold_bn),
         "memory_format": memory_format,
@@ -569,10 +709,11 @@ def _slice_landscape(
             dirs = [random_direction(model, seed + i) for i in range(len(grids))]
         else:
             dirs = [_check_direction(model, d, f"directions[{i}]") for i, d in enumerate(directions)]
-        net, refresh = _evaluated_net(model, fold_bn)
+        net, refresh, pairs = _evaluated_net(model, fold_bn)
         reference = _evaluate(net, objs, data)
         writer = _PlaneWriter(model, dirs)
         bns = _tracked_bns(model) if bn_mode == "recompute" else []
+        per_call = [ppb]
 
         def evaluate_at(index: tuple[int, ...]) -> dict[str, float]:
             writer.set([g[i] for g, i in zip(grids, index, strict=True)])
@@ -580,6 +721,29 @@ def _slice_landscape(
                 _recompute_bn(model, bns, rec, rec_slices)
             refresh()
             return _evaluate(net, objs, data)
+
+        def evaluate(points: list[tuple[int, ...]]) -> list[dict[str, float]]:
+            out: list[dict[str, float]] = []
+            while len(out) < len(points):
+                part = points[len(out) : len(out) + per_call[0]]
+                if len(part) == 1 or not writer.entries:
+                    out.extend(evaluate_at(index) for index in part)
+                    continue
+                coeffs = torch.tensor(
+                    [[float(g[i]) for g, i in zip(grids, index, strict=True)] for index in part],
+                    dtype=torch.float64,
+                )
+                try:
+                    stacked, shared = _stacked_tensors(model, pairs, writer, coeffs)
+                    out.extend(_evaluate_stacked(net, stacked, shared, objs, data))
+                except RuntimeError as err:  # too many points for the device: halve and go on
+                    if not _out_of_memory(err):
+                        raise
+                    del err
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    per_call[0] = max(1, len(part) // 2)
+            return out
 
         def make_result(values: dict[str, np.ndarray], complete: bool) -> LandscapeResult:
             return LandscapeResult(
@@ -597,7 +761,7 @@ def _slice_landscape(
                 params=dict(params),
             )
 
-        values = _fill_grid(shape, order, objs, evaluate_at, track, make_result, on_row, label)
+        values = _fill_grid(shape, order, objs, evaluate, track, make_result, on_row, label, ppb)
     return make_result(values, True)
 
 
@@ -625,6 +789,7 @@ def landscape_1d(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     on_row: Callable[[LandscapeResult], None] | None = None,
+    points_per_batch: int | str = "auto",
 ) -> LandscapeResult:
     """The student's objectives along ``θ0 + α·d`` for ``α`` in ``linspace(*span, steps)`` (Li et al. 2018).
 
@@ -652,10 +817,18 @@ def landscape_1d(
         teacher_logits: precomputed ``(N, K)`` teacher logits instead of ``teacher``.
         names, class_names: display names kept in the result.
         device: where to evaluate; default: the student's device. batch_size: evaluation batch size.
-        progress: once per point. cancel: checked before every point; a cancelled call leaves the
-            student untouched and raises :class:`workbench.runtime.Cancelled`.
+        progress: once per point. cancel: checked before every point (every group of points with
+            ``points_per_batch > 1``); a cancelled call leaves the student untouched and raises
+            :class:`workbench.runtime.Cancelled`.
         on_row: ``on_row(partial)`` after each point with a :class:`LandscapeResult` whose points not
             computed yet are NaN (the last call gets the final values).
+        points_per_batch: grid points evaluated in one forward call (their parameter sets stacked,
+            :func:`torch.func.vmap` over :func:`torch.func.functional_call` on the folded network),
+            never across a progress step. ``"auto"``: about 8192 samples per call on CUDA
+            (``8192 // batch_size`` points, at most 64), 1 on the CPU, where stacking does not
+            make the convolutions faster. Values equal the point-by-point ones up to float
+            rounding. ``bn_mode="recompute"`` always goes point by point. On running out of device
+            memory the number is halved and the evaluation goes on.
 
     Returns:
         :class:`LandscapeResult` of kind ``"1d"``.
@@ -683,6 +856,7 @@ def landscape_1d(
         progress=progress,
         cancel=cancel,
         on_row=on_row,
+        points_per_batch=points_per_batch,
     )
 
 
@@ -712,6 +886,7 @@ def landscape_2d(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     on_row: Callable[[LandscapeResult], None] | None = None,
+    points_per_batch: int | str = "auto",
 ) -> LandscapeResult:
     """The student's objectives on the plane ``θ0 + α·d1 + β·d2`` (Li et al. 2018, section 4).
 
@@ -758,6 +933,7 @@ def landscape_2d(
         progress=progress,
         cancel=cancel,
         on_row=on_row,
+        points_per_batch=points_per_batch,
     )
 
 
@@ -861,7 +1037,7 @@ def interpolate(
         "steps": len(alphas),
     }
     with _layout(model, data, memory_format, dev):
-        net, refresh = _evaluated_net(model, fold_bn)
+        net, refresh, _ = _evaluated_net(model, fold_bn)
         ref_a = _evaluate(net, objs, data)
         pairs = [(t, t.detach().clone(), tensors_end[name].detach().clone()) for name, t in _tensors(model)]
         del end_copy, tensors_end
@@ -897,7 +1073,16 @@ def interpolate(
                 params=dict(params),
             )
 
-        values = _fill_grid((len(alphas),), "rows", objs, evaluate_at, track, make_result, on_row, label)
+        values = _fill_grid(
+            (len(alphas),),
+            "rows",
+            objs,
+            lambda points: [evaluate_at(index) for index in points],
+            track,
+            make_result,
+            on_row,
+            label,
+        )
     return make_result(values, True)
 
 

@@ -105,7 +105,10 @@ def _pair_matrices(x: object, y: object, debiased: bool) -> tuple[torch.Tensor, 
             f"x: CKA needs at least {need} examples ({'debiased' if debiased else 'biased'} estimator), "
             f"got {xm.shape[0]}"
         )
-    return xm, ym.to(xm.device)
+    # CKA (linear and RBF, biased and debiased) does not change when a constant is subtracted from
+    # every example; centring first keeps a large common offset out of the Gram matrices' rounding
+    ym = ym.to(xm.device)
+    return xm - xm.mean(0, keepdim=True), ym - ym.mean(0, keepdim=True)
 
 
 def _center_gram(gram: torch.Tensor, unbiased: bool) -> torch.Tensor:
@@ -251,7 +254,7 @@ def _linear_gram(x: torch.Tensor, precision: str) -> torch.Tensor:
     gram = x @ x.T
     if work == torch.float32:
         top = float(gram.diagonal().max())
-        if not (_TINY <= top <= _HUGE) and top != 0.0:
+        if not _TINY <= top <= _HUGE:  # (a constant layer stays all zeros)
             amax = float(x.abs().max())
             if amax > 0 and np.isfinite(amax):
                 k = int(np.floor(np.log2(amax)))

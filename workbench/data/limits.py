@@ -75,7 +75,10 @@ def budget_source() -> str:
 
 def format_bytes(n: int | float) -> str:
     """``n`` bytes as a short human figure: ``"512 B"``, ``"3.1 MB"``, ``"7.5 GB"`` (powers of 1024)."""
-    value = float(n)
+    try:
+        value = float(n)
+    except OverflowError:
+        return ">1e300 B"
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
         if abs(value) < 1024 or unit == "PB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"

@@ -331,4 +331,6 @@ def memory_problem(estimate: ModelEstimate) -> str | None:
         raise ModelError(str(err)) from None
     if problem is None:
         return None
-    return f"{estimate.params:,} parameters, {problem}"
+    n = estimate.params
+    count = f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
+    return f"{count} parameters, {problem}"

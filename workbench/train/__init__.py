@@ -6,6 +6,7 @@
 
 from workbench.train.chains import ChainError, chain_length, chain_plan, is_chain, run_chain
 from workbench.train.engine import (
+    CACHE_MODES,
     SETUP_UNITS,
     Trainer,
     TrainingFailed,
@@ -13,6 +14,7 @@ from workbench.train.engine import (
     lr_factor,
     new_run_id,
     seed_everything,
+    teacher_warning_threshold,
     train,
     training_state,
 )
@@ -25,15 +27,18 @@ from workbench.train.events import (
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     SetupProgress,
     SnapshotError,
     StateSnapshot,
     StepEnded,
     Subscriber,
 )
+from workbench.train.resume import ResumeError
 from workbench.train.teachers import TeacherError, list_shipped_teachers, load_shipped_teacher, load_teacher
 
 __all__ = [
+    "CACHE_MODES",
     "SETUP_UNITS",
     "ChainError",
     "EpochEnded",
@@ -43,6 +48,8 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "RunStopped",
+    "RunWarning",
+    "ResumeError",
     "SetupProgress",
     "SnapshotError",
     "StateSnapshot",
@@ -63,6 +70,7 @@ __all__ = [
     "run",
     "run_chain",
     "seed_everything",
+    "teacher_warning_threshold",
     "train",
     "training_state",
 ]

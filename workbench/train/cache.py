@@ -1,9 +1,19 @@
 """Teacher-output cache: with a deterministic input pipeline, teacher logits and the features a
-method asks for are computed once per run (batched, under inference mode) and then read by
-index slices on every step."""
+method asks for are computed once per run and then read by index slices on every step.
+
+Two ways to fill it, with the same values up to float rounding of the batch composition:
+
+* lazily (the engine's default, :class:`LazyTeacherCache`): the first epoch's own teacher
+  forwards fill it, batch by batch, so training starts at once; later epochs read it;
+* eagerly (:func:`build_teacher_cache`): one pass over the whole split before training.
+
+Either way the teacher runs under ``torch.inference_mode()`` on an inference copy
+(:func:`inference_teachers`): BatchNorm folded into the convolutions, weights channels-last when
+the inputs are, the caller's teacher untouched."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench.models.fusion import fold_batchnorm
 from workbench.models.taps import FeatureTaps
 from workbench.runtime import CancelToken, Tracker
 
@@ -68,7 +79,8 @@ def build_teacher_cache(
     n = images.shape[0]
     tracker = Tracker(progress, cancel, total=cache_batches(n, batch_size), label="teacher cache")
     tracker.start()
-    first_logits, first_feats = teacher_forward(teachers, normalize(images[:2]), paths)
+    with torch.inference_mode():
+        first_logits, first_feats = teacher_forward(teachers, normalize(images[:2]), paths)
     per_sample = sum(t[0].numel() * 4 for t in first_logits)
     per_sample += sum(v[0].numel() * 4 for f in first_feats for v in f.values())
     if per_sample * n > budget_mb * 2**20:
@@ -92,3 +104,98 @@ def build_teacher_cache(
 def cache_batches(n: int, batch_size: int) -> int:
     """How many batches :func:`build_teacher_cache` runs over ``n`` images."""
     return max(math.ceil(n / max(batch_size, 1)), 1)
+
+
+def inference_teachers(
+    teachers: Sequence[nn.Module], keep: Sequence[str] = (), *, channels_last: bool = False
+) -> list[nn.Module]:
+    """Frozen eval-mode copies of ``teachers`` for forwards without gradients.
+
+    Each copy has every ``Conv2d -> BatchNorm2d`` pair folded into the conv
+    (:func:`workbench.models.fusion.fold_batchnorm`; the paths in ``keep``, the features a method
+    reads, are never folded away) and, with ``channels_last``, its 4-D weights stored
+    channels-last to match channels-last inputs. The copies compute the teachers' eval-mode
+    function up to float rounding; ``teachers`` themselves are not modified.
+    """
+    out = []
+    for teacher in teachers:
+        try:
+            folded, _ = fold_batchnorm(teacher, keep=keep)
+        except Exception:  # a model deepcopy or tracing cannot handle: a plain copy does the same job
+            folded = copy.deepcopy(teacher).eval()
+        for p in folded.parameters():
+            p.requires_grad_(False)
+        if channels_last:
+            for t in [*folded.parameters(), *folded.buffers()]:
+                if t.ndim == 4:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last)
+        out.append(folded.eval())
+    return out
+
+
+class LazyTeacherCache:
+    """A teacher cache filled on demand: :meth:`get` returns the teachers' outputs for a batch,
+    computing (under inference mode) and storing the rows it does not hold yet, reading the
+    stored rows otherwise. The first epoch's forwards fill it; every later read is an index slice.
+
+    Storage for ``n`` rows is allocated on the first miss, once the per-sample size is known;
+    when the outputs of the whole split would exceed ``budget_mb``, nothing is stored
+    (:attr:`disabled`) and every call is a plain forward.
+    """
+
+    def __init__(self, teachers: Sequence[nn.Module], paths: Sequence[str], n: int, budget_mb: float) -> None:
+        self.teachers = list(teachers)
+        self.paths = list(paths)
+        self.n = int(n)
+        self.budget_mb = float(budget_mb)
+        self.cache: TeacherCache | None = None
+        self.filled: torch.Tensor | None = None
+        self.disabled = False
+        self.forwards = 0  # batches computed (misses), for tests and reports
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row of the split is stored."""
+        return self.filled is not None and bool(self.filled.all())
+
+    def _allocate(self, logits: list[torch.Tensor], feats: list[dict[str, torch.Tensor]]) -> None:
+        per_sample = sum(t[0].numel() * 4 for t in logits)
+        per_sample += sum(v[0].numel() * 4 for f in feats for v in f.values())
+        if per_sample * self.n > self.budget_mb * 2**20:
+            self.disabled = True
+            return
+        dev = logits[0].device
+        self.cache = TeacherCache(
+            logits=[torch.zeros(self.n, *t.shape[1:], device=dev) for t in logits],
+            features=[
+                {p: torch.zeros(self.n, *v.shape[1:], device=dev) for p, v in f.items()} for f in feats
+            ],
+        )
+        self.filled = torch.zeros(self.n, dtype=torch.bool, device=dev)
+
+    def get(
+        self, x: torch.Tensor, index: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """Teacher logits and features for the inputs ``x`` at split positions ``index``."""
+        if self.cache is not None and self.filled is not None:
+            idx = index.to(self.filled.device)
+            if bool(self.filled.index_select(0, idx).all()):
+                return self.cache.lookup(idx)
+        elif self.disabled:
+            return teacher_forward(self.teachers, x, self.paths)
+        with torch.inference_mode():
+            logits, feats = teacher_forward(self.teachers, x, self.paths)
+        self.forwards += 1
+        if self.cache is None:
+            self._allocate(logits, feats)
+            if self.disabled:
+                return [t.clone() for t in logits], [{k: v.clone() for k, v in f.items()} for f in feats]
+        assert self.cache is not None and self.filled is not None
+        idx = index.to(self.filled.device)
+        with torch.no_grad():
+            for i in range(len(self.teachers)):
+                self.cache.logits[i].index_copy_(0, idx, logits[i].float())
+                for p in self.paths:
+                    self.cache.features[i][p].index_copy_(0, idx, feats[i][p].float())
+            self.filled.index_fill_(0, idx, True)
+        return self.cache.lookup(idx)

@@ -9,8 +9,10 @@ objective is ``ce_weight * CE + sum_i weight_i * method_i`` (see :mod:`workbench
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
+import socket
 import threading
 import time
 import uuid
@@ -36,17 +38,27 @@ from workbench.models import (
     wants_channels_last,
 )
 from workbench.models.taps import FeatureTaps
-from workbench.runs import RunStore, RunStoreError, checkpoint_state
+from workbench.runs import RunStore, RunStoreError, RunWriter, checkpoint_state, load_weights, split_state
+from workbench.runs.store import _proc_start, process_gone
 from workbench.runtime import Cancelled, CancelToken
-from workbench.train.cache import TeacherCache, build_teacher_cache, teacher_forward
+from workbench.train import resume as resume_mod
+from workbench.train.cache import (
+    LazyTeacherCache,
+    TeacherCache,
+    build_teacher_cache,
+    inference_teachers,
+    teacher_forward,
+)
 from workbench.train.events import (
     EpochEnded,
     EvalEnded,
     Event,
+    ResumeSnapshot,
     RunFailed,
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     SetupProgress,
     StateSnapshot,
     StepEnded,
@@ -54,6 +66,7 @@ from workbench.train.events import (
     wants_state,
 )
 from workbench.train.metrics import logit_metrics
+from workbench.train.resume import RESUME_CHECKPOINT, ResumeError, ResumePoint
 from workbench.train.store_writer import StoreWriter
 from workbench.train.teachers import load_teacher
 from workbench.validate import methods_needing_teacher
@@ -74,7 +87,9 @@ class TrainResult:
     """What a finished (or stopped) run returns to its caller.
 
     ``link_ids`` lists every run the call trained, in order: ``[run_id]`` for one run, each
-    link's id for a chain (``ban``, ``takd``), whose result is the last link's.
+    link's id for a chain (``ban``, ``takd``), whose result is the last link's. ``student`` is the
+    trained network on the device it was given on (a student built from the config: the CPU).
+    ``warnings`` holds the run's warnings (e.g. a teacher near chance on this data).
     """
 
     run_id: str | None
@@ -84,6 +99,7 @@ class TrainResult:
     student: nn.Module
     method: MethodStack
     link_ids: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -119,6 +135,15 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, schedule: Any, 
 #: set-up progress units: data, models, teachers, teacher cache (10), teacher test logits, optimizer
 SETUP_UNITS = 15
 _CACHE_UNITS = (3, 13)
+#: how the teacher cache is filled: during the first epoch (lazy) or by a pass before it (eager)
+CACHE_MODES = ("lazy", "eager")
+
+
+def teacher_warning_threshold(num_classes: int) -> float:
+    """Test accuracy under which a teacher is reported as near chance on the student's data:
+    ``max(2/K, 1/K + 0.1)``, capped at halfway between chance and 1 (so two classes give 0.75)."""
+    k = max(int(num_classes), 1)
+    return min(max(2 / k, 1 / k + 0.1), (1 / k + 1) / 2)
 
 
 class Trainer:
@@ -135,6 +160,21 @@ class Trainer:
     after every training step. A stop during set-up raises :class:`Cancelled` before any run
     directory exists; a stop during training ends the run as ``stopped`` (loadable, with the
     completed epochs).
+
+    Devices: modules passed in are trained on ``train.device`` and the student is moved back to
+    the device it came on when the run ends (however it ends); teachers passed in are never
+    moved or changed (the engine works on copies).
+
+    Teacher outputs: fixed teachers run on an inference copy (BatchNorm folded, channels-last
+    weights when the inputs are). With ``teacher_cache="lazy"`` (default) the first epoch's
+    forwards fill the cache; ``"eager"`` fills it in set-up, as one pass over the train split.
+    The teacher's test logits are computed once, at the first evaluation.
+
+    Resume: ``resume=RUN_ID`` (with ``store``) continues a stopped, interrupted or failed run
+    from its last epoch's resume point (``checkpoints/resume.safetensors``): weights, optimizer,
+    learning-rate position, RNG states and the method's own state come back, so the result is
+    the one an uninterrupted run gives. The config must equal the run's recorded one except for
+    ``train.epochs``.
     """
 
     def __init__(
@@ -149,7 +189,17 @@ class Trainer:
         student: nn.Module | None = None,
         teachers: list[nn.Module] | None = None,
         run_id: str | None = None,
+        resume: str | None = None,
+        teacher_cache: str = "lazy",
     ) -> None:
+        if teacher_cache not in CACHE_MODES:
+            raise ValueError(
+                f"teacher_cache: expected one of {', '.join(CACHE_MODES)}, got {teacher_cache!r}"
+            )
+        if resume is not None and run_id is not None:
+            raise ValueError("run_id: a resumed run keeps its own id; pass resume=RUN_ID only")
+        if resume is not None and store is None:
+            raise ResumeError(f"resume {resume}: a run store is needed to resume a run")
         if progress is not None and not callable(progress):
             raise TypeError(
                 f"progress: expected a callable progress(done, total, message), got {type(progress).__name__}"
@@ -166,6 +216,11 @@ class Trainer:
         self._teachers = teachers
         self._run_id = run_id
         self.run_id: str | None = run_id
+        self.resume = resume
+        self.cache_mode = teacher_cache
+        self._resume_point: ResumePoint | None = None
+        self._resume_run: Any = None
+        self.warnings: list[str] = []
         self._stop = threading.Event()
         self._units_total = 1
         self._units_done = 0
@@ -258,11 +313,12 @@ class Trainer:
                 image_size=shape[1],
                 **cfg.model.kwargs,
             )
+        self._student_home = _module_device(self._student)
         self.student = self._student.to(self.device)
 
         self._phase(2, "teachers", f"loading {len(cfg.teachers)} teacher(s)")
         if self._teachers is None:
-            self._teachers = [
+            self.teachers = [
                 load_teacher(
                     t,
                     data.num_classes,
@@ -273,7 +329,8 @@ class Trainer:
                 )
                 for i, t in enumerate(cfg.teachers)
             ]
-        self.teachers = [t.to(self.device).eval() for t in self._teachers]
+        else:  # the caller's teachers stay as they are (device, flags, hooks): work on copies
+            self.teachers = [_frozen_copy(t, self.device) for t in self._teachers]
         needing = methods_needing_teacher(cfg)
         if needing and not self.teachers:
             raise ConfigError(f"teachers: methods {needing} need at least one teacher, none given")
@@ -312,7 +369,15 @@ class Trainer:
 
         lo, hi = _CACHE_UNITS
         self._phase(lo, "teacher cache", "teacher cache")
+        # fixed teachers run on inference copies: BatchNorm folded, weights in the inputs' layout
+        self.fixed_teachers = bool(self.teachers) and self.method.teacher_cacheable
+        self.run_teachers = (
+            inference_teachers(self.teachers, self.teacher_paths, channels_last=self.channels_last)
+            if self.fixed_teachers
+            else self.teachers
+        )
         self.cache: TeacherCache | None = None
+        self.lazy_cache: LazyTeacherCache | None = None
         if (
             self.teachers
             and self.method.needs_teacher
@@ -320,28 +385,33 @@ class Trainer:
             and augment.deterministic
             and self.method.teacher_cacheable
         ):
+            if self.cache_mode == "lazy":
+                self.lazy_cache = LazyTeacherCache(
+                    self.run_teachers, self.teacher_paths, len(data.train), cfg.distill.cache_budget_mb
+                )
+            else:
 
-            def cache_progress(done: int, total: int, message: str) -> None:
-                frac = done / max(total, 1)
-                self._setup_report(lo + int(frac * (hi - lo)), "teacher cache", f"teacher cache {done}/{total}")
+                def cache_progress(done: int, total: int, message: str) -> None:
+                    frac = done / max(total, 1)
+                    self._setup_report(
+                        lo + int(frac * (hi - lo)), "teacher cache", f"teacher cache {done}/{total}"
+                    )
 
-            self.cache = build_teacher_cache(
-                self.teachers,
-                data.train.images.to(self.device),
-                self.inputs,
-                self.teacher_paths,
-                cfg.data.eval_batch_size,
-                cfg.distill.cache_budget_mb,
-                progress=cache_progress,
-                cancel=_StopView(self),
-            )
+                self.cache = build_teacher_cache(
+                    self.run_teachers,
+                    data.train.images.to(self.device),
+                    self.inputs,
+                    self.teacher_paths,
+                    cfg.data.eval_batch_size,
+                    cfg.distill.cache_budget_mb,
+                    progress=cache_progress,
+                    cancel=_StopView(self),
+                )
 
         self._phase(hi, "teacher test logits", "teacher test logits")
         self.test_images = data.test.images.to(self.device)
         self.test_labels = data.test.labels.to(self.device)
-        self.teacher_test_logits = (
-            self._teacher_test_logits() if self.teachers and self.method.teacher_cacheable else None
-        )
+        self.teacher_test_logits: torch.Tensor | None = None  # computed at the first evaluation
 
         self._phase(hi + 1, "optimizer", "optimizer")
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -379,16 +449,41 @@ class Trainer:
     def _student_from_config(self) -> bool:
         return self._student is None or hasattr(self._student, "stages")
 
-    def _teacher_test_logits(self) -> torch.Tensor:
-        chunks = []
+    def _teacher_test_logits(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The teachers' mean test logits and each teacher's own."""
+        per: list[list[torch.Tensor]] = [[] for _ in self.run_teachers]
+        bs = self.config.data.eval_batch_size
         with torch.inference_mode():
-            for start in range(0, len(self.test_images), self.config.data.eval_batch_size):
-                x = self.inputs(self.test_images[start : start + self.config.data.eval_batch_size])
-                logits, _ = teacher_forward(self.teachers, x, [])
-                chunks.append(torch.stack(logits).mean(0))
-        return torch.cat(chunks).clone()
+            for start in range(0, len(self.test_images), bs):
+                logits, _ = teacher_forward(
+                    self.run_teachers, self.inputs(self.test_images[start : start + bs]), []
+                )
+                for i, t in enumerate(logits):
+                    per[i].append(t.float())
+        each = [torch.cat(chunks).clone() for chunks in per]
+        return torch.stack(each).mean(0), each
 
-    def _evaluate(self) -> dict[str, float]:
+    def _check_teachers(self, each: list[torch.Tensor], run_id: str | None, epoch: int, step: int) -> None:
+        """Warn (not fail) when a teacher's test accuracy on this data is near chance."""
+        k = self.data.num_classes
+        limit = teacher_warning_threshold(k)
+        for i, logits in enumerate(each):
+            acc = float((logits.argmax(1) == self.test_labels).float().mean())
+            if acc < limit:
+                name = f"teachers[{i}]"
+                if i < len(self.config.teachers):
+                    name += f" ({self.config.teachers[i].source})"
+                msg = (
+                    f"{name}: test accuracy {100 * acc:.1f}% on {self.data.name} is near chance "
+                    f"({100 / k:.1f}%, warning below {100 * limit:.1f}%); was it trained on other data?"
+                )
+                self.warnings.append(msg)
+                self._emit(RunWarning(run_id, epoch, step, "teacher_near_chance", msg))
+
+    def _evaluate(
+        self, run_id: str | None = None, epoch: int = 0, step: int = 0
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Student test metrics, and the teacher's metrics when they were computed by this call."""
         was = self.student.training
         self.student.eval()
         chunks = []
@@ -398,10 +493,18 @@ class Trainer:
                 chunks.append(self.student(self.inputs(self.test_images[start : start + bs])).float())
         self.student.train(was)
         logits = torch.cat(chunks)
+        teacher_metrics: dict[str, float] = {}
         teacher = self.teacher_test_logits
         if teacher is None and self.teachers:
-            teacher = self._teacher_test_logits()
-        return logit_metrics(logits, self.test_labels, teacher)
+            teacher, each = self._teacher_test_logits()
+            if self.fixed_teachers:  # fixed teachers: once per run, at the first evaluation
+                self.teacher_test_logits = teacher
+                teacher_metrics = {
+                    "teacher_test_acc": float((teacher.argmax(1) == self.test_labels).float().mean())
+                }
+                self.teacher_metrics.update(teacher_metrics)
+                self._check_teachers(each, run_id, epoch, step)
+        return logit_metrics(logits, self.test_labels, teacher), teacher_metrics
 
     def _state(self) -> dict[str, torch.Tensor]:
         return training_state(self.student, self.method)
@@ -417,36 +520,152 @@ class Trainer:
         cfg = self.config
         self._stop.clear()
         self.run_id = self._run_id
-        if self.store is not None:
+        self.warnings = []
+        self.teacher_metrics: dict[str, float] = {}
+        if self.resume is not None:
+            self._prepare_resume()
+        elif self.store is not None:
             if self.run_id is None:
                 self.run_id = new_run_id(cfg.name or f"{cfg.kind}-{cfg.model.name}")
             elif (self.store.root / self.run_id).exists():
                 raise RunStoreError(f"run {self.run_id}: already exists in {self.store.root}")
-        self._setup()  # bad input and set-up cancellation fail here, before any run directory exists
-        writer = None
-        subscribers = list(self.subscribers)
-        if self.store is not None:
-            writer = self.store.create(cfg, run_id=self.run_id)
-            self.subscribers.insert(0, StoreWriter(writer))
         try:
-            return self._train(writer.id if writer else self.run_id)
+            self._setup()  # bad input and set-up cancellation fail here, before any run directory exists
+            writer = None
+            subscribers = list(self.subscribers)
+            if self.store is not None:
+                writer = (
+                    self._reopen() if self.resume is not None else self.store.create(cfg, run_id=self.run_id)
+                )
+                self.subscribers.insert(0, StoreWriter(writer))
+            try:
+                return self._train(writer.id if writer else self.run_id)
+            finally:
+                self.subscribers = subscribers
         finally:
-            self.subscribers = subscribers
+            self._send_student_home()
+
+    def _send_student_home(self) -> None:
+        """Put a student module back on the device it came on (also after a failure)."""
+        home = getattr(self, "_student_home", None)
+        if home is not None and self._student is not None:
+            self._student.to(home)
+
+    # ---- resume -----------------------------------------------------------------------------
+    def _prepare_resume(self) -> None:
+        """Check that the run can be resumed with this config and read its resume point."""
+        assert self.store is not None and self.resume is not None
+        run = self.store.load(self.resume)
+        self.run_id = run.id
+        info = run.status
+        state = info.get("status")
+        if state == "completed":
+            raise ResumeError(f"resume {run.id}: the run completed; there is nothing to resume")
+        if state == "damaged":
+            raise ResumeError(f"resume {run.id}: the run is damaged ({info.get('damage')})")
+        if state == "running" and not process_gone(info):
+            raise ResumeError(f"resume {run.id}: the run is still running (pid {info.get('pid')})")
+        resume_mod.check_resumable_config(run.id, run.config, self.config)
+        from workbench.distill.chains import CHAIN_METHODS
+
+        if any(m.name in CHAIN_METHODS for m in self.config.distill.methods):
+            raise ResumeError(f"resume {run.id}: a link of a chain (ban, takd) cannot be resumed on its own")
+        point = None
+        if RESUME_CHECKPOINT in run.checkpoints():
+            path = run.path / "checkpoints" / f"{RESUME_CHECKPOINT}.safetensors"
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(path), "pt") as fh:
+                    metadata = fh.metadata()
+            except Exception as err:  # noqa: BLE001 - any unreadable file is the same one-line error
+                raise ResumeError(f"resume {run.id}: resume checkpoint unreadable ({err})") from None
+            point = ResumePoint.from_file(load_weights(path), metadata)
+        elif run.metrics.get("epochs"):
+            raise ResumeError(f"resume {run.id}: it has finished epochs but no resume checkpoint")
+        if point is not None:
+            total_epochs = self.config.train.epochs
+            if point.epoch >= total_epochs:
+                raise ResumeError(
+                    f"resume {run.id}: it already trained {point.epoch} epoch(s) of train.epochs={total_epochs}; "
+                    "raise train.epochs to train further"
+                )
+        self._resume_point = point
+        self._resume_run = run
+
+    def _reopen(self) -> RunWriter:
+        """The resumed run's writer: status back to running (this process), config updated."""
+        from workbench.config import config_to_yaml
+        from workbench.runs import atomic_write_text
+
+        run = self._resume_run
+        writer = RunWriter(run)
+        if run.config.train.epochs != self.config.train.epochs:
+            atomic_write_text(run.path / "config.yaml", config_to_yaml(self.config), make_parents=False)
+        resumed = list(writer._status.get("resumed") or [])
+        from workbench.runs import utc_now
+
+        resumed.append({"at": utc_now(), "epoch": self._resume_point.epoch if self._resume_point else 0})
+        writer.update_status(
+            status="running",
+            finished=None,
+            error=None,
+            failure=None,
+            warnings=[],
+            pid=os.getpid(),
+            pid_start=_proc_start(os.getpid()),
+            host=socket.gethostname(),
+            resumed=resumed,
+        )
+        return writer
+
+    def _restore(self, point: ResumePoint) -> None:
+        """Load the resume point's weights, optimizer, method state and RNG states."""
+        state = point.tensors
+        self.student.load_state_dict({k: v.to(self.device) for k, v in split_state(state, "student").items()})
+        extras = split_state(state, "extras")
+        if extras:
+            self.method.load_state_dict({k: v.to(self.device) for k, v in extras.items()}, strict=False)
+        for i, peer in enumerate(self.method.peers()):
+            own = split_state(state, f"peer{i}")
+            if own:
+                peer.load_state_dict({k: v.to(self.device) for k, v in own.items()})
+        resume_mod.restore(point, method=self.method, optimizer=self.optimizer)
+
+    def _resume_source(
+        self, epoch: int, step: int, best: float, history: list[dict[str, Any]]
+    ) -> ResumeSnapshot:
+        snap = ResumeSnapshot(
+            lambda: resume_mod.capture(
+                state=self._state(),
+                method=self.method,
+                optimizer=self.optimizer,
+                epoch=epoch,
+                step=step,
+                best=best,
+                history=[dict(h) for h in history],
+                loader_epoch=self.train_loader.epoch,
+                config=self.config,
+            )
+        )
+        if any(wants_state(s) for s in self.subscribers):
+            snap.take()
+        return snap
 
     def _train(self, run_id: str | None) -> TrainResult:
         cfg = self.config
         history: list[dict[str, Any]] = []
-        step, epoch_no = 0, 1
+        step, epoch_no, start_epoch = 0, 1, 0
+        best = -1.0
+        point = self._resume_point
+        if point is not None:
+            history = point.history
+            step, start_epoch, best = point.step, point.epoch, float(point.meta["best"])
+            epoch_no = start_epoch + 1
         stop_flag, cancel, progress = self._stop, self.cancel, self.progress
         base, units_total = SETUP_UNITS, self._units_total
+        teacher_metrics = self.teacher_metrics
         try:
-            teacher_metrics = {}
-            if self.teacher_test_logits is not None:
-                teacher_metrics = {
-                    "teacher_test_acc": float(
-                        (self.teacher_test_logits.argmax(1) == self.test_labels).float().mean()
-                    )
-                }
             self._emit(
                 RunStarted(
                     run_id,
@@ -455,12 +674,15 @@ class Trainer:
                     self.steps_per_epoch,
                     self.total_steps,
                     self.model_spec,
-                    teacher_metrics,
+                    {},
+                    start_epoch,
+                    _frozen(history),
                 )
             )
+            if point is not None:
+                self._restore(point)
             ce_weight = cfg.distill.ce_weight
             smoothing = cfg.train.label_smoothing
-            best = -1.0
             stopped = False
             self.student.train()
             self.method.train()
@@ -470,7 +692,7 @@ class Trainer:
                 channels_last(self.student, self.method, enabled=self.channels_last),
                 FeatureTaps(self.student, self.student_paths) as taps,
             ):
-                for epoch in range(self.epochs):
+                for epoch in range(start_epoch, self.epochs):
                     epoch_no = epoch + 1
                     message = f"epoch {epoch_no}/{self.epochs}"
                     self.train_loader.set_epoch(epoch)
@@ -490,10 +712,12 @@ class Trainer:
                         x = self.layout(batch.x)
                         logits = self.student(x)
                         if self.teachers and self.method.needs_teacher:
-                            if self.cache is not None:
+                            if self.lazy_cache is not None:
+                                t_logits, t_feats = self.lazy_cache.get(x, batch.index)
+                            elif self.cache is not None:
                                 t_logits, t_feats = self.cache.lookup(batch.index.to(self.device))
                             else:
-                                t_logits, t_feats = teacher_forward(self.teachers, x, self.teacher_paths)
+                                t_logits, t_feats = teacher_forward(self.run_teachers, x, self.teacher_paths)
                         else:
                             t_logits, t_feats = [], []
                         out = StepOutputs(
@@ -568,23 +792,28 @@ class Trainer:
                     if stopped and n_steps < self.steps_per_epoch:
                         break
                     if epoch_no % cfg.train.eval_every == 0 or epoch_no == self.epochs:
-                        ev = self._evaluate()
+                        ev, t_metrics = self._evaluate(run_id, epoch_no, step)
                         metrics.update(ev)
-                        self._emit(EvalEnded(run_id, epoch_no, step, dict(ev)))
+                        self._emit(EvalEnded(run_id, epoch_no, step, dict(ev), dict(t_metrics)))
                     history.append(metrics)
                     is_best = metrics.get("test_acc", -1.0) > best
                     best = max(best, metrics.get("test_acc", -1.0))
-                    self._emit_with_snapshot(
-                        EpochEnded(
-                            run_id,
-                            epoch_no,
-                            step,
-                            dict(metrics),
-                            _frozen(history),
-                            is_best,
-                            self._snapshot(f"epoch {epoch_no}"),
+                    resume_snap = self._resume_source(epoch_no, step, best, history)
+                    try:
+                        self._emit_with_snapshot(
+                            EpochEnded(
+                                run_id,
+                                epoch_no,
+                                step,
+                                dict(metrics),
+                                _frozen(history),
+                                is_best,
+                                self._snapshot(f"epoch {epoch_no}"),
+                                resume_snap,
+                            )
                         )
-                    )
+                    finally:
+                        resume_snap.seal()
                     if stopped:
                         break
             summary = self._summary(history, teacher_metrics, step)
@@ -613,7 +842,9 @@ class Trainer:
             raise
         self.student.eval()
         ids = [run_id] if run_id is not None else []
-        return TrainResult(run_id, status, summary, history, self.student, self.method, ids)
+        return TrainResult(
+            run_id, status, summary, history, self.student, self.method, ids, list(self.warnings)
+        )
 
     def _summary(
         self, history: list[dict[str, Any]], teacher_metrics: dict[str, float], step: int
@@ -626,7 +857,8 @@ class Trainer:
             "seconds": sum(h["seconds"] for h in history),
             "params": self.model_spec["student"]["params"],
             "flops": self.model_spec["student"]["flops"],
-            "teacher_cache": self.cache is not None,
+            "teacher_cache": self.cache is not None
+            or (self.lazy_cache is not None and not self.lazy_cache.disabled),
             **teacher_metrics,
         }
         for key in ("test_acc", "test_loss", "ece", "agreement", "kl_teacher_student", "train_acc"):
@@ -682,6 +914,28 @@ class _StopView(CancelToken):
     def raise_if_cancelled(self, where: str = "") -> None:
         if self.cancelled:
             raise Cancelled(f"training set-up ({where}): {self.reason}" if where else self.reason)
+
+
+def _module_device(module: nn.Module) -> torch.device | None:
+    """The device of a module's first parameter or buffer (None for a module without tensors)."""
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return None
+
+
+def _frozen_copy(teacher: nn.Module, device: torch.device) -> nn.Module:
+    """An eval-mode, gradient-free copy of ``teacher`` on ``device`` (hooks not carried over)."""
+    import copy
+
+    work = copy.deepcopy(teacher)
+    for m in work.modules():
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+        m._backward_hooks.clear()
+    work = work.to(device).eval()
+    for p in work.parameters():
+        p.requires_grad_(False)
+    return work
 
 
 def _with_train(data: Dataset, train: Any) -> Dataset:

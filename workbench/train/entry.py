@@ -32,6 +32,8 @@ def run(
     dataset: Dataset | None = None,
     student: nn.Module | None = None,
     teachers: list[nn.Module] | None = None,
+    resume: str | None = None,
+    teacher_cache: str = "lazy",
 ) -> TrainResult:
     """Train what ``config`` describes and return the result.
 
@@ -49,7 +51,13 @@ def run(
         dataset: an already loaded dataset (else loaded from ``config.data``).
         student: a student module to train (else built from ``config.model``; not for chains).
         teachers: teacher modules (else loaded from ``config.teachers``; for a chain, the first
-            link's teachers).
+            link's teachers). They are never moved or changed; the student module given comes
+            back on the device it was given on.
+        resume: the id (or a unique prefix) of a stopped, interrupted or failed run in ``store``
+            to continue from its last finished epoch; ``config`` must equal the run's recorded
+            config except for ``train.epochs``. The result equals an uninterrupted run's.
+        teacher_cache: ``"lazy"`` (the first epoch's teacher forwards fill the cache) or
+            ``"eager"`` (a pass over the train split in set-up); the values are the same.
 
     Returns:
         The run's :class:`TrainResult`; for a chain, the last link's, with every link's id in
@@ -59,8 +67,12 @@ def run(
         Cancelled: stopped during set-up.
         TrainingFailed: the loss became non-finite (the run is recorded as ``failed``).
         ChainError: a chain without a store, or with a ``student`` module.
+        ResumeError: ``resume`` names a run that completed, is still running, or cannot be
+            resumed with this config (:class:`~workbench.config.ConfigError` names the field).
     """
     if is_chain(config):
+        if resume is not None:
+            raise ChainError("resume: a chain (ban, takd) cannot be resumed; train it again")
         if student is not None:
             raise ChainError("student: a chain builds one student per link from the config; pass none")
         results = run_chain(
@@ -84,6 +96,8 @@ def run(
         student=student,
         teachers=teachers,
         run_id=run_id,
+        resume=resume,
+        teacher_cache=teacher_cache,
     )
     return trainer.run()
 

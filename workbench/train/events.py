@@ -101,11 +101,50 @@ class StateSnapshot:
         return f"StateSnapshot({self.label!r}, {taken})"
 
 
+class ResumeSnapshot:
+    """What resuming needs at an epoch end (:class:`workbench.train.resume.ResumePoint`), taken
+    on the first :meth:`point` call while the event is emitted (or eagerly for a subscriber that
+    declares ``wants_state``); like :class:`StateSnapshot`, unreadable after emission unless taken."""
+
+    __slots__ = ("_source", "_point", "_lock")
+
+    def __init__(self, source: Callable[[], Any] | None) -> None:
+        self._source = source
+        self._point: Any = None
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        """Capture now (no-op when already taken or sealed)."""
+        with self._lock:
+            if self._point is None and self._source is not None:
+                self._point = self._source()
+
+    def seal(self) -> None:
+        """Release the live trainer: only a point already taken can be read from now on."""
+        with self._lock:
+            self._source = None
+
+    def point(self) -> Any:
+        """The :class:`~workbench.train.resume.ResumePoint` (CPU tensors and JSON metadata)."""
+        self.take()
+        if self._point is None:
+            raise SnapshotError("resume point: it was not taken while the event was emitted")
+        return self._point
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"point": self._point}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        self._source = None
+        self._point = data["point"]
+        self._lock = threading.Lock()
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready copy: non-finite floats become None, tuples lists, configs dicts."""
     if isinstance(value, RunConfig):
         return value.model_dump(mode="json")
-    if isinstance(value, StateSnapshot):
+    if isinstance(value, (StateSnapshot, ResumeSnapshot)):
         return None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -130,7 +169,7 @@ class _EventBase:
         """The event as JSON-ready data: ``{"type": <class name>, <field>: <value>, ...}``."""
         out: dict[str, Any] = {"type": type(self).__name__}
         for f in fields(self):  # type: ignore[arg-type]
-            if f.name == "snapshot":
+            if f.name in ("snapshot", "resume"):
                 continue
             out[f.name] = _plain(getattr(self, f.name))
         return out
@@ -153,6 +192,11 @@ class SetupProgress(_EventBase):
 
 @dataclass(frozen=True)
 class RunStarted(_EventBase):
+    """Training starts (after set-up). A resumed run starts after ``start_epoch`` finished epochs,
+    whose metrics are ``history``; a new run has ``start_epoch=0`` and no history.
+    ``teacher_metrics`` is empty: the teacher's test metrics come with the first evaluation
+    (:attr:`EvalEnded.teacher`)."""
+
     run_id: str | None
     config: RunConfig
     epochs: int
@@ -160,6 +204,8 @@ class RunStarted(_EventBase):
     total_steps: int
     model_spec: dict[str, Any]
     teacher_metrics: dict[str, float]
+    start_epoch: int = 0
+    history: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,10 +220,28 @@ class StepEnded(_EventBase):
 
 @dataclass(frozen=True)
 class EvalEnded(_EventBase):
+    """An evaluation on the test split ended: the student's ``metrics``; ``teacher`` holds the
+    (fixed) teachers' test metrics (``teacher_test_acc``) on the evaluation that computed them,
+    the run's first, and is empty otherwise."""
+
     run_id: str | None
     epoch: int
     step: int
     metrics: dict[str, float]
+    teacher: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunWarning(_EventBase):
+    """Something the user should know that does not stop the run; ``code`` names the kind
+    (``teacher_near_chance``: a teacher's test accuracy on this data is near chance), ``message``
+    is one line."""
+
+    run_id: str | None
+    epoch: int
+    step: int
+    code: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -189,6 +253,7 @@ class EpochEnded(_EventBase):
     history: tuple[dict[str, Any], ...]
     is_best: bool
     snapshot: StateSnapshot = field(repr=False, compare=False)
+    resume: ResumeSnapshot | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -221,7 +286,17 @@ class RunFailed(_EventBase):
     history: tuple[dict[str, Any], ...]
 
 
-Event = SetupProgress | RunStarted | StepEnded | EvalEnded | EpochEnded | RunFinished | RunStopped | RunFailed
+Event = (
+    SetupProgress
+    | RunStarted
+    | StepEnded
+    | EvalEnded
+    | RunWarning
+    | EpochEnded
+    | RunFinished
+    | RunStopped
+    | RunFailed
+)
 Subscriber = Callable[[Event], None]
 
 
@@ -235,6 +310,7 @@ EVENT_TYPES: tuple[type, ...] = (
     RunStarted,
     StepEnded,
     EvalEnded,
+    RunWarning,
     EpochEnded,
     RunFinished,
     RunStopped,

@@ -9,7 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.runs import RunWriter, utc_now
-from workbench.train.events import EpochEnded, Event, RunFailed, RunFinished, RunStarted, RunStopped
+from workbench.train.events import (
+    EpochEnded,
+    EvalEnded,
+    Event,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    RunWarning,
+)
+from workbench.train.resume import RESUME_CHECKPOINT
 
 
 class StoreWriter:
@@ -17,13 +27,17 @@ class StoreWriter:
 
     Checkpoints are written before the status that refers to them, each file atomically. The
     weights come from each event's snapshot, read while the event is emitted (no copy is made
-    for an epoch that writes no checkpoint).
+    for an epoch that writes no checkpoint). At every epoch end the resume point
+    (``checkpoints/resume.safetensors``: weights, optimizer, RNG and method state, see
+    :mod:`workbench.train.resume`) replaces the previous one; a completed run drops it.
+    Warnings (:class:`RunWarning`) are kept in the status (``warnings``).
     """
 
     def __init__(self, writer: RunWriter, snapshot_every_epoch: bool | None = None) -> None:
         self.writer = writer
         self.snapshots = snapshot_every_epoch
         self.teacher_metrics: dict[str, Any] = {}
+        self.warnings: list[str] = []
 
     def _metrics(self, history: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"epochs": list(history), "summary": summary or {}, "teacher": self.teacher_metrics}
@@ -35,8 +49,20 @@ class StoreWriter:
             self.teacher_metrics = dict(event.teacher_metrics)
             if self.snapshots is None:
                 self.snapshots = event.config.train.snapshot_every_epoch
-            w.write_metrics(self._metrics([]))
-            w.update_status(total_steps=event.total_steps, epochs=event.epochs, step=0, epoch=0)
+            history = list(event.history)
+            w.write_metrics(self._metrics(history, {"epochs_done": event.start_epoch} if history else None))
+            w.update_status(
+                total_steps=event.total_steps,
+                epochs=event.epochs,
+                step=history[-1]["step"] if history else 0,
+                epoch=event.start_epoch,
+            )
+        elif isinstance(event, EvalEnded):
+            if event.teacher:
+                self.teacher_metrics.update(event.teacher)
+        elif isinstance(event, RunWarning):
+            self.warnings.append(event.message)
+            w.update_status(warnings=list(self.warnings))
         elif isinstance(event, EpochEnded):
             if self.snapshots or event.is_best:
                 state = event.snapshot.state()
@@ -44,6 +70,9 @@ class StoreWriter:
                     w.save_checkpoint(f"epoch_{event.epoch:03d}", state)
                 if event.is_best:
                     w.save_checkpoint("best", state)
+            if event.resume is not None:
+                point = event.resume.point()
+                w.save_checkpoint(RESUME_CHECKPOINT, point.tensors, point.file_metadata())
             last = event.metrics
             summary = {k: last[k] for k in ("test_acc", "agreement", "ece") if k in last}
             summary["epochs_done"] = event.epoch
@@ -54,6 +83,8 @@ class StoreWriter:
             w.write_metrics(self._metrics(event.history, event.summary))
             status = "completed" if isinstance(event, RunFinished) else "stopped"
             w.update_status(status=status, finished=utc_now(), step=event.step)
+            if status == "completed":  # nothing left to resume: drop the optimizer/RNG state
+                (w.path / "checkpoints" / f"{RESUME_CHECKPOINT}.safetensors").unlink(missing_ok=True)
         elif isinstance(event, RunFailed):
             w.write_metrics(self._metrics(event.history))
             w.update_status(

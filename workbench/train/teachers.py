@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,12 +19,51 @@ class TeacherError(ValueError):
     """A teacher cannot be loaded; the message names the teacher and what was wrong."""
 
 
+_CARD_MAX_BYTES = 1 << 20
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    """A shipped teacher's JSON card, checked: one-line :class:`TeacherError` naming the file."""
+    try:
+        size = path.stat().st_size
+        if size > _CARD_MAX_BYTES:
+            raise TeacherError(f"teacher card {path.name}: {size} bytes, more than a card can be ({_CARD_MAX_BYTES})")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise TeacherError(f"teacher card {path.name}: cannot be read ({err.strerror or err})") from None
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise TeacherError(f"teacher card {path.name}: not UTF-8 text (bad byte at offset {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise TeacherError(
+            f"teacher card {path.name}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from None
+    except RecursionError:
+        raise TeacherError(f"teacher card {path.name}: not valid JSON (nested too deeply)") from None
+    model = card.get("model") if isinstance(card, dict) else None
+    if (
+        not isinstance(model, dict)
+        or not isinstance(model.get("name"), str)
+        or not isinstance(model.get("kwargs", {}), dict)
+    ):
+        raise TeacherError(
+            f"teacher card {path.name}: expected a JSON object with model.name (a string) "
+            "and optional model.kwargs (an object)"
+        )
+    for key in ("num_classes", "in_channels", "image_size"):
+        value = card.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            raise TeacherError(f"teacher card {path.name}: {key} should be a positive integer, got {str(value)[:40]!r}")
+    return card
+
+
 def list_shipped_teachers() -> list[dict[str, Any]]:
     """The cards of the teachers shipped in ``assets/teachers`` (name, model, data, accuracy)."""
     folder = teachers_dir()
     cards = []
     for path in sorted(folder.glob("*.json")):
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = _read_card(path)
         card.setdefault("name", path.stem)
         cards.append(card)
     return cards
@@ -35,7 +75,7 @@ def shipped_teacher_card(name: str) -> dict[str, Any]:
     if not path.exists():
         known = ", ".join(c["name"] for c in list_shipped_teachers()) or "none"
         raise TeacherError(f"shipped teacher {name!r}: not found; shipped: {known}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _read_card(path)
 
 
 def load_shipped_teacher(name: str, device: str | torch.device = "cpu") -> nn.Module:

@@ -325,18 +325,6 @@ def _bigger_student(config: Any) -> dict[str, Any]:
     return {}
 
 
-def _shipped_teacher_for(config: Any, current: str | None) -> str | None:
-    try:
-        from workbench.train.teachers import list_shipped_teachers
-    except ImportError:  # pragma: no cover - training is part of the package
-        return None
-    for card in list_shipped_teachers():
-        source = f"shipped:{card['name']}"
-        if card.get("dataset") == config.data.dataset and source != current:
-            return source
-    return None
-
-
 def config_evidence(
     config: Any,
     teacher: nn.Module | None = None,
@@ -382,7 +370,6 @@ def config_evidence(
     aug = config.data.augment
     ev["mixing"] = bool(aug.mixup_alpha > 0 or aug.cutmix_alpha > 0)
     ev["teacher_source"] = config.teachers[0].source if config.teachers else None
-    ev["suggested_teacher"] = _shipped_teacher_for(config, ev["teacher_source"])
     ev["student_params"] = _params(student)
     ev["teacher_params"] = _params(teacher)
     if ev["student_params"] and ev["teacher_params"]:
@@ -393,7 +380,9 @@ def config_evidence(
     return ev
 
 
-def _hint_evidence(config: Any, teacher: nn.Module, student: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]:
+def _hint_evidence(
+    config: Any, teacher: nn.Module, student: nn.Module, input_shape: Sequence[int]
+) -> dict[str, Any]:
     """The configured hint pair that lies furthest apart in relative depth, and the fix."""
     from workbench.distill.base import parse_params
 
@@ -420,12 +409,16 @@ def _hint_evidence(config: Any, teacher: nn.Module, student: nn.Module, input_sh
             if worst is None or abs(ds - dt) > worst[0]:
                 worst = (abs(ds - dt), i, s, t, key)
     if worst is None:
-        return {"hint_depth_gap": 0.0} if any(
-            getattr(parse_params(m.name, m.params), "student_layers", None) is not None
-            or getattr(parse_params(m.name, m.params), "student_layer", None) is not None
-            for m in config.distill.methods
-            if m.name != "none"
-        ) else {}
+        return (
+            {"hint_depth_gap": 0.0}
+            if any(
+                getattr(parse_params(m.name, m.params), "student_layers", None) is not None
+                or getattr(parse_params(m.name, m.params), "student_layer", None) is not None
+                for m in config.distill.methods
+                if m.name != "none"
+            )
+            else {}
+        )
     gap, i, s, t, key = worst
     dt = _depth_of(t, t_depth) or 1.0
     good = min(s_depth, key=lambda p: abs(s_depth[p] - dt))
@@ -433,7 +426,10 @@ def _hint_evidence(config: Any, teacher: nn.Module, student: nn.Module, input_sh
     if key == "student_layers":
         s_list = list(params.get("student_layers") or [])
         t_list = list(params.get("teacher_layers") or [])
-        fixed = [min(s_depth, key=lambda p, tt=tt: abs(s_depth[p] - (_depth_of(tt, t_depth) or 1.0))) for tt in t_list]
+        fixed = [
+            min(s_depth, key=lambda p, tt=tt: abs(s_depth[p] - (_depth_of(tt, t_depth) or 1.0)))
+            for tt in t_list
+        ]
         over: dict[str, Any] = {f"distill.methods[{i}].params.student_layers": fixed or s_list}
     else:
         over = {f"distill.methods[{i}].params.student_layer": good}
@@ -482,7 +478,9 @@ def _logits(model: nn.Module, images: torch.Tensor, device: Any, batch_size: int
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def _kd_share(t_logits: np.ndarray, s_logits: np.ndarray, labels: np.ndarray, ev: Mapping[str, Any]) -> float | None:
+def _kd_share(
+    t_logits: np.ndarray, s_logits: np.ndarray, labels: np.ndarray, ev: Mapping[str, Any]
+) -> float | None:
     """Share of the temperature-scaled KD term in the gradient on the student's logits.
 
     ``w_kd T |softmax(z_s/T) - softmax(z_t/T)|`` (the gradient of ``w_kd T² KL``, Hinton et al.
@@ -533,6 +531,7 @@ def diagnose_models(
     context_classes: torch.Tensor | None = None,
     train_size: int | None = None,
     failure: Mapping[str, Any] | None = None,
+    evidence: Mapping[str, Any] | None = None,
     names: tuple[str, str] = ("teacher", "student"),
     class_names: Sequence[str] | None = None,
     device: str | torch.device | None = None,
@@ -574,6 +573,8 @@ def diagnose_models(
             context id the class it co-occurs with in training (shortcut learning).
         train_size: the number of training images (passes over the data).
         failure: the failed run's failure record (``step``, ``terms``), when its loss became non-finite.
+        evidence: further evidence the caller knows, by name (e.g. ``suggested_teacher``: a teacher
+            source trained on this data, which the wrong-teacher experiment switches to).
         names, class_names, device, batch_size, cam_samples, cam_method, hessian_samples,
             hessian_iters, seed: as in the analyses they are passed to.
         thresholds: :class:`DoctorThresholds` or a mapping overriding some defaults.
@@ -638,6 +639,7 @@ def diagnose_models(
     if temperature is not None:
         ev["temperature"] = temp
     ev.update(history_evidence(history, failure=failure))
+    ev.update(dict(evidence or {}))
     if ev.get("steps") and ev.get("train_size"):
         ev["passes"] = ev["steps"] * ev.get("batch_size", 1) / ev["train_size"]
     why: dict[str, str] = {}
@@ -692,7 +694,9 @@ def diagnose_models(
             class_counts=np.asarray(agreement.class_counts).tolist(),
         )
         if context is not None and context_classes is not None:
-            ev["context_follow"] = _context_follow(np.asarray(agreement.student_pred), labels_np, context, context_classes)
+            ev["context_follow"] = _context_follow(
+                np.asarray(agreement.student_pred), labels_np, context, context_classes
+            )
             ev["teacher_context_follow"] = _context_follow(
                 np.asarray(agreement.teacher_pred), labels_np, context, context_classes
             )
@@ -743,7 +747,9 @@ def diagnose_models(
                 pairs = explicit
             else:
                 pairs, pair_source = distilled_layer_pairs(teacher, student, shape, config)
-            cka = _cka(teacher, student, images, labels, pairs, names=names, progress=part("cka", "CKA"), **common)
+            cka = _cka(
+                teacher, student, images, labels, pairs, names=names, progress=part("cka", "CKA"), **common
+            )
         except ValueError as err:  # AnalysisError, ModelError and MethodError are ValueErrors
             why["matched_cka"] = f"CKA could not be computed: {_first_line(err)}"
         else:
@@ -790,15 +796,24 @@ def diagnose_models(
             eig: dict[str, Any] = {}
             for role, model in (("student", student), ("scratch", scratch)):
                 eig[role] = _hessian(
-                    model, h_images, h_labels, iters=iters, seed=seed,
-                    progress=part(f"hessian_{role}", f"Hessian ({role})"), **common,
+                    model,
+                    h_images,
+                    h_labels,
+                    iters=iters,
+                    seed=seed,
+                    progress=part(f"hessian_{role}", f"Hessian ({role})"),
+                    **common,
                 )
                 done(f"hessian_{role}", f"Hessian ({role})")
             landscapes: dict[str, Any] = {}
             for role, model in (("student", student), ("scratch", scratch)):
                 landscapes[role] = _landscape(
-                    model, h_images, h_labels, seed=seed,
-                    progress=part(f"landscape_{role}", f"landscape ({role})"), **common,
+                    model,
+                    h_images,
+                    h_labels,
+                    seed=seed,
+                    progress=part(f"landscape_{role}", f"landscape ({role})"),
+                    **common,
                 )
                 done(f"landscape_{role}", f"landscape ({role})")
             results["hessian"] = eig

@@ -74,7 +74,9 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
         for part in str(path).split("."):
             m = _INDEX.match(part)
             if not m:
-                raise DoctorError(f"overrides: {path!r} is not a config path like 'distill.methods[0].weight'")
+                raise DoctorError(
+                    f"overrides: {path!r} is not a config path like 'distill.methods[0].weight'"
+                )
             steps.append(m.group(1))
             steps.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
         for i, step in enumerate(steps[:-1]):

@@ -129,7 +129,9 @@ class DoctorThresholds:
             )
         for name in ("soft_low", "soft_high", "kd_share_low", "min_matched_cka", "teacher_acc"):
             if not getattr(self, name) <= 1.0:
-                raise DoctorError(f"thresholds.{name}: expected a value in (0, 1], got {getattr(self, name)!r}")
+                raise DoctorError(
+                    f"thresholds.{name}: expected a value in (0, 1], got {getattr(self, name)!r}"
+                )
         if self.soft_low >= self.soft_high:
             raise DoctorError(
                 f"thresholds.soft_low: expected a value below soft_high={self.soft_high!r}, got {self.soft_low!r}"
@@ -362,7 +364,9 @@ def check_temperature_low(ev: Evidence, th: DoctorThresholds) -> Finding | None:
         rule="temperature_low",
         title=f"Temperature too low (T={t:g}): soft labels are nearly one-hot",
         severity=_below(h, th.soft_low, 0.0),
-        evidence=_pick(ev, "temperature", "teacher_soft_entropy", "student_soft_entropy", "student_ece", "teacher_ece"),
+        evidence=_pick(
+            ev, "temperature", "teacher_soft_entropy", "student_soft_entropy", "student_ece", "teacher_ece"
+        ),
         explanation=(
             f"At T={t:g} the teacher's softened outputs have normalized entropy {_g(h)} (0 is one-hot, 1 "
             "uniform): the relative probabilities of the wrong classes, the dark knowledge distillation "
@@ -422,7 +426,9 @@ def check_label_noise(ev: Evidence, th: DoctorThresholds) -> Finding | None:
             rule="label_noise",
             title=f"Noisy labels: the teacher contradicts {_pct(1 - t_train)} of the training labels",
             severity=_beyond(d, th.label_noise),
-            evidence=_pick(ev, "teacher_acc", "teacher_train_label_acc", "student_train_label_acc", "train_acc_last"),
+            evidence=_pick(
+                ev, "teacher_acc", "teacher_train_label_acc", "student_train_label_acc", "train_acc_last"
+            ),
             explanation=(
                 f"The teacher is right on {_pct(t_test)} of the test images but agrees with only {_pct(t_train)} "
                 "of the training labels: about that share of the labels the student is trained on look wrong. "
@@ -476,7 +482,13 @@ def check_shortcut(ev: Evidence, th: DoctorThresholds) -> Finding | None:
         title="The student learned the background, not the shape",
         severity=_beyond(s - t, th.shortcut),
         evidence=_pick(
-            ev, "context_follow", "teacher_context_follow", "student_context", "teacher_context", "confounding", "gap"
+            ev,
+            "context_follow",
+            "teacher_context_follow",
+            "student_context",
+            "teacher_context",
+            "confounding",
+            "gap",
         ),
         explanation=(
             f"On test images whose background goes with another class, the student answers that class "
@@ -489,7 +501,10 @@ def check_shortcut(ev: Evidence, th: DoctorThresholds) -> Finding | None:
         result="cam",
         params=_used(th, "shortcut"),
         experiment=Experiment(
-            {"distill.methods": "1.0*kd + at", "distill.ce_weight": 0.0}, text, metric="context_follow", goal="down"
+            {"distill.methods": "1.0*kd + at", "distill.ce_weight": 0.0},
+            text,
+            metric="context_follow",
+            goal="down",
         ),
     )
 
@@ -595,12 +610,16 @@ def check_capacity_gap(ev: Evidence, th: DoctorThresholds) -> Finding | None:
     bigger = ev.get("bigger_student") or {}
     over = dict(bigger.get("overrides") or {})
     what = bigger.get("text") or "a larger student"
-    text = f"Train {what} with the same recipe and seed (or distil through a teacher assistant, method 'takd')."
+    text = (
+        f"Train {what} with the same recipe and seed (or distil through a teacher assistant, method 'takd')."
+    )
     return Finding(
         rule="capacity_gap",
         title=f"Student too small for this teacher: {_pct(gap)} below it with 1/{ratio:.0f} of its parameters",
         severity=max(_beyond(gap, th.gap), _beyond(ratio, th.param_ratio)),
-        evidence=_pick(ev, "teacher_acc", "student_acc", "gap", "student_params", "teacher_params", "param_ratio"),
+        evidence=_pick(
+            ev, "teacher_acc", "student_acc", "gap", "student_params", "teacher_params", "param_ratio"
+        ),
         explanation=(
             f"The student has {ev.get('student_params')} parameters, 1/{ratio:.0f} of the teacher's "
             f"{ev.get('teacher_params')}, and ends {_pct(gap)} below it: it cannot represent the function it "
@@ -649,7 +668,9 @@ def check_dark_knowledge(ev: Evidence, th: DoctorThresholds) -> Finding | None:
     v = np.asarray(values, dtype=np.float64)
     c = np.asarray(counts, dtype=np.int64)
     if v.shape != c.shape:
-        raise DoctorError(f"class_counts: expected {v.size} counts to match the per-class values, got {c.size}")
+        raise DoctorError(
+            f"class_counts: expected {v.size} counts to match the per-class values, got {c.size}"
+        )
     names = list(ev.get("class_names") or [str(i) for i in range(v.size)])
     judged = np.isfinite(v) & (c >= th.min_class_samples)
     low = np.flatnonzero(judged & (v < th.dark_knowledge_min))
@@ -778,12 +799,18 @@ def missing_evidence(ev: Evidence) -> dict[str, str]:
         if rule == "label_noise" and lacking and ev.get("train_acc_last") is not None:
             continue
         if lacking:
-            reason = ev.get("why_missing", {}).get(lacking[0]) if isinstance(ev.get("why_missing"), Mapping) else None
+            reason = (
+                ev.get("why_missing", {}).get(lacking[0])
+                if isinstance(ev.get("why_missing"), Mapping)
+                else None
+            )
             out[rule] = reason or f"no {', '.join(lacking)} measured"
     return out
 
 
-def apply_rules(ev: Evidence, thresholds: DoctorThresholds | Mapping[str, Any] | None = None) -> list[Finding]:
+def apply_rules(
+    ev: Evidence, thresholds: DoctorThresholds | Mapping[str, Any] | None = None
+) -> list[Finding]:
     """Every rule of :data:`RULES` applied to the evidence, the findings ranked (warnings before
     notes, then by decreasing severity, ties in registry order)."""
     from workbench.analysis.doctor.report import rank_findings
