@@ -23,3 +23,23 @@ def digits():
     from workbench.data import load_dataset
 
     return load_dataset("digits")
+
+
+#: the devices device-dependent tests run on: the CPU always, CUDA where present
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Parametrises a test over every available device (``cpu``, and ``cuda`` on a GPU machine)."""
+    return torch.device(request.param)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped (with the reason) where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is present")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
