@@ -506,6 +506,17 @@ def background(
     return _jobs().start(key, work, restart)
 
 
+def join_background(timeout: float = 60.0) -> bool:
+    """Wait until every background job's thread has ended (at most ``timeout`` seconds in all);
+    returns whether they all did. For tests and orderly shutdown."""
+    end = time.monotonic() + timeout
+    with _jobs().lock:
+        threads = [j.thread for j in _jobs().jobs.values() if j.thread is not None]
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    return not any(t.is_alive() for t in threads)
+
+
 def find_background(key: tuple[Any, ...]) -> BackgroundJob | None:
     """The job registered under ``key``, if any (without starting one)."""
     return _jobs().get(key)
@@ -528,6 +539,7 @@ __all__ = [
     "bound_slider",
     "decode_upload",
     "find_background",
+    "join_background",
     "kd_temperature",
     "landscape_objectives",
     "require_teacher",

@@ -4,7 +4,10 @@
    LayerGradCam (target: >= 10x, same maps: max abs difference < 1e-5).
 2. Minibatch CKA for every layer pair of a resnet20 teacher x resnet8 student over 5,000 samples,
    vs a per-pair loop that makes its own pass over the data for each pair, recomputing the
-   features and both Gram matrices (target: >= 10x, same values; memory O(batch²)).
+   features and both Gram matrices (target: >= 10x, same values; memory O(batch²)); and side by
+   side, in the same run, with the float64 path of the same call and with the CKA packages
+   ``pytorch-cka``, ``torch_cka`` and ``ckatorch`` where installed (``pip install pytorch-cka
+   torch_cka ckatorch``; optional, benchmark only), target >= 1.2x ``pytorch-cka``.
 3. A 2-D loss landscape, 21 x 21 grid on 1,000 samples, for resnet8 (target: <= 30 s here).
 
     python benchmarks/bench_analysis.py [--quick]
@@ -13,10 +16,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,15 +107,101 @@ def bench_gradcam(
     }
 
 
+EXACT = {"precision": "float64", "fold_bn": False, "memory_format": "contiguous"}
+
+
+def _peer_runs(
+    images: torch.Tensor, teacher: torch.nn.Module, student: torch.nn.Module, la: list, lb: list, batch: int
+) -> dict[str, Callable[[], torch.Tensor]]:
+    """The installed CKA packages, each called through its documented API on copies of the models
+    (they register hooks of their own), same layers, batches and samples as ours."""
+    import copy
+    import warnings
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(images), batch_size=batch, shuffle=False)
+    runs: dict[str, Callable[[], torch.Tensor]] = {}
+    try:
+        from cka import compute_cka  # pytorch-cka
+
+        def run_pytorch_cka() -> torch.Tensor:
+            t, s = copy.deepcopy(teacher), copy.deepcopy(student)
+            return compute_cka(t, s, loader, layers=la, model2_layers=lb, device="cpu", progress=False)[0]
+
+        runs["pytorch-cka"] = run_pytorch_cka
+    except ImportError:
+        pass
+    try:
+        from torch_cka import CKA as TorchCKA
+
+        def run_torch_cka() -> torch.Tensor:
+            t, s = copy.deepcopy(teacher), copy.deepcopy(student)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cka = TorchCKA(t, s, model1_name="t", model2_name="s", model1_layers=la, model2_layers=lb)
+                cka.compare(loader)  # as documented: no torch.no_grad() of its own
+            return cka.export()["CKA"]
+
+        runs["torch_cka"] = run_torch_cka
+    except ImportError:
+        pass
+    try:
+        from ckatorch.core import cka_batch
+
+        def run_ckatorch() -> torch.Tensor:
+            # ckatorch's CKA class expects (batch, tokens, dim) features; for conv features its
+            # minibatch kernel cka_batch is applied to each pair of (1, n, features) batches, and the
+            # per-batch values are averaged (its own class keeps only the last batch's value)
+            out = torch.zeros(len(la), len(lb), dtype=torch.float64)
+            for start in range(0, len(images), batch):
+                x = images[start : start + batch]
+                _, fa = capture(teacher, x, la)
+                _, fb = capture(student, x, lb)
+                for i, a in enumerate(la):
+                    for j, b in enumerate(lb):
+                        out[i, j] += cka_batch(fa[a].reshape(1, len(x), -1), fb[b].reshape(1, len(x), -1))
+            return out / -(-len(images) // batch)
+
+        runs["ckatorch"] = run_ckatorch
+    except ImportError:
+        pass
+    return runs
+
+
 def bench_cka(
-    images: torch.Tensor, teacher: torch.nn.Module, student: torch.nn.Module, batch: int
-) -> dict[str, float]:
+    images: torch.Tensor, teacher: torch.nn.Module, student: torch.nn.Module, batch: int, repeats: int = 2
+) -> dict[str, Any]:
+    """Ours (defaults and the float64 path), the installed CKA packages and the per-pair loop.
+
+    Ours, its float64 path and ``pytorch-cka`` are timed ``repeats`` times, interleaved (median);
+    the other packages once, in between (this machine's speed drifts with its load).
+    """
     shape = tuple(images.shape[1:])
     la = [*stage_layers(teacher, shape), penultimate_layer(teacher)]
     lb = [*stage_layers(student, shape), penultimate_layer(student)]
-    t0 = time.perf_counter()
-    fast = cka_matrix(teacher, student, images, layers={"teacher": la, "student": lb}, batch_size=batch).matrix
-    t_fast = time.perf_counter() - t0
+    layers = {"teacher": la, "student": lb}
+    peers = _peer_runs(images, teacher, student, la, lb, batch)
+    times: dict[str, list[float]] = {}
+    values: dict[str, torch.Tensor] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> None:
+        t0 = time.perf_counter()
+        out = fn()
+        times.setdefault(name, []).append(time.perf_counter() - t0)
+        values[name] = torch.as_tensor(out, dtype=torch.float64)
+
+    for r in range(repeats):
+        timed("ours", lambda: cka_matrix(teacher, student, images, layers=layers, batch_size=batch).matrix)
+        if "pytorch-cka" in peers:
+            timed("pytorch-cka", peers["pytorch-cka"])
+        timed("float64", lambda: cka_matrix(teacher, student, images, layers=layers, batch_size=batch, **EXACT).matrix)
+        if r == 0:
+            for name in ("torch_cka", "ckatorch"):
+                if name in peers:
+                    timed(name, peers[name])
+    fast = values["ours"]
+    t_fast = statistics.median(times["ours"])
     t0 = time.perf_counter()
     slow = torch.zeros(len(la), len(lb), dtype=torch.float64)
     for i, a in enumerate(la):
@@ -123,12 +215,22 @@ def bench_cka(
             slow[i, j] = float(acc.compute()[0, 0])
     t_slow = time.perf_counter() - t0
     diff = float((torch.as_tensor(fast) - slow).abs().max())
+    side = {
+        name: {
+            "seconds": statistics.median(ts),
+            "ratio": statistics.median(ts) / t_fast,
+            "diff": float((values[name] - values["float64"]).abs().max()),
+            "runs": len(ts),
+        }
+        for name, ts in times.items()
+    }
     return {
         "fast": t_fast,
         "loop": t_slow,
         "speedup": t_slow / t_fast,
         "max_abs_diff": diff,
         "pairs": len(la) * len(lb),
+        "side": side,
     }
 
 
@@ -154,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     cam = bench_gradcam(test_x[:n_cam], test_y[:n_cam], [teacher, student])
     cka = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500)
     land = bench_landscape(test_x[:n_land], test_y[:n_land], student, steps)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     tflop = steps * steps * n_land * model_info(student, (3, 32, 32)).flops / 1e12
     fwd = {
         name: model_info(m, (3, 32, 32)).flops * n_cam / 1e9 for name, m in (("t", teacher), ("s", student))
@@ -161,6 +264,26 @@ def main(argv: list[str] | None = None) -> int:
 
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
+
+    side = cka["side"]
+    labels = {
+        "ours": "ours, defaults (float32 Gram matrices of centred features, BatchNorm folded, channels-last)",
+        "float64": 'ours, `precision="float64", fold_bn=False, memory_format="contiguous"` (the float64 path)',
+        "pytorch-cka": "`pytorch-cka` 1.1 `compute_cka` (float32 throughout)",
+        "torch_cka": "`torch_cka` 0.21 `CKA.compare` (float32, per pair, as documented: no `no_grad`)",
+        "ckatorch": "`ckatorch` 1.0 `cka_batch` per pair and batch (float64 per-pair kernel)",
+    }
+    side_rows = "\n".join(
+        f"| {labels[name]} | {v['seconds']:.2f} | {v['ratio']:.2f}x | {v['diff']:.1e} | {v['runs']} |"
+        for name, v in sorted(side.items(), key=lambda kv: kv[1]["seconds"])
+    )
+    if "pytorch-cka" in side:
+        vs_peer = side["pytorch-cka"]["ratio"]
+        peer_line = f"ours is {vs_peer:.2f}x as fast as `pytorch-cka` in this run (target >= 1.2x: {ok(vs_peer >= 1.2)})"
+    else:
+        peer_line = "`pytorch-cka` is not installed here: no side-by-side figure"
+    missing = [n for n in ("pytorch-cka", "torch_cka", "ckatorch") if n not in side]
+    missing_line = f" Not installed in this run: {', '.join(missing)}." if missing else ""
 
     body = f"""## Analyses
 
@@ -179,6 +302,23 @@ matrices, unbiased HSIC), as a per-pair CKA function would; ours makes one pass 
 and computes each layer's Gram matrix once per batch. Both hold only one batch's Gram matrices
 (memory O(batch²)).
 
+Minibatch CKA side by side, the same {cka["pairs"]} layer pairs, {n_cka} samples in batches of 500, the same
+models, in this run ({peer_line}). Seconds are medians over the runs shown, interleaved; "vs ours"
+is time over ours; the difference is the largest absolute difference from the float64 path.{missing_line}
+
+| implementation | seconds | vs ours | max abs difference | runs |
+|---|---|---|---|---|
+{side_rows}
+
+Ours forms each Gram matrix in float32 from the batch's column-centred features and forms and
+accumulates the HSIC terms in float64 (centring leaves HSIC unchanged and keeps the large common
+offset of post-ReLU and pooled features out of the float32 product; `tests/test_cka_precision.py`
+checks 1e-6 against a float64 reference, offsets of 100 and magnitudes of 1e22 and 1e-25
+included), and reads the features from BatchNorm-folded, channels-last copies of the models.
+`pytorch-cka` forms uncentred Gram matrices and accumulates HSIC in float32; `ckatorch`'s value is
+a per-batch CKA averaged over batches, a different estimator, so its difference is not a rounding
+error.
+
 Both the batched Grad-CAM and the landscape are bound by the models' arithmetic.
 
 - Grad-CAM: each batch takes one forward that records the autograd graph only from the CAM layer
@@ -192,6 +332,11 @@ Both the batched Grad-CAM and the landscape are bound by the models' arithmetic.
   NCHW model): {steps * steps} grid points x {n_land} forward passes of resnet8 ({model_info(student, (3, 32, 32)).flops / 1e6:.0f} MFLOPs
   each) is {tflop:.1f} TFLOP, {1000 * tflop / land["auto"]:.0f} GFLOP/s achieved; 30 s would need {1000 * tflop / 30:.0f} GFLOP/s, above
   the fp32 peak of these two cores (2 cores x 32 FLOP/cycle x about 3 GHz, about 190 GFLOP/s).
+  On the CPU `points_per_batch="auto"` evaluates one grid point per call, as before; several
+  points per vmapped call are for GPUs (`python benchmarks/bench_gpu.py`, section below).
+
+Load: this machine's cores were shared with other work while these figures were taken
+(load average {load}); ratios come from timings interleaved in the same run.
 """
     write_section("analysis", body)
     print(body)

@@ -149,7 +149,14 @@ class MemorySampler:
 
 
 async def wait_ready(page: Any, title: str, min_plots: int = 0, timeout_s: float = PAGE_TIMEOUT_S) -> None:
-    await page.wait_for_function(page_ready_js(title, min_plots), timeout=timeout_s * 1000, polling=100)
+    """Wait until the page is ready (see :func:`page_ready_js`); raise at once on an error shown."""
+    crash = '() => !!document.querySelector(\'[data-testid="stException"], [data-testid="stAlertContentError"]\')'
+    await page.wait_for_function(
+        f"() => ({page_ready_js(title, min_plots)})() || ({crash})()", timeout=timeout_s * 1000, polling=100
+    )
+    problem = await crash_text(page)
+    if problem:
+        raise RuntimeError(f"{title}: {problem}")
 
 
 async def crash_text(page: Any) -> str | None:
@@ -266,8 +273,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             sjob = queue.submit(scratch_cfg, label="scratch")
             queue.pump()
 
-            # (2) a view already computed repaints after switching back to it
-            await page.goto(f"{url}/similarity?run={kd}", wait_until="commit")
+            # (2) a view already computed repaints after switching back to it (sidebar clicks, one session)
+            scratch = queue.wait(sjob.id, timeout=900).run_id
+            await page.goto(url, wait_until="commit")
+            await wait_ready(page, "Distillation Workbench")
+            await nav_click(page, "similarity")
             await wait_ready(page, "Feature similarity", 2)
             await nav_click(page, "agreement")
             await wait_ready(page, "Agreement", 1)
@@ -282,8 +292,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             out["repaint_s"] = statistics.median(back)
             out["repaint_all"] = back
             print(f"repaint after switching back: median {out['repaint_s']:.2f} s of {back}")
-            sjob = queue.wait(sjob.id, timeout=600)
-            scratch = sjob.run_id
 
             # screenshots of the main pages
             if not args.no_screenshots:
@@ -394,7 +402,7 @@ def report(out: dict[str, Any], sessions: int) -> str:
         "fresh run store, driven by headless Chromium through Playwright; the embedded MNIST subset, "
         f"`cnn_small` students of the shipped `cnn_large` teacher. Machine: {machine()}; 1-minute load average "
         f"{out['load_before']:.1f} before and {out['load_after']:.1f} after the run (other processes shared the "
-        "cores: times are upper bounds).",
+        "cores).",
         "",
         "| measurement | figure | target | |",
         "|---|---|---|---|",

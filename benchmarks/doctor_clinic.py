@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one pair per fault and severity, one healthy seed")
     ap.add_argument("--store", default=".clinic", help="the clinic's run store (cached runs)")
-    ap.add_argument("--phase", choices=["train", "evidence", "rules", "all"], default="all")
+    ap.add_argument("--phase", choices=["train", "evidence", "verify", "rules", "all"], default="all")
     ap.add_argument("--verify", action="store_true", help="also verify the top finding of each faulty run")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs")
     ap.add_argument("--only", default=None, help="only cases whose key contains this text")
@@ -317,6 +317,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{i}/{len(mine)}] train {case.key}: {rid} ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.phase in ("evidence", "all"):
         run_evidence(todo, store, Path(args.store))
+    if args.phase == "verify":
+        rows = [
+            (c, json.loads(p.read_text())["evidence"])
+            for c in todo
+            if c.fault != "healthy" and (p := Path(args.store) / "evidence" / f"{c.key}.json").exists()
+        ]
+        if args.part:
+            i0, n = (int(v) for v in args.part.split("/"))
+            rows = rows[i0::n]
+        run_verify(rows, store, Path(args.store))
+        return
     if args.phase in ("rules", "all"):
         run_rules(
             todo, store, Path(args.store), verify=args.verify, write=not args.no_write, quick=args.quick
@@ -560,9 +571,10 @@ def run_verify(faulty: list[tuple[Case, dict[str, Any]]], store: Any, root: Path
         warn = [f for f in found if f.level == "warning" and f.experiment is not None]
         if not warn:
             continue
-        if path.exists():
-            res = json.loads(path.read_text())
-        else:
+        res = json.loads(path.read_text()) if path.exists() else None
+        if res is not None and res.get("finding") != warn[0].rule:
+            res = None  # the rules changed their mind: verify the new top finding
+        if res is None:
             rid = run_id_of(c, store)
             if rid is None:
                 continue

@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_demo.py", "bench_training.py", "bench_analysis.py"]
+SCRIPTS = [
+    "bench_demo.py",
+    "bench_training.py",
+    "bench_analysis.py",
+    "bench_app.py",
+    "bench_lessons.py",
+    "bench_gpu.py",
+]
 
 
 def main() -> int:
@@ -21,6 +28,7 @@ def main() -> int:
             return code
     print("methods table: python benchmarks/methods_table.py (long; writes docs/methods.md)")
     print("rdd weights:   python benchmarks/rdd_weighting.py (writes its section of docs/methods.md)")
+    print("doctor clinic: python benchmarks/doctor_clinic.py (long; writes docs/doctor.md)")
     return 0
 
 

@@ -96,8 +96,12 @@ def app_store(tmp_path_factory):
 
 @pytest.fixture()
 def store(app_store, monkeypatch):
+    """The session store as the app's ``WORKBENCH_RUNS``; background work ends before the next test."""
     monkeypatch.setenv("WORKBENCH_RUNS", app_store["root"])
-    return app_store
+    yield app_store
+    from app import analysis_shared
+
+    analysis_shared.join_background(120)
 
 
 def page(name: str, **params: object) -> AppTest:
@@ -357,6 +361,11 @@ def test_landscape_page_stop_keeps_the_partial_grid(store):
         at.run()
     assert any(w.value.startswith("Stopped after") for w in at.warning)
     assert [b for b in at.button if b.label == "Restart"]
+    # let the stopped thread end before the next test traces a model (torch.fx patches
+    # nn.Module.__call__ process-wide while it traces, so concurrent forwards interfere)
+    from app import analysis_shared
+
+    assert analysis_shared.join_background(60)
 
 
 def test_landscape_page_line_interpolation_and_hessian(store):

@@ -60,7 +60,9 @@ def relu_features() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     z = torch.randn(360, 128, generator=g)
     x = torch.relu(z @ torch.randn(128, 3072, generator=g) / 11.0)
-    y = torch.relu(z[:, :64] @ torch.randn(64, 1024, generator=g) / 8.0 + 0.5 * torch.randn(360, 1024, generator=g))
+    y = torch.relu(
+        z[:, :64] @ torch.randn(64, 1024, generator=g) / 8.0 + 0.5 * torch.randn(360, 1024, generator=g)
+    )
     return x, y
 
 

@@ -203,8 +203,10 @@ def _kernel_status(page) -> str:
 
 def _wait_kernel_idle(page, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    name = page.locator(".jp-Toolbar-kernelName")
     while time.monotonic() < deadline:
-        if _kernel_status(page) == "idle":
+        started = name.count() == 0 or "No Kernel" not in name.first.inner_text()
+        if started and _kernel_status(page) == "idle":
             return
         page.wait_for_timeout(500)
     raise AssertionError(f"the kernel did not become idle within {timeout_s} s (status {_kernel_status(page)!r})")

@@ -1,15 +1,19 @@
 """BatchNorm folding: zoo nets compute the same logits with the expected number of pairs folded,
 the arithmetic by hand, the pairs that must be left alone (residual use, keep, shared modules,
-hooks, batch statistics, untraceable models), and an untouched original."""
+hooks, batch statistics, untraceable models), and an untouched original; each with both ways of
+finding the pairs (a forward probe on an example batch, and torch.fx tracing), and the probe
+safe while another thread runs forwards."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 import torch
 from torch import fx, nn
 
 from workbench.models import create_model
-from workbench.models.fusion import fold_batchnorm
+from workbench.models.fusion import BatchNormFolder, fold_batchnorm
 from workbench.models.wrn import WideBasic
 
 ATOL = RTOL = 1e-5
@@ -17,6 +21,24 @@ ATOL = RTOL = 1e-5
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+DISCOVERY = ["example", "fx"]
+
+
+@pytest.fixture(params=DISCOVERY)
+def discovery(request) -> str:
+    """How the pairs are found: ``"example"`` (forward probe on a small batch) or ``"fx"``."""
+    return request.param
+
+
+def _example(shape: tuple[int, ...], discovery: str) -> torch.Tensor | None:
+    """Two random inputs of ``shape`` for the probe (seeded apart from the test inputs), or None."""
+    return torch.randn(2, *shape, generator=_gen(7)) if discovery == "example" else None
+
+
+def _fold(model: nn.Module, discovery: str, shape: tuple[int, ...], keep=()) -> tuple[nn.Module, int]:
+    return fold_batchnorm(model, keep, example=_example(shape, discovery))
 
 
 def _give_bn_statistics(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> None:
@@ -67,12 +89,12 @@ ZOO = ["cnn_small", "resnet8", "resnet20", "wrn_16_2", "vgg8", "mobilenetv2"]
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_zoo_models_fold_to_the_same_logits(name):
+def test_zoo_models_fold_to_the_same_logits(name, discovery):
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_channels=3, image_size=32)
     _give_bn_statistics(model, (3, 32, 32))
     expected = _expected_folds(name, model)
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (3, 32, 32))
     assert n == len(expected) > 0
     assert set(_bn_paths(folded)) == set(_bn_paths(model)) - expected
     for path in expected:
@@ -94,7 +116,7 @@ def test_zoo_models_trace_only_with_the_leaf_tracer():
     assert fold_batchnorm(model)[1] == 6
 
 
-def test_original_is_left_alone_and_copy_is_folded():
+def test_original_is_left_alone_and_copy_is_folded(discovery):
     torch.manual_seed(0)
     model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32)
     _give_bn_statistics(model, (3, 32, 32))
@@ -115,7 +137,8 @@ def test_original_is_left_alone_and_copy_is_folded():
         elif isinstance(m, nn.BatchNorm2d):
             conv_of[path] = last_conv
 
-    folded, n = fold_batchnorm(model)
+    flags_rg = {k: v.requires_grad for k, v in model.named_parameters()}
+    folded, n = _fold(model, discovery, (3, 32, 32))
 
     assert n == len(bn_paths) == 9
     assert not folded.training and all(not m.training for m in folded.modules())
@@ -135,6 +158,10 @@ def test_original_is_left_alone_and_copy_is_folded():
     for k, v in model.named_buffers():
         assert torch.equal(v, buffers[k]), k
     assert len(model.fc._forward_hooks) == 1
+    assert {k: v.requires_grad for k, v in model.named_parameters()} == flags_rg
+    assert all(
+        not m._forward_pre_hooks and not m._forward_hooks for m in model.modules() if m is not model.fc
+    )
     model.eval()
     x = torch.randn(2, 3, 32, 32, generator=_gen(1))
     _same_outputs(model, folded, x)
@@ -153,7 +180,7 @@ def test_original_is_left_alone_and_copy_is_folded():
         (None, False, [1.0, -1.0], [-0.5, 2.0]),
     ],
 )
-def test_folding_by_hand(conv_bias, affine, weight, bias):
+def test_folding_by_hand(conv_bias, affine, weight, bias, discovery):
     conv = nn.Conv2d(1, 2, 1, bias=conv_bias is not None)
     bn = nn.BatchNorm2d(2, eps=1.0, affine=affine)
     with torch.no_grad():
@@ -166,7 +193,7 @@ def test_folding_by_hand(conv_bias, affine, weight, bias):
             bn.weight.copy_(torch.tensor([4.0, 0.5]))
             bn.bias.copy_(torch.tensor([0.5, -3.0]))
     model = nn.Sequential(conv, bn)
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (1, 4, 4))
     assert n == 1
     assert type(folded[1]) is nn.Identity
     torch.testing.assert_close(folded[0].weight.detach(), torch.tensor(weight).view(2, 1, 1, 1))
@@ -213,6 +240,39 @@ class _ReadsWeight(_ConvBN):
         return self.bn(self.conv(x)) + self.conv.weight.sum()
 
 
+class _ComparesRawOutput(_ConvBN):
+    """The raw conv output feeds a comparison: no autograd edge, but a use all the same."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv(x)
+        return self.bn(z) * (z > 0)
+
+
+class _ReturnsDetached(_ConvBN):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.conv(x)
+        return self.bn(z), z.detach()
+
+
+class _ChangedInPlace(_ConvBN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv(x)
+        z.mul_(2.0)
+        return self.bn(z)
+
+
+class _ReadsStatisticsWithoutGrad(_ConvBN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            shift = self.bn.running_mean.mean()
+        return self.bn(self.conv(x)) + shift
+
+
+class _NeverCalled(_ConvBN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0
+
+
 class _DataDependent(_ConvBN):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.sum() > 0:
@@ -220,12 +280,26 @@ class _DataDependent(_ConvBN):
         return -self.bn(self.conv(x))
 
 
-@pytest.mark.parametrize("cls", [_Residual, _TwoOutputs, _CalledTwice, _SharedPaths, _ReadsWeight])
-def test_pairs_whose_conv_or_bn_is_used_elsewhere_are_not_folded(cls):
+USED_ELSEWHERE = [
+    _Residual,
+    _TwoOutputs,
+    _CalledTwice,
+    _SharedPaths,
+    _ReadsWeight,
+    _ComparesRawOutput,
+    _ReturnsDetached,
+    _ChangedInPlace,
+    _ReadsStatisticsWithoutGrad,
+    _NeverCalled,
+]
+
+
+@pytest.mark.parametrize("cls", USED_ELSEWHERE)
+def test_pairs_whose_conv_or_bn_is_used_elsewhere_are_not_folded(cls, discovery):
     torch.manual_seed(0)
     model = cls()
     _give_bn_statistics(model, (4, 6, 6))
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (4, 6, 6))
     assert n == 0
     assert isinstance(folded.bn, nn.BatchNorm2d) and folded.conv.bias is not None
     x = torch.randn(2, 4, 6, 6, generator=_gen(1))
@@ -233,12 +307,14 @@ def test_pairs_whose_conv_or_bn_is_used_elsewhere_are_not_folded(cls):
         torch.testing.assert_close(folded(x), model(x), atol=ATOL, rtol=RTOL)
 
 
-def test_untraceable_model_is_copied_unfolded():
+def test_untraceable_model_is_copied_unfolded(discovery):
+    # fx cannot trace the branch; the probe sees ``x.sum() > 0`` become a Python bool, so the
+    # branch not taken on the example is unseen and nothing is folded either
     torch.manual_seed(0)
     model = _DataDependent()
     _give_bn_statistics(model, (4, 6, 6))
     model.train()
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (4, 6, 6))
     assert n == 0
     assert folded is not model and type(folded) is _DataDependent
     assert not folded.training and model.training
@@ -259,54 +335,57 @@ def _two_pairs() -> nn.Sequential:
 
 
 @pytest.mark.parametrize(("keep", "kept_bn", "folded_bn"), [(["0"], "1", "4"), (["4"], "4", "1")])
-def test_keep_protects_only_its_pair(keep, kept_bn, folded_bn):
+def test_keep_protects_only_its_pair(keep, kept_bn, folded_bn, discovery):
     model = _two_pairs()
-    folded, n = fold_batchnorm(model, keep=keep)
+    folded, n = _fold(model, discovery, (3, 6, 6), keep=keep)
     assert n == 1
     assert isinstance(folded.get_submodule(kept_bn), nn.BatchNorm2d)
     assert type(folded.get_submodule(folded_bn)) is nn.Identity
     _same_outputs(model, folded, torch.randn(2, 3, 6, 6, generator=_gen(1)))
-    assert fold_batchnorm(model, keep=["0", "4"])[1] == 0
-    assert fold_batchnorm(model)[1] == 2
+    assert _fold(model, discovery, (3, 6, 6), keep=["0", "4"])[1] == 0
+    assert _fold(model, discovery, (3, 6, 6), keep="0")[1] == 1  # one path given as a string
+    assert _fold(model, discovery, (3, 6, 6))[1] == 2
 
 
-def test_batch_statistics_bn_and_hooked_conv_are_not_folded():
+def test_batch_statistics_bn_and_hooked_conv_are_not_folded(discovery):
     model = _two_pairs()
     model[1] = nn.BatchNorm2d(4, track_running_stats=False)  # normalises with batch statistics
     handle = model[3].register_forward_hook(lambda m, i, o: o * 2.0)  # rewrites the conv output
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (3, 6, 6))
     assert n == 0
+    assert len(folded[3]._forward_hooks) == 1  # the copy keeps the user's hook and only that one
+    assert all(not m._forward_pre_hooks for m in folded.modules())
     _same_outputs(model.eval(), folded, torch.randn(2, 3, 6, 6, generator=_gen(1)))
     handle.remove()
-    assert fold_batchnorm(model)[1] == 1  # without the hook, the running-stats pair folds
+    assert _fold(model, discovery, (3, 6, 6))[1] == 1  # without the hook, the running-stats pair folds
 
 
 @pytest.mark.parametrize(("channels", "groups", "out"), [(8, 8, 8), (4, 4, 8)])
-def test_depthwise_conv_folds(channels, groups, out):
+def test_depthwise_conv_folds(channels, groups, out, discovery):
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(channels, out, 3, padding=1, groups=groups, bias=False), nn.BatchNorm2d(out), nn.ReLU()
     )
     _give_bn_statistics(model, (channels, 5, 5))
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (channels, 5, 5))
     assert n == 1 and folded[0].weight.shape == (out, 1, 3, 3)
     _same_outputs(model, folded, torch.randn(3, channels, 5, 5, generator=_gen(1)))
 
 
-def test_float64_model_folds_in_float64():
+def test_float64_model_folds_in_float64(discovery):
     model = _two_pairs().double()
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (3, 6, 6))  # a float32 example is cast to the model's dtype
     assert n == 2 and {p.dtype for p in folded.parameters()} == {torch.float64}
     x = torch.randn(2, 3, 6, 6, generator=_gen(1), dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), atol=1e-12, rtol=1e-12)
 
 
-def test_hook_at_a_folded_bn_path_sees_the_bn_output():
+def test_hook_at_a_folded_bn_path_sees_the_bn_output(discovery):
     torch.manual_seed(0)
     model = create_model("resnet8", num_classes=10, in_channels=3, image_size=32)
     _give_bn_statistics(model, (3, 32, 32))
-    folded, n = fold_batchnorm(model)
+    folded, n = _fold(model, discovery, (3, 32, 32))
     assert n == 9
     seen: dict[str, torch.Tensor] = {}
     for path in ("layer1.0.bn1", "layer2.0.downsample.1"):
@@ -322,13 +401,11 @@ def test_hook_at_a_folded_bn_path_sees_the_bn_output():
         torch.testing.assert_close(seen[f"f{path}"], seen[f"o{path}"], atol=ATOL, rtol=RTOL)
 
 
-def test_folder_sync_follows_in_place_changes_of_the_source():
-    from workbench.models.fusion import BatchNormFolder
-
+def test_folder_sync_follows_in_place_changes_of_the_source(discovery):
     torch.manual_seed(3)
     source = create_model("resnet8", num_classes=10, in_channels=3, image_size=16)
     _give_bn_statistics(source, (3, 16, 16), seed=3)
-    folder = BatchNormFolder(source)
+    folder = BatchNormFolder(source, example=_example((3, 16, 16), discovery))
     assert len(folder.pairs) == len(_bn_paths(source))  # resnet8: every BN follows its conv
     x = torch.randn(4, 3, 16, 16, generator=_gen(4))
     _same_outputs(source, folder.model, x)
@@ -356,3 +433,106 @@ def test_folder_sync_follows_in_place_changes_of_the_source():
     folder.sync()
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     _same_outputs(source, folder.model, x)
+
+
+BASE_ZOO = ["cnn", "resnet", "wrn", "vgg", "mobilenetv2", "vit_tiny"]
+
+
+@pytest.mark.parametrize("name", BASE_ZOO)
+def test_zoo_models_fold_the_same_pairs_with_both_discoveries(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=3, image_size=32)
+    _give_bn_statistics(model, (3, 32, 32))
+    by_fx = BatchNormFolder(model)
+    by_probe = BatchNormFolder(model, example=torch.randn(2, 3, 32, 32, generator=_gen(2)))
+    assert sorted(by_probe.pairs) == sorted(by_fx.pairs)
+    # the vision transformer's patch embedding is a conv without a BN: nothing to fold
+    assert (len(by_fx.pairs) == 0) == (name == "vit_tiny")
+    _same_outputs(model, by_probe.model, torch.randn(2, 3, 32, 32, generator=_gen(1)))
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_probe_leaves_no_hooks_and_the_requires_grad_flags(frozen):
+    model = _two_pairs()
+    for p in model.parameters():
+        p.requires_grad_(not frozen)
+    folded, n = fold_batchnorm(model, example=torch.randn(2, 3, 6, 6, generator=_gen(2)))
+    assert n == 2
+    for m in folded.modules():
+        assert not m._forward_pre_hooks and not m._forward_hooks
+    # the folded conv's new Parameters take the copy's flag, which the probe restored
+    assert {p.requires_grad for p in folded.parameters()} == {not frozen}
+    assert {p.requires_grad for p in model.parameters()} == {not frozen}
+    assert all(p.grad is None for p in folded.parameters())
+
+
+def test_probe_that_fails_gives_an_unfolded_copy():
+    model = _two_pairs()
+    model.train()
+    folded, n = fold_batchnorm(model, example=torch.randn(2, 5, 6, 6))  # 5 channels, the conv wants 3
+    assert n == 0
+    assert isinstance(folded[1], nn.BatchNorm2d) and isinstance(folded[4], nn.BatchNorm2d)
+    assert not folded.training and model.training
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in folded.modules())
+    assert all(p.requires_grad for p in folded.parameters())
+    _same_outputs(model.eval(), folded, torch.randn(2, 3, 6, 6, generator=_gen(1)))
+    with pytest.raises(TypeError, match="example"):
+        fold_batchnorm(model, example=[torch.randn(2, 3, 6, 6)])
+
+
+class _CheckedHead(nn.Module):
+    """A conv/BN-free module with a data-dependent check, like fx's leaf modules."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("non-finite features")
+        return x.mean(dim=(2, 3))
+
+
+def test_value_checks_inside_conv_free_modules_do_not_stop_folding(discovery):
+    model = _two_pairs()
+    model.append(_CheckedHead())
+    folded, n = _fold(model, discovery, (3, 6, 6))
+    assert n == 2
+    _same_outputs(model, folded, torch.randn(2, 3, 6, 6, generator=_gen(1)))
+
+
+def test_probe_is_safe_while_another_thread_runs_forwards():
+    """A forward in another thread while the pairs are found.
+
+    The fx path patches ``nn.Module.__call__`` / ``__getattr__`` for the whole process while it
+    traces, so a forward in another thread at that moment can fail with ``NameError: module is not
+    installed as a submodule`` (timing-dependent, so not asserted here); the probe only adds hooks
+    to its own copy and uses thread-local grad and torch-function modes.
+    """
+    runner = create_model("resnet8", num_classes=10, in_channels=3, image_size=16).eval()
+    model = _two_pairs()
+    example = torch.randn(2, 3, 6, 6, generator=_gen(2))
+    x = torch.randn(2, 3, 16, 16, generator=_gen(3))
+    with torch.no_grad():
+        expected = runner(x)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    runs = [0]
+
+    def forwards() -> None:
+        try:
+            while not stop.is_set():
+                with torch.no_grad():
+                    torch.testing.assert_close(runner(x), expected)
+                runs[0] += 1
+        except BaseException as err:  # reported to the main thread
+            errors.append(err)
+
+    worker = threading.Thread(target=forwards, daemon=True)
+    worker.start()
+    try:
+        counts = [fold_batchnorm(model, example=example)[1] for _ in range(20)]
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert not errors, errors[0]
+    assert runs[0] > 0
+    assert counts == [2] * 20
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in runner.modules())

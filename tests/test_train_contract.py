@@ -103,6 +103,7 @@ def test_progress_is_one_monotone_count_over_setup_and_steps(small, teacher, tmp
         teachers=[teacher],
         progress=progress,
         subscribers=[listen],
+        teacher_cache="eager",
     )
     steps = result.summary["steps"]
     assert steps == 3 * math.ceil(320 / 64)
@@ -126,7 +127,7 @@ def test_progress_is_one_monotone_count_over_setup_and_steps(small, teacher, tmp
         "optimizer",
         "ready",
     ]
-    # the teacher cache reports per batch (320 images / 64 = 5 batches)
+    # the eager teacher cache reports per batch (320 images / 64 = 5 batches)
     assert sum(e.phase == "teacher cache" for e in setup) >= 1 + 5
     assert result.summary["teacher_cache"] is True
     assert all(e.run_id == result.run_id for e in setup)
@@ -174,6 +175,7 @@ def test_cancel_in_the_middle_of_the_teacher_cache(small, teacher, tmp_path):
             teachers=[teacher],
             subscribers=[listen],
             cancel=token,
+            teacher_cache="eager",
         )
     # counted per batch, stopped before the third of five batches
     assert batches == ["teacher cache 0/5", "teacher cache 1/5", "teacher cache 2/5"]

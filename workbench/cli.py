@@ -210,21 +210,43 @@ def _stop_on_interrupt(cancel: Any) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _train(kind: str, config: Path | None, overrides: list[str], workspace: Path | None, quiet: bool) -> None:
+def _print_warnings(event: Any) -> None:
+    """Subscriber: each run warning as one line on stderr, as it happens."""
+    from workbench.train import RunWarning
+
+    if isinstance(event, RunWarning):
+        err.print(f"warning: {event.message}", markup=False, highlight=False)
+
+
+def _train(
+    kind: str,
+    config: Path | None,
+    overrides: list[str],
+    workspace: Path | None,
+    quiet: bool,
+    resume: str | None = None,
+) -> None:
+    from workbench.config import apply_overrides
     from workbench.runs import RunStore
     from workbench.runtime import CancelToken
     from workbench.train import run
-    from workbench.validate import load_config
+    from workbench.validate import load_config, validate_run_config
 
-    cfg = load_config(config, overrides, kind=kind)
+    store = RunStore(workspace)
+    if resume is not None and config is None:  # the run's own config, with --set applied
+        data = store.load(resume).config.model_dump(mode="json")
+        cfg = validate_run_config(apply_overrides(data, overrides))
+    else:
+        cfg = load_config(config, overrides, kind=kind)
     if cfg.kind != kind:
         raise ValueError(f"kind: the config says {cfg.kind!r} but the command is `train {kind}`")
-    subscribers = [] if quiet else [ProgressBar(err)]
-    store = RunStore(workspace)
+    subscribers: list[Any] = [] if quiet else [ProgressBar(err)]
     cancel = CancelToken()
     try:
         with _stop_on_interrupt(cancel):
-            result = run(cfg, store=store, subscribers=subscribers, cancel=cancel)
+            result = run(
+                cfg, store=store, subscribers=[*subscribers, _print_warnings], cancel=cancel, resume=resume
+            )
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -246,6 +268,12 @@ def _train(kind: str, config: Path | None, overrides: list[str], workspace: Path
 ConfigOpt = typer.Option(None, "--config", "-c", help="run config YAML (see configs/)")
 SetOpt = typer.Option([], "--set", "-s", help="override a field: key.sub=value (repeatable)")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
+ResumeOpt = typer.Option(
+    None,
+    "--resume",
+    help="continue a stopped, interrupted or failed run from its last epoch (its config is used "
+    "unless --config is given; only train.epochs may change, e.g. --set train.epochs=10)",
+)
 
 
 @train_app.command("teacher")
@@ -255,9 +283,10 @@ def train_teacher(
     set_: list[str] = SetOpt,
     workspace: Path | None = WorkspaceOpt,
     quiet: bool = QuietOpt,
+    resume: str | None = ResumeOpt,
 ) -> None:
     """Train a teacher with cross-entropy."""
-    _train("teacher", config, set_, workspace, quiet)
+    _train("teacher", config, set_, workspace, quiet, resume)
 
 
 @train_app.command("student")
@@ -267,9 +296,10 @@ def train_student(
     set_: list[str] = SetOpt,
     workspace: Path | None = WorkspaceOpt,
     quiet: bool = QuietOpt,
+    resume: str | None = ResumeOpt,
 ) -> None:
     """Train a student from scratch (the baseline)."""
-    _train("student", config, set_, workspace, quiet)
+    _train("student", config, set_, workspace, quiet, resume)
 
 
 @train_app.command("distill")
@@ -279,9 +309,10 @@ def train_distill(
     set_: list[str] = SetOpt,
     workspace: Path | None = WorkspaceOpt,
     quiet: bool = QuietOpt,
+    resume: str | None = ResumeOpt,
 ) -> None:
     """Train a student distilled from one or more teachers."""
-    _train("distill", config, set_, workspace, quiet)
+    _train("distill", config, set_, workspace, quiet, resume)
 
 
 # ---- runs -----------------------------------------------------------------------------------
@@ -467,7 +498,7 @@ def sweep(
 ) -> None:
     """Run a grid of trials (fields x seeds) into the run store, skipping completed ones."""
     from workbench.runs import RunStore
-    from workbench.sweep import expand_trials, load_sweep, run_sweep, summarize, write_summary_csv
+    from workbench.sweep import check_name, expand_trials, load_sweep, run_sweep, summarize, write_summary_csv
 
     spec = load_sweep(file, set_)
     if backend is not None:
@@ -509,7 +540,7 @@ def sweep(
             str(r["failed"]),
         )
     out.print(table)
-    target = csv_path or store.root / "sweeps" / f"{spec.name}.csv"
+    target = csv_path or store.root / "sweeps" / f"{check_name(spec.name)}.csv"
     out.print(f"summary CSV: {write_summary_csv(rows, target)}")
 
 

@@ -9,24 +9,41 @@ weight and bias absorb the BN's affine map. In eval mode the BN is the per-chann
 channel) and ``b' = (b - mu) * s + beta``. The copy computes the same function with one layer
 less per pair; the original model is never touched.
 
-Pairs are found on the :mod:`torch.fx` graph of the copy, so a pair is folded only when the BN
-really consumes the conv output and nothing else does (a residual or second consumer of the
-raw conv output keeps the pair as it is). Models that fx cannot trace are copied unfolded.
+A pair is folded only when the BN really consumes the conv output and nothing else does (a
+residual or second consumer of the raw conv output keeps the pair as it is). Pairs are found in
+one of two ways:
+
+- with an ``example`` input (every call in this library passes one): the copy is run once on it
+  with forward hooks on its convs and BNs, and the pairs are read off the autograd graph of that
+  run plus a thread-local record of which calls read which tensors. Nothing outside the copy is
+  changed, so this is safe while other threads run forwards of any model;
+- without one: on the :mod:`torch.fx` graph of the copy. Tracing patches ``nn.Module.__call__``
+  and ``__getattr__`` for the whole process while it runs, so a forward pass in another thread at
+  that moment fails; traces are serialised by a module-level lock, but other threads' plain
+  forwards cannot be protected. Do not use this path while other threads run forwards.
+
+A model whose probe or trace fails is copied unfolded.
 """
 
 from __future__ import annotations
 
 import copy as copy_module
+import dataclasses
+import threading
 import warnings
-from collections import Counter
-from collections.abc import Iterable
-from typing import cast
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
 from torch.nn.utils import parametrize
+from torch.overrides import TorchFunctionMode, resolve_name
 
 __all__ = ["BatchNormFolder", "fold_batchnorm"]
+
+# torch.fx tracing patches nn.Module for the whole process: at least never run two traces at once
+_FX_LOCK = threading.Lock()
 
 
 class _PairTracer(fx.Tracer):
@@ -45,7 +62,7 @@ class _PairTracer(fx.Tracer):
 
 def _trace(model: nn.Module) -> fx.Graph:
     """The fx graph of ``model`` (warnings from tracing suppressed); raises what tracing raises."""
-    with warnings.catch_warnings():
+    with _FX_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _PairTracer().trace(model)
 
@@ -72,27 +89,43 @@ def _plain_bn(module: nn.Module) -> bool:
     )
 
 
-def _find_pairs(model: nn.Module, graph: fx.Graph, keep: set[str]) -> list[tuple[str, str]]:
-    """``(conv path, bn path)`` pairs of ``model`` that meet every folding condition."""
-    # modules and parameters/buffers reachable under more than one path are shared: never fold them
+def _own_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The parameters and buffers ``module`` holds itself (not those of its submodules)."""
+    return [t for t in [*module._parameters.values(), *module._buffers.values()] if t is not None]
+
+
+def _unshared(model: nn.Module, keep: set[str]) -> Callable[[str, nn.Module], bool]:
+    """A test of the static folding conditions of a module at a path: not in ``keep``, reachable at
+    that one path only, owning no parameter/buffer another module also holds, and carrying no hooks
+    or parametrizations."""
     paths_of: Counter[int] = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     tensor_owners: Counter[int] = Counter()
     for _, m in model.named_modules(remove_duplicate=False):
-        for t in list(m._parameters.values()) + list(m._buffers.values()):
-            if t is not None:
-                tensor_owners[id(t)] += 1
+        for t in _own_tensors(m):
+            tensor_owners[id(t)] += 1
+
+    def ok(path: str, module: nn.Module) -> bool:
+        return (
+            path not in keep
+            and paths_of[id(module)] == 1
+            and all(tensor_owners[id(t)] == 1 for t in _own_tensors(module))
+            and not _has_hooks(module)
+        )
+
+    return ok
+
+
+def _find_pairs(model: nn.Module, graph: fx.Graph, keep: set[str]) -> list[tuple[str, str]]:
+    """``(conv path, bn path)`` pairs of ``model`` that meet every folding condition (fx graph)."""
+    unshared = _unshared(model, keep)
     calls: Counter[str] = Counter(str(n.target) for n in graph.nodes if n.op == "call_module")
     attr_reads = [str(n.target) for n in graph.nodes if n.op == "get_attr"]
 
     def usable(path: str, module: nn.Module) -> bool:
-        own = [t for t in list(module._parameters.values()) + list(module._buffers.values()) if t is not None]
         return (
-            path not in keep
-            and paths_of[id(module)] == 1
+            unshared(path, module)
             and calls[path] == 1
-            and all(tensor_owners[id(t)] == 1 for t in own)
             and not any(a.startswith(path + ".") for a in attr_reads)
-            and not _has_hooks(module)
         )
 
     pairs: list[tuple[str, str]] = []
@@ -112,6 +145,218 @@ def _find_pairs(model: nn.Module, graph: fx.Graph, keep: set[str]) -> list[tuple
             continue
         if usable(conv_path, conv) and usable(bn_path, bn):
             pairs.append((conv_path, bn_path))
+    return pairs
+
+
+# Tensor methods and properties that read only metadata: calling them is not a use of the values.
+_METADATA = frozenset(
+    "dim ndimension size numel nelement stride storage_offset element_size is_contiguous"
+    " is_floating_point is_complex get_device data_ptr __len__".split()
+)
+# properties that return the values themselves (an alias or a view), so reading them is a use
+_VALUE_PROPERTIES = frozenset({"data", "T", "mT", "H", "mH", "real", "imag", "grad"})
+# calls that turn tensor values into Python values, on which the forward's control flow may depend
+_CONVERSIONS = frozenset(
+    "__bool__ __int__ __float__ __complex__ __index__ item tolist numpy __array__".split()
+)
+
+
+def _is_metadata(func: Callable[..., Any]) -> bool:
+    """Whether the torch function ``func`` only reads tensor metadata (shape, dtype, grad_fn, ...)."""
+    name = resolve_name(func) or getattr(func, "__name__", "")
+    if not name.startswith("torch.Tensor."):
+        return False
+    parts = name.split(".")
+    if parts[-1] == "__get__":
+        return len(parts) == 4 and parts[2] not in _VALUE_PROPERTIES
+    return len(parts) == 3 and parts[2] in _METADATA
+
+
+def _tensors_in(obj: object, deep: bool = False, seen: set[int] | None = None) -> Iterator[torch.Tensor]:
+    """Every tensor inside ``obj``: nested tuples, lists, sets and dicts, and with ``deep`` also
+    dataclasses and the attributes of plain objects (a model output of any structure)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors_in(v, deep, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            yield from _tensors_in(v, deep, seen)
+    elif not deep or isinstance(obj, (type, nn.Module)) or callable(obj):
+        return
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _tensors_in(getattr(obj, f.name, None), deep, seen)
+    elif hasattr(obj, "__dict__"):
+        for v in vars(obj).values():
+            yield from _tensors_in(v, deep, seen)
+
+
+class _ReadRecorder(TorchFunctionMode):
+    """Records, for each watched tensor, the candidate module running at each torch call reading it.
+
+    A torch-function mode lives on the calling thread only (unlike fx tracing), and every call on
+    tensors, differentiable or not (``detach``, comparisons, ``argmax``, in-place ops), passes it.
+    """
+
+    def __init__(self, watched: set[int]) -> None:
+        super().__init__()
+        self.watched = watched
+        self.active: list[str] = []
+        self.reads: defaultdict[int, list[str | None]] = defaultdict(list)
+        self.opaque = 0  # > 0 while a module holding no Conv2d / BatchNorm2d runs
+        self.converted = False  # a tensor's values became a Python value outside such modules
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if not self.opaque and (resolve_name(func) or "").rpartition(".")[2] in _CONVERSIONS:
+            self.converted = True
+        if not _is_metadata(func):
+            where = self.active[-1] if self.active else None
+            for t in {id(t): t for t in _tensors_in((args, kwargs))}.values():
+                if id(t) in self.watched:
+                    self.reads[id(t)].append(where)
+        return func(*args, **kwargs)
+
+
+@dataclasses.dataclass
+class _Call:
+    """What a forward hook saw of one candidate module: its calls and, per call, the tensors."""
+
+    count: int = 0
+    inputs: tuple[Any, ...] = ()
+    output: Any = None
+    input_fn: Any = None
+    output_fn: Any = None
+
+
+def _consumers(roots: list[torch.Tensor]) -> dict[Any, list[Any]]:
+    """For each autograd node reachable from ``roots``' ``grad_fn``, the nodes that consume it (one
+    entry per edge); a root tensor itself counts as a consumer ``None`` of its ``grad_fn``."""
+    users: defaultdict[Any, list[Any]] = defaultdict(list)
+    stack = []
+    for t in roots:
+        if t.grad_fn is not None:
+            users[t.grad_fn].append(None)
+            stack.append(t.grad_fn)
+    visited: set[Any] = set()
+    while stack:
+        node = stack.pop()
+        if node in visited:
+            continue
+        visited.add(node)
+        for nxt, _ in node.next_functions:
+            if nxt is not None:
+                users[nxt].append(node)
+                stack.append(nxt)
+    return users
+
+
+def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> list[tuple[str, str]]:
+    """``(conv path, bn path)`` pairs of ``model`` that meet every folding condition, found by one
+    forward pass of ``model`` on ``example`` (see :func:`fold_batchnorm`); raises what the pass raises.
+
+    Only ``model`` is changed while it runs (hooks added, parameters made to require grad) and it is
+    restored afterwards, so other threads are not affected.
+    """
+    unshared = _unshared(model, keep)
+    convs = {p: m for p, m in model.named_modules() if _plain_conv(m) and unshared(p, m)}
+    bns = {p: m for p, m in model.named_modules() if _plain_bn(m) and unshared(p, m)}
+    if not convs or not bns:
+        return []
+    calls = {p: _Call() for p in [*convs, *bns]}
+    watched = {id(t) for m in [*convs.values(), *bns.values()] for t in _own_tensors(m)}
+    recorder = _ReadRecorder(watched)
+
+    def before(path: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _args: tuple[Any, ...]) -> None:
+            recorder.active.append(path)
+
+        return hook
+
+    def after(path: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            recorder.active.pop()
+            call = calls[path]
+            call.count += 1
+            call.inputs, call.output = args, out
+            first = args[0] if args else None
+            call.input_fn = first.grad_fn if isinstance(first, torch.Tensor) else None
+            call.output_fn = out.grad_fn if isinstance(out, torch.Tensor) else None
+            if path in convs and isinstance(out, torch.Tensor):
+                watched.add(id(out))  # kept alive by ``call.output`` while the probe runs
+
+        return hook
+
+    def enter(_m: nn.Module, _args: tuple[Any, ...]) -> None:
+        recorder.opaque += 1
+
+    def leave(_m: nn.Module, _args: tuple[Any, ...], _out: Any) -> None:
+        recorder.opaque -= 1
+
+    handles = []
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for path, m in [*convs.items(), *bns.items()]:
+            handles.append(m.register_forward_pre_hook(before(path)))
+            handles.append(m.register_forward_hook(after(path)))
+        for m in model.modules():
+            if not any(isinstance(sub, (nn.Conv2d, nn.BatchNorm2d)) for sub in m.modules()):
+                handles.append(m.register_forward_pre_hook(enter))
+                handles.append(m.register_forward_hook(leave))
+        for p, _ in flags:
+            if p.is_floating_point() or p.is_complex():
+                p.requires_grad_(True)
+        ref = next((t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), None)
+        x = example.detach()
+        if ref is not None:
+            x = x.to(ref.device, ref.dtype if x.is_floating_point() else x.dtype)
+        if x.is_floating_point():
+            x.requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad(), recorder:
+            out = model(x)
+        users = _consumers(list(_tensors_in(out, deep=True)))
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    if recorder.converted:
+        # control flow may depend on the values: paths the example did not take are unseen
+        return []
+
+    def own_reads_only(path: str, module: nn.Module) -> bool:
+        """Called once, and its tensors read by nothing but its own forward."""
+        return calls[path].count == 1 and all(
+            all(w == path for w in recorder.reads.get(id(t), [])) for t in _own_tensors(module)
+        )
+
+    by_input = {id(c.inputs[0]): p for p, c in calls.items() if p in bns and c.count == 1 and c.inputs}
+    pairs: list[tuple[str, str]] = []
+    for conv_path, conv in convs.items():
+        z = calls[conv_path].output
+        if not isinstance(z, torch.Tensor) or id(z) not in by_input:
+            continue
+        bn_path = by_input[id(z)]
+        bn, bn_call, z_fn = bns[bn_path], calls[bn_path], calls[conv_path].output_fn
+        if (
+            z_fn is None
+            or bn_call.input_fn is not z_fn  # z was changed in place between the conv and the BN
+            or len(bn_call.inputs) != 1
+            or bn.num_features != conv.out_channels
+            or users.get(z_fn) != [bn_call.output_fn]  # the BN is z's one consumer in the graph
+            or all(nxt is not z_fn for nxt, _ in bn_call.output_fn.next_functions)
+            or recorder.reads.get(id(z)) != [bn_path]  # ... and nothing else read z (detach, ...)
+            or not own_reads_only(conv_path, conv)
+            or not own_reads_only(bn_path, bn)
+        ):
+            continue
+        pairs.append((conv_path, bn_path))
     return pairs
 
 
@@ -150,13 +395,21 @@ def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_path), name, module)
 
 
-def fold_batchnorm(model: nn.Module, keep: Iterable[str] = ()) -> tuple[nn.Module, int]:
+def fold_batchnorm(
+    model: nn.Module, keep: Iterable[str] = (), *, example: torch.Tensor | None = None
+) -> tuple[nn.Module, int]:
     """An eval-mode copy of ``model`` with each ``Conv2d -> BatchNorm2d`` pair folded into the conv.
 
     Args:
         model: any module; it is deep-copied and never modified (parameters, buffers, training
             flags and hooks stay as they are).
         keep: dotted module paths (of a conv or of a BN) whose pair must not be folded.
+        example: a small input batch for ``model`` (two images are plenty), moved to the device and
+            floating dtype of the model's first floating parameter or buffer. With it the pairs are
+            found by one forward pass of the copy (safe while other threads run forwards); without
+            it by :mod:`torch.fx` tracing, which patches ``nn.Module`` for the whole process and so
+            breaks any forward another thread runs at the same time: pass an example whenever
+            another thread may be computing.
 
     Returns:
         ``(copy, n_folded)``: ``copy.deepcopy(model)`` put in eval mode, with every qualifying pair
@@ -176,23 +429,40 @@ def fold_batchnorm(model: nn.Module, keep: Iterable[str] = ()) -> tuple[nn.Modul
 
     A pair is folded only when all of these hold:
 
-    1. on the fx graph of the copy, a ``call_module`` node of a (stock) ``nn.Conv2d`` has exactly
-       one user, a ``call_module`` node of a (stock) ``nn.BatchNorm2d`` whose only argument is that
-       conv node (a conv output also used elsewhere, e.g. by a residual, is left alone);
+    1. a (stock) ``nn.Conv2d``'s output is consumed by a (stock) ``nn.BatchNorm2d`` and by nothing
+       else (a conv output also used elsewhere, e.g. by a residual, is left alone). With
+       ``example``: the copy (eval mode, its parameters made to require grad for the pass, the
+       example too when floating) is run once under ``torch.enable_grad()`` with forward hooks on
+       its convs and BNs. The BN's input must be the conv's output tensor, unchanged in place in
+       between; in the autograd graph walked from the outputs the conv output's ``grad_fn`` must
+       have exactly one consumer node, the BN output's ``grad_fn`` (a model output counts as a
+       consumer); and a thread-local :class:`torch.overrides.TorchFunctionMode` must see exactly
+       one call reading the conv output (the BN's own), which also catches non-differentiable
+       uses (``detach``, comparisons, ``argmax``, in-place ops, code under ``no_grad``). If the
+       forward turns tensor values into Python values (``bool``, ``item``, ``int``, ...) outside
+       modules holding no ``Conv2d`` / ``BatchNorm2d``, its control flow may depend on the data
+       and paths the example did not take are unseen, so nothing is folded. Without:
+       on the fx graph of the copy, the conv's ``call_module`` node has exactly one user, the BN's
+       ``call_module`` node, whose only argument is that conv node;
     2. the BN has ``track_running_stats=True``, running statistics, and ``num_features`` equal to
        the conv's ``out_channels``;
     3. neither path is in ``keep``; neither module is shared (reachable at more than one path,
-       called more than once in the graph, or owning a parameter/buffer another module also
-       holds), read by attribute in ``forward`` (``self.conv.weight``), or carrying hooks or
-       parametrizations (whose meaning folding would change).
+       called more than once (hook calls counted, or nodes in the fx graph), or owning a
+       parameter/buffer another module also holds), read by attribute in ``forward``
+       (``self.conv.weight``: with ``example``, any call reading one of the module's tensors
+       outside its own forward), or carrying hooks or parametrizations (whose meaning folding
+       would change).
 
-    Tracing uses :class:`torch.fx.Tracer` with one addition: modules holding no ``Conv2d`` or
-    ``BatchNorm2d`` are traced as single calls, so their own data-dependent checks (the zoo's
-    ``GlobalAvgPool`` tests the input rank) do not stop the trace. If tracing still raises (data
-    dependent control flow around the convs, unsupported ops, anything), the result is a fresh
-    eval-mode deep copy and 0. An exception from ``copy.deepcopy(model)`` itself propagates.
+    The hooks added for the probe are removed and the copy's ``requires_grad`` flags restored
+    afterwards; a module never called on ``example`` is not folded. Tracing uses
+    :class:`torch.fx.Tracer` with one addition: modules holding no ``Conv2d`` or ``BatchNorm2d``
+    are traced as single calls, so their own data-dependent checks (the zoo's ``GlobalAvgPool``
+    tests the input rank) do not stop the trace; traces run one at a time under a module-level
+    lock. If the probe or the trace raises (a wrong example, data dependent control flow around
+    the convs, unsupported ops, anything), the result is a fresh eval-mode deep copy and 0. An
+    exception from ``copy.deepcopy(model)`` itself propagates.
     """
-    folder = BatchNormFolder(model, keep)
+    folder = BatchNormFolder(model, keep, example=example)
     return folder.model, len(folder.pairs)
 
 
@@ -205,27 +475,39 @@ class BatchNormFolder:
     change (loss landscapes, interpolation): the weights are written into ``source``, ``sync()``
     refreshes ``model``, and ``model`` is evaluated, one layer less per folded pair.
 
+    ``keep`` and ``example`` are those of :func:`fold_batchnorm` (pass ``example`` whenever other
+    threads may run forwards: without it the pairs are found by process-wide :mod:`torch.fx`
+    tracing).
+
     Attributes:
         source: the model given (never modified here).
         model: the folded copy (eval mode).
         pairs: the folded ``(conv path, bn path)`` pairs.
     """
 
-    def __init__(self, source: nn.Module, keep: Iterable[str] = ()) -> None:
+    def __init__(
+        self, source: nn.Module, keep: Iterable[str] = (), *, example: torch.Tensor | None = None
+    ) -> None:
         keep_paths = {keep} if isinstance(keep, str) else set(keep)
+        if example is not None and not isinstance(example, torch.Tensor):
+            raise TypeError(f"example: expected a torch.Tensor batch or None, got {type(example).__name__}")
         self.source = source
         work = copy_module.deepcopy(source)
         work.eval()
         try:
-            graph = _trace(work)
+            if example is None:
+                graph = _trace(work)
+                pairs = _find_pairs(work, graph, keep_paths)
+                del graph
+            else:
+                pairs = _probe_pairs(work, example, keep_paths)
         except Exception:
-            # tracing may have left partial state on the copy: hand back an untouched one
+            # the trace or the probe may have left partial state on the copy: hand back an untouched one
             work = copy_module.deepcopy(source)
             work.eval()
             self.model, self.pairs = work, []
         else:
-            self.pairs = _find_pairs(work, graph, keep_paths)
-            del graph
+            self.pairs = pairs
             with torch.no_grad():
                 for conv_path, bn_path in self.pairs:
                     _fold_pair(cast(nn.Conv2d, work.get_submodule(conv_path)), _bn(work, bn_path))

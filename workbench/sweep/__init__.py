@@ -1,7 +1,11 @@
 """Grid sweeps over run configs and seeds, on a local or a Ray backend."""
 
 from workbench.sweep.runner import (
+    BUSY,
+    ELSEWHERE,
     TrialOutcome,
+    claim_path,
+    claim_trial,
     completed_trials,
     run_sweep,
     run_trial,
@@ -10,13 +14,26 @@ from workbench.sweep.runner import (
     trial_run_id,
     write_summary_csv,
 )
-from workbench.sweep.spec import SweepError, SweepSpec, Trial, expand_trials, load_sweep, trial_key
+from workbench.sweep.spec import (
+    SweepError,
+    SweepSpec,
+    Trial,
+    check_name,
+    expand_trials,
+    load_sweep,
+    trial_key,
+)
 
 __all__ = [
+    "BUSY",
+    "ELSEWHERE",
     "SweepError",
     "SweepSpec",
     "Trial",
     "TrialOutcome",
+    "check_name",
+    "claim_path",
+    "claim_trial",
     "completed_trials",
     "expand_trials",
     "load_sweep",

@@ -3,6 +3,13 @@ the trial's run to the store itself, under the trial's deterministic run id. Wor
 only ``(run_id, status, summary)``; the driver collects the outcomes (and the CLI writes the
 summary CSV). Trials already completed in the store are skipped, so a killed sweep resumes.
 
+Sweeps started more than once on one store share the work: a trial is trained only by the
+process holding its claim, an exclusive ``fcntl.flock`` on ``<store>/.sweeps/<name>/<trial
+key>.lock`` (the file names the holder's pid and host). The kernel drops the lock of a process
+that died, so a stale claim is taken over by the next sweep that asks. A trial another sweep is
+training is left to it and waited for at the end (then read from the store, or trained here if
+that sweep died before completing it).
+
 Backends:
 
 * ``local``: in this process (``workers=1``) or a process pool (``workers>1``) whose workers
@@ -13,11 +20,15 @@ Backends:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
+import json
 import math
 import os
 import re
+import socket
 import statistics
 import threading
 import time
@@ -29,7 +40,12 @@ from typing import Any
 
 from workbench.config import validate_config
 from workbench.runs import RunStore, RunStoreError, atomic_write_text
-from workbench.sweep.spec import SweepSpec, Trial, expand_trials
+from workbench.sweep.spec import SweepError, SweepSpec, Trial, check_name, expand_trials
+
+#: ``run_trial`` statuses besides a run's own: the trial is claimed by another live sweep
+#: (``busy``), or was completed by another sweep while this one waited (``completed elsewhere``)
+BUSY = "busy"
+ELSEWHERE = "completed elsewhere"
 
 
 @dataclass
@@ -51,8 +67,55 @@ def trial_run_id(trial: Trial) -> str:
     return f"{slug}-{trial.key}"
 
 
+def claim_path(store: RunStore, sweep: str, key: str) -> Path:
+    """Where the claim (lock file) of trial ``key`` of sweep ``sweep`` lives in ``store``."""
+    check_name(sweep, "name")
+    if not re.fullmatch(r"[A-Za-z0-9]+", key):
+        raise SweepError(f"trial key {key!r}: expected letters and digits")
+    return store.root / ".sweeps" / sweep / f"{key}.lock"
+
+
+@contextlib.contextmanager
+def claim_trial(store: RunStore, sweep: str, key: str, *, wait: bool = False) -> Iterator[bool]:
+    """Hold the claim of one trial for the duration of the block; yields whether it was obtained.
+
+    The claim is an exclusive ``fcntl.flock`` on the trial's lock file, so it is released when
+    the block ends or the process dies (a stale claim is taken over by the next caller). With
+    ``wait`` the call blocks until the holder releases it; otherwise it yields False at once
+    when another process holds it. The file records the holder's pid, host and start time.
+    """
+    path = claim_path(store, sweep, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _completed_run(store: RunStore, sweep: str, key: str) -> Any:
+    done = completed_trials(store, sweep)
+    return store.load(done[key]) if key in done else None
+
+
 def run_trial(
-    config_data: dict[str, Any], threads: int = 0, runs_root: str | None = None, run_id: str | None = None
+    config_data: dict[str, Any],
+    threads: int = 0,
+    runs_root: str | None = None,
+    run_id: str | None = None,
+    *,
+    wait: bool = False,
 ) -> tuple[str, str, dict[str, Any]]:
     """Train one trial into the run store at ``runs_root`` and return ``(run_id, status, summary)``.
 
@@ -61,6 +124,13 @@ def run_trial(
     Runs in the driver, a pool process or a Ray task; trains through :func:`workbench.train.run`,
     so the stored run (checkpoints included) is exactly what any other face would write. A
     non-finite loss is a ``failed`` trial (recorded as such in the store), not an error.
+
+    A trial of a sweep (``links`` naming ``sweep`` and ``trial``) is trained only under its claim
+    (:func:`claim_trial`): when another process holds it the status is :data:`BUSY` (or, with
+    ``wait``, the call waits for it); when the trial turns out completed in the store once the
+    claim is held, its stored outcome comes back with status :data:`ELSEWHERE`. Leftovers of
+    earlier attempts of the trial (failed, stopped, interrupted runs) are removed under the
+    claim before it trains again.
     """
     import torch
 
@@ -70,11 +140,21 @@ def run_trial(
         torch.set_num_threads(threads)
     config = validate_config(config_data)
     store = RunStore(runs_root)
-    try:
-        result = run(config, store=store, run_id=run_id)
-    except TrainingFailed:
-        return run_id or "", "failed", {}
-    return result.run_id or "", result.status, dict(result.summary)
+    sweep, key = config.links.get("sweep"), config.links.get("trial")
+    claim = claim_trial(store, sweep, key, wait=wait) if sweep and key else contextlib.nullcontext(True)
+    with claim as held:
+        if not held:
+            return run_id or "", BUSY, {}
+        if sweep and key:
+            done = _completed_run(store, sweep, key)
+            if done is not None:
+                return done.id, ELSEWHERE, dict(done.metrics.get("summary", {}))
+            _clear_leftovers(store, sweep, {key})
+        try:
+            result = run(config, store=store, run_id=run_id)
+        except TrainingFailed:
+            return run_id or "", "failed", {}
+        return result.run_id or "", result.status, dict(result.summary)
 
 
 def completed_trials(store: RunStore, sweep: str) -> dict[str, str]:
@@ -102,7 +182,8 @@ def completed_trials(store: RunStore, sweep: str) -> dict[str, str]:
 
 def _clear_leftovers(store: RunStore, sweep: str, keys: set[str]) -> None:
     """Remove what earlier attempts of the trials ``keys`` left (failed, stopped, interrupted
-    runs, incomplete chains), so each trial trains again under its own id."""
+    runs, incomplete chains), so each trial trains again under its own id. Called with the
+    trials' claims held, so no live process is writing them."""
     for run in store.list():
         try:
             links = run.config.links
@@ -228,7 +309,6 @@ def run_sweep(
         elif t.key not in queued:
             queued.add(t.key)
             todo.append(t)
-    _clear_leftovers(store, spec.name, queued)
     root = str(store.root.resolve())
     if spec.backend == "ray":
         results = _ray_results(todo, spec.workers, spec.address, root)
@@ -236,11 +316,24 @@ def run_sweep(
         results = _pool_results(todo, spec.workers, root)
     else:
         results = ((t, run_trial(t.config.model_dump(mode="json"), 0, root, trial_run_id(t))) for t in todo)
-    for trial, (run_id, status, summary) in results:
-        o = TrialOutcome(trial, run_id, status, summary, skipped=False)
+    busy: list[Trial] = []
+
+    def record(trial: Trial, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        elsewhere = status == ELSEWHERE
+        o = TrialOutcome(trial, run_id, "completed" if elsewhere else status, summary, skipped=elsewhere)
         outcomes[trial.key] = o
         if on_trial:
             on_trial(o)
+
+    for trial, (run_id, status, summary) in results:
+        if status == BUSY:  # another sweep is training it: collected at the end
+            busy.append(trial)
+            continue
+        record(trial, run_id, status, summary)
+    for trial in busy:  # wait for the other sweep's claim; train it here if that sweep died first
+        record(
+            trial, *run_trial(trial.config.model_dump(mode="json"), 0, root, trial_run_id(trial), wait=True)
+        )
     return [outcomes[t.key] for t in trials if t.key in outcomes]
 
 

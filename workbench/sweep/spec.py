@@ -24,6 +24,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,23 @@ from workbench.validate import validate_run_config
 
 class SweepError(ValueError):
     """A sweep file or option is wrong; one line naming the field."""
+
+
+#: a sweep name: it names files (``<store>/sweeps/<name>.csv``, claims), so a plain slug only
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+
+def check_name(name: Any, field: str = "name") -> str:
+    """``name`` when it is a plain slug (letters, digits, ``_ . -``, starting with a letter or
+    digit, at most 80 characters, no ``..``); else a one-line :class:`SweepError`. A sweep's
+    name becomes file names, so a path (``../x``, ``/tmp/x``) is refused."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
+        shown = repr(name)[:60]
+        raise SweepError(
+            f"{field}: {shown} is not a plain name; use letters, digits, '_', '.' and '-' "
+            "(it names files in the run store)"
+        )
+    return name
 
 
 class SweepSpec(BaseModel):
@@ -53,6 +71,14 @@ class SweepSpec(BaseModel):
     workers: int = Field(1, ge=1, le=256)
     address: str | None = None
     set: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        try:
+            return check_name(value, "name")
+        except SweepError as err:
+            raise ValueError(str(err).removeprefix("name: ")) from None
 
     @field_validator("grid")
     @classmethod

@@ -47,8 +47,18 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
+def _next_text(finding: Finding) -> str:
+    """The suggestion, and the experiment's config overrides when the finding has one."""
+    exp = getattr(finding, "experiment", None)
+    if exp is None or not exp.overrides:
+        return finding.suggestion
+    over = "<br>".join(f"{k} = {v}" for k, v in exp.overrides.items())
+    return f"{finding.suggestion}<br><i>{over}</i>"
+
+
 def findings_table(report: DoctorReport, *, title: str | None = None) -> go.Figure:
-    """The ranked findings as a table: rank, finding, severity, evidence, next experiment, view.
+    """The ranked findings as a table: rank, finding (notes marked), severity, evidence, next
+    experiment (with its config overrides), view.
 
     Returns:
         One ``Table`` trace with a row per finding in rank order (a single row saying so when there
@@ -59,14 +69,14 @@ def findings_table(report: DoctorReport, *, title: str | None = None) -> go.Figu
     if rows:
         cells = [
             [str(i) for i in range(1, len(rows) + 1)],
-            [f.title for f in rows],
+            [f.title + ("" if getattr(f, "level", "warning") == "warning" else " (note)") for f in rows],
             [f"{float(f.severity):.2f}" for f in rows],
             [_evidence_text(f.evidence) for f in rows],
-            [f.suggestion for f in rows],
+            [_next_text(f) for f in rows],
             [f.view for f in rows],
         ]
     else:
-        cells = [["–"], ["No findings: every rule that could be checked passed."], [""], [""], [""], [""]]
+        cells = [["–"], ["No findings: every fault the doctor could check for is absent."], [""], [""], [""], [""]]
     fig = go.Figure(
         go.Table(
             columnwidth=[0.3, 2.0, 0.6, 2.2, 3.0, 1.1],

@@ -90,11 +90,11 @@ class DoctorThresholds:
 
     gap: float = 0.08
     param_ratio: float = 25.0
-    soft_low: float = 0.05
+    soft_low: float = 0.1
     soft_high: float = 0.9
     kd_weight_high: float = 5.0
-    kd_share_low: float = 0.05
-    shortcut: float = 0.15
+    kd_share_low: float = 0.15
+    shortcut: float = 0.04
     hint_depth: float = 0.2
     label_noise: float = 0.08
     label_noise_history: float = 0.15
