@@ -1,7 +1,7 @@
 """What the analysis pages (CAMs, similarity, landscape, agreement) share beyond :mod:`app.shared`:
-URL-bound sliders, a form generated from a parameter schema, decoding of uploaded images, the
-cached analyses those pages reuse, and the background landscape computation that fills its grid in
-as rows arrive.
+URL-bound sliders, a form generated from a parameter schema, the images a CAM view shows (an upload
+is decoded by :func:`workbench.data.uploads.decode_upload`), the cached analyses those pages reuse,
+and the background landscape computation that fills its grid in as rows arrive.
 
 Nothing here computes an analysis itself: every result comes from :mod:`workbench.analysis`, cached
 through :func:`app.shared.cached_analysis` (keyed by run id, checkpoint and parameters).
@@ -9,7 +9,6 @@ through :func:`app.shared.cached_analysis` (keyed by run id, checkpoint and para
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,13 +21,10 @@ import torch
 
 from app import shared
 from app.shared import AppInputError
+from workbench.data.uploads import decode_upload
+from workbench.distill.forms import schema_fields
 from workbench.runs import Run
 from workbench.runtime import Cancelled, CancelToken
-
-#: largest uploaded image accepted, in pixels (width x height), checked before decoding
-MAX_UPLOAD_PIXELS = 16_000_000
-#: largest uploaded file accepted, in bytes
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 
 
 # ---- URL-bound sliders ------------------------------------------------------------------------------
@@ -109,7 +105,8 @@ def bound_select_slider(
 # ---- a form from a parameter schema ----------------------------------------------------------------
 def schema_form(schema: Mapping[str, Any], prefix: str, *, container: Any = None) -> dict[str, Any]:
     """One URL-bound widget per property of a JSON parameter schema (as
-    :func:`workbench.analysis.cam.cam_method_schema` gives); returns the values that were set.
+    :func:`workbench.analysis.cam.cam_method_schema` gives), its fields read by
+    :func:`workbench.distill.forms.schema_fields` as for the method forms; returns the values that were set.
 
     Numbers and integers with a default become number inputs, booleans checkboxes, enums select
     boxes; optional values (default ``None``) a text field where blank keeps the default. URL
@@ -117,7 +114,7 @@ def schema_form(schema: Mapping[str, Any], prefix: str, *, container: Any = None
     """
     where = container if container is not None else st
     out: dict[str, Any] = {}
-    for f in shared.schema_fields(dict(schema)):
+    for f in schema_fields(dict(schema)):
         param = f"{prefix}.{f.name}"
         help_text = f.help or None
         if f.kind in ("number", "integer") and not f.optional and f.default is not None:
@@ -151,71 +148,7 @@ def schema_form(schema: Mapping[str, Any], prefix: str, *, container: Any = None
     return out
 
 
-# ---- uploaded images --------------------------------------------------------------------------------
-def _bound_pil() -> None:
-    """Bound PIL's decompression-bomb limit in the app's process to :data:`MAX_UPLOAD_PIXELS` (never
-    raised; set once, not toggled per call, as sessions decode in parallel threads)."""
-    from PIL import Image
-
-    current = Image.MAX_IMAGE_PIXELS
-    if current is None or current > MAX_UPLOAD_PIXELS:
-        Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
-
-
-def decode_upload(data: bytes, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """An uploaded PNG/JPEG as a ``uint8`` tensor ``(1, C, H, W)`` of the dataset's shape: converted
-    to grayscale (``C == 1``) or RGB and resized (bilinear) to ``H x W``.
-
-    Raises:
-        AppInputError: the bytes are not a readable PNG/JPEG, the file is larger than
-            :data:`MAX_UPLOAD_BYTES`, or the image has more than :data:`MAX_UPLOAD_PIXELS` pixels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not isinstance(data, (bytes, bytearray)) or not data:
-        raise AppInputError("upload: the file is empty")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise AppInputError(
-            f"upload: the file has {len(data):,} bytes; at most {MAX_UPLOAD_BYTES:,} are accepted"
-        )
-    c, h, w = image_shape
-    # the app's process-wide bound (see _bound_pil): larger images fail in Image.open itself
-    _bound_pil()
-    try:
-        with Image.open(io.BytesIO(bytes(data)), formats=("PNG", "JPEG")) as img:
-            # checked before any pixel is decoded: opening reads the header only
-            if img.width * img.height > MAX_UPLOAD_PIXELS:
-                raise AppInputError(
-                    f"upload: the image has {img.width}x{img.height} pixels; at most "
-                    f"{MAX_UPLOAD_PIXELS:,} are accepted"
-                )
-            img = img.convert("L" if c == 1 else "RGB")
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except AppInputError:
-        raise
-    except Image.DecompressionBombError:
-        raise AppInputError(
-            f"upload: the image is too large; at most {MAX_UPLOAD_PIXELS:,} pixels are accepted"
-        ) from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-        raise AppInputError("upload: not a readable PNG or JPEG image") from None
-    array = array[None] if c == 1 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).unsqueeze(0)
-
-
 # ---- run facts ---------------------------------------------------------------------------------------
-def kd_temperature(run: Run) -> float:
-    """The temperature of ``run``'s ``kd`` term (its configured value, else the method's default)."""
-    from workbench.distill import parse_params
-
-    for spec in run.config.distill.methods:
-        if spec.name == "kd":
-            return float(parse_params("kd", spec.params).temperature)
-    return float(parse_params("kd", {}).temperature)
-
-
 def require_teacher(run: Run) -> torch.nn.Module:
     """The teacher of ``run`` (see :func:`app.shared.load_teacher_for`), or a one-line error."""
     teacher = shared.load_teacher_for(run)
@@ -224,20 +157,6 @@ def require_teacher(run: Run) -> torch.nn.Module:
             f"run {run.id}: has no teacher to compare with (pick a distill or student run with one)"
         )
     return teacher
-
-
-def landscape_objectives(run: Run, names: Sequence[str]) -> dict[str, Any]:
-    """The landscape objectives named ``names`` (``cross_entropy``, ``kd``, ``agreement``, ``accuracy``)
-    as :class:`workbench.analysis.landscape.Objective` objects, ``kd`` at ``run``'s own temperature."""
-    from workbench.analysis.landscape import builtin_objectives, kd
-
-    known = builtin_objectives()
-    out: dict[str, Any] = {}
-    for name in names:
-        if name not in known:
-            raise AppInputError(f"objective: unknown {name!r}; known: {', '.join(known)}")
-        out[name] = kd(kd_temperature(run)) if name == "kd" else known[name]
-    return out
 
 
 # ---- cached analyses -----------------------------------------------------------------------------------
@@ -333,19 +252,6 @@ def cam_images(
         masks=None if batch.masks is None else batch.masks[chosen],
         index=batch.index[chosen],
     )
-
-
-def cam_layers(model: torch.nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
-    """Layers a CAM can be drawn at: ``""`` (the model's last convolutional layer) followed by the
-    model's stages and every other module with a 3-D ``(C, h, w)`` output, in forward order."""
-    from workbench.models.taps import list_layers, stage_layers
-
-    try:
-        stages = list(stage_layers(model, image_shape))
-        maps = [info.path for info in list_layers(model, image_shape) if len(info.shape) == 3]
-    except Exception:  # a model without feature maps: only the default (pixel methods still work)
-        return [""]
-    return [""] + stages + [p for p in maps if p not in stages]
 
 
 def related_runs(run: Run, *, same_model: bool = False) -> list[Run]:
@@ -527,21 +433,15 @@ __all__ = [
     "CamImages",
     "apply_preset",
     "cam_images",
-    "cam_layers",
     "related_runs",
     "shapes_preset_run",
-    "MAX_UPLOAD_BYTES",
-    "MAX_UPLOAD_PIXELS",
     "BackgroundJob",
     "agreement",
     "background",
     "bound_select_slider",
     "bound_slider",
-    "decode_upload",
     "find_background",
     "join_background",
-    "kd_temperature",
-    "landscape_objectives",
     "require_teacher",
     "schema_form",
 ]

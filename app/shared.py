@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import streamlit as st
 import torch
 
+from workbench.distill.forms import Field, schema_fields
 from workbench.runs import Run, RunStore, RunStoreError, default_root
 
 T = TypeVar("T")
@@ -726,57 +727,7 @@ def bound_text(
     return chosen
 
 
-# ---- method form generated from the schemas ------------------------------------------------------
-@dataclass(frozen=True)
-class Field:
-    """One hyperparameter as the form renders it (read from a method's JSON schema)."""
-
-    name: str
-    kind: str  # number | integer | boolean | choice | text | list | json
-    default: Any
-    minimum: float | None
-    maximum: float | None
-    choices: tuple[Any, ...]
-    optional: bool
-    help: str
-
-
-def schema_fields(schema: dict[str, Any]) -> list[Field]:
-    """The fields of a method's parameter schema (``workbench.distill.method_schema``) in order:
-    name, kind, default, range, choices, whether ``None`` is allowed, and the one-line help."""
-    out = []
-    for name, prop in (schema.get("properties") or {}).items():
-        variants = prop.get("anyOf") or [prop]
-        optional = any(v.get("type") == "null" for v in variants)
-        main = next((v for v in variants if v.get("type") != "null"), prop)
-        typ = main.get("type")
-        if "enum" in main:
-            kind = "choice"
-        elif typ in ("number", "integer", "boolean"):
-            kind = typ
-        elif typ == "string":
-            kind = "text"
-        elif typ == "array" and (main.get("items") or {}).get("type") in ("string", "number", "integer"):
-            kind = "list"
-        else:
-            kind = "json"
-        lo = main.get("minimum", main.get("exclusiveMinimum"))
-        hi = main.get("maximum", main.get("exclusiveMaximum"))
-        out.append(
-            Field(
-                name=name,
-                kind=kind,
-                default=prop.get("default"),
-                minimum=lo,
-                maximum=hi,
-                choices=tuple(main.get("enum", ())),
-                optional=optional,
-                help=(prop.get("description") or main.get("description") or "").strip(),
-            )
-        )
-    return out
-
-
+# ---- method form generated from the schemas (fields: workbench.distill.forms) --------------------
 def _field_widget(method: str, f: Field, where: Any) -> tuple[bool, Any]:
     """Draw one field; returns ``(given, value)`` where ``given`` is False for "keep the default"."""
     param = f"p.{method}.{f.name}"

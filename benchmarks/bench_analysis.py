@@ -170,7 +170,12 @@ def _peer_runs(
 
 
 def bench_cka(
-    images: torch.Tensor, teacher: torch.nn.Module, student: torch.nn.Module, batch: int, repeats: int = 2
+    images: torch.Tensor,
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    batch: int,
+    repeats: int = 2,
+    loop: bool = True,
 ) -> dict[str, Any]:
     """Ours (defaults and the float64 path), the installed CKA packages and the per-pair loop.
 
@@ -202,6 +207,17 @@ def bench_cka(
                     timed(name, peers[name])
     fast = values["ours"]
     t_fast = statistics.median(times["ours"])
+    side = {
+        name: {
+            "seconds": statistics.median(ts),
+            "ratio": statistics.median(ts) / t_fast,
+            "diff": float((values[name] - values["float64"]).abs().max()),
+            "runs": len(ts),
+        }
+        for name, ts in times.items()
+    }
+    if not loop:
+        return {"fast": t_fast, "pairs": len(la) * len(lb), "side": side}
     t0 = time.perf_counter()
     slow = torch.zeros(len(la), len(lb), dtype=torch.float64)
     for i, a in enumerate(la):
@@ -215,15 +231,6 @@ def bench_cka(
             slow[i, j] = float(acc.compute()[0, 0])
     t_slow = time.perf_counter() - t0
     diff = float((torch.as_tensor(fast) - slow).abs().max())
-    side = {
-        name: {
-            "seconds": statistics.median(ts),
-            "ratio": statistics.median(ts) / t_fast,
-            "diff": float((values[name] - values["float64"]).abs().max()),
-            "runs": len(ts),
-        }
-        for name, ts in times.items()
-    }
     return {
         "fast": t_fast,
         "loop": t_slow,
@@ -245,27 +252,14 @@ def bench_landscape(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the targets)")
-    args = parser.parse_args(argv)
-    n_cam, n_cka, n_land, steps = (100, 500, 200, 5) if args.quick else (1000, 5000, 1000, 21)
-    ds = load_dataset("shapes", n_train=max(n_cka, 1000), n_test=max(n_cam, n_land))
-    teacher, student = _models(3, 32, ds.num_classes)
-    test_x, test_y = ds.normalize(ds.test.images), ds.test.labels
-    cam = bench_gradcam(test_x[:n_cam], test_y[:n_cam], [teacher, student])
-    cka = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500)
-    land = bench_landscape(test_x[:n_land], test_y[:n_land], student, steps)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    tflop = steps * steps * n_land * model_info(student, (3, 32, 32)).flops / 1e12
-    fwd = {
-        name: model_info(m, (3, 32, 32)).flops * n_cam / 1e9 for name, m in (("t", teacher), ("s", student))
-    }
+def cka_side_section(cka: dict[str, Any], n_cka: int, command: str) -> str:
+    """The side-by-side CKA section of docs/benchmarks.md."""
 
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
     side = cka["side"]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     labels = {
         "ours": "ours, defaults (float32 Gram matrices of centred features, BatchNorm folded, channels-last)",
         "float64": 'ours, `precision="float64", fold_bn=False, memory_format="contiguous"` (the float64 path)',
@@ -284,6 +278,62 @@ def main(argv: list[str] | None = None) -> int:
         peer_line = "`pytorch-cka` is not installed here: no side-by-side figure"
     missing = [n for n in ("pytorch-cka", "torch_cka", "ckatorch") if n not in side]
     missing_line = f" Not installed in this run: {', '.join(missing)}." if missing else ""
+    return f"""## Minibatch CKA side by side
+
+`{command}` — resnet20 teacher x resnet8 student (randomly initialised), their stage outputs and
+embeddings ({cka["pairs"]} layer pairs), {n_cka} `shapes` images in batches of 500, on the CPU; {peer_line}. Seconds are medians over the runs shown, interleaved; "vs ours"
+is time over ours; the difference is the largest absolute difference from the float64 path.{missing_line}
+
+| implementation | seconds | vs ours | max abs difference | runs |
+|---|---|---|---|---|
+{side_rows}
+
+Ours forms each Gram matrix in float32 from the batch's column-centred features and forms and
+accumulates the HSIC terms in float64 (centring leaves HSIC unchanged and keeps the large common
+offset of post-ReLU and pooled features out of the float32 product; `tests/test_cka_precision.py`
+checks 1e-6 against a float64 reference, offsets of 100 and magnitudes of 1e22 and 1e-25
+included), and reads the features from BatchNorm-folded, channels-last copies of the models.
+`pytorch-cka` forms uncentred Gram matrices and accumulates HSIC in float32; `ckatorch`'s value is
+a per-batch CKA averaged over batches, a different estimator, so its difference is not a rounding
+error.
+
+Load: this machine's 2 cores were shared with other work while these figures were taken (load
+average {load} over 1, 5, 15 minutes); the timings are interleaved in one run, so the ratios hold
+better than the seconds do.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the targets)")
+    parser.add_argument(
+        "--cka-side-only", action="store_true", help="only the side-by-side CKA section (a few minutes)"
+    )
+    args = parser.parse_args(argv)
+    n_cam, n_cka, n_land, steps = (100, 500, 200, 5) if args.quick else (1000, 5000, 1000, 21)
+    ds = load_dataset("shapes", n_train=max(n_cka, 1000), n_test=max(n_cam, n_land))
+    teacher, student = _models(3, 32, ds.num_classes)
+    test_x, test_y = ds.normalize(ds.test.images), ds.test.labels
+    flags = (" --quick" if args.quick else "") + (" --cka-side-only" if args.cka_side_only else "")
+    command = f"python benchmarks/bench_analysis.py{flags}"
+    if args.cka_side_only:
+        side = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500, loop=False)
+        text = cka_side_section(side, n_cka, command)
+        write_section("analysis-cka", text)
+        print(text)
+        return 0
+    cam = bench_gradcam(test_x[:n_cam], test_y[:n_cam], [teacher, student])
+    cka = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500)
+    land = bench_landscape(test_x[:n_land], test_y[:n_land], student, steps)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    tflop = steps * steps * n_land * model_info(student, (3, 32, 32)).flops / 1e12
+    fwd = {
+        name: model_info(m, (3, 32, 32)).flops * n_cam / 1e9 for name, m in (("t", teacher), ("s", student))
+    }
+
+    def ok(flag: bool) -> str:
+        return "met" if flag else "NOT met"
+
 
     body = f"""## Analyses
 
@@ -300,24 +350,8 @@ resnet8 student (randomly initialised: speed and equality do not depend on train
 The CKA baseline makes one pass over the data per layer pair (forward passes, both Gram
 matrices, unbiased HSIC), as a per-pair CKA function would; ours makes one pass for all pairs
 and computes each layer's Gram matrix once per batch. Both hold only one batch's Gram matrices
-(memory O(batch²)).
+(memory O(batch²)). Side by side with other CKA packages: the next section.
 
-Minibatch CKA side by side, the same {cka["pairs"]} layer pairs, {n_cka} samples in batches of 500, the same
-models, in this run ({peer_line}). Seconds are medians over the runs shown, interleaved; "vs ours"
-is time over ours; the difference is the largest absolute difference from the float64 path.{missing_line}
-
-| implementation | seconds | vs ours | max abs difference | runs |
-|---|---|---|---|---|
-{side_rows}
-
-Ours forms each Gram matrix in float32 from the batch's column-centred features and forms and
-accumulates the HSIC terms in float64 (centring leaves HSIC unchanged and keeps the large common
-offset of post-ReLU and pooled features out of the float32 product; `tests/test_cka_precision.py`
-checks 1e-6 against a float64 reference, offsets of 100 and magnitudes of 1e22 and 1e-25
-included), and reads the features from BatchNorm-folded, channels-last copies of the models.
-`pytorch-cka` forms uncentred Gram matrices and accumulates HSIC in float32; `ckatorch`'s value is
-a per-batch CKA averaged over batches, a different estimator, so its difference is not a rounding
-error.
 
 Both the batched Grad-CAM and the landscape are bound by the models' arithmetic.
 
@@ -340,6 +374,9 @@ Load: this machine's cores were shared with other work while these figures were 
 """
     write_section("analysis", body)
     print(body)
+    text = cka_side_section(cka, n_cka, command)
+    write_section("analysis-cka", text)
+    print(text)
     return 0
 
 

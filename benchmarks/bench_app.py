@@ -39,6 +39,7 @@ from _report import machine, write_section  # noqa: E402
 SHOTS = ROOT / "assets" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1400, "height": 900}
+SHOT_VIEWPORT = {"width": 1400, "height": 1400}
 SHOT_WIDTH = 1000
 SHOT_MAX_BYTES = 150_000
 PAGE_TIMEOUT_S = 300
@@ -306,6 +307,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     ("doctor", f"doctor?run={kd}&scratch={scratch}&examine=1", "Student doctor", 0),
                 ]
                 sizes = {}
+                await page.set_viewport_size(SHOT_VIEWPORT)  # tall enough to show each page's first figure
                 for name, path, title, plots in views:
                     await page.goto(f"{url}/{path}", wait_until="commit")
                     await wait_ready(page, title, plots)
@@ -319,6 +321,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"screenshot {name}: {sizes[name] / 1000:.0f} kB")
                 out["shots"] = sizes
 
+            if args.skip_load:
+                return out
             # (4) concurrent sessions opening pages while 3 jobs queue
             base = {**jobs[0].config, "train": {**jobs[0].config["train"], "epochs": 1}}
             queued = [queue.submit(validate_config({**base, "seed": s, "name": f"load-{s}"}), label=f"load-{s}")
@@ -441,9 +445,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="switch-back repaints measured")
     parser.add_argument("--no-screenshots", action="store_true", help="do not rewrite assets/screenshots/")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--skip-load", action="store_true",
+                        help="stop before the concurrent-sessions test (implies --no-doc)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run store and the app log")
     args = parser.parse_args()
     out = asyncio.run(bench(args))
+    if args.skip_load:
+        return
     body = report(out, args.sessions)
     print(body)
     if not args.no_doc:

@@ -43,7 +43,7 @@ def answer(src: str, wrong: str) -> dict[str, Any]:
 def setup_cell(lesson: str) -> dict[str, Any]:
     """The first code cell of every lesson: imports, fast mode, a workspace of its own."""
     return code(
-        f'''
+        f"""
         import os
         import tempfile
 
@@ -61,7 +61,7 @@ def setup_cell(lesson: str) -> dict[str, Any]:
         workspace = os.environ.get("WORKBENCH_RUNS") or tempfile.mkdtemp(prefix="workbench-{lesson}-")
         store = RunStore(workspace)
         print(f"device: {{device}} · runs go to {{workspace}} · fast mode: {{fast()}}")
-        '''
+        """
     )
 
 

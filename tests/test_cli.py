@@ -123,7 +123,17 @@ def test_doctor_on_a_distilled_run(tmp_path, monkeypatch):
 def test_train_distill_chain_prints_every_link(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     ws = str(tmp_path / "ws")
-    common = ["--set", "data.dataset=digits", "--set", "model.name=mlp", "--set", "train.max_steps=3", "-w", ws, "-q"]
+    common = [
+        "--set",
+        "data.dataset=digits",
+        "--set",
+        "model.name=mlp",
+        "--set",
+        "train.max_steps=3",
+        "-w",
+        ws,
+        "-q",
+    ]
     assert _run("train", "teacher", "--set", "name=t", *common).exit_code == 0
     from workbench.runs import RunStore
 
@@ -175,3 +185,105 @@ def test_demo_does_not_import_the_cli():
     code = "import sys, workbench.demo; assert 'workbench.cli' not in sys.modules, 'cycle'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _one_error_line(res):
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2, res.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    return lines[0]
+
+
+def test_resume_a_stopped_run_from_the_cli(tmp_path):
+    from workbench.runs import RunStore
+    from workbench.train import StepEnded, Trainer
+    from workbench.validate import load_config
+
+    ws = tmp_path / "ws"
+    cfg = load_config("configs/digits_quick.yaml", ["train.epochs=2", "data.train_subset=256"])
+    holder = {}
+
+    def stop(event):
+        if isinstance(event, StepEnded) and event.step == 4:  # end of epoch 1 (256 / 64)
+            holder["t"].request_stop()
+
+    holder["t"] = Trainer(cfg, store=RunStore(ws), subscribers=[stop])
+    first = holder["t"].run()
+    assert first.status == "stopped"
+    # a different learning rate is refused, naming the field
+    line = _one_error_line(
+        runner.invoke(
+            app, ["train", "student", "--resume", first.run_id, "-w", str(ws), "--set", "optim.lr=0.1", "-q"]
+        )
+    )
+    assert "optim.lr" in line and "only train.epochs may change" in line
+    # the run's own config (no --config), with more epochs
+    res = _run("train", "student", "--resume", first.run_id, "-w", str(ws), "--set", "train.epochs=3", "-q")
+    assert res.exit_code == 0, res.output
+    assert f"run {first.run_id} completed" in res.output
+    run = RunStore(ws).load(first.run_id)
+    assert [e["epoch"] for e in run.metrics["epochs"]] == [1, 2, 3]
+    # a completed run cannot be resumed
+    line = _one_error_line(runner.invoke(app, ["train", "student", "--resume", first.run_id, "-w", str(ws)]))
+    assert "completed" in line
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cudaXYZ", "mps"])
+def test_a_device_this_machine_lacks_is_one_line(device, tmp_path):
+    import torch
+
+    if device == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "student",
+            "--config",
+            "configs/digits_quick.yaml",
+            "--set",
+            f"train.device={device}",
+            "-w",
+            str(tmp_path / "ws"),
+            "-q",
+        ],
+    )
+    assert "train.device" in _one_error_line(res)
+    assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").iterdir())
+
+
+def test_a_teacher_near_chance_is_a_one_line_warning(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from workbench.models import create_model
+
+    net = create_model("mlp", num_classes=10, in_channels=1, image_size=8, hidden=[16])
+    zeros = {k: torch.zeros_like(v) for k, v in net.state_dict().items()}  # predicts class 0 for all
+    weights = tmp_path / "blank.safetensors"
+    save_file(zeros, str(weights))
+    res = _run(
+        "train",
+        "distill",
+        "--config",
+        "configs/digits_quick.yaml",
+        "-w",
+        str(tmp_path / "ws"),
+        "-q",
+        "--set",
+        "kind=distill",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "distill.methods=kd",
+        "--set",
+        f"teachers=[{{source: '{weights}', model: {{name: mlp, kwargs: {{hidden: [16]}}}}}}]",
+    )
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.output.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "near chance" in warnings[0] and "teachers[0]" in warnings[0]
+    from workbench.runs import RunStore
+
+    (run,) = RunStore(tmp_path / "ws").list()
+    assert run.status["status"] == "completed" and run.status["warnings"] == [warnings[0][len("warning: ") :]]

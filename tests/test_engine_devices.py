@@ -71,7 +71,9 @@ def test_modules_come_back_on_the_device_they_were_given_on(home, device, small)
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_student_built_from_the_config_comes_back_on_the_cpu(device, small):
-    result = Trainer(_cfg(device, kind="student", distill={"methods": []}), dataset=small).run()
+    result = Trainer(
+        _cfg(device, kind="student", distill={"methods": [{"name": "none"}]}), dataset=small
+    ).run()
     assert {p.device.type for p in result.student.parameters()} == {"cpu"}
     with torch.no_grad():  # usable with CPU tensors straight away
         result.student(small.normalize(small.test.images[:4]))
@@ -103,7 +105,9 @@ def test_a_cuda_teacher_stays_on_cuda_when_training_on_the_cpu(small):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_one_line_at_construction():
-    with pytest.raises(DeviceError, match=r"^train\.device: 'cuda' requested but CUDA is not available") as info:
+    with pytest.raises(
+        DeviceError, match=r"^train\.device: 'cuda' requested but CUDA is not available"
+    ) as info:
         Trainer(_cfg("cuda"))
     assert "\n" not in str(info.value)
 

@@ -134,3 +134,105 @@ def test_cli_sweep(tmp_path):
     assert (tmp_path / "s.csv").read_text().count("\n") == 3  # header + 2 grid points
     res = CliRunner().invoke(app, ["sweep", str(tmp_path / "missing.yaml")])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+# ---- names that become paths -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", "..", ".hidden", "x y", "", "a" * 81, "a..b"])
+def test_a_sweep_name_that_is_not_a_plain_name_is_refused(name, tmp_path):
+    path = _sweep_file(tmp_path, name=name)
+    with pytest.raises(SweepError, match=r"name: .* is not a plain name") as info:
+        load_sweep(path)
+    assert "\n" not in str(info.value)
+    from workbench.sweep import SweepSpec, check_name
+
+    with pytest.raises(ValueError):
+        SweepSpec(name=name)
+    with pytest.raises(SweepError):
+        check_name(name)
+
+
+def test_cli_refuses_a_path_as_sweep_name_and_writes_nothing_outside(tmp_path):
+    from workbench.cli import app
+
+    outside = tmp_path / "outside.csv"
+    outside.write_text("keep me")
+    name = str(tmp_path / "outside")  # an absolute name would have become <name>.csv
+    res = CliRunner().invoke(
+        app, ["sweep", str(_sweep_file(tmp_path, name=name)), "-w", str(tmp_path / "ws")]
+    )
+    assert res.exit_code == 2
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not a plain name" in lines[0]
+    assert outside.read_text() == "keep me" and not (tmp_path / "ws").exists()
+
+
+# ---- claims: concurrent sweeps share the work ------------------------------------------------------
+
+
+def test_a_claimed_trial_is_left_to_its_holder_and_a_released_one_is_taken(tmp_path):
+    from workbench.sweep import BUSY, claim_path, claim_trial, run_trial, trial_run_id
+
+    store = RunStore(tmp_path / "runs")
+    (trial, *_) = expand_trials(load_sweep(_sweep_file(tmp_path, seeds=[0])))
+    data, root = trial.config.model_dump(mode="json"), str(store.root)
+    with claim_trial(store, "t", trial.key) as held:
+        assert held
+        assert run_trial(data, 0, root, trial_run_id(trial)) == (trial_run_id(trial), BUSY, {})
+        assert store.list() == []
+        import json
+
+        owner = json.loads(claim_path(store, "t", trial.key).read_text())
+        import os
+
+        assert owner["pid"] == os.getpid()
+    run_id, status, _ = run_trial(data, 0, root, trial_run_id(trial))
+    assert status == "completed" and [r.id for r in store.list()] == [run_id]
+
+
+def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from workbench.sweep import claim_path, run_trial, trial_run_id
+
+    store = RunStore(tmp_path / "runs")
+    (trial, *_) = expand_trials(load_sweep(_sweep_file(tmp_path, seeds=[0])))
+    # a process claims the trial and dies without releasing it
+    code = (
+        "import os, sys; from workbench.runs import RunStore; from workbench.sweep import claim_trial\n"
+        f"c = claim_trial(RunStore({str(store.root)!r}), 't', {trial.key!r}); assert c.__enter__()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    dead = json.loads(claim_path(store, "t", trial.key).read_text())["pid"]
+    run_id, status, _ = run_trial(
+        trial.config.model_dump(mode="json"), 0, str(store.root), trial_run_id(trial)
+    )
+    assert status == "completed" and dead != json.loads(claim_path(store, "t", trial.key).read_text())["pid"]
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_store_train_each_trial_once(tmp_path):
+    import subprocess
+    import sys
+
+    path = _sweep_file(tmp_path, grid={"optim.lr": [0.003, 0.01, 0.03]})
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(path), "-w", str(ws)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    lines = [line for _, err in outs for line in err.splitlines() if line.startswith("[")]
+    trained = [line for line in lines if ": completed," in line]
+    skipped = [line for line in lines if "skipped (completed)" in line]
+    assert len(lines) == 12 and len(trained) == 6 and len(skipped) == 6  # each of 6 trials trained once
+    runs = RunStore(ws).list()
+    assert len(runs) == 6 and all(r.status["status"] == "completed" for r in runs)
+    assert len({r.config.links["trial"] for r in runs}) == 6
+    pids = {r.status["pid"] for r in runs}
+    assert pids <= {p.pid for p in procs}

@@ -628,3 +628,53 @@ def test_a_killed_driver_leaves_no_worker_training(tmp_path):
     while not all(_dead(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert all(_dead(p) for p in pids), "a worker kept training after its driver was killed"
+
+
+# ---- teacher sanity ---------------------------------------------------------------------------
+
+
+def test_warning_threshold_by_hand():
+    from workbench.train import teacher_warning_threshold
+
+    assert teacher_warning_threshold(10) == pytest.approx(0.2)  # max(2/10, 0.1 + 0.1)
+    assert teacher_warning_threshold(100) == pytest.approx(0.11)  # max(0.02, 0.01 + 0.1)
+    assert teacher_warning_threshold(4) == pytest.approx(0.5)  # max(0.5, 0.35)
+    assert teacher_warning_threshold(2) == pytest.approx(0.75)  # capped halfway between chance and 1
+
+
+def test_a_teacher_near_chance_warns_and_the_run_goes_on(small, tmp_path):
+    from workbench.models import create_model
+    from workbench.train import RunWarning
+
+    blank = create_model("mlp", num_classes=10, in_channels=1, image_size=8, hidden=[8])
+    with torch.no_grad():
+        for p in blank.parameters():
+            p.zero_()  # every image gets class 0: accuracy = the share of zeros in the test split
+    events = []
+    store = RunStore(tmp_path)
+    result = run(_kd(), store=store, dataset=small, teachers=[blank], subscribers=[events.append])
+    share = float((small.test.labels == 0).float().mean())
+    assert result.status == "completed" and result.summary["teacher_test_acc"] == pytest.approx(share)
+    warnings = [e for e in events if isinstance(e, RunWarning)]
+    assert len(warnings) == 1 and warnings[0].code == "teacher_near_chance" and warnings[0].epoch == 1
+    assert "\n" not in warnings[0].message and f"{100 * share:.1f}%" in warnings[0].message
+    assert result.warnings == [warnings[0].message]
+    stored = store.load(result.run_id)
+    assert stored.status["warnings"] == [warnings[0].message]
+    assert stored.metrics["teacher"]["teacher_test_acc"] == pytest.approx(share)
+
+
+def test_a_good_teacher_gives_no_warning(small, tmp_path):
+    from workbench.train import RunWarning, Trainer
+
+    teacher_cfg = _cfg(
+        kind="teacher",
+        model={"name": "mlp", "kwargs": {"hidden": [64]}},
+        optim={"name": "adamw", "lr": 0.01},
+        train={"epochs": 10},
+    )
+    good = Trainer(teacher_cfg, dataset=small).run().student
+    events = []
+    result = run(_kd(), dataset=small, teachers=[good], subscribers=[events.append])
+    assert result.summary["teacher_test_acc"] > 0.5
+    assert not any(isinstance(e, RunWarning) for e in events) and result.warnings == []

@@ -5,6 +5,7 @@ import streamlit as st
 from app import analysis_shared as shared_a
 from app import shared
 from workbench.analysis import soft_labels_across_temperatures, soft_labels_from_logits
+from workbench.runs.inspect import kd_temperature
 from workbench.viz import (
     confusion_matrices,
     disagreement_gallery,
@@ -61,7 +62,7 @@ with shared.page("Agreement", "How a student's outputs relate to its teacher's o
         temperature = shared_a.bound_slider(
             "Temperature T",
             "T",
-            shared_a.kd_temperature(run),
+            kd_temperature(run),
             min_value=0.5,
             max_value=20.0,
             step=0.5,

@@ -8,7 +8,9 @@ from app import analysis_shared as shared_a
 from app import shared
 from workbench.analysis.cam import (
     TARGET_MODES,
+    cam_layers,
     cam_method_schema,
+    check_cam_layer,
     compare_cams,
     get_cam_method,
     list_cam_methods,
@@ -79,14 +81,14 @@ with shared.page("Class activation maps", "Where do the teacher and the student 
             layers["teacher"] = shared.bound_selectbox(
                 "Teacher layer",
                 "tlayer",
-                shared_a.cam_layers(teacher, shape),
+                cam_layers(teacher, shape),
                 format_func=lambda p: p or "last conv (default)",
                 container=l1,
             )
             layers["student"] = shared.bound_selectbox(
                 "Student layer",
                 "slayer",
-                shared_a.cam_layers(student, shape),
+                cam_layers(student, shape),
                 format_func=lambda p: p or "last conv (default)",
                 container=l2,
             )
@@ -113,6 +115,9 @@ with shared.page("Class activation maps", "Where do the teacher and the student 
             st.caption("An uploaded image has no label: its maps explain the teacher's prediction.")
             target = "teacher"
     chosen = shared_a.cam_images(run, ckpt, pick, count=count, seed=seed, klass=klass, upload=upload)
+    for role, layer in layers.items():  # a model without feature maps says so before any map is drawn
+        model = teacher if role == "teacher" else student
+        check_cam_layer(model, layer or None, tuple(data.image_shape), name=role)
 
     settings = {
         "method": method,

@@ -6,6 +6,8 @@ import streamlit as st
 from app import analysis_shared as shared_a
 from app import shared
 from workbench.analysis import hessian_top_eigenvalue, hessian_trace, interpolate, landscape_1d, landscape_2d
+from workbench.analysis.objectives import landscape_objectives
+from workbench.runs.inspect import kd_temperature
 from workbench.viz import interpolation_curves, landscape_contours, landscape_lines, landscape_surface
 
 VIEWS = {
@@ -42,7 +44,7 @@ with shared.page("Loss landscape", "The student's objectives around its trained 
     teacher = shared.load_teacher_for(run)
     student = shared.load_run_model(run.id, ckpt)
     batch = shared.eval_batch(run, n, seed)
-    objectives = shared_a.landscape_objectives(run, names)
+    objectives = landscape_objectives(names, temperature=kd_temperature(run))
     common = {
         "objectives": objectives,
         "class_names": batch.class_names,

@@ -137,7 +137,9 @@ def run_chain(
         link_config = validate_config(data)
         link_progress = None
         if progress is not None:
-            link_progress = tracker.part(step * per_link, (step + 1) * per_link, f"{role} ({step + 1}/{len(plan)})")
+            link_progress = tracker.part(
+                step * per_link, (step + 1) * per_link, f"{role} ({step + 1}/{len(plan)})"
+            )
         trainer = Trainer(
             link_config,
             store=store,

@@ -86,7 +86,7 @@ class CamExplorer(_ModelPanel):
     ) -> None:
         super().__init__()
         from workbench.analysis import TARGET_MODES, list_cam_methods
-        from workbench.models.taps import list_layers
+        from workbench.analysis.cam import cam_layers
 
         self.teacher, self.student, self.scratch = teacher, student, scratch
         self.images, self.labels = images, torch.as_tensor(labels).long()
@@ -95,8 +95,8 @@ class CamExplorer(_ModelPanel):
         self.indices: np.ndarray = np.arange(0)
         self._predictions: tuple[np.ndarray, np.ndarray] | None = None
         shape = tuple(images.shape[1:])
-        layers_s = ["auto"] + [info.path for info in list_layers(student, shape) if info.path]
-        layers_t = ["auto"] + [info.path for info in list_layers(teacher, shape) if info.path]
+        layers_s = ["auto", *cam_layers(student, shape)[1:]]
+        layers_t = ["auto", *cam_layers(teacher, shape)[1:]]
         k = int(self.labels.max()) + 1 if len(self.labels) else 1
         classes = self.class_names or [str(i) for i in range(k)]
         self._add("method", W.Dropdown(options=list_cam_methods(), value=method, description="method"))
@@ -161,6 +161,7 @@ class CamExplorer(_ModelPanel):
 
     def _compute(self) -> None:
         from workbench.analysis import compare_cams
+        from workbench.analysis.cam import check_cam_layer, get_cam_method
         from workbench.viz import cam_grid
 
         idx = self._pick()
@@ -169,6 +170,10 @@ class CamExplorer(_ModelPanel):
             "teacher": None if self.value("teacher_layer") == "auto" else self.value("teacher_layer"),
             "student": None if self.value("layer") == "auto" else self.value("layer"),
         }
+        if get_cam_method(self.value("method")).kind != "pixel":  # a model without maps says so in one line
+            shape = tuple(self.images.shape[1:])
+            check_cam_layer(self.teacher, layers["teacher"], shape, name="teacher")
+            check_cam_layer(self.student, layers["student"], shape, name="student")
         extra = {"scratch": self.scratch} if self.scratch is not None else None
         if extra:
             layers["scratch"] = None
@@ -526,8 +531,11 @@ class DarkKnowledge(_ModelPanel):
 
     @classmethod
     def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> DarkKnowledge:
+        from workbench.runs.inspect import kd_temperature
+
         kw.setdefault("class_names", inputs.class_names)
         kw.setdefault("student", inputs.student)
+        kw.setdefault("temperature", kd_temperature(inputs.run))  # the run's own distillation temperature
         return cls(cls._need_teacher(inputs), inputs.images, inputs.labels, **kw)
 
     def _check_value(self, name: str, value: Any) -> Any:

@@ -14,6 +14,8 @@ Where a model looks, batched over many images:
   localization metrics when object masks or boxes are known.
 * :func:`localization_metrics` — energy-based pointing game, GT-known localization and context
   reliance against object masks/boxes (the ``shapes`` dataset ships both).
+* :func:`cam_layers` / :func:`check_cam_layer` — the layers a CAM can be drawn at (for a layer
+  picker) and a one-line error, before any map is computed, when a model has no feature map.
 * :func:`faithfulness` / :func:`cross_faithfulness` — deletion and insertion curves and their
   AUC (Petsiuk et al. 2018, RISE), including a student's map scored on the teacher and back.
 
@@ -23,13 +25,14 @@ each model, so the caller's models (device, ``training`` flags, parameters, hook
 changed; long calls take ``progress=`` and ``cancel=`` (:mod:`workbench.runtime`).
 
 Modules: :mod:`.results` (dataclasses), :mod:`.registry` (methods and their parameter schemas),
-:mod:`.compute`, :mod:`.compare`, :mod:`.localization`, :mod:`.faithfulness`; :mod:`.kernels` and
-:mod:`.metrics` hold the batched formulas.
+:mod:`.compute`, :mod:`.layers`, :mod:`.compare`, :mod:`.localization`, :mod:`.faithfulness`;
+:mod:`.kernels` and :mod:`.metrics` hold the batched formulas.
 """
 
 from workbench.analysis.cam.compare import compare_cams, compare_maps
 from workbench.analysis.cam.compute import TARGET_MODES, compute_cams
 from workbench.analysis.cam.faithfulness import cross_faithfulness, curve_auc, faithfulness
+from workbench.analysis.cam.layers import cam_layers, check_cam_layer
 from workbench.analysis.cam.localization import localization_metrics
 from workbench.analysis.cam.registry import (
     CAM_METHODS,
@@ -62,7 +65,9 @@ __all__ = [
     "FaithfulnessResult",
     "LocalizationResult",
     "MapAgreement",
+    "cam_layers",
     "cam_method_schema",
+    "check_cam_layer",
     "compare_cams",
     "compare_maps",
     "compute_cams",

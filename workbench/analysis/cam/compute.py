@@ -75,20 +75,28 @@ def _drop_hooks(model: nn.Module) -> None:
         getattr(m, "_backward_pre_hooks", {}).clear()
 
 
-def own_copy(model: nn.Module, device: torch.device, fold_bn: bool, keep: Sequence[str] = ()) -> nn.Module:
+def own_copy(
+    model: nn.Module,
+    device: torch.device,
+    fold_bn: bool,
+    keep: Sequence[str] = (),
+    *,
+    example: torch.Tensor | None = None,
+) -> nn.Module:
     """The analysis's own copy of ``model``: eval mode, on ``device``, parameters frozen, no hooks.
 
     With ``fold_bn`` it is the BatchNorm-folded copy of :func:`workbench.models.fusion.fold_batchnorm`
-    (the modules at ``keep`` never folded away) post-processed in place, so the model is copied
-    once; otherwise :func:`workbench.analysis._common.working_copy`. The caller's model is never
-    touched. A model that cannot be deep-copied is a one-line :class:`AnalysisError`.
+    (the modules at ``keep`` never folded away; the pairs found by one forward pass on ``example``,
+    a few of the analysed images, which is safe while other threads run forwards) post-processed in
+    place, so the model is copied once; otherwise :func:`workbench.analysis._common.working_copy`.
+    The caller's model is never touched. A model that cannot be deep-copied is a one-line :class:`AnalysisError`.
     """
     if not isinstance(model, nn.Module):
         raise AnalysisError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     try:
         if not fold_bn:
             return working_copy(model, device)
-        work, _ = fold_batchnorm(model, keep=list(keep))
+        work, _ = fold_batchnorm(model, keep=list(keep), example=example)
     except (AnalysisError, ModelError):
         raise
     except Exception as err:  # deepcopy of exotic modules
@@ -232,7 +240,7 @@ def compute_cams(
     else:
         declared = _declared_layer(model)
         keep = [] if declared is None else [split_path(declared)[0]]
-    work = own_copy(model, dev, fold_bn, keep)
+    work = own_copy(model, dev, fold_bn, keep, example=images[:2])
     if layer_arg is None:
         layer_path = last_conv_layer(work, input_shape=image_shape)
     else:
@@ -261,7 +269,7 @@ def compute_cams(
         targets: torch.Tensor | None
         if mode == "teacher":
             assert teacher is not None
-            t_work = own_copy(teacher, dev, fold_bn)
+            t_work = own_copy(teacher, dev, fold_bn, example=images[:2])
             t_nhwc = wants_channels_last(memory_format, dev, t_work)
             with channels_last(t_work, enabled=t_nhwc):
                 t_logits = _predict(t_work, images, slices, dev, input_layout(t_nhwc), track)

@@ -142,7 +142,7 @@ def faithfulness(
     counts = torch.tensor([round(s * p / n_steps) for s in range(n_steps + 1)], dtype=torch.int64)
     fractions = counts.to(torch.float64) / p
 
-    work = own_copy(model, dev, fold_bn)
+    work = own_copy(model, dev, fold_bn, example=images[:2])
     with torch.inference_mode():
         x_all = images.to(dev)
         base, base_name = _baseline_images(baseline, mode, x_all, kernel, sigma)

@@ -1,0 +1,54 @@
+"""Facts read from a stored run's config that more than one face shows.
+
+:func:`kd_temperature` is the temperature a run distilled at: the agreement page's and the dark
+knowledge panel's slider start there, and the loss landscape's ``kd`` objective is evaluated at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _config(run_or_config: Any) -> Any:
+    """The :class:`workbench.config.RunConfig` of a :class:`~workbench.runs.Run`, a RunConfig or its
+    mapping."""
+    from workbench.config import RunConfig, validate_config
+
+    if isinstance(run_or_config, RunConfig):
+        return run_or_config
+    if isinstance(run_or_config, Mapping):
+        return validate_config(run_or_config)
+    config = getattr(run_or_config, "config", None)
+    if isinstance(config, RunConfig):
+        return config
+    raise TypeError(
+        f"run_or_config: expected a Run, a RunConfig or a config mapping, got {type(run_or_config).__name__}"
+    )
+
+
+def kd_temperature(run_or_config: Any) -> float:
+    """The softmax temperature of a run's ``kd`` term (Hinton et al. 2015).
+
+    Args:
+        run_or_config: a :class:`~workbench.runs.Run`, a :class:`~workbench.config.RunConfig` or a run
+            config mapping.
+
+    Returns:
+        The ``temperature`` of the first ``kd`` entry of ``distill.methods`` as the method parses it
+        (its configured value, else the method's default); the ``kd`` method's default temperature
+        when the run has no ``kd`` term (a scratch student, another method).
+
+    Raises:
+        TypeError: ``run_or_config`` is none of those. ConfigError / RunStoreError: the config cannot
+            be read or validated (one line naming the field).
+    """
+    from workbench.distill import parse_params
+
+    for spec in _config(run_or_config).distill.methods:
+        if spec.name == "kd":
+            return float(parse_params("kd", spec.params).temperature)
+    return float(parse_params("kd", {}).temperature)
+
+
+__all__ = ["kd_temperature"]
