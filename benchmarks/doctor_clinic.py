@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.part:
             i0, n = (int(v) for v in args.part.split("/"))
             rows = rows[i0::n]
-        run_verify(rows, store, Path(args.store))
+        run_verify(rows[::-1] if args.reverse else rows, store, Path(args.store))
         return
     if args.phase in ("rules", "all"):
         run_rules(
@@ -411,8 +411,10 @@ def _value(ev: dict[str, Any], key: Any) -> float | None:
 
 
 def margins(rows: list[tuple[Case, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """For every threshold: the closest value on the fault's side among the runs with that fault,
-    the closest on the other side among all other runs, and the midpoint between them."""
+    """For every threshold: the value nearest the threshold among the runs with its fault, the
+    value nearest it among the healthy runs, and the midpoint between them (geometric for ratios).
+    Other faults may share a signature (a barely trained teacher also gives nearly uniform soft
+    labels); which of two firing rules leads is the ranking's job, measured by the confusion table."""
     import math
 
     from workbench.analysis.doctor import DoctorThresholds
@@ -422,9 +424,7 @@ def margins(rows: list[tuple[Case, dict[str, Any]]]) -> list[dict[str, Any]]:
     for name, (key, fault, side, geometric) in THRESHOLDS.items():
         faults = set(fault.split("|"))
         inside = [v for c, ev in rows if c.fault in faults and (v := _value(ev, key)) is not None]
-        outside = [v for c, ev in rows if c.fault not in faults and (v := _value(ev, key)) is not None]
-        if name == "gap":
-            outside = []  # the gap is gated by the config; healthy gaps are reported, not separated
+        outside = [v for c, ev in rows if c.fault == "healthy" and (v := _value(ev, key)) is not None]
         worst_fault = (min(inside) if side == "high" else max(inside)) if inside else None
         best_other = (max(outside) if side == "high" else min(outside)) if outside else None
         mid = None
@@ -503,7 +503,7 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
     )
     marg = margins(rows)
     mtable = [
-        "| threshold | value | fires when | fault | closest faulty run | closest other run | midpoint |",
+        "| threshold | value | fires when | fault | nearest faulty run | nearest healthy run | midpoint |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in marg:
@@ -636,9 +636,11 @@ def write_doctor_doc(body: str, mtable: list[str], lines_cases: list[str]) -> No
             "",
             "### Thresholds and their margins",
             "",
-            "For each threshold: the value the rules use, the fault it detects, the closest run with that "
-            "fault (the one nearest the threshold) and the closest run without it; the threshold lies "
-            "between them.",
+            "For each threshold: the value the rules use, the fault it detects, the run with that fault "
+            "nearest the threshold and the healthy run nearest it; the threshold lies between them. "
+            "`gap` only gates the under-training and capacity rules (which also need their config "
+            "evidence), so it does not separate healthy runs (short healthy runs end well below their "
+            "teacher) and is not meant to.",
             "",
             *mtable,
             "",

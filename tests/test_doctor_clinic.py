@@ -96,7 +96,11 @@ FAULTS = {
     "hint_miswired": {
         "distill.methods": [
             {"name": "kd", "weight": 0.9},
-            {"name": "fitnet", "weight": 1.0, "params": {"student_layers": ["layers.0"], "teacher_layers": ["layers.1"]}},
+            {
+                "name": "fitnet",
+                "weight": 1.0,
+                "params": {"student_layers": ["layers.0"], "teacher_layers": ["layers.1"]},
+            },
         ]
     },
 }
@@ -142,7 +146,12 @@ def test_verify_runs_the_experiment_and_measures_it(clinic, digits):
     report = diagnose(rid, runs_root=store.root, n_samples=300, device="cpu")
     calls: list[int] = []
     res = verify(
-        rid, report, runs_root=store.root, n_samples=300, device="cpu", progress=lambda d, t, m: calls.append(d)
+        rid,
+        report,
+        runs_root=store.root,
+        n_samples=300,
+        device="cpu",
+        progress=lambda d, t, m: calls.append(d),
     )
     assert isinstance(res, VerifyResult) and res.finding == "kd_vanishes" and res.metric == "kd_share"
     assert res.helped and res.after["kd_share"] > res.before["kd_share"] + 0.3
@@ -152,3 +161,34 @@ def test_verify_runs_the_experiment_and_measures_it(clinic, digits):
     assert new.config.distill.methods[0].weight == 0.9 and new.config.distill.ce_weight == 0.1
     assert "kd_vanishes" not in res.after_findings
     assert "helped" in res.to_text() and res.to_dict()["experiment"]["metric"] == "kd_share"
+
+
+@pytest.mark.slow
+def test_shortcut_on_confounded_shapes(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    ids = {}
+    for confounding in (0.0, 1.0):
+        cfg = validate_run_config(
+            {
+                "kind": "distill",
+                "name": f"shapes-{confounding}",
+                "data": {
+                    "dataset": "shapes",
+                    "options": {"n_train": 1000, "n_test": 400, "confounding": confounding, "seed": 0},
+                    "batch_size": 64,
+                    "eval_batch_size": 400,
+                },
+                "model": {"name": "cnn", "kwargs": {"channels": [8, 16, 32]}},
+                "teachers": [{"source": "shipped:shapes"}],
+                "distill": {"methods": "0.9*kd", "ce_weight": 0.1},
+                "train": {"epochs": 3, "device": "cpu", "snapshot_every_epoch": False},
+            }
+        )
+        ids[confounding] = run(cfg, store=store).run_id
+    shortcut = diagnose(ids[1.0], runs_root=store.root, n_samples=400, device="cpu")
+    assert shortcut.top is not None and shortcut.top.rule == "shortcut", shortcut.to_text()
+    assert "background, not the shape" in shortcut.top.title
+    assert shortcut.evidence["confounding"] == 1.0
+    control = diagnose(ids[0.0], runs_root=store.root, n_samples=400, device="cpu")
+    assert "shortcut" not in [f.rule for f in control.warnings], control.to_text()
+    assert shortcut.evidence["context_follow"] > control.evidence["context_follow"] + 0.04

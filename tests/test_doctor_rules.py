@@ -127,7 +127,9 @@ def test_difference_thresholds_from_both_sides():
     assert "label_noise" in rules_of({**no_data, "train_acc_last": 0.9 - h - 1e-6, "test_acc_last": 0.9})
     assert "label_noise" not in rules_of({**no_data, "train_acc_last": 0.9 - h + 1e-6, "test_acc_last": 0.9})
     # ... but not when mixup/cutmix make the logged training accuracy low by construction
-    assert "label_noise" not in rules_of({**no_data, "train_acc_last": 0.3, "test_acc_last": 0.9, "mixing": True})
+    assert "label_noise" not in rules_of(
+        {**no_data, "train_acc_last": 0.3, "test_acc_last": 0.9, "mixing": True}
+    )
     # shortcut: the student's background-following rate minus the teacher's
     s = TH.shortcut
     assert "shortcut" in rules_of(ev(context_follow=0.05 + s + 1e-6, teacher_context_follow=0.05))
@@ -203,7 +205,12 @@ def test_ranking_warnings_first_then_severity_then_rule_order():
         return Finding(rule, rule, severity, {}, "e", "s", "v", "r", level=level)
 
     ranked = rank_findings(
-        [make("calibration", 0.99, "note"), make("capacity_gap", 0.6), make("lr_low", 0.6), make("shortcut", 0.9)]
+        [
+            make("calibration", 0.99, "note"),
+            make("capacity_gap", 0.6),
+            make("lr_low", 0.6),
+            make("shortcut", 0.9),
+        ]
     )
     assert [f.rule for f in ranked] == ["shortcut", "lr_low", "capacity_gap", "calibration"]
 
@@ -231,8 +238,13 @@ def test_missing_evidence_is_reported():
 
 
 def test_apply_overrides_paths_lists_and_method_expressions():
-    cfg = {"distill": {"methods": [{"name": "kd", "weight": 0.9, "params": {}}], "ce_weight": 0.1}, "optim": {}}
-    apply_overrides(cfg, {"distill.methods[0].params.temperature": 4, "optim.lr": 0.01, "model.kwargs.hidden": [64]})
+    cfg = {
+        "distill": {"methods": [{"name": "kd", "weight": 0.9, "params": {}}], "ce_weight": 0.1},
+        "optim": {},
+    }
+    apply_overrides(
+        cfg, {"distill.methods[0].params.temperature": 4, "optim.lr": 0.01, "model.kwargs.hidden": [64]}
+    )
     assert cfg["distill"]["methods"][0]["params"]["temperature"] == 4
     assert cfg["optim"]["lr"] == 0.01 and cfg["model"] == {"kwargs": {"hidden": [64]}}
     expr = {"distill": {"methods": "0.9*kd + at"}}
@@ -256,7 +268,9 @@ def test_softness_entropy():
     h = -(p * math.log(p) + (1 - p) * math.log(1 - p)) / math.log(2)
     hot = softness_from_logits(np.array([[0.0, math.log(3.0)]]), np.zeros((1, 2)), temperature=2.0)
     assert math.isclose(hot.teacher_mean, h, rel_tol=1e-12)
-    again = softness_from_logits(torch.tensor([[0.0, math.log(3.0)]]), torch.zeros(1, 2), 1.0, class_names=["a", "b"])
+    again = softness_from_logits(
+        torch.tensor([[0.0, math.log(3.0)]]), torch.zeros(1, 2), 1.0, class_names=["a", "b"]
+    )
     assert math.isclose(again.teacher_mean, res.teacher_mean, rel_tol=1e-6)
     with pytest.raises(DoctorError, match="class_names"):
         softness_from_logits(np.zeros((1, 2)), np.zeros((1, 2)), 1.0, class_names=["a"])
@@ -316,5 +330,7 @@ def test_the_analyses_never_import_training_or_the_run_store():
         "bad = sorted(m for m in sys.modules if m.split('.')[:2] in (['workbench', 'train'], "
         "['workbench', 'runs'])); print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
     assert out.stdout.strip() == "", f"workbench.analysis imported {out.stdout.strip()}"

@@ -203,6 +203,21 @@ def test_cam_layers_lists_feature_maps_only():
     assert mlp.training and _hooks(mlp) == 0  # the dummy forward left the model as it was
 
 
+def test_cam_layer_helpers_probe_their_own_copy():
+    from workbench.analysis.cam import cam_layers, check_cam_layer
+
+    cnn = _tiny_cnn()
+    cnn.train()
+    calls: list[int] = []
+    handle = cnn[0].register_forward_hook(lambda *_: calls.append(1))
+    cam_layers(cnn, (1, 8, 8))
+    check_cam_layer(cnn, "0", (1, 8, 8))
+    assert calls == []  # the caller's modules never ran: the dummy forward was on a copy
+    assert cnn.training and all(p.requires_grad for p in cnn.parameters())
+    assert len(cnn[0]._forward_hooks) == 1  # the caller's own hook is still there, nothing added
+    handle.remove()
+
+
 def test_check_cam_layer_resolves_and_explains_what_is_wrong():
     from workbench.analysis.cam import check_cam_layer
 

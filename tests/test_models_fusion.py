@@ -541,3 +541,19 @@ def test_probe_is_safe_while_another_thread_runs_forwards():
     assert runs[0] > 0
     assert counts == [2] * 20
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in runner.modules())
+
+
+def test_probe_runs_no_user_hook_and_respects_what_hooks_see():
+    # the inner block's output is the raw conv output; a hook there (a feature tap) would see the
+    # BN output after folding, so the probe keeps the pair (fx does not look at such hooks)
+    model = _two_pairs()
+    tapped = nn.Sequential(nn.Sequential(model[0]), model[1], model[2], model[3], model[4])
+    calls: list[str] = []
+    tapped[0].register_forward_hook(lambda m, i, o: calls.append("tap"))
+    tapped[2].register_forward_pre_hook(lambda m, i: calls.append("relu"))
+    folded, n = fold_batchnorm(tapped, example=torch.randn(2, 3, 6, 6, generator=_gen(2)))
+    assert calls == []  # the probe ran none of the caller's hooks (their copies share the lambdas)
+    assert n == 1 and type(folded[4]) is nn.Identity and isinstance(folded[1], nn.BatchNorm2d)
+    assert len(folded[0]._forward_hooks) == 1 and len(folded[2]._forward_pre_hooks) == 1
+    assert all(not m._forward_hooks for m in folded.modules() if m is not folded[0])
+    _same_outputs(tapped, folded, torch.randn(2, 3, 6, 6, generator=_gen(1)))

@@ -31,7 +31,7 @@ import copy as copy_module
 import dataclasses
 import threading
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
@@ -65,6 +65,18 @@ def _trace(model: nn.Module) -> fx.Graph:
     with _FX_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _PairTracer().trace(model)
+
+
+# the per-module hook registries of nn.Module (not all exist in every torch version)
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -299,9 +311,29 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
     def leave(_m: nn.Module, _args: tuple[Any, ...], _out: Any) -> None:
         recorder.opaque -= 1
 
+    # the copy's own hooks (copies of the caller's) do not run in the probe: they may have effects
+    # outside the copy. What they would have seen (their module's inputs and outputs) is recorded,
+    # and a conv output among it is not folded (the hook would see the BN output instead).
+    seen_by_hooks: list[torch.Tensor] = []
+
+    def hooked_in(_m: nn.Module, args: tuple[Any, ...]) -> None:
+        seen_by_hooks.extend(_tensors_in(args))
+
+    def hooked_out(_m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        seen_by_hooks.extend(_tensors_in((args, out)))
+
+    hooked = [m for m in model.modules() if _has_hooks(m)]
+    stashed = [
+        (m, name, getattr(m, name)) for m in model.modules() for name in _HOOK_DICTS if hasattr(m, name)
+    ]
     handles = []
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
+        for m, name, _ in stashed:
+            setattr(m, name, OrderedDict())
+        for m in hooked:
+            handles.append(m.register_forward_pre_hook(hooked_in))
+            handles.append(m.register_forward_hook(hooked_out))
         for path, m in [*convs.items(), *bns.items()]:
             handles.append(m.register_forward_pre_hook(before(path)))
             handles.append(m.register_forward_hook(after(path)))
@@ -324,6 +356,8 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
     finally:
         for h in handles:
             h.remove()
+        for m, name, hooks in stashed:
+            setattr(m, name, hooks)
         for p, flag in flags:
             p.requires_grad_(flag)
     if recorder.converted:
@@ -336,11 +370,12 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
             all(w == path for w in recorder.reads.get(id(t), [])) for t in _own_tensors(module)
         )
 
+    hook_seen = {id(t) for t in seen_by_hooks}
     by_input = {id(c.inputs[0]): p for p, c in calls.items() if p in bns and c.count == 1 and c.inputs}
     pairs: list[tuple[str, str]] = []
     for conv_path, conv in convs.items():
         z = calls[conv_path].output
-        if not isinstance(z, torch.Tensor) or id(z) not in by_input:
+        if not isinstance(z, torch.Tensor) or id(z) not in by_input or id(z) in hook_seen:
             continue
         bn_path = by_input[id(z)]
         bn, bn_call, z_fn = bns[bn_path], calls[bn_path], calls[conv_path].output_fn
@@ -453,8 +488,11 @@ def fold_batchnorm(
        outside its own forward), or carrying hooks or parametrizations (whose meaning folding
        would change).
 
-    The hooks added for the probe are removed and the copy's ``requires_grad`` flags restored
-    afterwards; a module never called on ``example`` is not folded. Tracing uses
+    The copy's own hooks (copies of the caller's, whose functions may act outside the copy) do not
+    run in the probe; a conv output that one of them would have seen (as its module's input or
+    output) is not folded. The hooks added for the probe are removed, the copy's hooks put back and
+    its ``requires_grad`` flags restored afterwards; a module never called on ``example`` is not
+    folded. Tracing uses
     :class:`torch.fx.Tracer` with one addition: modules holding no ``Conv2d`` or ``BatchNorm2d``
     are traced as single calls, so their own data-dependent checks (the zoo's ``GlobalAvgPool``
     tests the input rank) do not stop the trace; traces run one at a time under a module-level

@@ -516,6 +516,9 @@ class Trainer:
         Raises:
             Cancelled: a stop was requested during set-up (no run directory was created).
             TrainingFailed: the loss became non-finite (the run is recorded as ``failed``).
+            ResumeError: ``resume`` names a completed or still-running run, or one without a
+                resume point; a config that differs in more than ``train.epochs`` is a
+                :class:`~workbench.config.ConfigError` naming the field.
         """
         cfg = self.config
         self._stop.clear()
@@ -648,8 +651,8 @@ class Trainer:
                 config=self.config,
             )
         )
-        if any(wants_state(s) for s in self.subscribers):
-            snap.take()
+        if any(getattr(s, "wants_resume", False) for s in self.subscribers):
+            snap.take()  # a subscriber that keeps the event to read the point later
         return snap
 
     def _train(self, run_id: str | None) -> TrainResult:

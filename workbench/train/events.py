@@ -104,7 +104,8 @@ class StateSnapshot:
 class ResumeSnapshot:
     """What resuming needs at an epoch end (:class:`workbench.train.resume.ResumePoint`), taken
     on the first :meth:`point` call while the event is emitted (or eagerly for a subscriber that
-    declares ``wants_state``); like :class:`StateSnapshot`, unreadable after emission unless taken."""
+    declares ``wants_resume = True``); like :class:`StateSnapshot`, unreadable after emission
+    unless taken. Nothing is copied for an epoch nobody reads it at."""
 
     __slots__ = ("_source", "_point", "_lock")
 

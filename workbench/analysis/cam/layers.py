@@ -6,28 +6,46 @@ is a feature map ``(B, C, h, w)`` (or, for a stage, tokens ``(B, T, D)``), in fo
 :func:`check_cam_layer` resolves a layer choice and says in one line when the model has no feature
 map at all (an MLP), pointing to the pixel methods, which work on any model.
 
-Both read shapes from one dummy forward (:func:`workbench.models.taps.list_layers`), which leaves
-the model as it was (eval flag restored, hooks removed).
+Both read shapes from one dummy forward (:func:`workbench.models.taps.list_layers`) of the
+analysis's own copy (:func:`workbench.analysis._common.working_copy`), so the caller's model is
+never touched, not even by a hook for the time of the forward: a model shared by several sessions
+can be listed while other threads copy or analyse it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-from workbench.analysis._common import AnalysisError
+from workbench.analysis._common import AnalysisError, model_device, working_copy
 
 #: methods that attribute to the input pixels and so need no feature map
 PIXEL_HINT = "use a pixel method (saliency, integrated_gradients, occlusion)"
 
 
-def _map_layers(model: nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
-    """The candidates after ``""``: stages with map or token outputs, then other map outputs."""
-    from workbench.models.taps import list_layers, stage_layers
+@dataclass(frozen=True)
+class _Probe:
+    shapes: dict[str, tuple[int, ...]]  # module path -> output shape without the batch dimension
+    candidates: list[str]  # stages with map or token outputs, then other modules with map outputs
+    default: str  # the last conv map compute_cams uses by default ("" when there is none)
 
-    shapes = {info.path: info.shape for info in list_layers(model, image_shape)}
-    stages = [p for p in stage_layers(model, image_shape) if len(shapes.get(p, ())) in (2, 3)]
+
+def _probe(model: nn.Module, image_shape: tuple[int, int, int]) -> _Probe:
+    from workbench.models.errors import ModelError
+    from workbench.models.taps import last_conv_layer, list_layers, stage_layers
+
+    if not isinstance(model, nn.Module):
+        raise AnalysisError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    work = working_copy(model, model_device(model))
+    shapes = {info.path: info.shape for info in list_layers(work, image_shape)}
+    stages = [p for p in stage_layers(work, image_shape) if len(shapes.get(p, ())) in (2, 3)]
     maps = [path for path, shape in shapes.items() if path and len(shape) == 3]
-    return stages + [p for p in maps if p not in stages]
+    try:
+        default = last_conv_layer(work, input_shape=image_shape)
+    except ModelError:
+        default = ""
+    return _Probe(shapes, stages + [p for p in maps if p not in stages], default)
 
 
 def cam_layers(model: nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
@@ -45,7 +63,7 @@ def cam_layers(model: nn.Module, image_shape: tuple[int, int, int]) -> list[str]
         fails: pixel methods still work there.
     """
     try:
-        return ["", *_map_layers(model, image_shape)]
+        return ["", *_probe(model, image_shape).candidates]
     except Exception:  # noqa: BLE001 - a model without feature maps: only the default
         return [""]
 
@@ -80,23 +98,17 @@ def check_cam_layer(
 
 def _check(model: nn.Module, layer: str | None, image_shape: tuple[int, int, int]) -> str:
     from workbench.models.errors import ModelError
-    from workbench.models.taps import last_conv_layer, list_layers, split_path
+    from workbench.models.taps import split_path
 
     if layer is not None and not isinstance(layer, str):
         raise AnalysisError(f"layer: expected a module path such as 'layer3', got {layer!r}")
     try:
-        shapes = {info.path: info.shape for info in list_layers(model, image_shape)}
-        candidates = _map_layers(model, image_shape)
+        probe = _probe(model, image_shape)
     except ModelError as err:
         raise AnalysisError(f"model: {err}") from None
-    path = layer or ""
-    if not path:
-        try:
-            path = last_conv_layer(model, input_shape=image_shape)
-        except ModelError:
-            path = ""
+    path = layer or probe.default
     shown_path = repr(path) if path else "(default)"
-    if not candidates:
+    if not probe.candidates:
         raise AnalysisError(
             f"layer {shown_path}: expected a 4-D feature map; this model has none — {PIXEL_HINT}"
         )
@@ -104,13 +116,13 @@ def _check(model: nn.Module, layer: str | None, image_shape: tuple[int, int, int
         module_path, to_input = split_path(path)
     except ModelError as err:
         raise AnalysisError(f"layer: {err}") from None
-    listed = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
-    if module_path not in shapes:
+    listed = ", ".join(probe.candidates[:12]) + (", ..." if len(probe.candidates) > 12 else "")
+    if module_path not in probe.shapes:
         raise AnalysisError(f"layer {shown_path}: no such module; feature maps: {listed}")
     # a map (B, C, h, w) or tokens (B, T, D), as compute_cams accepts; a module's input is checked there
-    if to_input or len(shapes[module_path]) in (2, 3):
+    if to_input or len(probe.shapes[module_path]) in (2, 3):
         return path
-    dims = len(shapes[module_path]) + 1 if shapes[module_path] else 0
+    dims = len(probe.shapes[module_path]) + 1 if probe.shapes[module_path] else 0
     got = f"a {dims}-D output" if dims else "no output (the forward pass never runs it)"
     raise AnalysisError(f"layer {shown_path}: expected a 4-D feature map, got {got}; feature maps: {listed}")
 
