@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--verify", action="store_true", help="also verify the top finding of each faulty run")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs")
     ap.add_argument("--only", default=None, help="only cases whose key contains this text")
+    ap.add_argument("--reverse", action="store_true", help="verify in reverse order (a second worker)")
     ap.add_argument(
         "--part", default=None, help="I/N: train only every N-th case from the I-th (parallel workers)"
     )

@@ -21,8 +21,10 @@ from workbench.data.registry import (
     prepare_dataset,
 )
 from workbench.data.shapes import BACKGROUNDS, PAIRED_BACKGROUND, SHAPE_CLASSES
+from workbench.data.uploads import decode_upload
 
 __all__ = [
+    "decode_upload",
     "Augment",
     "BACKGROUNDS",
     "Batch",

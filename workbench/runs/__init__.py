@@ -8,6 +8,7 @@ from workbench.runs.atomic import (
     atomic_write_text,
     load_weights,
 )
+from workbench.runs.inspect import kd_temperature
 from workbench.runs.store import (
     GC_MIN_AGE_S,
     RECORDED_STATUSES,
@@ -26,6 +27,7 @@ from workbench.runs.store import (
 )
 
 __all__ = [
+    "kd_temperature",
     "GC_MIN_AGE_S",
     "RECORDED_STATUSES",
     "STALE_RUNNING_S",

@@ -822,6 +822,8 @@ def diagnose_models(
             ev["scratch_eigenvalue"] = eig["scratch"].eigenvalue
     else:
         why["matched_cka"] = "the run failed before saving a student"
+    if "hint_depth_gap" not in ev:
+        why["hint_depth_gap"] = "the run's methods wire no feature hint between named layers"
     ev["why_missing"] = why
 
     findings = apply_rules(ev, th)

@@ -799,12 +799,9 @@ def missing_evidence(ev: Evidence) -> dict[str, str]:
         if rule == "label_noise" and lacking and ev.get("train_acc_last") is not None:
             continue
         if lacking:
-            reason = (
-                ev.get("why_missing", {}).get(lacking[0])
-                if isinstance(ev.get("why_missing"), Mapping)
-                else None
-            )
-            out[rule] = reason or f"no {', '.join(lacking)} measured"
+            why = ev.get("why_missing")
+            reasons = [why[n] for n in lacking if isinstance(why, Mapping) and why.get(n)]
+            out[rule] = reasons[0] if reasons else f"no {', '.join(lacking)} measured"
     return out
 
 
