@@ -2,7 +2,7 @@
 
 Start it with ``workbench app`` (or ``streamlit run app/main.py``). The run store is the folder
 named by ``$WORKBENCH_RUNS`` (default ``./runs``); ``$WORKBENCH_MAX_JOBS`` bounds the training jobs
-that run at once. Every page is a short script under ``app/pages/`` that reads its state through
+that run at once. Every page is a short script under ``app/views/`` that reads its state through
 :mod:`app.shared`.
 """
 
@@ -26,7 +26,7 @@ import streamlit as st  # noqa: E402
 
 from app import shared  # noqa: E402
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 #: (file, title, icon, url path) of every page, in menu order; the first one is the default page.
 PAGES: list[tuple[str, str, str, str]] = [

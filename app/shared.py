@@ -186,9 +186,12 @@ def sidebar() -> None:
     """The sidebar common to every page: workspace field, store location, running jobs."""
     with st.sidebar:
         ws = workspace()
+        if st.session_state.get("_ws_synced") != (ws or ""):
+            # the URL (a pasted link) changed the workspace: the field follows it
+            st.session_state["_ws_input"] = ws or ""
+            st.session_state["_ws_synced"] = ws or ""
         new = st.text_input(
             "Workspace",
-            value=ws or "",
             key="_ws_input",
             help="Optional name grouping your runs (kept in the URL); '*' shows every workspace.",
         ).strip()
@@ -197,6 +200,7 @@ def sidebar() -> None:
                 st.warning("workspace: use letters, digits, '-', '_' and '.' only")
             else:
                 st.session_state["_ws"] = new or None
+                st.session_state["_ws_synced"] = new
                 if new:
                     st.query_params[WORKSPACE_PARAM] = new
                 else:
@@ -270,6 +274,7 @@ def run_picker(
     param: str = "run",
     status: str | Sequence[str] | None = None,
     container: Any = None,
+    analysable_first: bool = True,
 ) -> Run | None:
     """A select box of the store's runs, bound to the URL parameter ``param``.
 
@@ -278,6 +283,8 @@ def run_picker(
         label: the widget's label. param: the URL parameter holding the run id.
         status: only runs with this status (or statuses), e.g. ``completed``.
         container: where to draw it (default: the page body).
+        analysable_first: runs with a checkpoint come first (the default choice), so an analysis
+            page does not open on a run still training its first epoch.
 
     Returns:
         The chosen :class:`~workbench.runs.Run`, or ``None`` (with an info line) when there is none.
@@ -288,6 +295,9 @@ def run_picker(
     if not runs:
         where.info("No runs yet. Start one on the Home page.")
         return None
+    # runs that have a checkpoint to analyse come first (the default), still-training ones after
+    if analysable_first:
+        runs = sorted(runs, key=lambda r: not _has_checkpoint(r))
     ids = [r.id for r in runs]
     by_id = {r.id: r for r in runs}
     wanted = st.query_params.get(param)
@@ -296,6 +306,13 @@ def run_picker(
         st.query_params.pop(param, None)
     chosen = bound_selectbox(label, param, ids, format_func=lambda i: run_label(by_id[i]), container=where)
     return by_id.get(chosen)
+
+
+def _has_checkpoint(run: Run) -> bool:
+    try:
+        return bool(run.checkpoints())
+    except (OSError, ValueError):
+        return False
 
 
 def checkpoint_picker(run: Run, *, label: str = "Checkpoint", param: str = "ckpt", container: Any = None) -> str:
@@ -536,6 +553,9 @@ def progress_bar(label: str) -> Callable[[int, int, str], None]:
 
     def report(done: int, total: int, message: str) -> None:
         frac = min(max(done / max(total, 1), 0.0), 1.0)
+        if frac >= 1.0:
+            bar.empty()  # finished: no bar left standing at 100 %
+            return
         bar.progress(frac, text=f"{label}: {message}" if message and message != label else label)
 
     return report
@@ -920,7 +940,7 @@ def show_figure(fig: Any, *, key: str | None = None) -> None:
 
 def page_link(page_file: str, label: str, *, icon: str | None = None, params: dict[str, Any] | None = None,
               container: Any = None) -> None:
-    """A link to another page of the app (``"pages/<name>.py"``) opening it with ``params`` in the URL
+    """A link to another page of the app (``"views/<name>.py"``) opening it with ``params`` in the URL
     (the workspace is added); a page missing from this installation shows nothing."""
     where = container if container is not None else st
     if not (Path(__file__).resolve().parent / page_file).is_file():

@@ -107,6 +107,30 @@ def stop_jobs(root: Path) -> None:
                     os.kill(pid, signal.SIGKILL)
 
 
+def _proc_rss(pid: int) -> int:
+    """RSS in bytes of ``pid`` and its descendants from /proc, job workers excluded."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    tree, todo = [], [pid]
+    while todo:
+        cur = todo.pop()
+        tree.append(cur)
+        todo.extend(c for c, parent in parents.items() if parent == cur)
+    total = 0
+    for cur in tree:
+        with contextlib.suppress(OSError, ValueError):
+            if b"workbench.jobs.worker" in Path(f"/proc/{cur}/cmdline").read_bytes():
+                continue
+            for line in Path(f"/proc/{cur}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
 class MemorySampler:
     """Samples the resident memory of the app process and its children (job workers excluded)."""
 
@@ -118,8 +142,11 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def rss(self) -> int:
-        import psutil
-
+        """Bytes resident now: psutil when installed, else /proc (Linux)."""
+        try:
+            import psutil
+        except ImportError:
+            return _proc_rss(self.pid)
         try:
             top = psutil.Process(self.pid)
             procs = [top, *top.children(recursive=True)]

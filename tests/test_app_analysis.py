@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages `import app`, however pytest is started
     sys.path.insert(0, str(ROOT))
-PAGES = ROOT / "app" / "pages"
+PAGES = ROOT / "app" / "views"
 TIMEOUT = 90
 
 pytestmark = pytest.mark.slow

@@ -177,7 +177,7 @@ def test_main_registers_every_page(monkeypatch, tiny_store):
 
 
 def test_unknown_run_id_in_url_is_a_message(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/training.py", run="../../etc/passwd")
+    at = make_app(monkeypatch, tiny_store["root"], "views/training.py", run="../../etc/passwd")
     at.run()
     no_exception(at)
     assert any("not found in the run store" in w.value for w in at.warning)
@@ -185,14 +185,14 @@ def test_unknown_run_id_in_url_is_a_message(monkeypatch, tiny_store):
 
 
 def test_bad_workspace_in_url_is_a_message(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/compare.py", ws="../x")
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", ws="../x")
     at.run()
     no_exception(at)
     assert any("workspace" in w.value for w in at.warning)
 
 
 def test_workspace_filters_runs_to_its_jobs(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/compare.py", ws="alice")
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", ws="alice")
     at.run()
     no_exception(at)
     assert any("No runs yet" in i.value for i in at.info)  # alice has no jobs, so no runs

@@ -42,7 +42,7 @@ def test_home_method_choice_changes_the_generated_form(monkeypatch, tiny_store):
 
 
 def test_home_prefill_from_url_and_bad_values(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/home.py",
+    at = make_app(monkeypatch, tiny_store["root"], "views/home.py",
                   dataset="digits", student="mlp", methods="kd", **{"p.kd.temperature": "2.5"}, epochs="abc")
     at.run()
     no_exception(at)
@@ -56,7 +56,7 @@ def test_home_prefill_from_url_and_bad_values(monkeypatch, tiny_store):
 def test_home_rejects_an_invalid_hyperparameter_with_one_line(monkeypatch, store_copy):
     from workbench.jobs import JobQueue
 
-    at = make_app(monkeypatch, store_copy["root"], "pages/home.py", methods="takd", teacher="shipped:mnist",
+    at = make_app(monkeypatch, store_copy["root"], "views/home.py", methods="takd", teacher="shipped:mnist",
                   **{"p.takd.assistants": "[{nomodel: x}]"})
     at.run()
     assert not at.exception
@@ -70,7 +70,7 @@ def test_home_start_queues_a_job_that_trains(monkeypatch, tmp_path):
     from workbench.runs import RunStore
 
     root = tmp_path / "fresh"
-    at = make_app(monkeypatch, str(root), "pages/home.py", dataset="digits", student="mlp",
+    at = make_app(monkeypatch, str(root), "views/home.py", dataset="digits", student="mlp",
                   teacher="none (train from scratch)", methods="none", epochs="1", name="from-app")
     at.run()
     no_exception(at)
@@ -111,7 +111,7 @@ def test_home_delete_refuses_a_running_run_and_removes_a_finished_one(monkeypatc
     store = RunStore(store_copy["root"])
     live = store.create(validate_config({"kind": "student", "name": "live", "data": {"dataset": "digits"},
                                          "model": {"name": "mlp"}}))  # status running, our own pid
-    at = make_app(monkeypatch, store_copy["root"], "pages/home.py", run=live.id)
+    at = make_app(monkeypatch, store_copy["root"], "views/home.py", run=live.id)
     at.run()
     at.checkbox(key="sure").check().run()
     at.button(key="delete").click().run()
@@ -129,7 +129,7 @@ def test_home_delete_refuses_a_running_run_and_removes_a_finished_one(monkeypatc
 
 # ---- Training ---------------------------------------------------------------------------------
 def test_training_shows_curves_of_the_chosen_run(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/training.py", run=tiny_store["kd"])
+    at = make_app(monkeypatch, tiny_store["root"], "views/training.py", run=tiny_store["kd"])
     at.run()
     no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
@@ -156,7 +156,7 @@ def test_training_lists_the_queue(monkeypatch, store_copy):
     queue = JobQueue(store_copy["root"], max_jobs=1)
     job = queue.submit({"kind": "student", "data": {"dataset": "digits"}, "model": {"name": "mlp"}}, label="waiting")
     queue.stop(job.id)  # stopped while queued: listed, never started
-    at = make_app(monkeypatch, store_copy["root"], "pages/training.py")
+    at = make_app(monkeypatch, store_copy["root"], "views/training.py")
     at.run()
     no_exception(at)
     table = at.dataframe[-1].value
@@ -165,7 +165,7 @@ def test_training_lists_the_queue(monkeypatch, store_copy):
 
 # ---- Compare ----------------------------------------------------------------------------------
 def test_compare_overlays_runs_and_offers_csv(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/compare.py",
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py",
                   runs=f"{tiny_store['scratch']},{tiny_store['kd']}")
     at.run()
     no_exception(at)
@@ -182,7 +182,7 @@ def test_compare_overlays_runs_and_offers_csv(monkeypatch, tiny_store):
 
 
 def test_compare_ignores_unknown_ids_in_the_url(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/compare.py", runs="nope,../x," + tiny_store["kd"])
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", runs="nope,../x," + tiny_store["kd"])
     at.run()
     no_exception(at)
     assert [t["name"] for t in figures(at)[0]["data"]] == ["tiny-kd"]
@@ -190,7 +190,7 @@ def test_compare_ignores_unknown_ids_in_the_url(monkeypatch, tiny_store):
 
 # ---- Doctor -----------------------------------------------------------------------------------
 def test_doctor_examines_a_run_and_links_experiments(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/doctor.py", run=tiny_store["kd"], n="200")
+    at = make_app(monkeypatch, tiny_store["root"], "views/doctor.py", run=tiny_store["kd"], n="200")
     at.run()
     no_exception(at)
     assert at.button(key="examine")
@@ -232,7 +232,7 @@ def test_doctor_suggested_config_follows_the_rule(tiny_store):
 
 
 def test_doctor_unknown_run_and_run_without_teacher(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "pages/doctor.py", run="missing-run")
+    at = make_app(monkeypatch, tiny_store["root"], "views/doctor.py", run="missing-run")
     at.run()
     no_exception(at)
     assert any("not found" in w.value for w in at.warning)

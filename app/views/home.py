@@ -28,8 +28,9 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
             from workbench.jobs import submit_demo
 
             jobs = submit_demo(queue, workspace=None if ws == shared.ALL_WORKSPACES else ws)
+            shared.pump()  # start them now, not at the next rerun
             st.success(f"Queued {len(jobs)} demo runs; follow them on the Training page.")
-            shared.page_link("pages/training.py", "Open Training")
+            shared.page_link("views/training.py", "Open Training")
 
     # ---- new run ---------------------------------------------------------------------------------------
     with shared.guard():  # a bad form value is one line; the runs table still shows
@@ -98,14 +99,16 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
                      "model": {"name": teacher_model}, "train": {"epochs": int(epochs)}}
                 )
                 job = queue.submit(tcfg, workspace=label_ws, label=tcfg.name)
+                shared.pump()
                 st.success(
                     f"Queued teacher job {job.id}. When it has finished, pick it as the teacher here and start the student."
                 )
             else:
                 cfg = shared.validate_run(config)
                 job = queue.submit(cfg, workspace=label_ws, label=name)
+                shared.pump()
                 st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
-            shared.page_link("pages/training.py", "Watch it on the Training page")
+            shared.page_link("views/training.py", "Watch it on the Training page")
 
     # ---- runs ------------------------------------------------------------------------------------------
     st.subheader("Runs")
@@ -142,7 +145,7 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
         run = by_id[pick]
         status = run.status.get("status")
         a, b, c, d = st.columns(4)
-        shared.page_link("pages/training.py", "Open", icon=":material/monitoring:", params={"run": run.id},
+        shared.page_link("views/training.py", "Open", icon=":material/monitoring:", params={"run": run.id},
                          container=a)
         jobs = [j for j in shared.list_jobs(all_workspaces=True) if j.run_id == run.id and not j.done]
         if b.button("Stop", key="stop", disabled=not jobs):

@@ -20,13 +20,14 @@ with shared.page("Training", "Live metrics of a run, read from the run store."):
             if r.id in running:
                 st.query_params["run"] = r.id
                 break
-    run = shared.run_picker()
+    run = shared.run_picker(analysable_first=False)  # the newest run, training or not
 
     if run is not None:
 
         @st.fragment(run_every=REFRESH_S)
         def live() -> None:
             """Everything that changes while the run trains; reruns on its own every few seconds."""
+            shared.pump()  # a finished job frees its slot: start the next queued one
             with shared.guard():
                 status = run.status
                 metrics = run.metrics

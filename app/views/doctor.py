@@ -17,19 +17,19 @@ except ImportError:  # pragma: no cover
 
 #: the page that shows each view of :mod:`workbench.viz` in full, and its URL path
 VIEW_PAGES = {
-    "training_curves": ("pages/training.py", "Training"),
-    "loss_terms": ("pages/training.py", "Training"),
-    "reliability_diagrams": ("pages/agreement.py", "Agreement"),
-    "rank_correlation_bars": ("pages/agreement.py", "Agreement"),
-    "per_class_bars": ("pages/agreement.py", "Agreement"),
-    "confusion_matrices": ("pages/agreement.py", "Agreement"),
-    "softness_histogram": ("pages/agreement.py", "Agreement"),
-    "soft_label_plot": ("pages/agreement.py", "Agreement"),
-    "cka_heatmap": ("pages/similarity.py", "Feature similarity"),
-    "localization_summary": ("pages/cams.py", "Class activation maps"),
-    "cam_grid": ("pages/cams.py", "Class activation maps"),
-    "landscape_comparison": ("pages/landscape.py", "Loss landscape"),
-    "landscape_lines": ("pages/landscape.py", "Loss landscape"),
+    "training_curves": ("views/training.py", "Training"),
+    "loss_terms": ("views/training.py", "Training"),
+    "reliability_diagrams": ("views/agreement.py", "Agreement"),
+    "rank_correlation_bars": ("views/agreement.py", "Agreement"),
+    "per_class_bars": ("views/agreement.py", "Agreement"),
+    "confusion_matrices": ("views/agreement.py", "Agreement"),
+    "softness_histogram": ("views/agreement.py", "Agreement"),
+    "soft_label_plot": ("views/agreement.py", "Agreement"),
+    "cka_heatmap": ("views/similarity.py", "Feature similarity"),
+    "localization_summary": ("views/cams.py", "Class activation maps"),
+    "cam_grid": ("views/cams.py", "Class activation maps"),
+    "landscape_comparison": ("views/landscape.py", "Loss landscape"),
+    "landscape_lines": ("views/landscape.py", "Loss landscape"),
 }
 
 
@@ -88,7 +88,7 @@ with shared.page("Student doctor", "What looks wrong with a student, the numbers
                     shared.show_figure(finding_figure(report, finding), key=f"finding-{rank}")
             a, b = st.columns(2)
             shared.page_link(
-                "pages/home.py", "Run the suggested experiment", icon=":material/science:",
+                "views/home.py", "Run the suggested experiment", icon=":material/science:",
                 params=shared.new_run_params(suggested_config(finding, run)), container=a,
             )
             target = VIEW_PAGES.get(finding.view)
