@@ -78,18 +78,9 @@ def bound_select_slider(
 ) -> Any:
     """A select slider over ``options`` bound to ``param`` (matched by ``str``); an unknown value in
     the URL falls back to ``default`` (else the last option)."""
-    where = container if container is not None else st
-    options = list(options)
-    if not options:
-        raise AppInputError(f"{label}: nothing to choose from")
-    texts = [str(o) for o in options]
+    where, options, texts, fallback = shared.choice_setup(label, options, default, container, last=True)
     wanted = st.query_params.get(param)
-    if wanted in texts:
-        value = options[texts.index(wanted)]
-    elif default is not None and str(default) in texts:
-        value = options[texts.index(str(default))]
-    else:
-        value = options[-1]
+    value = options[texts.index(wanted)] if wanted in texts else fallback
     if len(options) == 1:  # a select slider needs two options; one is just shown
         where.caption(f"{label}: {format_func(value)}")
         chosen = value

@@ -600,6 +600,26 @@ def _seed_state(
         st.session_state[key] = default
 
 
+def choice_setup(
+    label: str, options: Sequence[Any], default: Any, container: Any, *, last: bool = False
+) -> tuple[Any, list[Any], list[str], Any]:
+    """What a bound choice widget starts from: the container to draw in (default ``st``), the options
+    as a list, their texts (options are matched by ``str``) and the fallback value: ``default`` when it
+    is one of the options, else the first option (the last with ``last=True``).
+
+    Raises:
+        AppInputError: there are no options.
+    """
+    where = container if container is not None else st
+    options = list(options)
+    if not options:
+        raise AppInputError(f"{label}: nothing to choose from")
+    texts = [str(o) for o in options]
+    if default is not None and str(default) in texts:
+        return where, options, texts, options[texts.index(str(default))]
+    return where, options, texts, options[-1 if last else 0]
+
+
 def bound_selectbox(
     label: str,
     param: str,
@@ -614,12 +634,7 @@ def bound_selectbox(
 
     An unknown value in the URL falls back to ``default`` (else the first option) with a warning.
     """
-    where = container if container is not None else st
-    options = list(options)
-    if not options:
-        raise AppInputError(f"{label}: nothing to choose from")
-    texts = [str(o) for o in options]
-    fallback = options[texts.index(str(default))] if default is not None and str(default) in texts else options[0]
+    where, options, texts, fallback = choice_setup(label, options, default, container)
     _seed_state(
         param, lambda raw: options[texts.index(raw)], fallback, lambda v: str(v) in texts and v in options, label
     )

@@ -18,8 +18,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,78 +31,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from _report import machine, write_section  # noqa: E402
+from browser import CHROMIUM_ARGS, page_ready_js, stop_jobs  # noqa: E402
+
+from workbench.serve import free_port, stop  # noqa: E402
 
 SHOTS = ROOT / "assets" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1400, "height": 900}
 SHOT_VIEWPORT = {"width": 1400, "height": 1400}
 SHOT_WIDTH = 1000
 SHOT_MAX_BYTES = 150_000
 PAGE_TIMEOUT_S = 300
 LOAD_TIMEOUT_S = 240
-
-IDLE_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
-  if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
-  return !!document.querySelector('[data-testid="stMainBlockContainer"] h1');
-}"""
-PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
-  .filter(g => g.querySelector('svg.main-svg, canvas')).length"""
-
-
-def page_ready_js(title: str, min_plots: int) -> str:
-    """JavaScript: the page titled ``title`` finished its run and drew ``min_plots`` figures."""
-    return f"""() => {{
-      const h = document.querySelector('[data-testid="stMainBlockContainer"] h1');
-      return !!h && h.innerText.includes({json.dumps(title)}) && ({IDLE_JS})() && ({PLOTS_JS})() >= {min_plots};
-    }}"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """Terminate the app's process group, then kill it if it lingers."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
-def stop_jobs(root: Path) -> None:
-    """Stop every job that is not final; kill a worker that has not ended 20 s later."""
-    from workbench.jobs import JobQueue
-
-    queue = JobQueue(root, max_jobs=1)
-    live = [j for j in queue.list() if not j.done]
-    for job in live:
-        with contextlib.suppress(Exception):
-            queue.stop(job.id)
-    deadline = time.monotonic() + 20
-    for job in live:
-        pid = queue.get(job.id).pid
-        while pid and time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
 
 
 def _proc_rss(pid: int) -> int:
@@ -416,7 +356,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             await browser.close()
             stop_jobs(root)
             if proc is not None:
-                stop_server(proc)
+                stop(proc)
             log.close()
             if not args.keep:
                 shutil.rmtree(tmp, ignore_errors=True)

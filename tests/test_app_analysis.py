@@ -346,6 +346,15 @@ def test_landscape_page_returning_does_not_recompute(store):
     assert same(figures(second), figures(first))
 
 
+def test_landscape_page_hessian_from_the_link(store):
+    at = settle(page("landscape", run=store["kd"], n=64, steps=5, hess=1, hiters=3, hprobes=2))
+    assert_clean(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert "Top eigenvalue λ_max" in shown and "Trace (Hutchinson)" in shown
+    assert np.isfinite(float(shown["Top eigenvalue λ_max"]))
+    assert np.isfinite(float(shown["Trace (Hutchinson)"].split(" ± ")[0]))
+
+
 def test_landscape_page_stop_keeps_the_partial_grid(store):
     at = page("landscape", run=store["kd"], n=300, steps=41, seed=7)
     assert_clean(at)

@@ -12,38 +12,20 @@ when either is missing, failed instead where ``CI=true``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import CHROMIUM_ARGS, IDLE_JS, PLOTS_JS, page_ready_js, stop_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 #: seconds a page may take to paint its figures (analyses run on a shared CPU)
 PAGE_TIMEOUT_S = 150
 #: seconds the one-epoch demo pair may take from queued to finished
 JOBS_TIMEOUT_S = 300
-
-#: JavaScript: true once the app has finished running its script (nothing stale, nothing running)
-IDLE_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
-  if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
-  return !!document.querySelector('[data-testid="stMainBlockContainer"] h1');
-}"""
-
-#: JavaScript: the number of plotly figures drawn (an SVG root or a WebGL canvas inside the graph)
-PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
-  .filter(g => g.querySelector('svg.main-svg, canvas')).length"""
 
 
 def _need_browser() -> str:
@@ -63,76 +45,9 @@ def _need_browser() -> str:
     return exe  # type: ignore[return-value]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_server(proc: subprocess.Popen) -> None:
-    """Terminate the app's process group (then kill it if it lingers)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
-def _stop_jobs(root: Path) -> None:
-    """Stop every job of the store that is not final, and kill its worker if it does not end."""
-    from workbench.jobs import JobQueue
-
-    queue = JobQueue(root, max_jobs=1)
-    live = [j for j in queue.list() if not j.done]
-    for job in live:
-        with contextlib.suppress(Exception):
-            queue.stop(job.id)
-    deadline = time.monotonic() + 20
-    for job in live:
-        pid = queue.get(job.id).pid
-        while pid and time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the app exited with code {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"the app did not answer at {url} within {timeout} s")
-
-
 def _wait_page(page: Any, title: str, min_plots: int, timeout_s: float = PAGE_TIMEOUT_S) -> None:
     """Wait until the page shows ``title``, has finished its run and drew ``min_plots`` figures."""
-    page.wait_for_function(
-        f"""() => {{
-          const h = document.querySelector('[data-testid="stMainBlockContainer"] h1');
-          return h && h.innerText.includes({json.dumps(title)}) && ({IDLE_JS})() && ({PLOTS_JS})() >= {min_plots};
-        }}""",
-        timeout=timeout_s * 1000,
-        polling=250,
-    )
+    page.wait_for_function(page_ready_js(title, min_plots), timeout=timeout_s * 1000, polling=250)
 
 
 def _assert_no_crash(page: Any, where: str) -> None:
@@ -164,7 +79,7 @@ def test_app_end_to_end_in_chromium(tmp_path):
     root = tmp_path / "runs"
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    port = _free_port()
+    port = serve.free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed in finally
     proc = serve.start(
@@ -172,7 +87,7 @@ def test_app_end_to_end_in_chromium(tmp_path):
         start_new_session=True,
     )
     try:
-        _wait_http(url, proc)
+        serve.wait_ready(url, proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
             try:
@@ -261,6 +176,6 @@ def test_app_end_to_end_in_chromium(tmp_path):
                                   "doctor", "agreement_copied_url")]
         )
     finally:
-        _stop_jobs(root)
-        _stop_server(proc)
+        stop_jobs(root)
+        serve.stop(proc)
         log.close()

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import socket
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -65,15 +66,24 @@ def test_app_url():
     assert serve.app_url("0.0.0.0", 80) == "http://localhost:80"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_free_port_wait_ready_and_stop_without_an_app():
+    port = serve.free_port()
+    assert 1024 <= port <= 65535
+    with pytest.raises(serve.ServeError, match="did not answer"):
+        serve.wait_ready(f"http://127.0.0.1:{port}", timeout=0.5)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    ended.wait()
+    with pytest.raises(serve.ServeError, match="exited with code 0"):
+        serve.wait_ready(f"http://127.0.0.1:{port}", ended, timeout=5)
+    serve.stop(ended)  # already ended: nothing to do
+    sleeping = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    serve.stop(sleeping)
+    assert sleeping.returncode == -signal.SIGTERM
 
 
 @pytest.mark.slow
 def test_serve_answers_http_on_loopback(tmp_path):
-    port = _free_port()
+    port = serve.free_port()
     proc = serve.start(port=port, host="127.0.0.1", runs=tmp_path / "runs", stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
     try:

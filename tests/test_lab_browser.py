@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from workbench.serve import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = "01_what_is_distillation.ipynb"
@@ -37,12 +38,6 @@ def _missing(reason: str) -> None:
     if os.environ.get("CI", "").strip().lower() == "true":
         pytest.fail(f"{reason} (required in CI)")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _settings(folder: Path) -> None:
@@ -104,7 +99,7 @@ def lab(tmp_path):
     for folder in (settings, workspaces, runtime):
         folder.mkdir()
     _settings(settings)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "WORKBENCH_FAST": "1",

@@ -9,11 +9,16 @@ toolbar.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import ipaddress
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 #: largest upload the app accepts, in megabytes (uploads are small images for the CAM pages)
@@ -141,6 +146,48 @@ def start(
     return subprocess.Popen(cmd, env=env, cwd=str(app_script().parent.parent), **popen)  # type: ignore[call-overload]
 
 
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port on ``host`` that is free right now (the system picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Wait until the app at ``url`` answers its health check (``/_stcore/health``).
+
+    Raises:
+        ServeError: ``proc`` (the app process, when given) exited first, or no answer within
+            ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServeError(f"the app exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise ServeError(f"the app did not answer at {url} within {timeout} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop an app started with ``start(..., start_new_session=True)``: SIGTERM to its process group,
+    SIGKILL when it has not ended ``timeout`` seconds later. Nothing happens when it already ended."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
 def serve(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
@@ -223,7 +270,10 @@ __all__ = [
     "app_url",
     "build_command",
     "build_env",
+    "free_port",
     "serve",
     "start",
+    "stop",
     "typer_command",
+    "wait_ready",
 ]

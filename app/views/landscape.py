@@ -171,6 +171,8 @@ with shared.page("Loss landscape", "The student's objectives around its trained 
         )
         probes = shared.bound_number("Trace probes", "hprobes", 10, min_value=2, max_value=500, container=h2)
         if shared.bound_checkbox(f"Compute for {names[0]} (once; then cached)", "hess", False):
+            hess_args = (teacher, student, batch.images, batch.labels)
+            hess_kw = {"objective": objectives[names[0]], "seed": seed, "device": shared.device()}
             eig, trace = shared.cached_analysis(
                 "hessian",
                 run.id,
@@ -178,27 +180,9 @@ with shared.page("Loss landscape", "The student's objectives around its trained 
                 {"objective": names[0], "n": n, "seed": seed, "iters": iters, "probes": probes},
                 lambda: (
                     hessian_top_eigenvalue(
-                        teacher,
-                        student,
-                        batch.images,
-                        batch.labels,
-                        objective=objectives[names[0]],
-                        iters=iters,
-                        seed=seed,
-                        device=shared.device(),
-                        progress=shared.progress_bar("Top eigenvalue"),
+                        *hess_args, iters=iters, progress=shared.progress_bar("Top eigenvalue"), **hess_kw
                     ),
-                    hessian_trace(
-                        teacher,
-                        student,
-                        batch.images,
-                        batch.labels,
-                        objective=objectives[names[0]],
-                        samples=probes,
-                        seed=seed,
-                        device=shared.device(),
-                        progress=shared.progress_bar("Trace"),
-                    ),
+                    hessian_trace(*hess_args, samples=probes, progress=shared.progress_bar("Trace"), **hess_kw),
                 ),
             )
             k1, k2 = st.columns(2)

@@ -268,6 +268,31 @@ def batched_logits(
     return logits
 
 
+def models_logits(
+    models: Sequence[tuple[str, nn.Module]],
+    images: torch.Tensor,
+    batch_size: int,
+    device: str | torch.device | None,
+    progress: object,
+    cancel: object,
+    label: str,
+) -> list[torch.Tensor]:
+    """Logits ``(N, K)`` of each ``(role, model)`` on ``images``, in order: one eval working copy per
+    model on its device (:func:`resolve_device`, :func:`working_copy`), batched under ``inference_mode``
+    (:func:`batched_logits`) and dropped right after. One tracker named ``label`` runs over every batch
+    of every model (progress messages ``"<label>: <role>"``) and checks ``cancel`` before each batch.
+    The logits stay on each model's device."""
+    track = new_tracker(progress, cancel, len(models) * len(batch_slices(len(images), batch_size)), label)
+    track.start()
+    logits = []
+    for role, model in models:
+        dev = resolve_device(model, device)
+        copy_ = working_copy(model, dev)
+        logits.append(batched_logits(copy_, images, batch_size, dev, track, f"{label}: {role}"))
+        del copy_
+    return logits
+
+
 # ---- probabilities and divergences (float64) ----------------------------------------------------
 def log_softmax_t(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``log softmax(logits / T)`` along the last dimension."""

@@ -28,8 +28,6 @@ from torch import nn
 
 from workbench.analysis._common import (
     AnalysisError,
-    batch_slices,
-    batched_logits,
     check_class_names,
     check_images,
     check_label_range,
@@ -42,10 +40,8 @@ from workbench.analysis._common import (
     js_rows,
     kl_rows,
     log_softmax_t,
+    models_logits,
     nanmean_by_class,
-    new_tracker,
-    resolve_device,
-    working_copy,
 )
 from workbench.analysis._result import AnalysisResult
 from workbench.metrics import calibration_bins
@@ -438,15 +434,9 @@ def agreement_report(
     temp = check_positive_float(temperature, "temperature")
     bins = check_positive_int(n_bins, "n_bins")
     pair = check_names(names)
-    n_batches = len(batch_slices(len(images), bs))
-    track = new_tracker(progress, cancel, 2 * n_batches, "agreement")
-    track.start()
-    logits = []
-    for role, model in ((pair[0], teacher), (pair[1], student)):
-        dev = resolve_device(model, device)
-        copy_ = working_copy(model, dev)
-        logits.append(batched_logits(copy_, images, bs, dev, track, f"agreement: {role}"))
-        del copy_
+    logits = models_logits(
+        ((pair[0], teacher), (pair[1], student)), images, bs, device, progress, cancel, "agreement"
+    )
     result = agreement_from_logits(
         logits[0], logits[1], y, temperature=temp, n_bins=bins, names=pair, class_names=class_names
     )

@@ -26,8 +26,6 @@ from torch import nn
 
 from workbench.analysis._common import (
     AnalysisError,
-    batch_slices,
-    batched_logits,
     check_class_names,
     check_images,
     check_label_range,
@@ -37,10 +35,8 @@ from workbench.analysis._common import (
     check_names,
     check_positive_int,
     log_softmax_t,
+    models_logits,
     nanmean_by_class,
-    new_tracker,
-    resolve_device,
-    working_copy,
 )
 from workbench.analysis._result import AnalysisResult
 from workbench.runtime import CancelToken, ProgressFn
@@ -240,14 +236,9 @@ def difficulty_report(
     easy = _threshold(teacher_easy, "teacher_easy")
     hard = _threshold(student_hard, "student_hard")
     pair = check_names(names)
-    track = new_tracker(progress, cancel, 2 * len(batch_slices(len(images), bs)), "difficulty")
-    track.start()
-    logits = []
-    for role, model in ((pair[0], teacher), (pair[1], student)):
-        dev = resolve_device(model, device)
-        copy_ = working_copy(model, dev)
-        logits.append(batched_logits(copy_, images, bs, dev, track, f"difficulty: {role}"))
-        del copy_
+    logits = models_logits(
+        ((pair[0], teacher), (pair[1], student)), images, bs, device, progress, cancel, "difficulty"
+    )
     result = difficulty_from_logits(
         logits[0], logits[1], y, teacher_easy=easy, student_hard=hard, names=pair, class_names=class_names
     )

@@ -317,15 +317,16 @@ def _layout(model: nn.Module, data: _EvalSet, memory_format: str, device: torch.
 
 
 def _evaluated_net(
-    model: nn.Module, fold_bn: bool
+    model: nn.Module, fold_bn: bool, example: torch.Tensor | None = None
 ) -> tuple[nn.Module, Callable[[], None], list[tuple[str, str]]]:
     """The network the objectives are evaluated on, the call that refreshes it after the
     model's tensors change, and its folded ``(conv path, bn path)`` pairs: with ``fold_bn`` a copy
     with BatchNorm folded into the convs before it (:class:`workbench.models.fusion.BatchNormFolder`),
-    else the model itself (a no-op, no pairs)."""
+    else the model itself (a no-op, no pairs). ``example`` (a couple of the inputs) lets the pairs
+    be found by a thread-safe probe rather than an fx trace."""
     if fold_bn:
         try:
-            folder = BatchNormFolder(model)
+            folder = BatchNormFolder(model, example=example)
         except Exception:  # a model that cannot be deep-copied is evaluated as it is
             return model, _nothing, []
         return folder.model, folder.sync, list(folder.pairs)
@@ -709,7 +710,7 @@ def _slice_landscape(
             dirs = [random_direction(model, seed + i) for i in range(len(grids))]
         else:
             dirs = [_check_direction(model, d, f"directions[{i}]") for i, d in enumerate(directions)]
-        net, refresh, pairs = _evaluated_net(model, fold_bn)
+        net, refresh, pairs = _evaluated_net(model, fold_bn, data.images[:2])
         reference = _evaluate(net, objs, data)
         writer = _PlaneWriter(model, dirs)
         bns = _tracked_bns(model) if bn_mode == "recompute" else []
@@ -1037,7 +1038,7 @@ def interpolate(
         "steps": len(alphas),
     }
     with _layout(model, data, memory_format, dev):
-        net, refresh, _ = _evaluated_net(model, fold_bn)
+        net, refresh, _ = _evaluated_net(model, fold_bn, data.images[:2])
         ref_a = _evaluate(net, objs, data)
         pairs = [(t, t.detach().clone(), tensors_end[name].detach().clone()) for name, t in _tensors(model)]
         del end_copy, tensors_end

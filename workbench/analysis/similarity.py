@@ -581,7 +581,9 @@ def _fold_keep(model: nn.Module, paths: Sequence[str]) -> set[str]:
     return keep
 
 
-def _feature_net(copy: nn.Module, paths: Sequence[str], fold_bn: bool) -> nn.Module:
+def _feature_net(
+    copy: nn.Module, paths: Sequence[str], fold_bn: bool, example: torch.Tensor | None = None
+) -> nn.Module:
     """The network features are read from: with ``fold_bn`` an eval-mode copy of the working copy
     ``copy`` with its Conv2d -> BatchNorm2d pairs folded (:func:`workbench.models.fold_batchnorm`),
     except the pairs :func:`_fold_keep` names, so every tap sees the same values up to float
@@ -589,7 +591,7 @@ def _feature_net(copy: nn.Module, paths: Sequence[str], fold_bn: bool) -> nn.Mod
     if not fold_bn:
         return copy
     try:
-        folded, n_folded = fold_batchnorm(copy, keep=_fold_keep(copy, paths))
+        folded, n_folded = fold_batchnorm(copy, keep=_fold_keep(copy, paths), example=example)
     except Exception:  # a model that cannot be deep-copied is read as it is
         return copy
     if n_folded == 0:
@@ -704,9 +706,10 @@ def cka_matrix(
     ls = _layer_list(req["student"], s_copy, shape, "layers['student']")
     acc = MinibatchCKA(lt, ls, debiased=debiased, kernel=kernel, bandwidth=bw, precision=prec)
     if t_copy is s_copy:
-        t_net = s_net = _feature_net(t_copy, lt + ls, fold_bn)
+        t_net = s_net = _feature_net(t_copy, lt + ls, fold_bn, images[:2])
     else:
-        t_net, s_net = _feature_net(t_copy, lt, fold_bn), _feature_net(s_copy, ls, fold_bn)
+        t_net = _feature_net(t_copy, lt, fold_bn, images[:2])
+        s_net = _feature_net(s_copy, ls, fold_bn, images[:2])
     del t_copy, s_copy
     cl = wants_channels_last(fmt, model_device(t_net), t_net) and wants_channels_last(
         fmt, model_device(s_net), s_net
@@ -888,7 +891,7 @@ def cka_over_training(
     t_unique = list(dict.fromkeys(lt))
     t_index = [t_unique.index(p) for p in lt]
     acc = MinibatchCKA(ls, t_unique, debiased=debiased, kernel=kernel, bandwidth=bw, precision=prec)
-    t_net = _feature_net(t_copy, t_unique, fold_bn)
+    t_net = _feature_net(t_copy, t_unique, fold_bn, images[:2])
     del t_copy
     t_cl = wants_channels_last(fmt, model_device(t_net), t_net)
     t_stats = []
@@ -909,7 +912,7 @@ def cka_over_training(
             s_copy = working_copy(model, resolve_device(model, device))
             _check_paths(s_copy, ls, f"snapshots[{epoch}]")
         acc.reset()
-        s_net = _feature_net(s_copy, ls, fold_bn)
+        s_net = _feature_net(s_copy, ls, fold_bn, images[:2])
         s_cl = wants_channels_last(fmt, model_device(s_net), s_net)
         with channels_last(s_net, enabled=s_cl):
             for sl, stats_t in zip(slices, t_stats, strict=True):

@@ -24,8 +24,6 @@ from torch import nn
 
 from workbench.analysis._common import (
     AnalysisError,
-    batch_slices,
-    batched_logits,
     check_class_names,
     check_images,
     check_labels,
@@ -34,9 +32,7 @@ from workbench.analysis._common import (
     check_names,
     check_positive_float,
     check_positive_int,
-    new_tracker,
-    resolve_device,
-    working_copy,
+    models_logits,
 )
 from workbench.analysis._result import AnalysisResult
 from workbench.runtime import CancelToken, ProgressFn
@@ -197,15 +193,7 @@ def soft_labels(
             raise AnalysisError(f"samples: positions must lie in [0, {n - 1}], got {idx.tolist()[:8]}")
     picked = images[torch.as_tensor(idx, dtype=torch.long)]
     models = [(pair[0], teacher)] + ([(pair[1], student)] if student is not None else [])
-    n_batches = len(batch_slices(len(picked), bs))
-    track = new_tracker(progress, cancel, len(models) * n_batches, "soft labels")
-    track.start()
-    logits = []
-    for role, model in models:
-        dev = resolve_device(model, device)
-        copy_ = working_copy(model, dev)
-        logits.append(batched_logits(copy_, picked, bs, dev, track, f"soft labels: {role}"))
-        del copy_
+    logits = models_logits(models, picked, bs, device, progress, cancel, "soft labels")
     result = soft_labels_from_logits(
         logits[0],
         logits[1] if len(logits) > 1 else None,

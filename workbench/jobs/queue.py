@@ -270,11 +270,10 @@ class JobQueue:
         """
         if not isinstance(job_id, str) or not job_id.strip():
             raise JobError("job id: empty; give a job id or a unique prefix (see `workbench jobs list`)")
+        from workbench.runs.store import prefix_matches
+
         job_id = job_id.strip()
-        ids = sorted(d["id"] for d in _all_raw(self.root))
-        if job_id in ids:
-            return job_id
-        matches = [i for i in ids if i.startswith(job_id)]
+        matches = prefix_matches(job_id, sorted(d["id"] for d in _all_raw(self.root)))
         if len(matches) == 1:
             return matches[0]
         if not matches:

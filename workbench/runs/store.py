@@ -96,6 +96,14 @@ def _shown(value: str, limit: int = 60) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
+def prefix_matches(text: str, ids: list[str]) -> list[str]:
+    """The ids ``text`` names: ``[text]`` when it is one of ``ids``, else every id starting with it
+    (in the order of ``ids``). One entry: resolved; none: unknown; more: ambiguous."""
+    if text in ids:
+        return [text]
+    return [i for i in ids if i.startswith(text)]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -653,10 +661,7 @@ class RunStore:
                 f"run id {_shown(text)}: not a plain run name (letters, digits, '-', '_' and '.', "
                 "starting with a letter or digit; no paths)"
             )
-        ids = self.ids()
-        if text in ids:
-            return text
-        matches = [i for i in ids if i.startswith(text)]
+        matches = prefix_matches(text, self.ids())
         if len(matches) == 1:
             return matches[0]
         if not matches:

@@ -1,0 +1,63 @@
+"""What the browser test of the app and the app benchmark share: Chromium's flags, the JavaScript that
+says a Streamlit page has finished and drew its figures, and stopping the jobs an app run queued.
+
+Starting, waiting for and stopping the app itself is :mod:`workbench.serve` (``start``,
+``wait_ready``, ``stop``, ``free_port``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+#: headless Chromium without a GPU, a sandbox or background traffic
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+#: JavaScript: true once the app has finished running its script (nothing stale, nothing running)
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
+  return !!document.querySelector('[data-testid="stMainBlockContainer"] h1');
+}"""
+
+#: JavaScript: the number of plotly figures drawn (an SVG root or a WebGL canvas inside the graph)
+PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .filter(g => g.querySelector('svg.main-svg, canvas')).length"""
+
+
+def page_ready_js(title: str, min_plots: int) -> str:
+    """JavaScript: the page titled ``title`` finished its run and drew ``min_plots`` figures."""
+    return f"""() => {{
+      const h = document.querySelector('[data-testid="stMainBlockContainer"] h1');
+      return !!h && h.innerText.includes({json.dumps(title)}) && ({IDLE_JS})() && ({PLOTS_JS})() >= {min_plots};
+    }}"""
+
+
+def stop_jobs(root: Path, grace: float = 20) -> None:
+    """Stop every job of the store ``root`` that is not final; kill a worker that has not ended
+    ``grace`` seconds later."""
+    from workbench.jobs import JobQueue
+
+    queue = JobQueue(root, max_jobs=1)
+    live = [j for j in queue.list() if not j.done]
+    for job in live:
+        with contextlib.suppress(Exception):
+            queue.stop(job.id)
+    deadline = time.monotonic() + grace
+    for job in live:
+        pid = queue.get(job.id).pid
+        while pid and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
