@@ -381,8 +381,9 @@ def _noise_gap(ev: dict[str, Any]) -> float | None:
 
 
 def _follow_gap(ev: dict[str, Any]) -> float | None:
-    a, b = ev.get("context_follow"), ev.get("teacher_context_follow")
-    return None if a is None or b is None else a - b
+    a, b, acc = ev.get("context_follow"), ev.get("teacher_context_follow"), ev.get("student_acc") or 1.0
+    k = round(1 / ev.get("chance", 0.1))
+    return None if a is None or b is None else a - (1 - acc) / (k - 1) - b
 
 
 THRESHOLDS: dict[str, tuple[Any, str, str, bool]] = {

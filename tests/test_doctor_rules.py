@@ -130,10 +130,17 @@ def test_difference_thresholds_from_both_sides():
     assert "label_noise" not in rules_of(
         {**no_data, "train_acc_last": 0.3, "test_acc_last": 0.9, "mixing": True}
     )
-    # shortcut: the student's background-following rate minus the teacher's
+    # shortcut: the student's background-following rate, less what its errors give by chance
+    # ((1 - acc) / (K - 1)), minus the teacher's; only when the training data pairs contexts with classes
     s = TH.shortcut
-    assert "shortcut" in rules_of(ev(context_follow=0.05 + s + 1e-6, teacher_context_follow=0.05))
-    assert "shortcut" not in rules_of(ev(context_follow=0.05 + s - 1e-6, teacher_context_follow=0.05))
+    chance_part = (1 - 0.91) / 9
+    base = ev(student_acc=0.91, teacher_context_follow=0.05, context_purity=0.9)
+    assert "shortcut" in rules_of({**base, "context_follow": 0.05 + chance_part + s + 1e-6})
+    assert "shortcut" not in rules_of({**base, "context_follow": 0.05 + chance_part + s - 1e-6})
+    p = TH.context_purity
+    strong = {**base, "context_follow": 0.6}
+    assert "shortcut" in rules_of({**strong, "context_purity": p})
+    assert "shortcut" not in rules_of({**strong, "context_purity": p - 1e-6})
     # the wrong teacher: test accuracy below teacher_acc
     a = TH.teacher_acc
     assert "wrong_teacher" in rules_of(ev(teacher_acc=a - 1e-6))

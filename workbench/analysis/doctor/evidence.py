@@ -65,7 +65,8 @@ def dataset_inputs(
 
     Returns:
         ``{"images", "labels", "masks", "boxes", "class_names", "train_images", "train_labels",
-        "context", "context_classes", "train_size"}``, ready to be passed on as
+        "context", "context_classes", "context_purity", "train_size"}`` (``context_purity``: the
+        share of training images whose context is their class's most frequent one), ready to be passed on as
         ``diagnose_models(teacher, student, **dataset_inputs(data))``.
     """
     for attr in ("test", "normalize", "class_names"):
@@ -84,12 +85,14 @@ def dataset_inputs(
     context = getattr(split, "context", None)
     train_context = getattr(train, "context", None)
     context_classes = None
+    context_purity = None
     if context is not None and train_context is not None and len(train):
         k = int(dataset.num_classes)
         n_ctx = int(max(int(train_context.max()), int(context.max()))) + 1
         table = torch.zeros(n_ctx, k, dtype=torch.int64)
         table.index_put_((train_context, train.labels), torch.ones_like(train.labels), accumulate=True)
         context_classes = torch.where(table.sum(1) > 0, table.argmax(1), torch.full((n_ctx,), -1))
+        context_purity = float(table.max(1).values.sum()) / max(len(train), 1)
     return {
         "images": dataset.normalize(split.images[idx]),
         "labels": split.labels[idx],
@@ -100,6 +103,7 @@ def dataset_inputs(
         "train_labels": train.labels[tidx],
         "context": None if context is None or context_classes is None else context[idx],
         "context_classes": context_classes,
+        "context_purity": context_purity,
         "train_size": len(train),
     }
 
@@ -529,6 +533,7 @@ def diagnose_models(
     train_labels: torch.Tensor | None = None,
     context: torch.Tensor | None = None,
     context_classes: torch.Tensor | None = None,
+    context_purity: float | None = None,
     train_size: int | None = None,
     failure: Mapping[str, Any] | None = None,
     evidence: Mapping[str, Any] | None = None,
@@ -570,7 +575,8 @@ def diagnose_models(
         temperature: the distillation temperature ``T`` (default: the config's).
         train_images, train_labels: training images and the labels the run trained on (label noise).
         context, context_classes: per test image a context id (e.g. the background), and per
-            context id the class it co-occurs with in training (shortcut learning).
+            context id the class it co-occurs with in training (shortcut learning);
+            ``context_purity``: how strongly context predicts the class in training.
         train_size: the number of training images (passes over the data).
         failure: the failed run's failure record (``step``, ``terms``), when its loss became non-finite.
         evidence: further evidence the caller knows, by name (e.g. ``suggested_teacher``: a teacher
@@ -694,6 +700,7 @@ def diagnose_models(
             class_counts=np.asarray(agreement.class_counts).tolist(),
         )
         if context is not None and context_classes is not None:
+            ev["context_purity"] = None if context_purity is None else float(context_purity)
             ev["context_follow"] = _context_follow(
                 np.asarray(agreement.student_pred), labels_np, context, context_classes
             )

@@ -65,8 +65,10 @@ class DoctorThresholds:
         kd_share_low: share of the distillation term in the logit gradient (KD over KD + CE,
             measured on the test subset) at or below which the teacher no longer shapes the student.
         shortcut: rate at which the student predicts the class whose background the image shows
-            (when that is not its class) minus the teacher's rate, at or above which the student
-            learned the background.
+            (when that is not its class), less what its errors give by chance, minus the teacher's
+            rate, at or above which the student learned the background.
+        context_purity: share of training images whose context is their class's most frequent one
+            below which the data pairs no context with a class (no shortcut to learn).
         hint_depth: difference of relative depth between the two layers of a feature hint at or
             above which the hint is wired between different stages.
         label_noise: teacher test accuracy minus the teacher's accuracy on the training labels at
@@ -95,6 +97,7 @@ class DoctorThresholds:
     kd_weight_high: float = 5.0
     kd_share_low: float = 0.15
     shortcut: float = 0.04
+    context_purity: float = 0.3
     hint_depth: float = 0.2
     label_noise: float = 0.08
     label_noise_history: float = 0.15
@@ -127,7 +130,14 @@ class DoctorThresholds:
             raise DoctorError(
                 f"thresholds.dark_knowledge_min: expected a correlation in (-1, 1), got {self.dark_knowledge_min!r}"
             )
-        for name in ("soft_low", "soft_high", "kd_share_low", "min_matched_cka", "teacher_acc"):
+        for name in (
+            "soft_low",
+            "soft_high",
+            "kd_share_low",
+            "min_matched_cka",
+            "teacher_acc",
+            "context_purity",
+        ):
             if not getattr(self, name) <= 1.0:
                 raise DoctorError(
                     f"thresholds.{name}: expected a value in (0, 1], got {getattr(self, name)!r}"
@@ -464,13 +474,21 @@ def check_label_noise(ev: Evidence, th: DoctorThresholds) -> Finding | None:
 
 
 def check_shortcut(ev: Evidence, th: DoctorThresholds) -> Finding | None:
-    """Shortcut learning: on test images whose background belongs to another class, the student
-    predicts that class far more often than the teacher does (``shortcut``). The background of
-    each class is the one it co-occurs with most in the training split (e.g. ``shapes`` with
-    ``confounding``); Geirhos et al. 2020."""
+    """Shortcut learning (Geirhos et al. 2020): the training data pairs classes with contexts
+    (``context_purity``, the share of training images whose context is their class's most frequent
+    one, at least ``context_purity``) and, on test images whose context belongs to another class,
+    the student answers that class more often than its errors would by chance and than the
+    teacher does: ``context_follow - (1 - student_acc) / (K - 1) - teacher_context_follow >= shortcut``.
+    """
     s = _num(ev, "context_follow")
     t = _num(ev, "teacher_context_follow")
-    if s is None or t is None or not s - t >= th.shortcut:
+    purity = _num(ev, "context_purity")
+    if s is None or t is None or (purity is not None and purity < th.context_purity):
+        return None
+    acc, chance = _num(ev, "student_acc"), _num(ev, "chance")
+    by_chance = (1.0 - acc) * chance / (1.0 - chance) if acc is not None and chance and chance < 1 else 0.0
+    excess = s - by_chance - t
+    if not excess >= th.shortcut:
         return None
     conf = ev.get("confounding")
     text = (
@@ -480,13 +498,14 @@ def check_shortcut(ev: Evidence, th: DoctorThresholds) -> Finding | None:
     return Finding(
         rule="shortcut",
         title="The student learned the background, not the shape",
-        severity=_beyond(s - t, th.shortcut),
+        severity=_beyond(excess, th.shortcut),
         evidence=_pick(
             ev,
             "context_follow",
             "teacher_context_follow",
             "student_context",
             "teacher_context",
+            "context_purity",
             "confounding",
             "gap",
         ),
@@ -499,7 +518,7 @@ def check_shortcut(ev: Evidence, th: DoctorThresholds) -> Finding | None:
         suggestion=text,
         view="localization_summary",
         result="cam",
-        params=_used(th, "shortcut"),
+        params=_used(th, "shortcut", "context_purity"),
         experiment=Experiment(
             {"distill.methods": "1.0*kd + at", "distill.ce_weight": 0.0},
             text,
