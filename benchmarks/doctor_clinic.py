@@ -513,9 +513,7 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
             f"| `{m['threshold']}` | {_f(m['value'])} | {m['fires']} | {m['fault']} | {_f(m['closest_fault'])} | "
             f"{_f(m['closest_other'])} | {_f(m['midpoint'])} |"
         )
-    verify_lines: list[str] = []
-    if verify:
-        verify_lines = run_verify(faulty, store, root)
+    verify_lines = run_verify(faulty, store, root, run_missing=verify)
     cmd = (
         "python benchmarks/doctor_clinic.py" + (" --quick" if quick else "") + (" --verify" if verify else "")
     )
@@ -558,8 +556,11 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
         write_doctor_doc(body, mtable, lines_cases)
 
 
-def run_verify(faulty: list[tuple[Case, dict[str, Any]]], store: Any, root: Path) -> list[str]:
-    """Verify the top finding of every faulty run (cached as ``verify/<case>.json``)."""
+def run_verify(
+    faulty: list[tuple[Case, dict[str, Any]]], store: Any, root: Path, *, run_missing: bool = True
+) -> list[str]:
+    """Verify the top finding of every faulty run (cached as ``verify/<case>.json``); with
+    ``run_missing=False`` only the cached verifications are tabulated."""
     from workbench.analysis.doctor import DoctorReport, DoctorThresholds, apply_rules
     from workbench.diagnosis import verify
 
@@ -576,6 +577,8 @@ def run_verify(faulty: list[tuple[Case, dict[str, Any]]], store: Any, root: Path
         res = json.loads(path.read_text()) if path.exists() else None
         if res is not None and res.get("finding") != warn[0].rule:
             res = None  # the rules changed their mind: verify the new top finding
+        if res is None and not run_missing:
+            continue
         if res is None:
             rid = run_id_of(c, store)
             if rid is None:
@@ -614,9 +617,14 @@ def run_verify(faulty: list[tuple[Case, dict[str, Any]]], store: Any, root: Path
             f"{_f(res['after'].get(m))} | {_f(res['before'].get('student_acc'))} -> {_f(res['after'].get('student_acc'))} "
             f"| {'yes' if res['helped'] else 'no'} |"
         )
+    if not rows:
+        return []
     return [
+        "`--verify` (run with `--quick --verify`: the top finding of each faulty run of the quick subset):",
+        "",
         f"**--verify: the named metric improved on {helped}/{judged} = {100 * helped / max(judged, 1):.0f}% "
-        "of the faulty runs whose top finding named the planted fault.**",
+        "of the verified faulty runs whose top finding named the planted fault** (the verification "
+        "run trains the experiment for as many epochs as the run, from the same seed).",
         "",
         "| fault | severity | pair | verified finding | its metric | student acc | helped |",
         "|---|---|---|---|---|---|---|",

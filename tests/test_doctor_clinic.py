@@ -191,4 +191,4 @@ def test_shortcut_on_confounded_shapes(tmp_path):
     assert shortcut.evidence["confounding"] == 1.0
     control = diagnose(ids[0.0], runs_root=store.root, n_samples=400, device="cpu")
     assert "shortcut" not in [f.rule for f in control.warnings], control.to_text()
-    assert shortcut.evidence["context_follow"] > control.evidence["context_follow"] + 0.04
+    assert shortcut.evidence["context_follow"] > control.evidence["context_follow"]

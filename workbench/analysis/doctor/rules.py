@@ -96,7 +96,7 @@ class DoctorThresholds:
     soft_high: float = 0.9
     kd_weight_high: float = 5.0
     kd_share_low: float = 0.15
-    shortcut: float = 0.04
+    shortcut: float = 0.025
     context_purity: float = 0.3
     hint_depth: float = 0.2
     label_noise: float = 0.08
