@@ -213,21 +213,25 @@ def test_doctor_examines_a_run_and_links_experiments(monkeypatch, tiny_store):
         assert "dataset=digits" in experiment[0].proto.query_string
 
 
-def test_doctor_suggested_config_follows_the_rule(tiny_store):
+def test_doctor_suggested_config_applies_the_findings_experiment(tiny_store):
     from types import SimpleNamespace
 
-    from app.experiments import suggested_config
+    from app.experiments import experiment_text, suggested_config
+    from workbench.analysis.doctor import Experiment
     from workbench.runs import RunStore
 
     run = RunStore(tiny_store["root"]).load(tiny_store["kd"])
-    dom = suggested_config(SimpleNamespace(rule="loss_balance", title="Distillation term dominates"), run)
-    assert dom["distill"]["methods"][0]["weight"] == pytest.approx(0.9 * 0.25)
-    van = suggested_config(SimpleNamespace(rule="loss_balance", title="Distillation term vanishes"), run)
-    assert van["distill"]["methods"][0]["weight"] == pytest.approx(0.9 * 4)
-    soft = suggested_config(SimpleNamespace(rule="softness", title="Student outputs flatter"), run)
-    assert soft["distill"]["methods"][0]["params"]["temperature"] == pytest.approx(2.0)  # kd default 4 -> 2
-    ctx = suggested_config(SimpleNamespace(rule="context_reliance", title="x"), run)
-    assert [m["name"] for m in ctx["distill"]["methods"]] == ["kd", "at"]
+    cooler = Experiment({"distill.methods[0].params.temperature": 2.0}, "Halve the temperature.")
+    cfg = suggested_config(SimpleNamespace(rule="softness", experiment=cooler), run)
+    assert cfg["distill"]["methods"][0]["params"]["temperature"] == pytest.approx(2.0)
+    assert cfg["kind"] == "distill" and cfg["name"].endswith("-softness")
+    heavier = Experiment({"distill.methods[0].weight": 0.5, "distill.ce_weight": 0.5}, "Rebalance.")
+    cfg = suggested_config(SimpleNamespace(rule="kd_weight", experiment=heavier), run)
+    assert cfg["distill"]["methods"][0]["weight"] == pytest.approx(0.5)
+    assert cfg["distill"]["ce_weight"] == pytest.approx(0.5)
+    plain = suggested_config(SimpleNamespace(rule="x", experiment=None), run)
+    assert plain["distill"] == run.config.model_dump(mode="json")["distill"]
+    assert experiment_text(SimpleNamespace(experiment=cooler)) == "Halve the temperature."
     assert run.config.distill.methods[0].weight == pytest.approx(0.9)  # the run itself is untouched
 
 

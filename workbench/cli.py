@@ -461,10 +461,16 @@ def doctor(
         None, "--teacher", help="override the run's teacher: shipped:NAME or run:ID"
     ),
     samples: int = typer.Option(1000, "--samples", help="test images the analyses use"),
-    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    verify_: bool = typer.Option(
+        False,
+        "--verify",
+        help="run the top finding's experiment (same seed, into the same workspace) and report whether it helped",
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="epochs of the --verify run (default: the run's)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report (and the verification) as JSON"),
 ) -> None:
-    """Diagnose a student: ranked findings with evidence, explanation and a next experiment."""
-    from workbench.diagnosis import diagnose
+    """Diagnose a student: ranked findings with evidence, explanation and a next experiment; --verify runs it."""
+    from workbench.diagnosis import diagnose, verify
     from workbench.runs import RunStore
 
     store = RunStore(workspace)
@@ -474,10 +480,25 @@ def doctor(
         report = diagnose(
             run, teacher=teacher, scratch_run=scratch_run, n_samples=samples, runs_root=str(store.root)
         )
+    result = None
+    if verify_ and not report.healthy:
+        top = report.warnings[0]
+        what = top.experiment.text if top.experiment else ""
+        with err.status(f"verifying '{top.rule}': {what}"):
+            result = verify(
+                run, report, epochs=epochs, teacher=teacher, n_samples=samples, runs_root=str(store.root)
+            )
     if as_json:
-        out.print_json(json.dumps(report.to_dict()))
-    else:
-        out.print(report.to_text(), markup=False, highlight=False)
+        data = report.to_dict()
+        if verify_:
+            data["verify"] = None if result is None else result.to_dict()
+        out.print_json(json.dumps(data))
+        return
+    out.print(report.to_text(), markup=False, highlight=False)
+    if verify_:
+        out.print("")
+        text = "Nothing to verify: no warning-level finding." if result is None else result.to_text()
+        out.print(text, markup=False, highlight=False)
 
 
 # ---- sweeps -------------------------------------------------------------------------------

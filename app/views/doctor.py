@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import shared
-from app.experiments import suggested_config
+from app.experiments import experiment_text, suggested_config
 from workbench.viz import finding_figure, findings_bars
 
 try:  # the diagnosis service; older libraries had it in the analysis package
@@ -72,12 +72,15 @@ with shared.page("Student doctor", "What looks wrong with a student, the numbers
     if not report.findings:
         st.success("No findings: every rule that could be checked passed.")
     else:
+        if report.healthy:
+            st.success("No warning: the findings below are notes.")
         shared.show_figure(findings_bars(report), key="bars")
     for rank, finding in enumerate(report.findings, start=1):
         with st.container(border=True):
-            st.markdown(f"**{rank}. {finding.title}** — severity {finding.severity:.2f}")
+            level = getattr(finding, "level", "warning")
+            st.markdown(f"**{rank}. {finding.title}** — {level}, severity {finding.severity:.2f}")
             st.write(finding.explanation)
-            st.markdown(f"*Try:* {finding.suggestion}")
+            st.markdown(f"*Try:* {experiment_text(finding) or finding.suggestion}")
             left, right = st.columns([1, 2])
             left.dataframe(
                 [{"evidence": k, "value": shared.fmt_value(v)} for k, v in finding.evidence.items()],
