@@ -56,7 +56,9 @@ def _state(model):
 FITNET = [{"name": "kd", "weight": 0.9}, {"name": "fitnet", "weight": 0.5}]
 
 
-@pytest.mark.parametrize("methods", [None, FITNET], ids=["kd", "kd+fitnet"])
+@pytest.mark.parametrize(
+    "methods", [None, pytest.param(FITNET, marks=pytest.mark.slow)], ids=["kd", "kd+fitnet"]
+)
 def test_lazy_and_eager_caches_give_the_same_trajectory(methods, small, teacher):
     eager = Trainer(_kd(methods=methods), dataset=small, teachers=[teacher], teacher_cache="eager")
     lazy = Trainer(_kd(methods=methods), dataset=small, teachers=[teacher], teacher_cache="lazy")
