@@ -317,7 +317,7 @@ def _has_checkpoint(run: Run) -> bool:
 
 def checkpoint_picker(run: Run, *, label: str = "Checkpoint", param: str = "ckpt", container: Any = None) -> str:
     """A select box of ``run``'s checkpoints (``final`` first when there), bound to ``param``."""
-    names = run.checkpoints()
+    names = [n for n in run.checkpoints() if n != "resume"]  # the resume state is not a view
     if not names:
         raise AppInputError(f"run {run.id}: has no checkpoint yet")
     order = [n for n in ("final", "best") if n in names] + [n for n in names if n not in ("final", "best")]

@@ -107,7 +107,11 @@ def cache_batches(n: int, batch_size: int) -> int:
 
 
 def inference_teachers(
-    teachers: Sequence[nn.Module], keep: Sequence[str] = (), *, channels_last: bool = False
+    teachers: Sequence[nn.Module],
+    keep: Sequence[str] = (),
+    *,
+    channels_last: bool = False,
+    example: torch.Tensor | None = None,
 ) -> list[nn.Module]:
     """Frozen eval-mode copies of ``teachers`` for forwards without gradients.
 
@@ -115,12 +119,14 @@ def inference_teachers(
     (:func:`workbench.models.fusion.fold_batchnorm`; the paths in ``keep``, the features a method
     reads, are never folded away) and, with ``channels_last``, its 4-D weights stored
     channels-last to match channels-last inputs. The copies compute the teachers' eval-mode
-    function up to float rounding; ``teachers`` themselves are not modified.
+    function up to float rounding; ``teachers`` themselves are not modified. ``example`` (a couple
+    of normalized training inputs) lets the pairs be found by the thread-safe autograd probe
+    rather than an fx trace.
     """
     out = []
     for teacher in teachers:
         try:
-            folded, _ = fold_batchnorm(teacher, keep=keep)
+            folded, _ = fold_batchnorm(teacher, keep=keep, example=example)
         except Exception:  # a model deepcopy or tracing cannot handle: a plain copy does the same job
             folded = copy.deepcopy(teacher).eval()
         for p in folded.parameters():

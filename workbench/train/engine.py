@@ -372,7 +372,12 @@ class Trainer:
         # fixed teachers run on inference copies: BatchNorm folded, weights in the inputs' layout
         self.fixed_teachers = bool(self.teachers) and self.method.teacher_cacheable
         self.run_teachers = (
-            inference_teachers(self.teachers, self.teacher_paths, channels_last=self.channels_last)
+            inference_teachers(
+                self.teachers,
+                self.teacher_paths,
+                channels_last=self.channels_last,
+                example=data.normalize(data.train.images[:2].to(self.device)),
+            )
             if self.fixed_teachers
             else self.teachers
         )
