@@ -191,7 +191,8 @@ def teachers_list() -> None:
 # ---- training -----------------------------------------------------------------------------
 @contextlib.contextmanager
 def _stop_on_interrupt(cancel: Any) -> Iterator[None]:
-    """First Ctrl-C: ask the run to stop after the current step (it stays loadable); second: abort."""
+    """First Ctrl-C (or SIGTERM): ask the run to stop after the current step (it stays loadable,
+    ``stopped``); a second one aborts."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -203,11 +204,12 @@ def _stop_on_interrupt(cancel: Any) -> Iterator[None]:
         cancel.cancel("interrupted")
         err.print("stopping after this step (Ctrl-C again to abort)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _print_warnings(event: Any) -> None:
