@@ -377,7 +377,7 @@ class Run:
 
     def checkpoints(self) -> list[str]:
         """Names of the saved checkpoints (``final``, ``best``, ``epoch_001``, ...); temp files of a
-        writer (``.name.safetensors.XXXX.tmp``) are never listed."""
+        writer (``.<name>.safetensors.<random>.tmp``) are never listed."""
         folder = self.path / "checkpoints"
         try:
             names = [p.name for p in folder.iterdir()]

@@ -11,6 +11,7 @@ needed and an update from a background thread is one trait change.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ class Background:
         return not self.running
 
 
-class Panel:
+class Panel(ABC):
     """Base of every panel.
 
     ``widget`` (the ipywidgets container), ``figure`` (the plotly figure shown, ``None`` before the
@@ -238,8 +239,9 @@ class Panel:
             self._fail(err)
         return self
 
-    def _compute(self) -> None:  # pragma: no cover - every panel defines it
-        raise NotImplementedError
+    @abstractmethod
+    def _compute(self) -> None:
+        """Recompute the panel's result and figure from its controls (each panel defines it)."""
 
     def _fail(self, err: BaseException | str) -> None:
         self.error = one_line(err)

@@ -5,6 +5,7 @@ figure of :mod:`workbench.viz`; nothing is computed here."""
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,8 +41,9 @@ class _ModelPanel(Panel):
         return cls._from_inputs(inputs, **kw)
 
     @classmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> _ModelPanel:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> _ModelPanel:
+        """The panel built from a stored run's models and data (each explorer defines it)."""
 
     @staticmethod
     def _need_teacher(inputs: RunInputs) -> nn.Module:

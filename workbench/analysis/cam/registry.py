@@ -28,6 +28,7 @@ drives the batches, the working copy of the model, targets, progress and cancell
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -94,7 +95,7 @@ class BatchMaps:
     attributions: torch.Tensor | None = None
 
 
-class CAMMethod:
+class CAMMethod(ABC):
     """Base class of a map method. Subclasses set the class attributes and :meth:`run_batch`."""
 
     name: ClassVar[str] = ""
@@ -123,15 +124,16 @@ class CAMMethod:
         return self.params.model_dump()
 
     def prepare(self, ctx: BatchContext, images: torch.Tensor) -> None:
-        """Compute once per call what every batch needs (stored in ``ctx.state``)."""
+        """Compute once per call what every batch needs (stored in ``ctx.state``); nothing by default."""
+        return None
 
     def units(self, ctx: BatchContext, batch: int) -> int:
         """Progress units of one batch of ``batch`` images (default 1)."""
         return 1
 
+    @abstractmethod
     def run_batch(self, ctx: BatchContext, x: torch.Tensor, t: torch.Tensor | None) -> BatchMaps:
         """Raw maps of the batch ``x`` (on the device, laid out) for classes ``t`` (None: predicted)."""
-        raise NotImplementedError
 
 
 _REGISTRY: dict[str, type[CAMMethod]] = {}
@@ -301,8 +303,9 @@ class _GradientMethod(CAMMethod):
     kind = "gradient"
 
     @staticmethod
+    @abstractmethod
     def kernel(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The method's map from the layer's activations and their gradients (``kernels.py``)."""
 
     def run_batch(self, ctx: BatchContext, x: torch.Tensor, t: torch.Tensor | None) -> BatchMaps:
         with torch.enable_grad():
@@ -458,10 +461,11 @@ class _PixelMethod(CAMMethod):
 
         return forward
 
+    @abstractmethod
     def attribute(
         self, ctx: BatchContext, x: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """Pixel attributions of ``x`` for classes ``t``, and the logits of the same pass."""
 
     def run_batch(self, ctx: BatchContext, x: torch.Tensor, t: torch.Tensor | None) -> BatchMaps:
         assert t is not None
