@@ -21,6 +21,8 @@ import torch
 
 from app import shared
 from app.shared import AppInputError
+from workbench.analysis import AnalysisError
+from workbench.analysis.cam import select_images
 from workbench.data.uploads import decode_upload
 from workbench.distill.forms import schema_fields
 from workbench.runs import Run
@@ -220,22 +222,12 @@ def cam_images(
         raw = decode_upload(upload, tuple(data.image_shape))
         return CamImages(data.normalize(raw), raw, None, None, None)
     batch = shared.eval_batch(run, pool, seed)
-    if pick == "class":
-        chosen = torch.nonzero(batch.labels == int(klass)).flatten()[: int(count)]
-        if not len(chosen):
-            raise AppInputError(
-                f"class {klass}: no test sample of this class among the {len(batch.labels)} drawn"
-            )
-    elif pick == "random":
-        gen = torch.Generator().manual_seed(int(seed))
-        chosen = torch.randperm(len(batch.labels), generator=gen)[: int(count)]
-    else:
-        gallery = agreement(run, checkpoint, pool, seed).gallery
-        chosen = torch.as_tensor(gallery.indices[: int(count)], dtype=torch.long)
-        if not len(chosen):
-            raise AppInputError(
-                f"disagreement: teacher and student agree on all {len(batch.labels)} samples drawn"
-            )
+    gallery = agreement(run, checkpoint, pool, seed).gallery.indices if pick == "disagreement" else None
+    try:
+        picked = select_images(batch.labels, pick, count=count, seed=seed, klass=klass, gallery=gallery)
+    except AnalysisError as err:
+        raise AppInputError(str(err)) from None
+    chosen = torch.as_tensor(picked, dtype=torch.long)
     return CamImages(
         images=batch.images[chosen],
         raw=batch.raw[chosen],

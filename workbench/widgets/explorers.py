@@ -95,7 +95,7 @@ class CamExplorer(_ModelPanel):
         self.class_names = list(class_names) if class_names is not None else None
         self.mean, self.std = mean, std
         self.indices: np.ndarray = np.arange(0)
-        self._predictions: tuple[np.ndarray, np.ndarray] | None = None
+        self._gallery: Any = None  # the agreement gallery, computed once for "disagreement"
         shape = tuple(images.shape[1:])
         layers_s = ["auto", *cam_layers(student, shape)[1:]]
         layers_t = ["auto", *cam_layers(teacher, shape)[1:]]
@@ -137,29 +137,26 @@ class CamExplorer(_ModelPanel):
         return super()._check_value(name, value)
 
     def _pick(self) -> np.ndarray:
-        """Positions of the images to explain, by the selection controls."""
-        n = len(self.images)
-        k = int(self.value("n_images"))
-        rng = np.random.default_rng(int(self.value("seed")))
+        """Positions of the images to explain, by the selection controls
+        (:func:`workbench.analysis.cam.select_images`, the selector the app uses too)."""
+        from workbench.analysis import AnalysisError
+        from workbench.analysis.cam import select_images
+
         mode = self.value("select")
-        if mode == "random":
-            pool = np.arange(n)
-        elif mode == "class":
-            pool = np.flatnonzero(self.labels.cpu().numpy() == int(self.value("class")))
-            if pool.size == 0:
-                raise PanelError(f"class: no image of class {self.value('class')} among the {n} given")
-        else:
-            if self._predictions is None:
+        gallery = None
+        if mode == "disagreement":
+            if self._gallery is None:
                 from workbench.analysis import agreement_report
 
-                rep = agreement_report(self.teacher, self.student, self.images, self.labels)
-                self._predictions = (np.asarray(rep.teacher_pred), np.asarray(rep.student_pred))
-            t, s = self._predictions
-            pool = np.flatnonzero(t != s)
-            if pool.size == 0:
-                raise PanelError("select: teacher and student agree on every image; pick random or class")
-        chosen = rng.choice(pool, size=min(k, pool.size), replace=False) if pool.size > k else pool
-        return np.sort(chosen)
+                self._gallery = agreement_report(self.teacher, self.student, self.images, self.labels).gallery
+            gallery = self._gallery.indices
+        try:
+            return select_images(
+                self.labels, mode, count=int(self.value("n_images")), seed=int(self.value("seed")),
+                klass=int(self.value("class")) if mode == "class" else None, gallery=gallery,
+            )
+        except AnalysisError as err:
+            raise PanelError(str(err)) from None
 
     def _compute(self) -> None:
         from workbench.analysis import compare_cams

@@ -53,8 +53,11 @@ from workbench.analysis.cam.results import (
     LocalizationResult,
     MapAgreement,
 )
+from workbench.analysis.cam.selection import PICKS, select_images
 
 __all__ = [
+    "PICKS",
+    "select_images",
     "CAM_METHODS",
     "TARGET_MODES",
     "CAMComparison",
