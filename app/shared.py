@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import streamlit as st
 import torch
 
+from workbench.data import seeded_subset
 from workbench.distill.forms import Field, schema_fields
 from workbench.runs import Run, RunStore, RunStoreError, default_root
 
@@ -455,12 +456,7 @@ class EvalBatch:
 def _eval_batch(name: str, root: str | None, options_json: str, n: int, seed: int) -> EvalBatch:
     data = _dataset(name, root, options_json)
     test = data.test
-    total = len(test)
-    if n >= total:
-        index = torch.arange(total)
-    else:
-        gen = torch.Generator().manual_seed(int(seed))
-        index = torch.randperm(total, generator=gen)[:n].sort().values
+    index = seeded_subset(len(test), n, seed)  # the same images the doctor and the widgets draw
     part = test.subset(index)
     return EvalBatch(
         images=data.normalize(part.images),

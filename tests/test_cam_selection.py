@@ -36,3 +36,12 @@ def test_bad_choice_and_count_are_one_line():
         select_images(LABELS, "best", count=2)
     with pytest.raises(AnalysisError, match="count"):
         select_images(LABELS, "random", count=0)
+
+
+def test_seeded_subset_is_the_same_draw_everywhere():
+    from workbench.data import seeded_subset
+
+    assert seeded_subset(5, 9, seed=3).tolist() == [0, 1, 2, 3, 4]
+    idx = seeded_subset(100, 10, seed=3)
+    expected = torch.randperm(100, generator=torch.Generator().manual_seed(3))[:10].sort().values
+    assert idx.tolist() == expected.tolist()

@@ -10,7 +10,7 @@ normalized tensors on a device. Registered names: ``mnist``, ``fashion-mnist``, 
 from __future__ import annotations
 
 from workbench.data.batching import Augment, Batch, BatchLoader
-from workbench.data.core import Dataset, DatasetInfo, Split, channel_stats
+from workbench.data.core import Dataset, DatasetInfo, Split, channel_stats, seeded_subset
 from workbench.data.errors import DataError
 from workbench.data.limits import MemoryBudgetError, memory_budget_bytes
 from workbench.data.registry import (
@@ -24,6 +24,7 @@ from workbench.data.shapes import BACKGROUNDS, PAIRED_BACKGROUND, SHAPE_CLASSES
 from workbench.data.uploads import decode_upload
 
 __all__ = [
+    "seeded_subset",
     "decode_upload",
     "Augment",
     "BACKGROUNDS",

@@ -267,6 +267,16 @@ def channel_stats(
     return mean_01, std_01
 
 
+def seeded_subset(n_total: int, n: int, seed: int) -> torch.Tensor:
+    """Sorted positions of ``n`` of ``n_total`` samples drawn by a permutation seeded with ``seed``
+    (all of them, in order, when ``n >= n_total``): the evaluation subset every face and the doctor
+    draw, so the same ``(n, seed)`` means the same images everywhere."""
+    if n >= n_total:
+        return torch.arange(n_total)
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(n_total, generator=gen)[:n].sort().values
+
+
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified split: about ``round(n_c * test_fraction)`` of each class c go to test.
 

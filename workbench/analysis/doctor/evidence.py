@@ -109,10 +109,9 @@ def dataset_inputs(
 
 
 def _subset(n_total: int, n: int, seed: int) -> torch.Tensor:
-    if n >= n_total:
-        return torch.arange(n_total)
-    gen = torch.Generator().manual_seed(int(seed))
-    return torch.randperm(n_total, generator=gen)[:n].sort().values
+    from workbench.data import seeded_subset
+
+    return seeded_subset(n_total, n, seed)
 
 
 def _weighted_methods(config: Any) -> list[tuple[str, Any]]:
