@@ -57,7 +57,7 @@ import streamlit as st
 import torch
 
 from workbench.data import seeded_subset
-from workbench.distill.forms import Field, schema_fields
+from workbench.distill.forms import Field, parse_field_text, schema_fields, text_hint
 from workbench.runs import Run, RunStore, RunStoreError, default_root
 
 T = TypeVar("T")
@@ -785,22 +785,13 @@ def _field_widget(method: str, f: Field, where: Any) -> tuple[bool, Any]:
         options = list(f.choices)
         return True, bound_selectbox(label, param, options, default=f.default, help=help_text, container=where)
     # free text: optional numbers, strings, lists (comma-separated) and structured values (YAML/JSON)
-    hint = {"list": "comma-separated", "json": "YAML or JSON", "text": "text"}.get(f.kind, "number")
+    hint = text_hint(f)
     shown_default = "default" if f.default is None else json.dumps(f.default)
     raw = bound_text(f"{label} ({hint}; blank = {shown_default})", param, "", help=help_text, container=where)
-    raw = raw.strip()
-    if not raw:
-        return False, None
-    if f.kind == "list":
-        return True, [item.strip() for item in raw.split(",") if item.strip()]
-    if f.kind == "text":
-        return True, raw
-    import yaml
-
     try:
-        return True, yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise AppInputError(f"method {method!r}: {f.name}: {raw[:40]!r} is not valid YAML/JSON") from None
+        return parse_field_text(f, raw)
+    except ValueError as err:
+        raise AppInputError(f"method {method!r}: {err}") from None
 
 
 def method_form(method: str, *, weight_default: float = 1.0, container: Any = None) -> dict[str, Any]:
@@ -865,7 +856,7 @@ def validate_run(data: dict[str, Any]) -> Any:
 def new_run_params(config: Any) -> dict[str, str]:
     """The Home page's URL parameters that prefill its New-run form with ``config`` (a RunConfig or
     its mapping): ``dataset``, ``teacher``, ``student``, ``methods``, ``w.<m>``, ``p.<m>.<name>``,
-    ``ce``, ``epochs``, ``seed``, ``name``. Used by links such as the doctor's suggested experiments."""
+    ``ce``, ``tprec`` (teacher precision), ``epochs``, ``seed``, ``name``. Used by links such as the doctor's suggested experiments."""
     from workbench.distill import method_schema
 
     data = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
@@ -883,6 +874,8 @@ def new_run_params(config: Any) -> dict[str, str]:
     methods = distill.get("methods") or [{"name": "none"}]
     out["methods"] = ",".join(m["name"] for m in methods)
     out["ce"] = repr(float(distill.get("ce_weight", 1.0)))
+    if teachers:
+        out["tprec"] = str(distill.get("teacher_precision", "float32"))
     for m in methods:
         name = m["name"]
         if name != "none":

@@ -148,6 +148,10 @@ def test_new_run_params_cover_the_config(tiny_store):
     assert params["methods"] == "kd" and float(params["w.kd"]) == pytest.approx(0.9)
     assert float(params["ce"]) == pytest.approx(0.1)
     assert params["epochs"] == "2" and params["seed"] == "0"
+    assert params["tprec"] == "float32"
+    data = run.config.model_dump(mode="json")
+    data["distill"]["teacher_precision"] = "bfloat16"
+    assert new_run_params(data)["tprec"] == "bfloat16"
 
 
 def test_lru_computes_once_and_evicts():

@@ -87,6 +87,27 @@ def test_home_start_queues_a_job_that_trains(monkeypatch, tmp_path):
     assert run.status["status"] == "completed" and run.checkpoints()
 
 
+def test_home_teacher_precision_reaches_the_run(monkeypatch, store_copy):
+    from workbench.jobs import JobQueue
+    from workbench.runs import RunStore
+
+    root = store_copy["root"]
+    at = make_app(monkeypatch, root, "views/home.py", dataset="digits", student="mlp",
+                  teacher=f"run:{store_copy['teacher']}", methods="kd", tprec="bfloat16", epochs="1")
+    at.run()
+    no_exception(at)
+    assert at.selectbox(key="qp:tprec").options == ["float32", "bfloat16", "auto"]
+    assert at.selectbox(key="qp:tprec").value == "bfloat16"
+    at.button(key="start").click().run()
+    no_exception(at)
+    queue = JobQueue(root, max_jobs=1)
+    (job,) = queue.list()
+    assert job.config["distill"]["teacher_precision"] == "bfloat16"
+    done = queue.wait(job.id, timeout=300)
+    assert done.state == "finished", queue.log(done.id)
+    assert RunStore(root).load(done.run_id).metrics["summary"]["teacher_precision"] == "bfloat16"
+
+
 def test_home_demo_button_on_an_empty_store(monkeypatch, tmp_path):
     from workbench.jobs import JobQueue
 

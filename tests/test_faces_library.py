@@ -280,3 +280,44 @@ def test_app_method_forms_read_fields_from_the_library():
     from workbench.distill import forms
 
     assert shared.schema_fields is forms.schema_fields and shared.Field is forms.Field
+
+
+# ---- free-text method fields, read once for both faces (workbench.distill.forms) -----------------
+def _field(method: str, name: str):
+    from workbench.distill import method_schema
+    from workbench.distill.forms import schema_fields
+
+    return next(f for f in schema_fields(method_schema(method)) if f.name == name)
+
+
+def test_free_text_fields_are_read_by_kind():
+    from workbench.distill.forms import parse_field_text, text_hint
+
+    layers, layer = _field("fitnet", "student_layers"), _field("cat_kd", "student_layer")
+    assistants, nce_k = _field("takd", "assistants"), _field("crd", "nce_k")
+    assert [text_hint(f) for f in (layers, layer, assistants, nce_k)] == [
+        "comma-separated", "text", "YAML or JSON", "number"]
+    assert parse_field_text(layers, "   ") == (False, None)  # blank keeps the default
+    assert parse_field_text(layers, "stages.0, stages.1 ,") == (True, ["stages.0", "stages.1"])
+    assert parse_field_text(layers, "[a, b]") == (True, ["a", "b"])
+    assert parse_field_text(layer, "3") == (True, "3")  # a layer path stays text, never an int
+    assert parse_field_text(layer, "yes") == (True, "yes")  # ... nor a YAML boolean
+    assert parse_field_text(nce_k, "256") == (True, 256)
+    assert parse_field_text(assistants, "[{model: cnn_small}]") == (True, [{"model": "cnn_small"}])
+    with pytest.raises(ValueError) as err:
+        parse_field_text(assistants, "[{model: x")
+    assert str(err.value).startswith("assistants: ") and "\n" not in str(err.value)
+
+
+def test_app_and_widgets_read_the_same_text_the_same_way(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from workbench.widgets import TrainPanel
+
+    panel = TrainPanel(store=tmp_path / "runs", dataset="mnist", teacher="shipped:mnist", methods="fitnet")
+    panel.set(**{"fitnet.student_layers": "stages.1, stages.2", "fitnet.teacher_layers": "stages.1,stages.2"})
+    assert panel.error is None, panel.error
+    (fitnet,) = panel.config.distill.methods
+    assert fitnet.params["student_layers"] == ["stages.1", "stages.2"]
+    assert fitnet.params["teacher_layers"] == ["stages.1", "stages.2"]
+    panel.set(methods=["takd"], **{"takd.assistants": "[{model: x"})
+    assert panel.error is not None and panel.error.startswith("takd.assistants: ") and "\n" not in panel.error

@@ -172,6 +172,31 @@ def test_landscape_fills_in_row_by_row(trained):
     assert np.isfinite(_z(panel.figure)[0]).all()
 
 
+def test_landscape_kd_objective_uses_the_given_temperature():
+    # teacher logits (2, 0), student logits (0, 1) on x = (1, 0): at the grid's centre the kd
+    # objective is T^2 * KL(softmax(t/T) || softmax(s/T)) at the panel's temperature, not T=4
+    teacher, student = _two_class([[2.0, 0.0], [0.0, 0.0]]), _two_class([[0.0, 0.0], [1.0, 0.0]])
+    x, y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    panel = LandscapeExplorer(teacher, student, x, y, objective="kd", mode="1d", steps=3, temperature=2.0)
+    result = panel.start().wait(60)
+    assert panel.done and panel.error is None
+    pt = np.array([1.0, math.exp(-1.0)]) / (1.0 + math.exp(-1.0))
+    ps = np.array([math.exp(-0.5), 1.0]) / (1.0 + math.exp(-0.5))
+    expected = 4.0 * float((pt * np.log(pt / ps)).sum())
+    (values,) = result.values.values()
+    assert float(np.asarray(values)[1]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(Exception, match="temperature"):
+        LandscapeExplorer(teacher, student, x, y, temperature=-1.0)
+
+
+def test_landscape_from_a_run_takes_the_runs_kd_temperature(trained):
+    from workbench.runs.inspect import kd_temperature
+
+    store, _, student_id = trained
+    panel = LandscapeExplorer.from_run(student_id, store=store, n_samples=16, steps=3)
+    assert panel.temperature == kd_temperature(store.load(student_id))
+
+
 def test_landscape_stop_cancels(trained):
     store, _, student_id = trained
     panel = LandscapeExplorer.from_run(student_id, store=store, n_samples=64, steps=41)
@@ -234,6 +259,9 @@ def test_train_panel_form_from_the_schemas(trained):
     by_name = {m.name: m for m in panel.config.distill.methods}
     assert by_name["kd"].params["temperature"] == 2.0 and by_name["dkd"].params["beta"] == 2.0
     assert panel.config.train.max_steps == 3
+    assert panel.config.distill.teacher_precision == "float32"  # exact by default
+    panel.set(teacher_precision="bfloat16")
+    assert panel.error is None and panel.config.distill.teacher_precision == "bfloat16"
     panel.set(student="no_such_model")
     assert panel.error is not None and "no_such_model" in panel.error
     panel.set(**{"kd.temperature": -3.0})

@@ -64,4 +64,43 @@ def resolve_device(spec: str | torch.device | None = "auto", *, field: str = "de
     raise DeviceError(f"{field}: device type {dev.type!r} is not supported; use auto, cpu, cuda or mps")
 
 
-__all__ = ["DeviceError", "available_devices", "resolve_device"]
+#: the largest batch an inference pass (evaluation, teacher logits) runs at once on the CPU: larger
+#: batches spill the activations out of the caches (a batch of 1000 MNIST images runs about 2x
+#: slower per image than batches of 64-128 through the zoo's conv nets, measured in
+#: benchmarks/bench_training.py); outputs per sample do not depend on the chunking
+CPU_INFERENCE_CHUNK = 128
+
+
+def inference_chunk(device: torch.device | str, batch_size: int) -> int:
+    """How many samples an inference pass on ``device`` should run at once when the configured
+    batch is ``batch_size``: ``batch_size`` on accelerators, at most :data:`CPU_INFERENCE_CHUNK`
+    on the CPU."""
+    size = max(int(batch_size), 1)
+    if torch.device(device).type == "cpu":
+        return min(size, CPU_INFERENCE_CHUNK)
+    return size
+
+
+def native_bfloat16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions and matrix products in hardware, so that
+    autocasting to bfloat16 is faster than float32: a CUDA device with bf16 support (Ampere and
+    later), or a CPU with AVX-512 BF16 or AMX tiles (oneDNN's bf16 kernels). Emulated bf16
+    (older CPUs, pre-Ampere GPUs, MPS) counts as not native."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    if dev.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = [getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None)]
+        return any(bool(check()) for check in checks if check is not None)
+    return False
+
+
+__all__ = [
+    "CPU_INFERENCE_CHUNK",
+    "DeviceError",
+    "available_devices",
+    "inference_chunk",
+    "native_bfloat16",
+    "resolve_device",
+]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import shared
+from workbench.config import TEACHER_PRECISIONS
 from workbench.data import list_datasets
 from workbench.distill import get_method_class, list_methods
 from workbench.models import list_models
@@ -71,6 +72,15 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
         if not methods:
             methods = ["none"]
         method_specs = shared.methods_form(methods)
+        precision = "float32"
+        if has_teacher:
+            precision = shared.bound_selectbox(
+                "Teacher precision", "tprec", list(TEACHER_PRECISIONS), default="float32",
+                help="float32 is exact. bfloat16 runs the teacher's forwards about 1.8x faster on hardware "
+                "with bf16 units (the first epoch is shorter); its soft targets move by about 1e-5 KL. "
+                "auto picks bfloat16 only where this machine computes it natively.",
+                container=right,
+            )
         c1, c2, c3, c4 = st.columns(4)
         ce_weight = shared.bound_number("ce_weight", "ce", 1.0 if methods == ["none"] else 0.1,
                                         min_value=0.0, max_value=100.0, container=c1)
@@ -85,7 +95,7 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
             "seed": int(seed),
             "data": {"dataset": dataset},
             "model": {"name": student},
-            "distill": {"methods": method_specs, "ce_weight": float(ce_weight)},
+            "distill": {"methods": method_specs, "ce_weight": float(ce_weight), "teacher_precision": precision},
             "train": {"epochs": int(epochs)},
         }
         if has_teacher and teacher != TRAIN_FIRST:

@@ -4,6 +4,7 @@
 (:func:`workbench.distill.method_schema`) into a flat list of :class:`Field`: name, kind, default,
 range, choices, whether ``None`` is allowed and the one-line help. A face draws one control per
 field and hands the values back to :func:`workbench.distill.parse_params`, which validates them.
+:func:`parse_field_text` is the one reading of a free-text control that every face shares.
 """
 
 from __future__ import annotations
@@ -76,4 +77,43 @@ def schema_fields(schema: dict[str, Any]) -> list[Field]:
     return out
 
 
-__all__ = ["FIELD_KINDS", "Field", "schema_fields"]
+def text_hint(field: Field) -> str:
+    """How to type ``field`` into a free-text control: ``comma-separated``, ``YAML or JSON``,
+    ``text`` or ``number`` (the reading of :func:`parse_field_text`)."""
+    return {"list": "comma-separated", "json": "YAML or JSON", "text": "text"}.get(field.kind, "number")
+
+
+def parse_field_text(field: Field, raw: str) -> tuple[bool, Any]:
+    """What a free-text control of ``field`` means, the same in every face.
+
+    Args:
+        field: the field the control edits.
+        raw: the text typed.
+
+    Returns:
+        ``(False, None)`` for blank text (keep the method's default), else ``(True, value)``:
+        a ``list`` field reads comma-separated items (``"a, b"`` -> ``["a", "b"]``; a YAML list
+        in brackets, ``"[1, 2]"``, is read as YAML), a ``text`` field is the text itself, and every
+        other kind is parsed as YAML (JSON is YAML too). The method's schema validates the
+        value afterwards (:func:`workbench.distill.parse_params`), coercing ``"3"`` to ``3`` where
+        a number is expected.
+
+    Raises:
+        ValueError: text that is not valid YAML; one line naming the field.
+    """
+    text = raw.strip()
+    if not text:
+        return False, None
+    if field.kind == "text":
+        return True, text
+    if field.kind == "list" and not text.startswith("["):
+        return True, [item.strip() for item in text.split(",") if item.strip()]
+    import yaml
+
+    try:
+        return True, yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"{field.name}: {text[:40]!r} is not valid YAML/JSON") from None
+
+
+__all__ = ["FIELD_KINDS", "Field", "parse_field_text", "schema_fields", "text_hint"]

@@ -9,10 +9,13 @@ Two ways to fill it, with the same values up to float rounding of the batch comp
 
 Either way the teacher runs under ``torch.inference_mode()`` on an inference copy
 (:func:`inference_teachers`): BatchNorm folded into the convolutions, weights channels-last when
-the inputs are, the caller's teacher untouched."""
+the inputs are, the caller's teacher untouched. With a ``dtype`` (``distill.teacher_precision:
+bfloat16``, see :func:`teacher_dtype`) the forwards are autocast to it and their outputs stored
+as float32."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Sequence
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench.devices import native_bfloat16
 from workbench.models.fusion import fold_batchnorm
 from workbench.models.taps import FeatureTaps
 from workbench.runtime import CancelToken, Tracker
@@ -46,16 +50,51 @@ class TeacherCache:
         return total
 
 
+def teacher_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype of fixed-teacher forwards for ``distill.teacher_precision``:
+    ``None`` (plain float32) for ``float32``, :data:`torch.bfloat16` for ``bfloat16``, and for
+    ``auto`` bfloat16 where ``device`` computes it natively
+    (:func:`workbench.devices.native_bfloat16`), float32 elsewhere."""
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        if torch.device(device).type not in ("cpu", "cuda"):
+            raise ValueError(
+                f"distill.teacher_precision: bfloat16 autocast runs on cpu or cuda, not {torch.device(device).type}"
+            )
+        return torch.bfloat16
+    if precision == "auto":
+        return torch.bfloat16 if native_bfloat16(device) else None
+    raise ValueError(f"distill.teacher_precision: expected float32, bfloat16 or auto, got {precision!r}")
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``"float32"`` or the autocast dtype's name (``"bfloat16"``), for run records."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def teacher_forward(
-    teachers: Sequence[nn.Module], x: torch.Tensor, paths: Sequence[str]
+    teachers: Sequence[nn.Module],
+    x: torch.Tensor,
+    paths: Sequence[str],
+    *,
+    dtype: torch.dtype | None = None,
 ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """Run every teacher on ``x`` without gradients, capturing ``paths``."""
+    """Run every teacher on ``x`` without gradients, capturing ``paths``. With ``dtype`` the
+    forwards are autocast to it (mixed precision, as :func:`torch.autocast`) and the logits and
+    features come back as float32."""
     logits, feats = [], []
     with torch.no_grad():
         for teacher in teachers:
-            with FeatureTaps(teacher, paths, detach=True) as taps:
-                logits.append(teacher(x))
+            mixed = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+            with FeatureTaps(teacher, paths, detach=True) as taps, mixed:
+                out = teacher(x)
+            if dtype is None:
+                logits.append(out)
                 feats.append(dict(taps.features))
+            else:
+                logits.append(out.float())
+                feats.append({k: v.float() for k, v in taps.features.items()})
     return logits, feats
 
 
@@ -69,9 +108,11 @@ def build_teacher_cache(
     *,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: CancelToken | None = None,
+    dtype: torch.dtype | None = None,
 ) -> TeacherCache | None:
     """Compute the cache over ``images`` (uint8, on the target device), or None when the
-    teachers' outputs for the whole split would exceed ``budget_mb``.
+    teachers' outputs for the whole split would exceed ``budget_mb``. ``dtype`` autocasts the
+    forwards (see :func:`teacher_forward`).
 
     Reports one unit per batch through ``progress`` and checks ``cancel`` before every batch
     (raising :class:`workbench.runtime.Cancelled`; nothing is kept).
@@ -80,7 +121,7 @@ def build_teacher_cache(
     tracker = Tracker(progress, cancel, total=cache_batches(n, batch_size), label="teacher cache")
     tracker.start()
     with torch.inference_mode():
-        first_logits, first_feats = teacher_forward(teachers, normalize(images[:2]), paths)
+        first_logits, first_feats = teacher_forward(teachers, normalize(images[:2]), paths, dtype=dtype)
     per_sample = sum(t[0].numel() * 4 for t in first_logits)
     per_sample += sum(v[0].numel() * 4 for f in first_feats for v in f.values())
     if per_sample * n > budget_mb * 2**20:
@@ -89,7 +130,9 @@ def build_teacher_cache(
     feats: list[dict[str, list[torch.Tensor]]] = [{p: [] for p in paths} for _ in teachers]
     with torch.inference_mode():
         for start in range(0, n, batch_size):
-            out_l, out_f = teacher_forward(teachers, normalize(images[start : start + batch_size]), paths)
+            out_l, out_f = teacher_forward(
+                teachers, normalize(images[start : start + batch_size]), paths, dtype=dtype
+            )
             for i in range(len(teachers)):
                 logits[i].append(out_l[i].float())
                 for p in paths:
@@ -146,11 +189,21 @@ class LazyTeacherCache:
 
     Storage for ``n`` rows is allocated on the first miss, once the per-sample size is known;
     when the outputs of the whole split would exceed ``budget_mb``, nothing is stored
-    (:attr:`disabled`) and every call is a plain forward.
+    (:attr:`disabled`) and every call is a plain forward. ``dtype`` autocasts the forwards (see
+    :func:`teacher_forward`).
     """
 
-    def __init__(self, teachers: Sequence[nn.Module], paths: Sequence[str], n: int, budget_mb: float) -> None:
+    def __init__(
+        self,
+        teachers: Sequence[nn.Module],
+        paths: Sequence[str],
+        n: int,
+        budget_mb: float,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         self.teachers = list(teachers)
+        self.dtype = dtype
         self.paths = list(paths)
         self.n = int(n)
         self.budget_mb = float(budget_mb)
@@ -188,9 +241,9 @@ class LazyTeacherCache:
             if bool(self.filled.index_select(0, idx).all()):
                 return self.cache.lookup(idx)
         elif self.disabled:
-            return teacher_forward(self.teachers, x, self.paths)
+            return teacher_forward(self.teachers, x, self.paths, dtype=self.dtype)
         with torch.inference_mode():
-            logits, feats = teacher_forward(self.teachers, x, self.paths)
+            logits, feats = teacher_forward(self.teachers, x, self.paths, dtype=self.dtype)
         self.forwards += 1
         if self.cache is None:
             self._allocate(logits, feats)

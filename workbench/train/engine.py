@@ -28,7 +28,7 @@ from torch import nn
 
 from workbench.config import ConfigError, RunConfig
 from workbench.data import Augment, BatchLoader, Dataset, load_dataset
-from workbench.devices import resolve_device
+from workbench.devices import inference_chunk, resolve_device
 from workbench.distill import MethodContext, MethodStack, StepOutputs, create_method
 from workbench.models import (
     channels_last,
@@ -47,6 +47,8 @@ from workbench.train.cache import (
     TeacherCache,
     build_teacher_cache,
     inference_teachers,
+    precision_name,
+    teacher_dtype,
     teacher_forward,
 )
 from workbench.train.events import (
@@ -381,6 +383,11 @@ class Trainer:
             if self.fixed_teachers
             else self.teachers
         )
+        try:
+            dtype = teacher_dtype(cfg.distill.teacher_precision, self.device) if self.fixed_teachers else None
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        self.teacher_dtype: torch.dtype | None = dtype
         self.cache: TeacherCache | None = None
         self.lazy_cache: LazyTeacherCache | None = None
         if (
@@ -392,7 +399,11 @@ class Trainer:
         ):
             if self.cache_mode == "lazy":
                 self.lazy_cache = LazyTeacherCache(
-                    self.run_teachers, self.teacher_paths, len(data.train), cfg.distill.cache_budget_mb
+                    self.run_teachers,
+                    self.teacher_paths,
+                    len(data.train),
+                    cfg.distill.cache_budget_mb,
+                    dtype=self.teacher_dtype,
                 )
             else:
 
@@ -407,10 +418,11 @@ class Trainer:
                     data.train.images.to(self.device),
                     self.inputs,
                     self.teacher_paths,
-                    cfg.data.eval_batch_size,
+                    inference_chunk(self.device, cfg.data.eval_batch_size),
                     cfg.distill.cache_budget_mb,
                     progress=cache_progress,
                     cancel=_StopView(self),
+                    dtype=self.teacher_dtype,
                 )
 
         self._phase(hi, "teacher test logits", "teacher test logits")
@@ -457,11 +469,14 @@ class Trainer:
     def _teacher_test_logits(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teachers' mean test logits and each teacher's own."""
         per: list[list[torch.Tensor]] = [[] for _ in self.run_teachers]
-        bs = self.config.data.eval_batch_size
+        bs = inference_chunk(self.device, self.config.data.eval_batch_size)
         with torch.inference_mode():
             for start in range(0, len(self.test_images), bs):
                 logits, _ = teacher_forward(
-                    self.run_teachers, self.inputs(self.test_images[start : start + bs]), []
+                    self.run_teachers,
+                    self.inputs(self.test_images[start : start + bs]),
+                    [],
+                    dtype=self.teacher_dtype,
                 )
                 for i, t in enumerate(logits):
                     per[i].append(t.float())
@@ -492,7 +507,7 @@ class Trainer:
         was = self.student.training
         self.student.eval()
         chunks = []
-        bs = self.config.data.eval_batch_size
+        bs = inference_chunk(self.device, self.config.data.eval_batch_size)
         with torch.inference_mode():
             for start in range(0, len(self.test_images), bs):
                 chunks.append(self.student(self.inputs(self.test_images[start : start + bs])).float())
@@ -725,7 +740,9 @@ class Trainer:
                             elif self.cache is not None:
                                 t_logits, t_feats = self.cache.lookup(batch.index.to(self.device))
                             else:
-                                t_logits, t_feats = teacher_forward(self.run_teachers, x, self.teacher_paths)
+                                t_logits, t_feats = teacher_forward(
+                                    self.run_teachers, x, self.teacher_paths, dtype=self.teacher_dtype
+                                )
                         else:
                             t_logits, t_feats = [], []
                         out = StepOutputs(
@@ -869,6 +886,8 @@ class Trainer:
             or (self.lazy_cache is not None and not self.lazy_cache.disabled),
             **teacher_metrics,
         }
+        if self.teachers:
+            out["teacher_precision"] = precision_name(self.teacher_dtype)
         for key in ("test_acc", "test_loss", "ece", "agreement", "kl_teacher_student", "train_acc"):
             if key in last:
                 out[key] = last[key]

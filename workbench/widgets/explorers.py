@@ -284,7 +284,9 @@ class LandscapeExplorer(_ModelPanel):
     Controls: ``mode`` (1d / 2d), ``objective``, ``steps``, ``span`` (the grid covers
     ``[-span, span]``), ``view`` (surface / contours for 2-D), ``seed``. Changing a control starts a new
     computation; :meth:`start` starts one with the current controls. ``done`` is true when the last
-    computation finished; ``rows`` counts the partial results drawn.
+    computation finished; ``rows`` counts the partial results drawn. ``temperature`` is the softmax
+    temperature of the ``kd`` objective (``None``: the built-in T=4); built from a run
+    (:meth:`from_run`), it is that run's own ``kd`` temperature, as on the app's landscape page.
     """
 
     title = "Loss landscape"
@@ -301,12 +303,16 @@ class LandscapeExplorer(_ModelPanel):
         objective: str = "cross_entropy",
         mode: str = "2d",
         seed: int = 0,
+        temperature: float | None = None,
         class_names: Sequence[str] | None = None,
         autostart: bool = False,
     ) -> None:
         super().__init__()
         from workbench.analysis import builtin_objectives
+        from workbench.analysis.objectives import landscape_objectives
 
+        landscape_objectives(["kd"], temperature=temperature)  # a bad temperature fails here, in one line
+        self.temperature = temperature
         self.teacher, self.student, self.images, self.labels = teacher, student, images, labels
         self.class_names = list(class_names) if class_names is not None else None
         self.done = False
@@ -335,7 +341,10 @@ class LandscapeExplorer(_ModelPanel):
 
     @classmethod
     def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> LandscapeExplorer:
+        from workbench.runs.inspect import kd_temperature
+
         kw.setdefault("class_names", inputs.class_names)
+        kw.setdefault("temperature", kd_temperature(inputs.run))
         return cls(inputs.teacher, inputs.student, inputs.images, inputs.labels, **kw)
 
     @property
@@ -360,6 +369,7 @@ class LandscapeExplorer(_ModelPanel):
     def start(self) -> LandscapeExplorer:
         """Compute the landscape of the current controls in the background (stopping any running one)."""
         from workbench.analysis import landscape_1d, landscape_2d
+        from workbench.analysis.objectives import landscape_objectives
 
         self._job.stop()
         self._job.wait(30)
@@ -367,7 +377,7 @@ class LandscapeExplorer(_ModelPanel):
         self.status.value = ""
         mode, steps, span = self.value("mode"), int(self.value("steps")), float(self.value("span"))
         kw = {
-            "objectives": [self.value("objective")],
+            "objectives": landscape_objectives([self.value("objective")], temperature=self.temperature),
             "steps": steps,
             "span": (-span, span),
             "seed": int(self.value("seed")),

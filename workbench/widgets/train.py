@@ -18,6 +18,7 @@ from typing import Any
 
 import ipywidgets as W
 
+from workbench.config import TEACHER_PRECISIONS
 from workbench.widgets.base import Panel, PanelError
 
 NO_TEACHER = "none"
@@ -50,14 +51,17 @@ def _field_widget(f: Any) -> W.ValueWidget:
         return W.Dropdown(options=list(f.choices), value=f.default if f.default in f.choices else f.choices[0],
                           description=desc, tooltip=tip)
     shown = "default" if f.default is None else str(f.default)
-    return W.Text(value="", placeholder=f"blank = {shown}", description=desc, tooltip=tip)
+    from workbench.distill.forms import text_hint
+
+    return W.Text(value="", placeholder=f"{text_hint(f)}; blank = {shown}", description=desc, tooltip=tip)
 
 
 class TrainPanel(Panel):
     """Train a student from a teacher in the background and watch it.
 
     Controls: ``dataset``, ``teacher`` (``shipped:NAME``, ``run:ID`` or ``none``), ``student``,
-    ``methods`` (a tuple of method names), ``ce_weight``, ``epochs``, ``seed``, ``max_steps``
+    ``methods`` (a tuple of method names), ``ce_weight``, ``teacher_precision`` (``float32``,
+    ``bfloat16`` or ``auto``: see ``distill.teacher_precision``), ``epochs``, ``seed``, ``max_steps``
     (``0`` = no limit), ``name``, and per chosen method ``<method>.weight`` and ``<method>.<param>``
     generated from the method's schema. ``overrides`` given to the constructor are either control
     values (by name) or sections merged into the config (e.g. ``train={"max_steps": 5}``,
@@ -114,6 +118,16 @@ class TrainPanel(Panel):
         self._add("student", W.Dropdown(options=list_models(), value=student, description="student"))
         self._add("methods", W.SelectMultiple(options=list_methods(), value=(), description="methods", rows=6))
         self._add("ce_weight", W.BoundedFloatText(value=0.1, min=0.0, max=100.0, step=0.1, description="ce_weight"))
+        self._add(
+            "teacher_precision",
+            W.Dropdown(
+                options=list(TEACHER_PRECISIONS),
+                value="float32",
+                description="precision",
+                tooltip="precision of the teacher's forwards: float32 (exact), bfloat16 (faster where the "
+                "hardware has bf16 units), auto",
+            ),
+        )
         self._add("epochs", W.BoundedIntText(value=epochs, min=1, max=1000, description="epochs"))
         self._add("seed", W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed"))
         self._add("max_steps", W.BoundedIntText(value=0, min=0, max=10**9, description="max steps"))
@@ -128,7 +142,7 @@ class TrainPanel(Panel):
         c = self.controls
         self._layout(
             W.HBox([c["dataset"], c["teacher"], c["student"]]),
-            W.HBox([c["methods"], W.VBox([c["ce_weight"], c["epochs"], c["seed"], c["max_steps"], c["name"]])]),
+            W.HBox([c["methods"], W.VBox([c["ce_weight"], c["teacher_precision"], c["epochs"], c["seed"], c["max_steps"], c["name"]])]),
             self.method_box,
             W.HBox([self.start_button, self.stop_button, self.job_text]),
         )
@@ -223,22 +237,24 @@ class TrainPanel(Panel):
 
     def config_dict(self) -> dict[str, Any]:
         """The run config the form describes, as a mapping (not yet validated)."""
-        import yaml
+        from workbench.distill import method_schema
+        from workbench.distill.forms import parse_field_text, schema_fields
 
         methods = []
         for method in self.value("methods") or ("none",):
             ws = self._method_controls(method)
+            fields = {f.name: f for f in schema_fields(method_schema(method))}
             params: dict[str, Any] = {}
             for pname, w in ws.items():
                 if pname == "weight":
                     continue
                 if isinstance(w, W.Text):
-                    raw = w.value.strip()
-                    if raw:
-                        try:
-                            params[pname] = yaml.safe_load(raw)
-                        except yaml.YAMLError:
-                            raise PanelError(f"{method}.{pname}: {raw[:40]!r} is not valid YAML/JSON") from None
+                    try:
+                        given, value = parse_field_text(fields[pname], w.value)
+                    except ValueError as err:
+                        raise PanelError(f"{method}.{err}") from None
+                    if given:
+                        params[pname] = value
                 else:
                     params[pname] = w.value
             weight = float(ws["weight"].value) if "weight" in ws else 1.0
@@ -254,7 +270,11 @@ class TrainPanel(Panel):
             "seed": int(self.value("seed")),
             "data": {"dataset": self.value("dataset")},
             "model": {"name": self.value("student")},
-            "distill": {"methods": methods, "ce_weight": 1.0 if kind == "student" else float(self.value("ce_weight"))},
+            "distill": {
+                "methods": methods,
+                "ce_weight": 1.0 if kind == "student" else float(self.value("ce_weight")),
+                "teacher_precision": self.value("teacher_precision"),
+            },
             "train": train,
         }
         teacher = self.value("teacher")
