@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved one-epoch pairs")
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved one-epoch rounds")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     load_before = os.getloadavg()
@@ -270,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     teacher_fill = e_epoch1 - med["later"]
     bf_fill = b_epoch1 - med["later"]
 
+    quiet = (
+        " (a quiet machine: the benchmark was the only busy process)"
+        if load_before[0] < 1.0
+        else ": the machine was shared with other processes, so absolute times are noisy"
+    )
+
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
@@ -278,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 `python benchmarks/bench_training.py --epochs {args.epochs} --repeats {args.repeats} --pairs {args.pairs}` —
 embedded MNIST ({n} train images), student `{STUDENT}`, batch {BATCH}, SGD, teacher `shipped:mnist`.
 Machine: {machine()}. Load average (1 min) {load_before[0]:.1f} before and {load_after[0]:.1f} after the
-run: the machine was shared with other processes, so absolute times are noisy; the ratios compare
-runs interleaved in one process.
+run{quiet}; the ratios compare runs interleaved in one process.
 
 ### One KD epoch including set-up
 
@@ -287,8 +292,8 @@ Wall time of the whole call, from nothing built to a tested student: set-up (mod
 optimizer, data on the device), one epoch, one test pass. The engine fills its teacher cache during
 that epoch from the forwards the epoch needs anyway and takes the teacher's test logits from its
 first evaluation; its teacher runs under inference mode on a BatchNorm-folded, channels-last copy.
-Median of {args.pairs} interleaved pairs (alternating which side goes first) after one untimed
-warm-up of each.
+Median of {args.pairs} interleaved rounds (engine with a float32 teacher, engine with a bfloat16
+teacher, tutorial loop; the order rotates every round) after one untimed warm-up of each.
 
 | measurement | seconds |
 |---|---|

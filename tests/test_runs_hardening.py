@@ -20,7 +20,7 @@ import torch
 from workbench.config import validate_config
 from workbench.models import create_model
 from workbench.runs import Run, RunDeletedError, RunStore, RunStoreError, RunWriter, process_gone
-from workbench.runs.store import _proc_start
+from workbench.runs.store import process_start
 
 SPEC = {"student": {"name": "mlp", "kwargs": {}, "num_classes": 10, "in_channels": 1, "image_size": 8}}
 
@@ -370,7 +370,7 @@ def test_unreaped_killed_process_reads_as_interrupted(tmp_path):
     w = store.create(_cfg())
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        w.update_status(pid=proc.pid, pid_start=_proc_start(proc.pid))
+        w.update_status(pid=proc.pid, pid_start=process_start(proc.pid))
         assert store.load(w.id).status["status"] == "running"
         proc.kill()
         for _ in range(100):  # not reaped: a zombie until wait()
@@ -384,7 +384,7 @@ def test_unreaped_killed_process_reads_as_interrupted(tmp_path):
 
 
 def test_reused_pid_reads_as_interrupted():
-    start = _proc_start(os.getpid())
+    start = process_start(os.getpid())
     if start is None:
         pytest.skip("no /proc here")
     info = {"status": "running", "pid": os.getpid(), "host": socket.gethostname()}

@@ -88,7 +88,12 @@ def native_bfloat16(device: torch.device | str) -> bool:
     (older CPUs, pre-Ampere GPUs, MPS) counts as not native."""
     dev = torch.device(device)
     if dev.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # releases before the emulation flag: Ampere (sm_80) and later have bf16 units
+            return torch.cuda.get_device_capability(dev)[0] >= 8
     if dev.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         checks = [getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None)]

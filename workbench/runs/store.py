@@ -119,8 +119,9 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _proc_start(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), where ``/proc`` tells; else None."""
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where ``/proc`` tells; else None.
+    Stored with a run's pid, it tells a live writer from a reused pid (:func:`process_gone`)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         ticks = int(stat.rsplit(")", 1)[1].split()[19])
@@ -159,7 +160,7 @@ def process_gone(info: dict[str, Any]) -> bool:
         if not _pid_alive(pid):
             return True
         recorded = info.get("pid_start")
-        now_start = _proc_start(pid)
+        now_start = process_start(pid)
         return isinstance(recorded, (int, float)) and now_start is not None and now_start > recorded + 2
     age = _age_s(info.get("updated") or info.get("started") or info.get("created"))
     return age is None or age > STALE_RUNNING_S
@@ -605,7 +606,7 @@ class RunStore:
                     "finished": None,
                     "version": __version__,
                     "pid": os.getpid(),
-                    "pid_start": _proc_start(os.getpid()),
+                    "pid_start": process_start(os.getpid()),
                     "host": socket.gethostname(),
                 },
             )

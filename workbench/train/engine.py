@@ -39,7 +39,7 @@ from workbench.models import (
 )
 from workbench.models.taps import FeatureTaps
 from workbench.runs import RunStore, RunStoreError, RunWriter, checkpoint_state, load_weights, split_state
-from workbench.runs.store import _proc_start, process_gone
+from workbench.runs.store import process_gone, process_start
 from workbench.runtime import Cancelled, CancelToken
 from workbench.train import resume as resume_mod
 from workbench.train.cache import (
@@ -636,7 +636,7 @@ class Trainer:
             failure=None,
             warnings=[],
             pid=os.getpid(),
-            pid_start=_proc_start(os.getpid()),
+            pid_start=process_start(os.getpid()),
             host=socket.gethostname(),
             resumed=resumed,
         )
