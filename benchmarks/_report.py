@@ -39,3 +39,20 @@ def write_section(key: str, body: str) -> None:
     tmp = DOC.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(DOC)
+
+
+def load_note(before: float) -> str:
+    """One sentence on the machine's load for a section: ``before`` is the 1-minute load average
+    taken when the benchmark started. Under 1 the machine was quiet (the benchmark's own threads
+    raise the average while it runs, up to the number of torch threads); above, other work shared
+    the cores and the seconds are noisy, while ratios of interleaved timings hold better."""
+    now = os.getloadavg()[0]
+    if before < 1.0:
+        return (
+            f"Load: a quiet machine (1-minute load average {before:.1f} when the run started, {now:.1f} at the "
+            f"end with the benchmark's own {torch.get_num_threads()} threads busy)."
+        )
+    return (
+        f"Load: other work shared the cores (1-minute load average {before:.1f} when the run started, "
+        f"{now:.1f} at the end), so the seconds are noisy; ratios come from timings interleaved in one run."
+    )

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_section  # noqa: E402
+from _report import load_note, machine, write_section  # noqa: E402
 
 from workbench.analysis import MinibatchCKA, cka_matrix, compute_cams, landscape_2d  # noqa: E402
 from workbench.analysis.landscape import cross_entropy  # noqa: E402
@@ -252,14 +252,14 @@ def bench_landscape(
     return out
 
 
-def cka_side_section(cka: dict[str, Any], n_cka: int, command: str) -> str:
-    """The side-by-side CKA section of docs/benchmarks.md."""
+def cka_side_section(cka: dict[str, Any], n_cka: int, command: str, load_before: float) -> str:
+    """The side-by-side CKA section of docs/benchmarks.md (``load_before``: the 1-minute load
+    average when the run started)."""
 
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
     side = cka["side"]
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     labels = {
         "ours": "ours, defaults (float32 Gram matrices of centred features, BatchNorm folded, channels-last)",
         "float64": 'ours, `precision="float64", fold_bn=False, memory_format="contiguous"` (the float64 path)',
@@ -297,9 +297,7 @@ included), and reads the features from BatchNorm-folded, channels-last copies of
 a per-batch CKA averaged over batches, a different estimator, so its difference is not a rounding
 error.
 
-Load: this machine's 2 cores were shared with other work while these figures were taken (load
-average {load} over 1, 5, 15 minutes); the timings are interleaved in one run, so the ratios hold
-better than the seconds do.
+{load_note(load_before)}
 """
 
 
@@ -310,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cka-side-only", action="store_true", help="only the side-by-side CKA section (a few minutes)"
     )
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     n_cam, n_cka, n_land, steps = (100, 500, 200, 5) if args.quick else (1000, 5000, 1000, 21)
     ds = load_dataset("shapes", n_train=max(n_cka, 1000), n_test=max(n_cam, n_land))
     teacher, student = _models(3, 32, ds.num_classes)
@@ -318,14 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     command = f"python benchmarks/bench_analysis.py{flags}"
     if args.cka_side_only:
         side = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500, loop=False)
-        text = cka_side_section(side, n_cka, command)
+        text = cka_side_section(side, n_cka, command, load_before)
         write_section("analysis-cka", text)
         print(text)
         return 0
     cam = bench_gradcam(test_x[:n_cam], test_y[:n_cam], [teacher, student])
     cka = bench_cka(ds.normalize(ds.train.images[:n_cka]), teacher, student, batch=500)
     land = bench_landscape(test_x[:n_land], test_y[:n_land], student, steps)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     tflop = steps * steps * n_land * model_info(student, (3, 32, 32)).flops / 1e12
     fwd = {
         name: model_info(m, (3, 32, 32)).flops * n_cam / 1e9 for name, m in (("t", teacher), ("s", student))
@@ -369,12 +367,11 @@ Both the batched Grad-CAM and the landscape are bound by the models' arithmetic.
   On the CPU `points_per_batch="auto"` evaluates one grid point per call, as before; several
   points per vmapped call are for GPUs (`python benchmarks/bench_gpu.py`, section below).
 
-Load: this machine's cores were shared with other work while these figures were taken
-(load average {load}); ratios come from timings interleaved in the same run.
+{load_note(load_before)}
 """
     write_section("analysis", body)
     print(body)
-    text = cka_side_section(cka, n_cka, command)
+    text = cka_side_section(cka, n_cka, command, load_before)
     write_section("analysis-cka", text)
     print(text)
     return 0

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_section  # noqa: E402
+from _report import load_note, machine, write_section  # noqa: E402
 
 from workbench.config import validate_config  # noqa: E402
 from workbench.data import load_dataset  # noqa: E402
@@ -242,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         rows["tutorial"].append(t["epoch"])
         walls["tutorial"].append(t["wall"])
         accs["tutorial"].append(t["acc"])
-    load_after = os.getloadavg()
     med = {k: statistics.median(v) for k, v in rows.items()}
     wall = {k: statistics.median(v) for k, v in walls.items()}
     n = len(ds.train)
@@ -270,12 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     teacher_fill = e_epoch1 - med["later"]
     bf_fill = b_epoch1 - med["later"]
 
-    quiet = (
-        " (a quiet machine: the benchmark was the only busy process)"
-        if load_before[0] < 1.0
-        else ": the machine was shared with other processes, so absolute times are noisy"
-    )
-
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
@@ -283,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
 `python benchmarks/bench_training.py --epochs {args.epochs} --repeats {args.repeats} --pairs {args.pairs}` —
 embedded MNIST ({n} train images), student `{STUDENT}`, batch {BATCH}, SGD, teacher `shipped:mnist`.
-Machine: {machine()}. Load average (1 min) {load_before[0]:.1f} before and {load_after[0]:.1f} after the
-run{quiet}; the ratios compare runs interleaved in one process.
+Machine: {machine()}. {load_note(load_before[0])}
 
 ### One KD epoch including set-up
 
