@@ -65,9 +65,9 @@ def resolve_device(spec: str | torch.device | None = "auto", *, field: str = "de
 
 
 #: the largest batch an inference pass (evaluation, teacher logits) runs at once on the CPU: larger
-#: batches spill the activations out of the caches (a batch of 1000 MNIST images runs about 2x
-#: slower per image than batches of 64-128 through the zoo's conv nets, measured in
-#: benchmarks/bench_training.py); outputs per sample do not depend on the chunking
+#: batches spill the activations out of the caches (on a 2-core AVX-512 CPU, batches of 1000 MNIST
+#: images ran 1.8x (cnn_large) and 2.3x (cnn_small) slower per image than batches of 128); outputs
+#: per sample do not depend on the chunking
 CPU_INFERENCE_CHUNK = 128
 
 
