@@ -180,7 +180,7 @@ class DistillSpec(_Strict):
         description=(
             "precision of the fixed teachers' forwards (cache, per-step logits, test logits): "
             "float32 is exact; bfloat16 autocasts them (about 1.8x faster where the hardware "
-            "has bf16 units, soft targets within about 1e-5 KL); auto = bfloat16 where the "
+            "has bf16 units; soft targets move by a mean KL of about 5e-6); auto = bfloat16 where the "
             "device computes bf16 natively, float32 elsewhere"
         ),
     )

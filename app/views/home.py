@@ -77,7 +77,7 @@ with shared.page("Distillation Workbench", "Train a student from a teacher, then
             precision = shared.bound_selectbox(
                 "Teacher precision", "tprec", list(TEACHER_PRECISIONS), default="float32",
                 help="float32 is exact. bfloat16 runs the teacher's forwards about 1.8x faster on hardware "
-                "with bf16 units (the first epoch is shorter); its soft targets move by about 1e-5 KL. "
+                "with bf16 units (the first epoch is shorter); its soft targets move by a mean KL of about 5e-6. "
                 "auto picks bfloat16 only where this machine computes it natively.",
                 container=right,
             )
