@@ -378,8 +378,13 @@ def report(out: dict[str, Any], sessions: int) -> str:
         "`python benchmarks/bench_app.py` — the Streamlit app (`workbench.serve.start`, one job at a time) on a "
         "fresh run store, driven by headless Chromium through Playwright; the embedded MNIST subset, "
         f"`cnn_small` students of the shipped `cnn_large` teacher. Machine: {machine()}; 1-minute load average "
-        f"{out['load_before']:.1f} before and {out['load_after']:.1f} after the run (other processes shared the "
-        "cores).",
+        f"{out['load_before']:.1f} before and {out['load_after']:.1f} after the run ("
+        + (
+            "a quiet machine before it; the load at the end is the benchmark's own sessions and jobs"
+            if out["load_before"] < 1.0
+            else "other processes shared the cores"
+        )
+        + ").",
         "",
         "| measurement | figure | target | |",
         "|---|---|---|---|",
