@@ -84,20 +84,9 @@ with shared.page("Loss landscape", "The student's objectives around its trained 
 
     def work(job: shared_a.BackgroundJob):
         publish = {"progress": job.progress, "cancel": job.cancel, "on_row": lambda r: job.publish(result=r)}
-        if view == "plane":
-            return landscape_2d(
-                teacher,
-                student,
-                batch.images,
-                batch.labels,
-                span=(-span, span),
-                steps=steps,
-                seed=seed,
-                **common,
-                **publish,
-            )
-        if view == "line":
-            return landscape_1d(
+        if view in ("plane", "line"):
+            around = landscape_2d if view == "plane" else landscape_1d
+            return around(
                 teacher,
                 student,
                 batch.images,

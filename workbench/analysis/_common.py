@@ -6,7 +6,6 @@ probability divergences the agreement and difficulty analyses share. Nothing her
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -17,6 +16,7 @@ from torch import nn
 from workbench.devices import DeviceError
 from workbench.devices import resolve_device as _resolve
 from workbench.metrics import kl_rows  # noqa: F401  (re-exported for the analyses)
+from workbench.models.copies import frozen_copy
 from workbench.runtime import CancelToken, Tracker
 
 
@@ -157,22 +157,9 @@ def resolve_device(model: nn.Module, device: str | torch.device | None) -> torch
 
 
 def working_copy(model: nn.Module, device: torch.device) -> nn.Module:
-    """An eval-mode copy of ``model`` on ``device`` whose parameters need no gradient.
-
-    Analyses compute on such a copy, so the caller's model (its device, ``training`` flags,
-    parameters, ``requires_grad`` and hooks) is never touched: one model can be shared by
-    several sessions and threads while they analyse it.
-    """
-    clone = copy.deepcopy(model)
-    # hooks registered on the caller's modules are not the analysis's to run
-    for m in clone.modules():
-        m._forward_hooks.clear()
-        m._forward_pre_hooks.clear()
-        m._backward_hooks.clear()
-    clone = clone.to(device).eval()
-    for p in clone.parameters():
-        p.requires_grad_(False)
-    return clone
+    """An eval-mode, gradient-free copy of ``model`` on ``device`` without the caller's hooks
+    (:func:`workbench.models.copies.frozen_copy`): every analysis computes on one."""
+    return frozen_copy(model, device)
 
 
 @contextmanager

@@ -730,16 +730,23 @@ def cka_matrix(
         kernel=kernel,
         names=pair,
         class_names=classes,
-        params={
-            "kernel": kernel,
-            "bandwidth": bw,
-            "debiased": bool(debiased),
-            "batch_size": bs,
-            "precision": prec,
-            "fold_bn": bool(fold_bn),
-            "memory_format": fmt,
-        },
+        params=_cka_params(kernel, bw, debiased, bs, prec, fold_bn, fmt),
     )
+
+
+def _cka_params(
+    kernel: str, bandwidth: Any, debiased: bool, batch_size: int, precision: str, fold_bn: bool, memory_format: str
+) -> dict[str, Any]:
+    """The settings a CKA result records in ``params``."""
+    return {
+        "kernel": kernel,
+        "bandwidth": bandwidth,
+        "debiased": bool(debiased),
+        "batch_size": batch_size,
+        "precision": precision,
+        "fold_bn": bool(fold_bn),
+        "memory_format": memory_format,
+    }
 
 
 # ---- CKA over training ---------------------------------------------------------------------------
@@ -936,15 +943,7 @@ def cka_over_training(
         kernel=kernel,
         names=pair,
         class_names=classes,
-        params={
-            "kernel": kernel,
-            "bandwidth": bw,
-            "debiased": bool(debiased),
-            "batch_size": bs,
-            "precision": prec,
-            "fold_bn": bool(fold_bn),
-            "memory_format": fmt,
-        },
+        params=_cka_params(kernel, bw, debiased, bs, prec, fold_bn, fmt),
     )
 
 

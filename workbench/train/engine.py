@@ -37,6 +37,7 @@ from workbench.models import (
     model_info,
     wants_channels_last,
 )
+from workbench.models.copies import frozen_copy
 from workbench.models.taps import FeatureTaps
 from workbench.runs import RunStore, RunStoreError, RunWriter, checkpoint_state, load_weights, split_state
 from workbench.runs.store import process_gone, process_start
@@ -332,7 +333,7 @@ class Trainer:
                 for i, t in enumerate(cfg.teachers)
             ]
         else:  # the caller's teachers stay as they are (device, flags, hooks): work on copies
-            self.teachers = [_frozen_copy(t, self.device) for t in self._teachers]
+            self.teachers = [frozen_copy(t, self.device) for t in self._teachers]
         needing = methods_needing_teacher(cfg)
         if needing and not self.teachers:
             raise ConfigError(f"teachers: methods {needing} need at least one teacher, none given")
@@ -948,21 +949,6 @@ def _module_device(module: nn.Module) -> torch.device | None:
     for t in [*module.parameters(), *module.buffers()]:
         return t.device
     return None
-
-
-def _frozen_copy(teacher: nn.Module, device: torch.device) -> nn.Module:
-    """An eval-mode, gradient-free copy of ``teacher`` on ``device`` (hooks not carried over)."""
-    import copy
-
-    work = copy.deepcopy(teacher)
-    for m in work.modules():
-        m._forward_hooks.clear()
-        m._forward_pre_hooks.clear()
-        m._backward_hooks.clear()
-    work = work.to(device).eval()
-    for p in work.parameters():
-        p.requires_grad_(False)
-    return work
 
 
 def _with_train(data: Dataset, train: Any) -> Dataset:

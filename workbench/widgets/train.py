@@ -19,6 +19,7 @@ from typing import Any
 import ipywidgets as W
 
 from workbench.config import TEACHER_PRECISIONS
+from workbench.distill.forms import text_hint
 from workbench.widgets.base import Panel, PanelError
 
 NO_TEACHER = "none"
@@ -51,9 +52,7 @@ def _field_widget(f: Any) -> W.ValueWidget:
         return W.Dropdown(options=list(f.choices), value=f.default if f.default in f.choices else f.choices[0],
                           description=desc, tooltip=tip)
     shown = "default" if f.default is None else str(f.default)
-    from workbench.distill.forms import text_hint
-
-    return W.Text(value="", placeholder=f"{text_hint(f)}; blank = {shown}", description=desc, tooltip=tip)
+    return W.Text(value="", description=desc, tooltip=f"{tip} ({text_hint(f)}; blank = {shown})")
 
 
 class TrainPanel(Panel):
@@ -110,6 +109,7 @@ class TrainPanel(Panel):
         self._watcher: threading.Thread | None = None
         self._stop_watch = threading.Event()
         self._method_widgets: dict[str, dict[str, W.ValueWidget]] = {}
+        self._method_fields: dict[str, dict[str, Any]] = {}  # method -> {param: forms.Field}
         self.extra_config: dict[str, Any] = {}
 
         datasets = [d.name for d in list_datasets() if not d.needs_root]
@@ -131,7 +131,7 @@ class TrainPanel(Panel):
         self._add("epochs", W.BoundedIntText(value=epochs, min=1, max=1000, description="epochs"))
         self._add("seed", W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed"))
         self._add("max_steps", W.BoundedIntText(value=0, min=0, max=10**9, description="max steps"))
-        self._add("name", W.Text(value="", description="name", placeholder="optional"))
+        self._add("name", W.Text(value="", description="name", tooltip="a name for the run (optional)"))
         self.method_box = W.VBox()
         self.start_button = W.Button(description="Start", button_style="primary")
         self.stop_button = W.Button(description="Stop", disabled=True)
@@ -174,9 +174,11 @@ class TrainPanel(Panel):
             if method != "none":
                 ws["weight"] = W.BoundedFloatText(value=1.0 if method != "kd" else 0.9, min=0.0, max=1000.0,
                                                   description="weight")
-            for f in schema_fields(method_schema(method)):
+            fields = schema_fields(method_schema(method))
+            for f in fields:
                 ws[f.name] = _field_widget(f)
             self._method_widgets[method] = ws
+            self._method_fields[method] = {f.name: f for f in fields}
         return self._method_widgets[method]
 
     def _sync_method_forms(self) -> None:
@@ -237,13 +239,12 @@ class TrainPanel(Panel):
 
     def config_dict(self) -> dict[str, Any]:
         """The run config the form describes, as a mapping (not yet validated)."""
-        from workbench.distill import method_schema
-        from workbench.distill.forms import parse_field_text, schema_fields
+        from workbench.distill.forms import parse_field_text
 
         methods = []
         for method in self.value("methods") or ("none",):
             ws = self._method_controls(method)
-            fields = {f.name: f for f in schema_fields(method_schema(method))}
+            fields = self._method_fields[method]
             params: dict[str, Any] = {}
             for pname, w in ws.items():
                 if pname == "weight":
