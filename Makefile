@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run demo lab test lint bench assets teachers methods-table clean
+.PHONY: run demo lab lessons test lint bench assets teachers methods-table clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,20 @@ demo: $(VENV)/.installed
 lab: $(VENV)/.installed-notebooks
 	$(BIN)/jupyter lab notebooks/
 
+# Sync the lessons' jupytext pairs: notebooks/NN_*.py (percent format) is the source; its .ipynb
+# follows it (an .ipynb edited in JupyterLab updates its .py) and keeps no outputs.
+lessons: $(VENV)/.installed-notebooks
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+	$(BIN)/jupyter nbconvert --clear-output --inplace --log-level=WARN notebooks/[0-9][0-9]_*.ipynb
+
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, then the house rules: no import circle in workbench/, no module above 800 lines, no function
+# above 80 lines of body (scripts/check_structure.py).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/check_structure.py
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py

@@ -1,2 +1,2 @@
-"""The Streamlit app of the workbench: ``app/main.py`` (entry), ``app/shared.py`` (what every page
-uses), and one short script per page under ``app/views/``."""
+"""The Streamlit app of the workbench: ``app/main.py`` (entry), ``app/lib/`` (what the pages share),
+and one short script per page under ``app/views/``."""

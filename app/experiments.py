@@ -3,7 +3,7 @@
 Each finding of the student doctor (``workbench.analysis.doctor``) carries a structured
 ``Experiment`` (config overrides, one sentence, the metric it should move);
 :func:`suggested_config` applies it to the diagnosed run's config, which the Doctor page links to
-as a prefilled New run (``app.shared.new_run_params``). No rule is interpreted here.
+as a prefilled New run (:func:`app.lib.forms.new_run_params`). No rule is interpreted here.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from typing import Any
 
 def suggested_config(finding: Any, run: Any) -> dict[str, Any]:
     """The run's config with the finding's experiment applied, as a mapping for the New-run form
-    (the run itself is untouched); a finding without an experiment gives the run's config."""
+    (the run itself is untouched); a finding without an experiment gives the run's config.
+
+    The mapping names no ``kind`` for a student (``RunConfig`` infers it from the methods); a teacher
+    run keeps ``teacher``."""
     cfg = run.config.model_dump(mode="json")
     experiment = getattr(finding, "experiment", None)
     if experiment is not None and experiment.overrides:
         cfg = experiment.apply(cfg)
-    cfg["kind"] = "distill" if cfg.get("teachers") else cfg.get("kind", "distill")
-    methods = [m.get("name") for m in cfg.get("distill", {}).get("methods", [])]
-    if cfg["kind"] == "distill" and methods in ([], ["none"]):
-        cfg["kind"] = "student"
+    if cfg.get("kind") != "teacher":
+        cfg.pop("kind", None)
     cfg["name"] = f"{(run.status.get('name') or 'run')[:28]}-{finding.rule}"[:40]
     return cfg
 

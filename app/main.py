@@ -3,7 +3,7 @@
 Start it with ``workbench app`` (or ``streamlit run app/main.py``). The run store is the folder
 named by ``$WORKBENCH_RUNS`` (default ``./runs``); ``$WORKBENCH_MAX_JOBS`` bounds the training jobs
 that run at once. Every page is a short script under ``app/views/`` that reads its state through
-:mod:`app.shared`.
+:mod:`app.lib`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
-from app import shared  # noqa: E402
+from app.lib import state  # noqa: E402
 
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
-#: (file, title, icon, url path) of every page, in menu order; the first one is the default page.
+#: (file, title, icon, url path) of every page, in menu order; the first one is the default page,
+#: served at ``/`` and at its url path
 PAGES: list[tuple[str, str, str, str]] = [
     ("home.py", "Home / New run", ":material/home:", "home"),
     ("training.py", "Training", ":material/monitoring:", "training"),
@@ -58,22 +59,33 @@ def _missing(title: str):
 
 
 def build_pages() -> dict[str, list[st.Page]]:
-    """The ``st.Page`` objects of :data:`PAGES`, grouped by :data:`SECTIONS`."""
+    """The ``st.Page`` objects of :data:`PAGES`, grouped by :data:`SECTIONS`.
+
+    Streamlit serves the default page at ``/`` only, whatever its url path; the same script is also
+    registered, hidden from the menu, at the default page's url path, so ``/home`` opens Home too (a
+    link to the page's file still leads to ``/``, the first page registered with it).
+    """
     made: dict[str, st.Page] = {}
     for i, (file, title, icon, url) in enumerate(PAGES):
         path = PAGES_DIR / file
         target = path if path.is_file() else _missing(title)
-        made[url] = st.Page(target, title=title, icon=icon, url_path=url, default=(i == 0))
-    return {section: [made[u] for u in urls] for section, urls in SECTIONS.items()}
+        made[url] = st.Page(target, title=title, icon=icon, url_path="" if i == 0 else url, default=i == 0)
+    sections = {section: [made[u] for u in urls] for section, urls in SECTIONS.items()}
+    file, title, icon, url = PAGES[0]
+    if (PAGES_DIR / file).is_file():
+        alias = st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=url, visibility="hidden")
+        next(iter(sections.values())).append(alias)
+    return sections
 
 
 def main() -> None:
     """Configure the page, the thread budget and the sidebar, then run the selected page."""
     st.set_page_config(page_title="Distillation Workbench", page_icon=":material/school:", layout="wide")
-    shared.configure_threads()
+    state.configure_threads()
     page = st.navigation(build_pages())
-    shared.sidebar()
+    state.sidebar()
     page.run()
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs the entry script as __main__; importing it builds nothing
+    main()

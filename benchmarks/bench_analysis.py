@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import load_note, machine, write_section  # noqa: E402
 
 from workbench.analysis import MinibatchCKA, cka_matrix, compute_cams, landscape_2d  # noqa: E402
-from workbench.analysis.landscape import cross_entropy  # noqa: E402
+from workbench.analysis.objectives import cross_entropy  # noqa: E402
 from workbench.data import load_dataset  # noqa: E402
 from workbench.models import as_channels_last, channels_last, create_model, fold_batchnorm, model_info  # noqa: E402
 from workbench.models.taps import capture, last_conv_layer, penultimate_layer, stage_layers  # noqa: E402

@@ -161,8 +161,175 @@ def save_small_png(png: bytes, dest: Path) -> int:
     return buf.tell()
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+async def _first_paint(page: Any, url: str, proc: Any, t0: float, out: dict[str, Any]) -> None:
+    """(1) Wait for the app started at ``t0`` to paint its first page; record both times in ``out``."""
+    while True:
+        try:
+            await page.goto(url, wait_until="commit", timeout=5000)
+            break
+        except Exception:  # noqa: BLE001 - not listening yet
+            if proc.poll() is not None:
+                raise SystemExit(f"error: the app exited ({proc.returncode})") from None
+            if time.perf_counter() - t0 > 120:
+                raise SystemExit("error: the app did not answer within 120 s") from None
+            await asyncio.sleep(0.05)
+    await page.locator('[data-testid="stMainBlockContainer"] h1').first.wait_for(timeout=120_000)
+    out["first_paint_s"] = time.perf_counter() - t0
+    await page.get_by_role("button", name="Start", exact=True).wait_for(timeout=120_000)
+    await wait_ready(page, "Distillation Workbench")
+    out["first_complete_s"] = time.perf_counter() - t0
+    print(f"first page painted {out['first_paint_s']:.2f} s, complete {out['first_complete_s']:.2f} s")
+
+
+async def _start_to_cams(page: Any, url: str, root: Path, queue: Any, out: dict[str, Any]) -> tuple[dict, str]:
+    """(3) Click Start (a 2-epoch KD run, the form's defaults) until its CAM page is painted; record the
+    times in ``out``. Returns ``(the job's config, the KD run's id)``."""
+    t_click = time.perf_counter()
+    await page.get_by_role("button", name="Start", exact=True).click()
+    await page.get_by_text("Queued job").wait_for(timeout=60_000)
+    await page.get_by_role("link", name="Watch it on the Training page").click()
+    jobs = queue.list()
+    assert len(jobs) == 1 and jobs[0].config["train"]["epochs"] == 2, jobs
+    assert [m["name"] for m in jobs[0].config["distill"]["methods"]] == ["kd"], jobs[0].config
+    job_id = jobs[0].id
+    while not queue.get(job_id).done:
+        await asyncio.sleep(0.2)
+    t_done = time.perf_counter()
+    job = queue.get(job_id)
+    if job.state != "finished":
+        raise SystemExit(f"error: the KD job ended {job.state}: {job.error}\n{queue.log(job_id)}")
+    kd = job.run_id
+    await page.goto(f"{url}/cams?run={kd}", wait_until="commit")
+    await wait_ready(page, "Class activation maps", 2)
+    out["start_to_cams_s"] = time.perf_counter() - t_click
+    out["start_to_finished_s"] = t_done - t_click
+    status = json.loads((root / kd / "status.json").read_text())
+    job_started = datetime.fromisoformat(job.started)
+    out["worker_setup_s"] = (datetime.fromisoformat(status["started"]) - job_started).total_seconds()
+    out["kd_train_s"] = (
+        datetime.fromisoformat(status["finished"]) - datetime.fromisoformat(status["started"])
+    ).total_seconds()
+    print(f"Start -> CAM page {out['start_to_cams_s']:.1f} s (job finished after {out['start_to_finished_s']:.1f} s)")
+    return jobs[0].config, kd
+
+
+async def _repaint(page: Any, url: str, repeats: int, out: dict[str, Any]) -> None:
+    """(2) A view already computed repaints after switching back to it (sidebar clicks, one session)."""
+    await page.goto(url, wait_until="commit")
+    await wait_ready(page, "Distillation Workbench")
+    await nav_click(page, "similarity")
+    await wait_ready(page, "Feature similarity", 2)
+    await nav_click(page, "agreement")
+    await wait_ready(page, "Agreement", 1)
+    back = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        await nav_click(page, "similarity")
+        await wait_ready(page, "Feature similarity", 2, timeout_s=120)
+        back.append(time.perf_counter() - t)
+        await nav_click(page, "agreement")
+        await wait_ready(page, "Agreement", 1, timeout_s=120)
+    out["repaint_s"] = statistics.median(back)
+    out["repaint_all"] = back
+    print(f"repaint after switching back: median {out['repaint_s']:.2f} s of {back}")
+
+
+async def _screenshots(page: Any, url: str, kd: str, scratch: str) -> dict[str, int]:
+    """Small screenshots of the main pages into :data:`SHOTS`; their sizes in bytes by page."""
+    views = [
+        ("home", "", "Distillation Workbench", 0),
+        ("training", f"training?run={kd}", "Training", 1),
+        ("cams", f"cams?run={kd}&scratch={scratch}", "Class activation maps", 2),
+        ("similarity", f"similarity?run={kd}", "Feature similarity", 2),
+        ("landscape", f"landscape?run={kd}", "Loss landscape", 1),
+        ("agreement", f"agreement?run={kd}", "Agreement", 1),
+        ("compare", f"compare?runs={kd},{scratch}", "Compare runs", 1),
+        ("doctor", f"doctor?run={kd}&scratch={scratch}&examine=1", "Student doctor", 0),
+    ]
+    sizes = {}
+    await page.set_viewport_size(SHOT_VIEWPORT)  # tall enough to show each page's first figure
+    for name, path, title, plots in views:
+        await page.goto(f"{url}/{path}", wait_until="commit")
+        await wait_ready(page, title, plots)
+        if name == "home":
+            await page.locator('[data-testid="stDataFrame"]').wait_for(timeout=60_000)
+        await asyncio.sleep(1.0)  # let plotly finish its transitions
+        problem = await crash_text(page)
+        if problem:
+            print(f"warning: {name}: {problem}")
+        sizes[name] = save_small_png(await page.screenshot(), SHOTS / f"{name}.png")
+        print(f"screenshot {name}: {sizes[name] / 1000:.0f} kB")
+    return sizes
+
+
+async def _load_test(
+    browser: Any, url: str, queue: Any, config: dict, kd: str, scratch: str, sessions: int, pid: int
+) -> dict[str, Any]:
+    """(4) ``sessions`` browser sessions opening pages while 3 one-epoch jobs queue; the figures of it."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    from workbench.config import validate_config
+
+    base = {**config, "train": {**config["train"], "epochs": 1}}
+    queued = [queue.submit(validate_config({**base, "seed": s, "name": f"load-{s}"}), label=f"load-{s}")
+              for s in (1, 2, 3)]
+    routes = [
+        ("", "Distillation Workbench", 0),
+        (f"training?run={kd}", "Training", 1),
+        (f"agreement?run={kd}", "Agreement", 1),
+        (f"compare?runs={kd},{scratch}", "Compare runs", 1),
+        (f"cams?run={kd}", "Class activation maps", 2),
+        (f"similarity?run={kd}", "Feature similarity", 2),
+    ]
+    errors: list[str] = []
+    timeouts: list[str] = []
+    loads: list[float] = []
+
+    def all_done() -> bool:
+        return all(queue.get(j.id).done for j in queued)
+
+    async def session(i: int) -> int:
+        sctx = await browser.new_context(viewport={"width": 1200, "height": 800})
+        spage = await sctx.new_page()
+        count = 0
+        try:
+            while count < len(routes) or not all_done():
+                path, title, plots = routes[(i + count) % len(routes)]
+                t = time.perf_counter()
+                try:
+                    await spage.goto(f"{url}/{path}", wait_until="commit")
+                    await wait_ready(spage, title, plots, timeout_s=LOAD_TIMEOUT_S)
+                    loads.append(time.perf_counter() - t)
+                    problem = await crash_text(spage)
+                    if problem:
+                        errors.append(f"session {i} {path or 'home'}: {problem}")
+                except PlaywrightTimeout:
+                    timeouts.append(f"session {i} {path or 'home'}")
+                except Exception as err:  # noqa: BLE001 - recorded as an error of the run
+                    errors.append(f"session {i} {path or 'home'}: {type(err).__name__}: {str(err)[:200]}")
+                count += 1
+        finally:
+            await sctx.close()
+        return count
+
+    sampler = MemorySampler(pid)
+    t = time.perf_counter()
+    with sampler:
+        counts = await asyncio.gather(*(session(i) for i in range(sessions)))
+    return {
+        "sessions": sessions,
+        "page_loads": sum(counts),
+        "median_load_s": statistics.median(loads) if loads else float("nan"),
+        "max_load_s": max(loads) if loads else float("nan"),
+        "errors": errors,
+        "timeouts": timeouts,
+        "jobs": {queue.get(j.id).name: queue.get(j.id).state for j in queued},
+        "peak_rss_mb": sampler.peak / 2**20,
+        "seconds": time.perf_counter() - t,
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     from workbench import serve
@@ -189,167 +356,32 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             proc = serve.start(port=port, host="127.0.0.1", runs=root, max_jobs=1, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
-            while True:
-                try:
-                    await page.goto(url, wait_until="commit", timeout=5000)
-                    break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    if proc.poll() is not None:
-                        raise SystemExit(f"error: the app exited ({proc.returncode})") from None
-                    if time.perf_counter() - t0 > 120:
-                        raise SystemExit("error: the app did not answer within 120 s") from None
-                    await asyncio.sleep(0.05)
-            await page.locator('[data-testid="stMainBlockContainer"] h1').first.wait_for(timeout=120_000)
-            out["first_paint_s"] = time.perf_counter() - t0
-            await page.get_by_role("button", name="Start", exact=True).wait_for(timeout=120_000)
-            await wait_ready(page, "Distillation Workbench")
-            out["first_complete_s"] = time.perf_counter() - t0
-            print(f"first page painted {out['first_paint_s']:.2f} s, complete {out['first_complete_s']:.2f} s")
+            await _first_paint(page, url, proc, t0, out)
 
             # (3) click Start (a 2-epoch KD run, the form's defaults) -> its CAM page painted
             queue = JobQueue(root, max_jobs=1)
-            t_click = time.perf_counter()
-            await page.get_by_role("button", name="Start", exact=True).click()
-            await page.get_by_text("Queued job").wait_for(timeout=60_000)
-            await page.get_by_role("link", name="Watch it on the Training page").click()
-            jobs = queue.list()
-            assert len(jobs) == 1 and jobs[0].config["train"]["epochs"] == 2, jobs
-            assert [m["name"] for m in jobs[0].config["distill"]["methods"]] == ["kd"], jobs[0].config
-            job_id = jobs[0].id
-            while not queue.get(job_id).done:
-                await asyncio.sleep(0.2)
-            t_done = time.perf_counter()
-            job = queue.get(job_id)
-            if job.state != "finished":
-                raise SystemExit(f"error: the KD job ended {job.state}: {job.error}\n{queue.log(job_id)}")
-            kd = job.run_id
-            await page.goto(f"{url}/cams?run={kd}", wait_until="commit")
-            await wait_ready(page, "Class activation maps", 2)
-            out["start_to_cams_s"] = time.perf_counter() - t_click
-            out["start_to_finished_s"] = t_done - t_click
-            status = json.loads((root / kd / "status.json").read_text())
-            job_started = datetime.fromisoformat(job.started)
-            out["worker_setup_s"] = (datetime.fromisoformat(status["started"]) - job_started).total_seconds()
-            out["kd_train_s"] = (
-                datetime.fromisoformat(status["finished"]) - datetime.fromisoformat(status["started"])
-            ).total_seconds()
-            print(f"Start -> CAM page {out['start_to_cams_s']:.1f} s (job finished after {out['start_to_finished_s']:.1f} s)")
+            config, kd = await _start_to_cams(page, url, root, queue, out)
 
             # a scratch student too (compare and the doctor's sharpness rule), queued directly
             scratch_cfg = validate_config(
-                {**jobs[0].config, "kind": "student", "name": "scratch", "distill": {"methods": [{"name": "none"}],
-                                                                                      "ce_weight": 1.0}}
+                {**config, "kind": "student", "name": "scratch", "distill": {"methods": [{"name": "none"}],
+                                                                              "ce_weight": 1.0}}
             )
             sjob = queue.submit(scratch_cfg, label="scratch")
             queue.pump()
 
             # (2) a view already computed repaints after switching back to it (sidebar clicks, one session)
             scratch = queue.wait(sjob.id, timeout=900).run_id
-            await page.goto(url, wait_until="commit")
-            await wait_ready(page, "Distillation Workbench")
-            await nav_click(page, "similarity")
-            await wait_ready(page, "Feature similarity", 2)
-            await nav_click(page, "agreement")
-            await wait_ready(page, "Agreement", 1)
-            back = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                await nav_click(page, "similarity")
-                await wait_ready(page, "Feature similarity", 2, timeout_s=120)
-                back.append(time.perf_counter() - t)
-                await nav_click(page, "agreement")
-                await wait_ready(page, "Agreement", 1, timeout_s=120)
-            out["repaint_s"] = statistics.median(back)
-            out["repaint_all"] = back
-            print(f"repaint after switching back: median {out['repaint_s']:.2f} s of {back}")
+            await _repaint(page, url, args.repeats, out)
 
             # screenshots of the main pages
             if not args.no_screenshots:
-                views = [
-                    ("home", "", "Distillation Workbench", 0),
-                    ("training", f"training?run={kd}", "Training", 1),
-                    ("cams", f"cams?run={kd}&scratch={scratch}", "Class activation maps", 2),
-                    ("similarity", f"similarity?run={kd}", "Feature similarity", 2),
-                    ("landscape", f"landscape?run={kd}", "Loss landscape", 1),
-                    ("agreement", f"agreement?run={kd}", "Agreement", 1),
-                    ("compare", f"compare?runs={kd},{scratch}", "Compare runs", 1),
-                    ("doctor", f"doctor?run={kd}&scratch={scratch}&examine=1", "Student doctor", 0),
-                ]
-                sizes = {}
-                await page.set_viewport_size(SHOT_VIEWPORT)  # tall enough to show each page's first figure
-                for name, path, title, plots in views:
-                    await page.goto(f"{url}/{path}", wait_until="commit")
-                    await wait_ready(page, title, plots)
-                    if name == "home":
-                        await page.locator('[data-testid="stDataFrame"]').wait_for(timeout=60_000)
-                    await asyncio.sleep(1.0)  # let plotly finish its transitions
-                    problem = await crash_text(page)
-                    if problem:
-                        print(f"warning: {name}: {problem}")
-                    sizes[name] = save_small_png(await page.screenshot(), SHOTS / f"{name}.png")
-                    print(f"screenshot {name}: {sizes[name] / 1000:.0f} kB")
-                out["shots"] = sizes
+                out["shots"] = await _screenshots(page, url, kd, scratch)
 
             if args.skip_load:
                 return out
             # (4) concurrent sessions opening pages while 3 jobs queue
-            base = {**jobs[0].config, "train": {**jobs[0].config["train"], "epochs": 1}}
-            queued = [queue.submit(validate_config({**base, "seed": s, "name": f"load-{s}"}), label=f"load-{s}")
-                      for s in (1, 2, 3)]
-            routes = [
-                ("", "Distillation Workbench", 0),
-                (f"training?run={kd}", "Training", 1),
-                (f"agreement?run={kd}", "Agreement", 1),
-                (f"compare?runs={kd},{scratch}", "Compare runs", 1),
-                (f"cams?run={kd}", "Class activation maps", 2),
-                (f"similarity?run={kd}", "Feature similarity", 2),
-            ]
-            errors: list[str] = []
-            timeouts: list[str] = []
-            loads: list[float] = []
-
-            def all_done() -> bool:
-                return all(queue.get(j.id).done for j in queued)
-
-            async def session(i: int) -> int:
-                sctx = await browser.new_context(viewport={"width": 1200, "height": 800})
-                spage = await sctx.new_page()
-                count = 0
-                try:
-                    while count < len(routes) or not all_done():
-                        path, title, plots = routes[(i + count) % len(routes)]
-                        t = time.perf_counter()
-                        try:
-                            await spage.goto(f"{url}/{path}", wait_until="commit")
-                            await wait_ready(spage, title, plots, timeout_s=LOAD_TIMEOUT_S)
-                            loads.append(time.perf_counter() - t)
-                            problem = await crash_text(spage)
-                            if problem:
-                                errors.append(f"session {i} {path or 'home'}: {problem}")
-                        except PlaywrightTimeout:
-                            timeouts.append(f"session {i} {path or 'home'}")
-                        except Exception as err:  # noqa: BLE001 - recorded as an error of the run
-                            errors.append(f"session {i} {path or 'home'}: {type(err).__name__}: {str(err)[:200]}")
-                        count += 1
-                finally:
-                    await sctx.close()
-                return count
-
-            sampler = MemorySampler(proc.pid)
-            t = time.perf_counter()
-            with sampler:
-                counts = await asyncio.gather(*(session(i) for i in range(args.sessions)))
-            out["load"] = {
-                "sessions": args.sessions,
-                "page_loads": sum(counts),
-                "median_load_s": statistics.median(loads) if loads else float("nan"),
-                "max_load_s": max(loads) if loads else float("nan"),
-                "errors": errors,
-                "timeouts": timeouts,
-                "jobs": {queue.get(j.id).name: queue.get(j.id).state for j in queued},
-                "peak_rss_mb": sampler.peak / 2**20,
-                "seconds": time.perf_counter() - t,
-            }
+            out["load"] = await _load_test(browser, url, queue, config, kd, scratch, args.sessions, proc.pid)
             print(json.dumps(out["load"], indent=1))
             out["load_after"] = os.getloadavg()[0]
         finally:

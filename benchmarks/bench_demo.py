@@ -18,15 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 
 from workbench.runs import RunStore  # noqa: E402
-from workbench.train import load_shipped_teacher  # noqa: E402
-from workbench.train.teachers import shipped_teacher_card  # noqa: E402
+from workbench.runs.teachers import load_shipped_teacher  # noqa: E402
+from workbench.runs.teachers import shipped_teacher_card  # noqa: E402
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as ws:
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "workbench.cli", "demo", "--quiet", "--workspace", ws],
+            [sys.executable, "-m", "workbench.cli", "demo", "--quiet", "--runs", ws],
             capture_output=True,
             text=True,
             check=True,

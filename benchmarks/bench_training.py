@@ -36,7 +36,8 @@ from workbench.config import validate_config  # noqa: E402
 from workbench.data import load_dataset  # noqa: E402
 from workbench.devices import native_bfloat16  # noqa: E402
 from workbench.models import create_model, model_info  # noqa: E402
-from workbench.train import SetupProgress, Trainer, load_shipped_teacher  # noqa: E402
+from workbench.runs.teachers import load_shipped_teacher  # noqa: E402
+from workbench.train import SetupProgress, Trainer  # noqa: E402
 
 STUDENT = "cnn_small"
 BATCH = 64
@@ -221,91 +222,69 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved one-epoch rounds")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    load_before = os.getloadavg()
-    ds = load_dataset("mnist")
-    teacher = load_shipped_teacher("mnist")
-
-    # 4. one KD epoch including set-up, interleaved rounds
-    first = first_epoch_rounds(args.pairs, ds, teacher)
+def _one_epoch_figures(first: dict[str, list[dict]]) -> dict:
+    """The medians, ratios and mean accuracies of :func:`first_epoch_rounds`' rounds."""
     eng1, bf1, tut1 = first["float32"], first["bfloat16"], first["tutorial"]
     e_wall = statistics.median(r["wall"] for r in eng1)
     b_wall = statistics.median(r["wall"] for r in bf1)
     t_wall = statistics.median(r["wall"] for r in tut1)
-    e_setup = statistics.median(r["setup"] for r in eng1)
-    e_epoch1 = statistics.median(r["first"] for r in eng1)
-    b_epoch1 = statistics.median(r["first"] for r in bf1)
-    pair_ratios = [t["wall"] / e["wall"] for e, t in zip(eng1, tut1, strict=True)]
-    bf_ratios = [t["wall"] / e["wall"] for e, t in zip(bf1, tut1, strict=True)]
-    first_ratio = t_wall / e_wall
-    bf_ratio = t_wall / b_wall
-    acc_e1 = statistics.mean(r["acc"] for r in eng1)
-    acc_b1 = statistics.mean(r["acc"] for r in bf1)
-    acc_t1 = statistics.mean(r["acc"] for r in tut1)
+    return {
+        "e_wall": e_wall,
+        "b_wall": b_wall,
+        "t_wall": t_wall,
+        "e_setup": statistics.median(r["setup"] for r in eng1),
+        "e_epoch1": statistics.median(r["first"] for r in eng1),
+        "b_epoch1": statistics.median(r["first"] for r in bf1),
+        "pair_ratios": [t["wall"] / e["wall"] for e, t in zip(eng1, tut1, strict=True)],
+        "bf_ratios": [t["wall"] / e["wall"] for e, t in zip(bf1, tut1, strict=True)],
+        "first_ratio": t_wall / e_wall,
+        "bf_ratio": t_wall / b_wall,
+        "acc_e1": statistics.mean(r["acc"] for r in eng1),
+        "acc_b1": statistics.mean(r["acc"] for r in bf1),
+        "acc_t1": statistics.mean(r["acc"] for r in tut1),
+    }
 
-    # 5. the arithmetic
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    drift = bfloat16_drift(ds, teacher)
-    t_flops = model_info(teacher, tuple(ds.image_shape)).flops
-    s_flops = model_info(create_model(STUDENT, num_classes=10, in_channels=1, image_size=28), (1, 28, 28)).flops
 
-    # 1-3. multi-epoch figures
+def _several_epochs(epochs: int, repeats: int, ds, teacher) -> dict:
+    """1-3: ``repeats`` rounds of ``epochs`` epochs of the minimal loop, the engine (scratch and KD) and
+    the tutorial loop; the median seconds per epoch (``med``), median wall seconds (``wall``) and mean
+    test accuracies (``acc``) of the KD runs."""
     rows: dict[str, list[float]] = {k: [] for k in ("engine", "minimal", "first", "later", "tutorial")}
     walls: dict[str, list[float]] = {"distill": [], "tutorial": []}
     accs: dict[str, list[float]] = {"distill": [], "tutorial": []}
-    for _ in range(args.repeats):
-        rows["minimal"].append(minimal_loop_epoch_seconds(args.epochs, ds))
-        rows["engine"].append(engine_run("student", args.epochs, ds)["epoch"])
-        r = engine_run("distill", args.epochs, ds, teacher)
+    for _ in range(repeats):
+        rows["minimal"].append(minimal_loop_epoch_seconds(epochs, ds))
+        rows["engine"].append(engine_run("student", epochs, ds)["epoch"])
+        r = engine_run("distill", epochs, ds, teacher)
         rows["first"].append(r["first"])
         rows["later"].append(r["later"])
         walls["distill"].append(r["wall"])
         accs["distill"].append(r["acc"])
-        t = tutorial_kd(args.epochs, ds, teacher)
+        t = tutorial_kd(epochs, ds, teacher)
         rows["tutorial"].append(t["epoch"])
         walls["tutorial"].append(t["wall"])
         accs["tutorial"].append(t["acc"])
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    wall = {k: statistics.median(v) for k, v in walls.items()}
-    n = len(ds.train)
-    throughput = med["minimal"] / med["engine"]
-    distill_cost = med["later"] / med["engine"]
-    engine_kd_epoch = (med["first"] + med["later"] * (args.epochs - 1)) / args.epochs
-    vs_tutorial = med["tutorial"] / engine_kd_epoch
-    wall_ratio = wall["tutorial"] / wall["distill"]
-    acc_d, acc_t = statistics.mean(accs["distill"]), statistics.mean(accs["tutorial"])
-    n_test = len(ds.test)
-    teacher_work = t_flops * (n + n_test)  # train forwards that fill the cache + the test logits
-    student_work = 3 * s_flops * n  # forward + backward (about 2x the forward) per training sample
-    budget = t_wall / 1.5 - (e_wall - e_epoch1) - med["later"]  # teacher seconds the target leaves
-    at_peak = t_flops * n / peak32 / 1e9
-    if at_peak > budget:
-        verdict = (
-            "Even a float32 teacher at the machine's full matrix-product peak needs more seconds than the\n"
-            "target leaves, so the float32 default cannot reach 1.5x on this CPU."
-        )
-    else:
-        verdict = (
-            f"A float32 teacher would need {100 * at_peak / budget:.0f}% of the machine's float32 peak"
-            " inside the engine to reach 1.5x."
-        )
-    teacher_fill = e_epoch1 - med["later"]
-    bf_fill = b_epoch1 - med["later"]
+    return {
+        "med": {k: statistics.median(v) for k, v in rows.items()},
+        "wall": {k: statistics.median(v) for k, v in walls.items()},
+        "acc": {k: statistics.mean(v) for k, v in accs.items()},
+    }
 
-    def ok(flag: bool) -> str:
-        return "met" if flag else "NOT met"
 
-    body = f"""## Training engine
+def _ok(flag: bool) -> str:
+    return "met" if flag else "NOT met"
+
+
+def _one_epoch_section(
+    args: argparse.Namespace, load_before: float, one: dict, drift: dict[str, float], n: int
+) -> str:
+    """The report's header (``load_before``: the 1-minute load average at the start) and its "One KD
+    epoch including set-up" section."""
+    return f"""## Training engine
 
 `python benchmarks/bench_training.py --epochs {args.epochs} --repeats {args.repeats} --pairs {args.pairs}` —
 embedded MNIST ({n} train images), student `{STUDENT}`, batch {BATCH}, SGD, teacher `shipped:mnist`.
-Machine: {machine()}. {load_note(load_before[0])}
+Machine: {machine()}. {load_note(load_before)}
 
 ### One KD epoch including set-up
 
@@ -318,25 +297,49 @@ teacher, tutorial loop; the order rotates every round) after one untimed warm-up
 
 | measurement | seconds |
 |---|---|
-| engine: one KD epoch, set-up included | {e_wall:.2f} |
-| ... of which set-up (until the first step) | {e_setup:.2f} |
-| ... of which the epoch (teacher forwards fill the cache) | {e_epoch1:.2f} |
-| PyTorch-tutorial-style loop: one KD epoch, set-up included | {t_wall:.2f} |
+| engine: one KD epoch, set-up included | {one["e_wall"]:.2f} |
+| ... of which set-up (until the first step) | {one["e_setup"]:.2f} |
+| ... of which the epoch (teacher forwards fill the cache) | {one["e_epoch1"]:.2f} |
+| PyTorch-tutorial-style loop: one KD epoch, set-up included | {one["t_wall"]:.2f} |
 
-| teacher precision `bfloat16` (native bf16 here: {"yes" if native_bfloat16("cpu") else "no"}): one KD epoch, set-up included | {b_wall:.2f} |
-| ... of which the epoch (bfloat16 teacher forwards fill the cache) | {b_epoch1:.2f} |
+| teacher precision `bfloat16` (native bf16 here: {"yes" if native_bfloat16("cpu") else "no"}): one KD epoch, set-up included | {one["b_wall"]:.2f} |
+| ... of which the epoch (bfloat16 teacher forwards fill the cache) | {one["b_epoch1"]:.2f} |
 
 | target | figure | |
 |---|---|---|
-| one KD epoch, set-up included, >= 1.5x the tutorial loop's speed (float32 teacher, the default) | {first_ratio:.2f}x (rounds: {", ".join(f"{x:.2f}" for x in pair_ratios)}) | {ok(first_ratio >= 1.5)} |
-| ... with `distill.teacher_precision: bfloat16` | {bf_ratio:.2f}x (rounds: {", ".join(f"{x:.2f}" for x in bf_ratios)}) | {ok(bf_ratio >= 1.5)} |
-| test accuracy after that epoch: engine float32 / engine bfloat16 / tutorial | {100 * acc_e1:.2f}% / {100 * acc_b1:.2f}% / {100 * acc_t1:.2f}% | |
+| one KD epoch, set-up included, >= 1.5x the tutorial loop's speed (float32 teacher, the default) | {one["first_ratio"]:.2f}x (rounds: {", ".join(f"{x:.2f}" for x in one["pair_ratios"])}) | {_ok(one["first_ratio"] >= 1.5)} |
+| ... with `distill.teacher_precision: bfloat16` | {one["bf_ratio"]:.2f}x (rounds: {", ".join(f"{x:.2f}" for x in one["bf_ratios"])}) | {_ok(one["bf_ratio"] >= 1.5)} |
+| test accuracy after that epoch: engine float32 / engine bfloat16 / tutorial | {100 * one["acc_e1"]:.2f}% / {100 * one["acc_b1"]:.2f}% / {100 * one["acc_t1"]:.2f}% | |
 
 What bfloat16 changes in the teacher's outputs over the {n} train images (the engine's inference
 copy, batch {BATCH}): soft targets at T=4 differ by KL {drift["kl_mean"]:.1e} on average
 ({drift["kl_max"]:.1e} at most); logits by at most {drift["logit_max"]:.3f} (the largest logit is
 {drift["logit_scale"]:.1f}); the predicted class agrees on {100 * drift["argmax"]:.2f}% of the images.
+"""
 
+
+def _arithmetic_section(
+    one: dict, later: float, t_flops: float, s_flops: float, peaks: tuple[float, float], n: int, n_test: int
+) -> str:
+    """The report's "The arithmetic of the first epoch" section (``later``: a cached epoch's seconds)."""
+    peak32, peak16 = peaks
+    teacher_work = t_flops * (n + n_test)  # train forwards that fill the cache + the test logits
+    student_work = 3 * s_flops * n  # forward + backward (about 2x the forward) per training sample
+    budget = one["t_wall"] / 1.5 - (one["e_wall"] - one["e_epoch1"]) - later  # teacher seconds the target leaves
+    at_peak = t_flops * n / peak32 / 1e9
+    if at_peak > budget:
+        verdict = (
+            "Even a float32 teacher at the machine's full matrix-product peak needs more seconds than the\n"
+            "target leaves, so the float32 default cannot reach 1.5x on this CPU."
+        )
+    else:
+        verdict = (
+            f"A float32 teacher would need {100 * at_peak / budget:.0f}% of the machine's float32 peak"
+            " inside the engine to reach 1.5x."
+        )
+    teacher_fill = one["e_epoch1"] - later
+    bf_fill = one["b_epoch1"] - later
+    return f"""
 ### The arithmetic of the first epoch
 
 | quantity | value |
@@ -352,11 +355,23 @@ copy, batch {BATCH}): soft targets at T=4 differ by KL {drift["kl_mean"]:.1e} on
 | float32 teacher seconds at 100% of the float32 peak | {t_flops * n / peak32 / 1e9:.2f} s |
 
 The engine's cached epoch (the student's training steps alone) already runs at
-{student_work / med["later"] / 1e9:.0f} GFLOP/s. {verdict} The
+{student_work / later / 1e9:.0f} GFLOP/s. {verdict} The
 engine's float32 teacher runs at the fraction of that peak shown above. On a CPU with bf16 units
 (AVX-512 BF16 or AMX) or a GPU, `distill.teacher_precision: bfloat16` (or `auto`) halves the
 teacher's cost, with the output changes measured above.
+"""
 
+
+def _several_epochs_section(args: argparse.Namespace, several: dict, n: int) -> str:
+    """The report's "Several epochs" section and its closing note."""
+    med, wall = several["med"], several["wall"]
+    acc_d, acc_t = several["acc"]["distill"], several["acc"]["tutorial"]
+    throughput = med["minimal"] / med["engine"]
+    distill_cost = med["later"] / med["engine"]
+    engine_kd_epoch = (med["first"] + med["later"] * (args.epochs - 1)) / args.epochs
+    vs_tutorial = med["tutorial"] / engine_kd_epoch
+    wall_ratio = wall["tutorial"] / wall["distill"]
+    body = f"""
 ### Several epochs
 
 Median over {args.repeats} repeats of {args.epochs} epochs.
@@ -371,17 +386,47 @@ Median over {args.repeats} repeats of {args.epochs} epochs.
 
 | target | figure | |
 |---|---|---|
-| engine throughput >= 0.95x the minimal loop | {throughput:.3f}x | {ok(throughput >= 0.95)} |
-| KD epoch with the cache <= 1.2x a scratch epoch | {distill_cost:.3f}x | {ok(distill_cost <= 1.2)} |
-| KD >= 2x faster than the tutorial-style loop (mean engine epoch, cache fill included) | {vs_tutorial:.2f}x | {ok(vs_tutorial >= 2.0)} |
+| engine throughput >= 0.95x the minimal loop | {throughput:.3f}x | {_ok(throughput >= 0.95)} |
+| KD epoch with the cache <= 1.2x a scratch epoch | {distill_cost:.3f}x | {_ok(distill_cost <= 1.2)} |
+| KD >= 2x faster than the tutorial-style loop (mean engine epoch, cache fill included) | {vs_tutorial:.2f}x | {_ok(vs_tutorial >= 2.0)} |
 | {args.epochs} KD epochs, set-up and test included: tutorial wall / engine wall | {wall["tutorial"]:.1f} s / {wall["distill"]:.1f} s = {wall_ratio:.2f}x | |
-| ... at equal accuracy (test acc after {args.epochs} epochs) | engine {100 * acc_d:.2f}% vs tutorial {100 * acc_t:.2f}% | {ok(acc_d >= acc_t - 0.005)} |
+| ... at equal accuracy (test acc after {args.epochs} epochs) | engine {100 * acc_d:.2f}% vs tutorial {100 * acc_t:.2f}% | {_ok(acc_d >= acc_t - 0.005)} |
 """
-    body += (
+    return body + (
         "\nSeconds per epoch exclude evaluation. The engine's first KD epoch pays the teacher forwards that\n"
         "fill its cache (there is no pass over the train split before training any more); later epochs read\n"
         "the cache. The engine runs conv students channels-last on the CPU (`train.memory_format: auto`); both\n"
         "hand-written loops keep PyTorch's default NCHW layout, as the tutorial does.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved one-epoch rounds")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    load_before = os.getloadavg()
+    ds = load_dataset("mnist")
+    teacher = load_shipped_teacher("mnist")
+
+    # 4. one KD epoch including set-up, interleaved rounds
+    one = _one_epoch_figures(first_epoch_rounds(args.pairs, ds, teacher))
+
+    # 5. the arithmetic
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    drift = bfloat16_drift(ds, teacher)
+    t_flops = model_info(teacher, tuple(ds.image_shape)).flops
+    s_flops = model_info(create_model(STUDENT, num_classes=10, in_channels=1, image_size=28), (1, 28, 28)).flops
+
+    # 1-3. multi-epoch figures
+    several = _several_epochs(args.epochs, args.repeats, ds, teacher)
+    n, n_test = len(ds.train), len(ds.test)
+    body = (
+        _one_epoch_section(args, load_before[0], one, drift, n)
+        + _arithmetic_section(one, several["med"]["later"], t_flops, s_flops, (peak32, peak16), n, n_test)
+        + _several_epochs_section(args, several, n)
     )
     write_section("training", body)
     print(body)

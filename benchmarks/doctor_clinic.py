@@ -363,7 +363,7 @@ def run_evidence(todo: list[Case], store: Any, root: Path) -> None:
         t0 = time.perf_counter()
         ev = measure_run(
             store.load(rid),
-            runs_root=str(store.root),
+            store=store,
             dataset=case_dataset(case),
             device="cpu",
             n_samples=500,
@@ -462,17 +462,21 @@ def _f(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: bool, quick: bool) -> None:
-    """Apply the rules to the cached evidence; print and (with ``write``) record the tables."""
-    from workbench.analysis.doctor import apply_rules
-
+def _cached_evidence(todo: list[Case], root: Path) -> list[tuple[Case, dict[str, Any]]]:
+    """``(case, evidence)`` of every case in ``todo`` whose evidence is cached under ``root``."""
     rows: list[tuple[Case, dict[str, Any]]] = []
     for case in todo:
         path = root / "evidence" / f"{case.key}.json"
         if path.exists():
             rows.append((case, json.loads(path.read_text())["evidence"]))
-    faulty = [(c, ev) for c, ev in rows if c.fault != "healthy"]
-    healthy = [(c, ev) for c, ev in rows if c.fault == "healthy"]
+    return rows
+
+
+def _top_findings(rows: list[tuple[Case, dict[str, Any]]]) -> tuple[dict[str, Counter[str]], int, int, list[str]]:
+    """The rules on every run: ``(planted fault -> count of top findings, top-1 hits, top-3 hits,
+    one table line per run)``."""
+    from workbench.analysis.doctor import apply_rules
+
     confusion: dict[str, Counter[str]] = {}
     top1 = top3 = 0
     lines_cases = []
@@ -488,7 +492,11 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
             f"| {c.fault} | {c.severity} | {c.pair} | {c.seed} | {top} | {', '.join(warn[1:3]) or '–'} | "
             f"{_f(ev.get('student_acc'))} | {_f(ev.get('teacher_acc'))} |"
         )
-    false_alarms = sum(1 for c, ev in healthy if any(f.level == "warning" for f in apply_rules(ev)))
+    return confusion, top1, top3, lines_cases
+
+
+def _confusion_table(confusion: dict[str, Counter[str]]) -> list[str]:
+    """The planted fault (rows) against the top finding (columns, "(none)" last), as table lines."""
     cols = sorted({k for v in confusion.values() for k in v}, key=lambda k: (k == "(none)", k))
     head = "| planted \\ top finding | " + " | ".join(cols) + " |"
     sep = "|---|" + "---|" * len(cols)
@@ -498,12 +506,11 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
             table.append(
                 f"| **{fault}** | " + " | ".join(str(confusion[fault].get(k, "")) for k in cols) + " |"
             )
-    n_f, n_h = len(faulty), len(healthy)
-    summary = (
-        f"top-1 {top1}/{n_f} = {100 * top1 / max(n_f, 1):.0f}%, top-3 {top3}/{n_f} = {100 * top3 / max(n_f, 1):.0f}% "
-        f"of faulty runs; false alarms {false_alarms}/{n_h} = {100 * false_alarms / max(n_h, 1):.0f}% of healthy runs"
-    )
-    marg = margins(rows)
+    return table
+
+
+def _margins_table(marg: list[dict[str, Any]]) -> list[str]:
+    """The :func:`margins` as table lines."""
     mtable = [
         "| threshold | value | fires when | fault | nearest faulty run | nearest healthy run | midpoint |",
         "|---|---|---|---|---|---|---|",
@@ -513,6 +520,43 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
             f"| `{m['threshold']}` | {_f(m['value'])} | {m['fires']} | {m['fault']} | {_f(m['closest_fault'])} | "
             f"{_f(m['closest_other'])} | {_f(m['midpoint'])} |"
         )
+    return mtable
+
+
+def _print_tables(body: str, mtable: list[str], lines_cases: list[str]) -> None:
+    """Print the clinic's section, the margins and every run's line."""
+    print(body)
+    print()
+    print("\n".join(mtable))
+    print()
+    print(
+        "\n".join(
+            [
+                "| fault | severity | pair | seed | top finding | next | student acc | teacher acc |",
+                "|---|---|---|---|---|---|---|---|",
+                *lines_cases,
+            ]
+        )
+    )
+
+
+def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: bool, quick: bool) -> None:
+    """Apply the rules to the cached evidence; print and (with ``write``) record the tables."""
+    from workbench.analysis.doctor import apply_rules
+
+    rows = _cached_evidence(todo, root)
+    faulty = [(c, ev) for c, ev in rows if c.fault != "healthy"]
+    healthy = [(c, ev) for c, ev in rows if c.fault == "healthy"]
+    confusion, top1, top3, lines_cases = _top_findings(rows)
+    false_alarms = sum(1 for c, ev in healthy if any(f.level == "warning" for f in apply_rules(ev)))
+    table = _confusion_table(confusion)
+    n_f, n_h = len(faulty), len(healthy)
+    summary = (
+        f"top-1 {top1}/{n_f} = {100 * top1 / max(n_f, 1):.0f}%, top-3 {top3}/{n_f} = {100 * top3 / max(n_f, 1):.0f}% "
+        f"of faulty runs; false alarms {false_alarms}/{n_h} = {100 * false_alarms / max(n_h, 1):.0f}% of healthy runs"
+    )
+    marg = margins(rows)
+    mtable = _margins_table(marg)
     verify_lines = run_verify(faulty, store, root, run_missing=verify)
     cmd = (
         "python benchmarks/doctor_clinic.py" + (" --quick" if quick else "") + (" --verify" if verify else "")
@@ -531,19 +575,7 @@ def run_rules(todo: list[Case], store: Any, root: Path, *, verify: bool, write: 
             *verify_lines,
         ]
     )
-    print(body)
-    print()
-    print("\n".join(mtable))
-    print()
-    print(
-        "\n".join(
-            [
-                "| fault | severity | pair | seed | top finding | next | student acc | teacher acc |",
-                "|---|---|---|---|---|---|---|---|",
-                *lines_cases,
-            ]
-        )
-    )
+    _print_tables(body, mtable, lines_cases)
     out = root / "clinic.json"
     out.write_text(
         json.dumps(
@@ -563,6 +595,7 @@ def run_verify(
     ``run_missing=False`` only the cached verifications are tabulated."""
     from workbench.analysis.doctor import DoctorReport, DoctorThresholds, apply_rules
     from workbench.diagnosis import verify
+    from workbench.errors import one_line
 
     folder = root / "verify"
     folder.mkdir(parents=True, exist_ok=True)
@@ -589,16 +622,13 @@ def run_verify(
                 r = verify(
                     rid,
                     report,
-                    runs_root=str(store.root),
+                    store=store,
                     dataset=case_dataset(c),
                     device="cpu",
                     n_samples=500,
                 )
             except Exception as err:  # noqa: BLE001 - a clinic records what went wrong and goes on
-                res = {
-                    "finding": warn[0].rule,
-                    "error": str(err).splitlines()[0] if str(err) else type(err).__name__,
-                }
+                res = {"finding": warn[0].rule, "error": one_line(err)}
             else:
                 res = r.to_dict()
             path.write_text(json.dumps(res, indent=1))

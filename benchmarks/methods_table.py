@@ -4,7 +4,7 @@ sweep runner — written to docs/methods.md.
 
     python benchmarks/methods_table.py [--epochs 3] [--seeds 0 1 2] [--workers 1] [--backend local]
 
-Every trial lands in the run store (``--workspace``, default ``runs/methods-table``), so an
+Every trial lands in the run store (``--runs``, default ``runs/methods-table``), so an
 interrupted table resumes where it stopped.
 """
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--backend", choices=["local", "ray"], default="local")
-    parser.add_argument("--workspace", default="runs/methods-table")
+    parser.add_argument("--runs", default="runs/methods-table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--notes", default=None, help="a Markdown file appended to the table (observations)")
     args = parser.parse_args(argv)
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in OBJECTIVES]
     if unknown:
         parser.error(f"no table objective for {unknown}; add them to OBJECTIVES")
-    store = RunStore(args.workspace)
+    store = RunStore(args.runs)
     tables: dict[str, list[dict[str, Any]]] = {}
     for dataset in args.datasets:
         spec = sweep_for(dataset, methods, args.epochs, args.seeds, args.backend, args.workers)

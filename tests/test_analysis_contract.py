@@ -17,7 +17,8 @@ from workbench.analysis.agreement import agreement_report, expected_calibration_
 from workbench.analysis.difficulty import difficulty_report
 from workbench.analysis.embedding import embedding_2d
 from workbench.analysis.hessian import hessian_top_eigenvalue, hessian_trace
-from workbench.analysis.landscape import interpolate, landscape_1d, landscape_2d
+from workbench.analysis.interpolation import interpolate
+from workbench.analysis.landscape import landscape_1d, landscape_2d
 from workbench.analysis.similarity import cka_matrix, cka_over_training
 from workbench.models import create_model
 from workbench.runtime import Cancelled, CancelToken
@@ -107,7 +108,7 @@ def _cases():
         "hessian_top_eigenvalue": lambda t, s, e, x, y, **k: hessian_top_eigenvalue(
             t, s, x, y, objective="kd", iters=3, **kw, **k
         ),
-        "hessian_trace": lambda t, s, e, x, y, **k: hessian_trace(t, s, x, y, samples=2, **kw, **k),
+        "hessian_trace": lambda t, s, e, x, y, **k: hessian_trace(t, s, x, y, n_probes=2, **kw, **k),
         "agreement_report": lambda t, s, e, x, y, **k: agreement_report(t, s, x, y, **kw, **k),
         "difficulty_report": lambda t, s, e, x, y, **k: difficulty_report(t, s, x, y, **kw, **k),
     }

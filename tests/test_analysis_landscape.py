@@ -10,15 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.analysis.landscape import (
-    agreement,
-    cross_entropy,
-    interpolate,
-    kd,
-    landscape_1d,
-    landscape_2d,
-    random_direction,
-)
+from workbench.analysis.directions import random_direction
+from workbench.analysis.interpolation import interpolate
+from workbench.analysis.landscape import landscape_1d, landscape_2d
+from workbench.analysis.objectives import agreement, cross_entropy, kd
 from workbench.distill.functional import kd_loss
 from workbench.models import create_model
 

@@ -99,9 +99,9 @@ def store(app_store, monkeypatch):
     """The session store as the app's ``WORKBENCH_RUNS``; background work ends before the next test."""
     monkeypatch.setenv("WORKBENCH_RUNS", app_store["root"])
     yield app_store
-    from app import analysis_shared
+    from app.lib import loaders
 
-    analysis_shared.join_background(120)
+    loaders.join_background(120)
 
 
 def page(name: str, **params: object) -> AppTest:
@@ -164,7 +164,7 @@ def widget(at: AppTest, kind: str, label: str):
 
 # ---- agreement ----------------------------------------------------------------------------------------
 def test_agreement_page_renders_and_reacts(store):
-    at = page("agreement", run=store["kd"], n=200)
+    at = page("agreement", run=store["kd"], n_samples=200)
     assert_clean(at)
     for label in ("Run", "Checkpoint"):
         widget(at, "selectbox", label)
@@ -179,7 +179,7 @@ def test_agreement_page_renders_and_reacts(store):
     assert_clean(at)
     kd_after = [m.value for m in at.metric if m.label.startswith("KD loss of the student")]
     assert kd_before != kd_after
-    assert param(at, "T") == "1.0"  # the URL holds the view
+    assert param(at, "temperature") == "1.0"  # the URL holds the view
 
 
 def test_agreement_page_unknown_run_shows_one_message(store):
@@ -215,8 +215,11 @@ def png_bytes(size: tuple[int, int], mode: str = "RGB", noise: bool = True) -> b
 def test_cam_page_renders_and_method_switch_changes_the_maps(store):
     at = page("cams", run=store["kd"], count=3)
     assert_clean(at)
-    for key in ("qp:run", "qp:ckpt", "qp:scratch", "qp:method", "qp:target", "qp:pick", "qp:tlayer", "qp:slayer"):
-        assert at.selectbox(key=key) is not None
+    for key in ("run", "checkpoint", "scratch", "method", "target", "images", "teacher_layer", "layer"):
+        assert at.selectbox(key=f"qp:{key}") is not None
+    assert list(at.selectbox(key="qp:images").options) == ["by class", "where they disagree", "at random",
+                                                          "upload an image"]  # vocabulary.IMAGE_CHOICES
+    assert param(at, "teacher_layer") == "" and param(at, "layer") == ""  # blank: the default layer
     assert at.selectbox(key="qp:method").value == "gradcam"
     grid = figures(at)[0]
     assert len(heatmaps(grid)) == 6  # 3 images x (teacher, student)
@@ -228,11 +231,11 @@ def test_cam_page_renders_and_method_switch_changes_the_maps(store):
     at.selectbox(key="qp:method").set_value("smoothgrad").run()
     assert_clean(at)
     assert any(w.key == "qp:cp.smoothgrad.samples" for w in at.number_input)
-    assert not [w for w in at.selectbox if w.key == "qp:tlayer"]
+    assert not [w for w in at.selectbox if w.key == "qp:teacher_layer"]
 
 
 def test_cam_page_disagreement_pick_with_scratch_run(store):
-    at = page("cams", run=store["kd"], pick="disagreement", scratch=store["scratch"], count=2, target="predicted")
+    at = page("cams", run=store["kd"], images="disagreement", scratch=store["scratch"], count=2, target="predicted")
     assert_clean(at)
     table = at.dataframe[0].value
     assert len(table) >= 1 and set(table.columns) >= {"pearson", "spearman", "top-k IoU"}
@@ -240,7 +243,7 @@ def test_cam_page_disagreement_pick_with_scratch_run(store):
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_cam_page_upload_png_and_bad_files(store):
-    at = page("cams", run=store["kd"], pick="upload")
+    at = page("cams", run=store["kd"], images="upload")
     assert_clean(at)
     assert at.info  # asks for a file
     at.file_uploader[0].set_value(("digit.png", png_bytes((20, 30)), "image/png")).run()
@@ -272,13 +275,55 @@ def test_cam_page_unknown_run_and_bad_method_say_so(store):
     assert not at.exception
     assert any("not found" in w.value for w in at.warning)
     assert at.selectbox(key="qp:method").value == "gradcam"
+    assert any(w.value.startswith("Method: 'nonsense' from the link is not an allowed value") for w in at.warning)
+
+
+def test_cam_page_bad_link_values_warn_one_line_each(store):
+    at = page("cams", run=store["kd"], method="gradcam++x", images="best", teacher_layer="no.such.layer")
+    assert_clean(at)
+    shown = sorted(w.value.split(":")[0] for w in at.warning)
+    assert shown == ["Images", "Method", "Teacher layer"]
+    assert param(at, "method") == "gradcam" and param(at, "images") == "class" and param(at, "teacher_layer") == ""
+
+
+def test_cam_page_layers_from_the_link_reach_the_maps(store):
+    at = page("cams", run=store["kd"], count=2)
+    layers = at.selectbox(key="qp:layer").options
+    assert layers[0] == "last conv (default)" and len(layers) > 1
+    default_maps = heatmaps(figures(at)[0])
+    at = page("cams", run=store["kd"], count=2, layer=layers[1])
+    assert_clean(at)
+    assert at.selectbox(key="qp:layer").value == layers[1]
+    assert not same(heatmaps(figures(at)[0]), default_maps)
+
+
+def test_teacher_of_a_shapes_run_is_shaped_from_its_dataset(store):
+    """The shipped shapes teacher takes the shapes dataset's 3-channel images (the old loader guessed an
+    MNIST-shaped 1x28x28 input where a run's model spec said nothing)."""
+
+    def script(run_id: str):
+        import streamlit as st
+        import torch
+
+        from app.lib import loaders, state
+
+        run = state.get_run(run_id)
+        data = loaders.dataset(run)
+        with torch.no_grad():
+            out = loaders.require_teacher(run)(torch.zeros(2, *data.image_shape))
+        st.write(f"{tuple(data.image_shape)} {tuple(out.shape)} {len(data.class_names)}")
+
+    at = AppTest.from_function(script, args=(store["shapes"],), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shape, out, classes = at.markdown[0].value.split(") ")
+    assert shape.startswith("(3, ") and out == f"(2, {classes}"
 
 
 # ---- feature similarity ---------------------------------------------------------------------------------
 def test_similarity_page_epoch_slider_changes_the_heatmap(store):
-    at = page("similarity", run=store["kd"], n=64)
+    at = page("similarity", run=store["kd"], n_samples=64)
     assert_clean(at)
-    slider = at.select_slider(key="qp:ckpt")
+    slider = at.select_slider(key="qp:checkpoint")
     assert list(slider.options) == ["epoch_001", "epoch_002", "final"]
     assert slider.value == "final"
     for key in ("qp:kernel", "qp:proj"):
@@ -287,19 +332,19 @@ def test_similarity_page_epoch_slider_changes_the_heatmap(store):
     assert emb["data"] and all(t["type"] == "scattergl" for t in emb["data"])
     slider.set_value("epoch_001").run()
     assert_clean(at)
-    assert param(at, "ckpt") == "epoch_001"
+    assert param(at, "checkpoint") == "epoch_001"
     assert not same(heatmaps(figures(at)[0]), heatmaps(cka))
 
 
 def test_similarity_page_over_training_lines(store):
-    at = page("similarity", run=store["kd"], n=64, over=1)
+    at = page("similarity", run=store["kd"], n_samples=64, over=1)
     assert_clean(at)
     lines = figures(at)[1]
     assert all(list(t["x"]) == [1, 2] for t in lines["data"])  # one point per saved epoch
 
 
 def test_similarity_page_bad_sample_count_from_link_warns(store):
-    at = page("similarity", run=store["kd"], n="lots")
+    at = page("similarity", run=store["kd"], n_samples="lots")
     assert not at.exception
     assert any("Samples" in w.value for w in at.warning)
 
@@ -320,11 +365,11 @@ def settle(at: AppTest, seconds: float = 180.0) -> AppTest:
 
 
 def test_landscape_page_plane_fills_in_and_switches(store):
-    at = settle(page("landscape", run=store["kd"], n=64, steps=5))
+    at = settle(page("landscape", run=store["kd"], n_samples=64, steps=5))
     assert_clean(at)
-    for key in ("qp:run", "qp:ckpt", "qp:view", "qp:show"):
+    for key in ("qp:run", "qp:checkpoint", "qp:view", "qp:show"):
         assert at.selectbox(key=key) is not None
-    assert at.multiselect(key="qp:obj").value == ["cross_entropy"]
+    assert at.multiselect(key="qp:metric").value == ["cross_entropy"]
     contours = figures(at)[0]
     z = [t["z"] for t in contours["data"] if t["type"] == "contour"]
     assert len(z) == 1 and np.isfinite(np.asarray(z[0], dtype=float)).all()
@@ -332,7 +377,7 @@ def test_landscape_page_plane_fills_in_and_switches(store):
     at.selectbox(key="qp:show").set_value("3-D surface").run()
     assert_clean(at)
     assert [t["type"] for t in figures(at)[0]["data"]][0] == "surface"
-    at.multiselect(key="qp:obj").set_value(["cross_entropy", "kd", "agreement"]).run()
+    at.multiselect(key="qp:metric").set_value(["cross_entropy", "kd", "agreement"]).run()
     settle(at)
     assert_clean(at)
     at.selectbox(key="qp:show").set_value("contours").run()
@@ -340,14 +385,14 @@ def test_landscape_page_plane_fills_in_and_switches(store):
 
 
 def test_landscape_page_returning_does_not_recompute(store):
-    first = settle(page("landscape", run=store["kd"], n=64, steps=5, seed=3))
-    second = page("landscape", run=store["kd"], n=64, steps=5, seed=3)
+    first = settle(page("landscape", run=store["kd"], n_samples=64, steps=5, seed=3))
+    second = page("landscape", run=store["kd"], n_samples=64, steps=5, seed=3)
     assert not second.get("progress")  # served from the finished job, no new computation
     assert same(figures(second), figures(first))
 
 
 def test_landscape_page_hessian_from_the_link(store):
-    at = settle(page("landscape", run=store["kd"], n=64, steps=5, hess=1, hiters=3, hprobes=2))
+    at = settle(page("landscape", run=store["kd"], n_samples=64, steps=5, hess=1, hiters=3, n_probes=2))
     assert_clean(at)
     shown = {m.label: m.value for m in at.metric}
     assert "Top eigenvalue λ_max" in shown and "Trace (Hutchinson)" in shown
@@ -356,7 +401,7 @@ def test_landscape_page_hessian_from_the_link(store):
 
 
 def test_landscape_page_stop_keeps_the_partial_grid(store):
-    at = page("landscape", run=store["kd"], n=300, steps=41, seed=7)
+    at = page("landscape", run=store["kd"], n_samples=300, steps=41, seed=7)
     assert_clean(at)
     stop = [b for b in at.button if b.label == "Stop"]
     assert stop, "the landscape finished before it could be stopped"
@@ -372,19 +417,19 @@ def test_landscape_page_stop_keeps_the_partial_grid(store):
     assert [b for b in at.button if b.label == "Restart"]
     # let the stopped thread end before the next test traces a model (torch.fx patches
     # nn.Module.__call__ process-wide while it traces, so concurrent forwards interfere)
-    from app import analysis_shared
+    from app.lib import loaders
 
-    assert analysis_shared.join_background(60)
+    assert loaders.join_background(60)
 
 
 def test_landscape_page_line_interpolation_and_hessian(store):
-    at = settle(page("landscape", run=store["kd"], n=64, steps=5, view="line", obj="cross_entropy,kd"))
+    at = settle(page("landscape", run=store["kd"], n_samples=64, steps=5, view="line", metric="cross_entropy,kd"))
     assert_clean(at)
     assert len([t for t in figures(at)[0]["data"] if t.get("mode") == "lines+markers"]) == 2
-    at = settle(page("landscape", run=store["kd"], n=64, steps=5, view="interpolation", other=store["scratch"]))
+    at = settle(page("landscape", run=store["kd"], n_samples=64, steps=5, view="interpolation", other=store["scratch"]))
     assert_clean(at)
     assert at.selectbox(key="qp:other").value == store["scratch"]
-    at = settle(page("landscape", run=store["kd"], n=64, steps=3, hess=1, hiters=3, hprobes=2))
+    at = settle(page("landscape", run=store["kd"], n_samples=64, steps=3, hess=1, hiters=3, n_probes=2))
     assert_clean(at)
     labels = [m.label for m in at.metric]
     assert "Top eigenvalue λ_max" in labels and "Trace (Hutchinson)" in labels

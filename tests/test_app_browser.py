@@ -2,8 +2,9 @@
 run store, driven by Playwright on the system's Chromium (headless).
 
 Home -> "Run the demo" (the click queues the demo pair; the test replaces it by the same pair with one
-epoch each to stay short) -> both jobs finish -> every page of the KD run renders its plotly figures
-without an exception or an error line -> a copied URL opens the same view in a fresh browser context.
+epoch each to stay short) -> both jobs finish -> ``/home`` opens Home as ``/`` does -> every page of the
+KD run renders its plotly figures without an exception or an error line -> a copied URL opens the same
+view in a fresh browser context.
 Screenshots of every page land in the test's temporary folder (the path is printed).
 
 Needs the ``playwright`` package and a ``chromium`` executable (never downloads a browser): skipped
@@ -121,15 +122,25 @@ def test_app_end_to_end_in_chromium(tmp_path):
                 _assert_no_crash(page, "home")
                 page.screenshot(path=str(shots / "home.png"))
 
+                # ---- /home is Home too (not "Page not found") --------------------------------------
+                page.goto(f"{url}/home?workspace=*", wait_until="domcontentloaded")
+                page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000)
+                page.locator('[data-testid="stDataFrame"]').wait_for(timeout=30_000)
+                assert page.locator('[data-testid="stMainBlockContainer"] h1').first.inner_text().startswith(
+                    "Distillation Workbench")
+                assert page.get_by_text("Page not found").count() == 0
+                assert "demo-kd" in _selectbox_values(page).get("Run", ""), _selectbox_values(page)
+                _assert_no_crash(page, "/home")
+
                 # ---- every page of the KD run --------------------------------------------------------
                 pages = [
                     ("training", f"run={kd}", "Training", 1),
                     ("cams", f"run={kd}&count=4", "Class activation maps", 2),
-                    ("similarity", f"run={kd}&n=128", "Feature similarity", 2),
-                    ("landscape", f"run={kd}&n=64&steps=5", "Loss landscape", 1),
-                    ("agreement", f"run={kd}&n=300", "Agreement", 1),
+                    ("similarity", f"run={kd}&n_samples=128", "Feature similarity", 2),
+                    ("landscape", f"run={kd}&n_samples=64&steps=5", "Loss landscape", 1),
+                    ("agreement", f"run={kd}&n_samples=300", "Agreement", 1),
                     ("compare", f"runs={kd},{scratch}", "Compare runs", 1),
-                    ("doctor", f"run={kd}&n=100&scratch={scratch}&examine=1", "Student doctor", 0),
+                    ("doctor", f"run={kd}&n_samples=100&scratch={scratch}&examine=1", "Student doctor", 0),
                 ]
                 for path, query, title, min_plots in pages:
                     page.goto(f"{url}/{path}?{query}", wait_until="domcontentloaded")
@@ -145,7 +156,7 @@ def test_app_end_to_end_in_chromium(tmp_path):
                     page.screenshot(path=str(shots / f"{path}.png"))
 
                 # ---- a copied URL opens the same view ------------------------------------------------
-                page.goto(f"{url}/agreement?run={kd}&n=300", wait_until="domcontentloaded")
+                page.goto(f"{url}/agreement?run={kd}&n_samples=300", wait_until="domcontentloaded")
                 _wait_page(page, "Agreement", 1)
                 seed = page.get_by_label("Seed", exact=True)
                 seed.fill("3")

@@ -1,4 +1,4 @@
-"""The app's core: the entry script and navigation, the shared helpers, and ``workbench app`` (serve)."""
+"""The app's core: the entry script and navigation, the helpers of ``app/lib``, and ``workbench app`` (serve)."""
 # ruff: noqa: F811  (fixtures imported from app_fixtures are redefined as test arguments)
 
 from __future__ import annotations
@@ -109,10 +109,10 @@ def test_serve_answers_http_on_loopback(tmp_path):
     assert proc.returncode is not None
 
 
-# ---- shared helpers (no Streamlit session needed) ---------------------------------------------
+# ---- helpers (no Streamlit session needed) ------------------------------------------------------
 def test_schema_fields_read_types_ranges_and_help():
-    from app.shared import schema_fields
     from workbench.distill import method_schema
+    from workbench.distill.forms import schema_fields
 
     fields = {f.name: f for f in schema_fields(method_schema("kd"))}
     assert fields["temperature"].kind == "number"
@@ -129,8 +129,8 @@ def test_schema_fields_read_types_ranges_and_help():
 
 
 def test_every_method_schema_maps_to_known_widgets():
-    from app.shared import schema_fields
     from workbench.distill import list_methods, method_schema
+    from workbench.distill.forms import schema_fields
 
     for name in list_methods():
         for f in schema_fields(method_schema(name)):
@@ -138,7 +138,7 @@ def test_every_method_schema_maps_to_known_widgets():
 
 
 def test_new_run_params_cover_the_config(tiny_store):
-    from app.shared import new_run_params
+    from app.lib.forms import NO_TEACHER, new_run_params
     from workbench.runs import RunStore
 
     run = RunStore(tiny_store["root"]).load(tiny_store["kd"])
@@ -152,23 +152,19 @@ def test_new_run_params_cover_the_config(tiny_store):
     data = run.config.model_dump(mode="json")
     data["distill"]["teacher_precision"] = "bfloat16"
     assert new_run_params(data)["tprec"] == "bfloat16"
+    scratch = new_run_params(RunStore(tiny_store["root"]).load(tiny_store["teacher"]).config)
+    assert scratch["teacher"] == NO_TEACHER and scratch["methods"] == "none" and "tprec" not in scratch
 
 
-def test_lru_computes_once_and_evicts():
-    from app.shared import _LRU
+def test_new_run_params_round_trip_through_the_run_form(tiny_store):
+    from app.lib.forms import new_run_params
+    from workbench.run_form import config_from_form, form_from_config
+    from workbench.runs import RunStore
 
-    calls = []
-    cache = _LRU(2)
-    for key in ("a", "a", "b", "c", "a"):
-        cache.get_or_compute(key, lambda k=key: calls.append(k) or k.upper())
-    assert calls == ["a", "b", "c", "a"]  # "a" evicted by "c", computed again
-
-    def boom():
-        raise RuntimeError("no")
-
-    with pytest.raises(RuntimeError):
-        cache.get_or_compute("x", boom)
-    assert cache.get_or_compute("x", lambda: 1) == 1  # a failure cached nothing
+    config = RunStore(tiny_store["root"]).load(tiny_store["kd"]).config
+    again = config_from_form(form_from_config(config))
+    assert new_run_params(again) == new_run_params(config)
+    assert again.kind == "distill" and again.distill.methods[0].weight == pytest.approx(0.9)
 
 
 # ---- the app: navigation and shared behaviour -------------------------------------------------
@@ -199,18 +195,18 @@ def test_unknown_run_id_in_url_is_a_message(monkeypatch, tiny_store):
 
 
 def test_bad_workspace_in_url_is_a_message(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", ws="../x")
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", workspace="../x")
     at.run()
     no_exception(at)
     assert any("workspace" in w.value for w in at.warning)
 
 
 def test_workspace_filters_runs_to_its_jobs(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", ws="alice")
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", workspace="alice")
     at.run()
     no_exception(at)
     assert any("No runs yet" in i.value for i in at.info)  # alice has no jobs, so no runs
-    at.query_params["ws"] = "*"
+    at.query_params["workspace"] = "*"
     at.run()
     no_exception(at)
     assert figures(at)  # the teacher view sees every run
@@ -222,9 +218,9 @@ def test_guard_turns_exceptions_into_one_line(monkeypatch, tiny_store):
     monkeypatch.setenv("WORKBENCH_RUNS", tiny_store["root"])
 
     def script():
-        from app import shared
+        from app.lib import layout
 
-        with shared.page("x"):
+        with layout.page("x"):
             raise ValueError("first line\nsecond line\n  Traceback stuff")
 
     at = AppTest.from_function(script, default_timeout=60)
@@ -241,18 +237,104 @@ def test_bound_number_round_trips_through_the_url(monkeypatch, tiny_store):
     def script():
         import streamlit as st
 
-        from app import shared
+        from app.lib import bindings
 
-        n = shared.bound_number("Samples", "n", 10, min_value=1, max_value=100)
-        st.write(f"n={n}")
+        n = bindings.bound_number("Samples", "n_samples", 10, min_value=1, max_value=100)
+        st.write(f"n_samples={n}")
 
     at = AppTest.from_function(script, default_timeout=60)
-    at.query_params["n"] = "42"
+    at.query_params["n_samples"] = "42"
     at.run()
-    assert at.number_input[0].value == 42 and at.query_params["n"] == "42"
+    assert at.number_input[0].value == 42 and at.query_params["n_samples"] == "42"
     at.number_input[0].set_value(7).run()
-    assert at.query_params["n"] == "7" and "n=7" in at.markdown[0].value
+    assert at.query_params["n_samples"] == "7" and "n_samples=7" in at.markdown[0].value
     at2 = AppTest.from_function(script, default_timeout=60)
-    at2.query_params["n"] = "abc"
+    at2.query_params["n_samples"] = "abc"
     at2.run()
     assert not at2.exception and at2.number_input[0].value == 10 and at2.warning
+
+
+def test_sliders_are_bound_like_every_other_widget(monkeypatch, tiny_store):
+    """A slider and a select slider take a fresh link value, keep the user's choice while the URL holds
+    what they wrote, and warn about a bad link value: the same path as the other bound widgets."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_RUNS", tiny_store["root"])
+
+    def script():
+        import streamlit as st
+
+        from app.lib import bindings
+
+        t = bindings.bound_slider("Temperature T", "temperature", 4.0, min_value=0.5, max_value=20.0, step=0.5)
+        c = bindings.bound_select_slider("Checkpoint", "checkpoint", ["epoch_001", "epoch_002", "final"])
+        st.write(f"{t} {c}")
+
+    at = AppTest.from_function(script, default_timeout=60)
+    at.query_params["temperature"] = "2.5"
+    at.query_params["checkpoint"] = "epoch_001"
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.slider[0].value == 2.5 and at.select_slider[0].value == "epoch_001"
+    at.slider[0].set_value(6.0).run()
+    assert at.query_params["temperature"] == "6.0" and at.select_slider[0].value == "epoch_001"
+    at.query_params["checkpoint"] = "final"  # a new link value wins over the session's choice
+    at.run()
+    assert at.select_slider[0].value == "final" and at.slider[0].value == 6.0
+    bad = AppTest.from_function(script, default_timeout=60)
+    bad.query_params["temperature"] = "99"
+    bad.query_params["checkpoint"] = "epoch_999"
+    bad.run()
+    assert not bad.exception and bad.slider[0].value == 4.0 and bad.select_slider[0].value == "final"
+    assert sorted(w.value.split(":")[0] for w in bad.warning) == ["Checkpoint", "Temperature T"]
+
+
+def test_home_is_served_at_the_root_and_at_slash_home(monkeypatch, tiny_store):
+    """Streamlit serves the default page at ``/`` only; the Home script is also registered, hidden, at
+    ``home`` so that ``/home`` opens it (the browser test opens ``/home`` for real)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_RUNS", tiny_store["root"])
+
+    def script():
+        import streamlit as st
+
+        from app.main import build_pages
+
+        pages = [p for section in build_pages().values() for p in section]
+        st.write(repr([(p.url_path, p.title, p.visibility) for p in pages]))
+
+    at = AppTest.from_function(script, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    pages = eval(at.markdown[0].value)  # noqa: S307 - our own repr of strings and booleans
+    homes = [p for p in pages if p[1] == "Home / New run"]
+    assert homes == [("", "Home / New run", "visible"), ("home", "Home / New run", "hidden")]  # "" is "/"
+    assert [p[0] for p in pages if p[2] == "visible"][1:] == [
+        "training", "cams", "similarity", "landscape", "agreement", "compare", "doctor"
+    ]
+
+
+def test_teacher_of_a_run_is_shaped_from_its_dataset(monkeypatch, tiny_store):
+    """The MLP teacher of a digits run takes 1x8x8 images (an MNIST-shaped guess would not even build
+    the MLP's first layer to fit): the loader shapes it from the run's dataset."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_RUNS", tiny_store["root"])
+
+    def script(run_id: str):
+        import streamlit as st
+        import torch
+
+        from app.lib import loaders, state
+
+        run = state.get_run(run_id)
+        data = loaders.dataset(run)
+        with torch.no_grad():
+            out = loaders.require_teacher(run)(torch.zeros(2, *data.image_shape))
+        st.write(f"{tuple(data.image_shape)} {tuple(out.shape)}")
+
+    at = AppTest.from_function(script, args=(tiny_store["kd"],), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.markdown[0].value == "(1, 8, 8) (2, 10)"

@@ -202,6 +202,26 @@ def test_compare_overlays_runs_and_offers_csv(monkeypatch, tiny_store):
     assert figures(at)[0]["layout"]["yaxis"]["title"]["text"] == "agreement"
 
 
+def test_compare_offers_exactly_the_metrics_the_chosen_runs_logged(monkeypatch, tiny_store):
+    from workbench.runs import RunStore
+    from workbench.vocabulary import EPOCH_METRICS
+
+    store = RunStore(tiny_store["root"])
+    logged = {k for i in ("teacher", "kd") for e in store.load(tiny_store[i]).metrics["epochs"] for k in e}
+    at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", runs=tiny_store["teacher"])
+    at.run()
+    no_exception(at)
+    teacher_only = at.selectbox(key="qp:metric").options
+    # a teacher has no teacher: no agreement, no KL to it; its only loss term is cross-entropy
+    assert "agreement" not in teacher_only and "kl_teacher_student" not in teacher_only
+    assert teacher_only[0] == "test_acc" and teacher_only[-1] == "loss/ce" and "loss/kd" not in teacher_only
+    at.multiselect(key="qp:runs").set_value([tiny_store["teacher"], tiny_store["kd"]]).run()
+    no_exception(at)
+    both = at.selectbox(key="qp:metric").options
+    assert both == [m for m in EPOCH_METRICS if m in logged] + ["loss/ce", "loss/kd"]
+    assert {"agreement", "kl_teacher_student"} <= set(both)
+
+
 def test_compare_ignores_unknown_ids_in_the_url(monkeypatch, tiny_store):
     at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", runs="nope,../x," + tiny_store["kd"])
     at.run()
@@ -211,7 +231,7 @@ def test_compare_ignores_unknown_ids_in_the_url(monkeypatch, tiny_store):
 
 # ---- Doctor -----------------------------------------------------------------------------------
 def test_doctor_examines_a_run_and_links_experiments(monkeypatch, tiny_store):
-    at = make_app(monkeypatch, tiny_store["root"], "views/doctor.py", run=tiny_store["kd"], n="200")
+    at = make_app(monkeypatch, tiny_store["root"], "views/doctor.py", run=tiny_store["kd"], n_samples="200")
     at.run()
     no_exception(at)
     assert at.button(key="examine")
@@ -239,19 +259,26 @@ def test_doctor_suggested_config_applies_the_findings_experiment(tiny_store):
 
     from app.experiments import experiment_text, suggested_config
     from workbench.analysis.doctor import Experiment
+    from workbench.config import RunConfig
     from workbench.runs import RunStore
 
     run = RunStore(tiny_store["root"]).load(tiny_store["kd"])
     cooler = Experiment({"distill.methods[0].params.temperature": 2.0}, "Halve the temperature.")
     cfg = suggested_config(SimpleNamespace(rule="softness", experiment=cooler), run)
     assert cfg["distill"]["methods"][0]["params"]["temperature"] == pytest.approx(2.0)
-    assert cfg["kind"] == "distill" and cfg["name"].endswith("-softness")
+    assert "kind" not in cfg and cfg["name"].endswith("-softness")  # the config infers it from the methods
+    assert RunConfig.model_validate(cfg).kind == "distill"
     heavier = Experiment({"distill.methods[0].weight": 0.5, "distill.ce_weight": 0.5}, "Rebalance.")
     cfg = suggested_config(SimpleNamespace(rule="kd_weight", experiment=heavier), run)
     assert cfg["distill"]["methods"][0]["weight"] == pytest.approx(0.5)
     assert cfg["distill"]["ce_weight"] == pytest.approx(0.5)
     plain = suggested_config(SimpleNamespace(rule="x", experiment=None), run)
     assert plain["distill"] == run.config.model_dump(mode="json")["distill"]
+    alone = Experiment({"distill.methods": [{"name": "none"}]}, "Train it without the teacher.")
+    cfg = suggested_config(SimpleNamespace(rule="none", experiment=alone), run)
+    assert "kind" not in cfg and RunConfig.model_validate(cfg).kind == "student"
+    teacher = RunStore(tiny_store["root"]).load(tiny_store["teacher"])
+    assert suggested_config(SimpleNamespace(rule="x", experiment=None), teacher)["kind"] == "teacher"
     assert experiment_text(SimpleNamespace(experiment=cooler)) == "Halve the temperature."
     assert run.config.distill.methods[0].weight == pytest.approx(0.9)  # the run itself is untouched
 

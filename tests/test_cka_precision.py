@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.analysis.similarity import MinibatchCKA, cka_matrix
+from workbench.analysis.cka import MinibatchCKA
+from workbench.analysis.similarity import cka_matrix
 from workbench.models import create_model
 from workbench.models.taps import capture
 

@@ -64,7 +64,7 @@ def test_train_list_show_rm(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # a wide terminal, so that tables print whole ids
     ws = str(tmp_path / "ws")
     res = _run(
-        "train", "student", "--config", "configs/digits_quick.yaml", "--set", "train.epochs=2", "-w", ws, "-q"
+        "train", "student", "--config", "configs/digits_quick.yaml", "--set", "train.epochs=2", "--runs", ws, "-q"
     )
     assert res.exit_code == 0, res.output
     assert "completed" in res.output
@@ -72,11 +72,11 @@ def test_train_list_show_rm(tmp_path, monkeypatch):
 
     (run,) = RunStore(ws).list()
     assert run.config.train.epochs == 2
-    listed = _run("runs", "list", "-w", ws)
+    listed = _run("runs", "list", "--runs", ws)
     assert run.id in listed.output
-    shown = _run("runs", "show", run.id, "-w", ws)
+    shown = _run("runs", "show", run.id, "--runs", ws)
     assert "epoch_002" in shown.output and "completed" in shown.output
-    removed = _run("runs", "rm", run.id, "-w", ws, "--yes")
+    removed = _run("runs", "rm", run.id, "--runs", ws, "--yes")
     assert removed.exit_code == 0 and RunStore(ws).list() == []
 
 
@@ -91,7 +91,7 @@ def test_doctor_on_a_distilled_run(tmp_path, monkeypatch):
         "model.name=mlp",
         "--set",
         "train.epochs=2",
-        "-w",
+        "--runs",
         ws,
         "-q",
     ]
@@ -110,7 +110,7 @@ def test_doctor_on_a_distilled_run(tmp_path, monkeypatch):
     )
     assert res.exit_code == 0, res.output
     (student,) = RunStore(ws).list(kind="distill")
-    res = _run("doctor", student.id, "-w", ws, "--samples", "200", "--json")
+    res = _run("doctor", student.id, "--runs", ws, "--n-samples", "200", "--json")
     assert res.exit_code == 0, res.output
     import json
 
@@ -130,7 +130,7 @@ def test_train_distill_chain_prints_every_link(tmp_path, monkeypatch):
         "model.name=mlp",
         "--set",
         "train.max_steps=3",
-        "-w",
+        "--runs",
         ws,
         "-q",
     ]
@@ -172,7 +172,7 @@ def test_demo_trains_through_the_one_entry_with_a_progress_bar(tmp_path, monkeyp
 
     monkeypatch.setattr(demo, "demo_configs", tiny)
     buf = io.StringIO()
-    rows = demo.run_demo(epochs=2, workspace=tmp_path / "ws", console=Console(file=buf, width=200))
+    rows = demo.run_demo(epochs=2, store=tmp_path / "ws", console=Console(file=buf, width=200))
     assert [r["method"] for r in rows] == ["shipped", "none", "none"]
     from workbench.runs import RunStore
 
@@ -213,18 +213,18 @@ def test_resume_a_stopped_run_from_the_cli(tmp_path):
     # a different learning rate is refused, naming the field
     line = _one_error_line(
         runner.invoke(
-            app, ["train", "student", "--resume", first.run_id, "-w", str(ws), "--set", "optim.lr=0.1", "-q"]
+            app, ["train", "student", "--resume", first.run_id, "--runs", str(ws), "--set", "optim.lr=0.1", "-q"]
         )
     )
     assert "optim.lr" in line and "only train.epochs may change" in line
     # the run's own config (no --config), with more epochs
-    res = _run("train", "student", "--resume", first.run_id, "-w", str(ws), "--set", "train.epochs=3", "-q")
+    res = _run("train", "student", "--resume", first.run_id, "--runs", str(ws), "--set", "train.epochs=3", "-q")
     assert res.exit_code == 0, res.output
     assert f"run {first.run_id} completed" in res.output
     run = RunStore(ws).load(first.run_id)
     assert [e["epoch"] for e in run.metrics["epochs"]] == [1, 2, 3]
     # a completed run cannot be resumed
-    line = _one_error_line(runner.invoke(app, ["train", "student", "--resume", first.run_id, "-w", str(ws)]))
+    line = _one_error_line(runner.invoke(app, ["train", "student", "--resume", first.run_id, "--runs", str(ws)]))
     assert "completed" in line
 
 
@@ -244,7 +244,7 @@ def test_a_device_this_machine_lacks_is_one_line(device, tmp_path):
             "configs/digits_quick.yaml",
             "--set",
             f"train.device={device}",
-            "-w",
+            "--runs",
             str(tmp_path / "ws"),
             "-q",
         ],
@@ -268,7 +268,7 @@ def test_a_teacher_near_chance_is_a_one_line_warning(tmp_path):
         "distill",
         "--config",
         "configs/digits_quick.yaml",
-        "-w",
+        "--runs",
         str(tmp_path / "ws"),
         "-q",
         "--set",

@@ -110,7 +110,7 @@ FAULTS = {
 def test_healthy_controls_get_no_warning(clinic, digits, seed):
     store = clinic[0]
     rid = _student(clinic, digits, seed=seed)
-    report = diagnose(rid, runs_root=store.root, n_samples=300, device="cpu")
+    report = diagnose(rid, store=store.root, n_samples=300, device="cpu")
     assert report.healthy, report.to_text()
     assert report.evidence["kd_share"] > 0.5  # the T²-scaled KD term drives most of the gradient ...
     assert report.evidence["temperature"] == 4.0  # ... by design, and that is not a finding
@@ -120,7 +120,7 @@ def test_healthy_controls_get_no_warning(clinic, digits, seed):
 def test_each_planted_fault_is_the_top_finding(clinic, digits, fault):
     store = clinic[0]
     rid = _student(clinic, digits, fault=FAULTS[fault])
-    report = diagnose(rid, runs_root=store.root, n_samples=300, device="cpu")
+    report = diagnose(rid, store=store.root, n_samples=300, device="cpu")
     assert report.top is not None and report.top.rule == fault, report.to_text()
     assert report.top.level == "warning" and report.top.experiment is not None
     assert report.top.experiment.overrides and report.top.params
@@ -130,25 +130,25 @@ def test_label_noise_is_read_from_the_training_labels(clinic, digits):
     store = clinic[0]
     noisy = _noisy(digits, 0.4)
     rid = _student(clinic, digits, dataset=noisy)
-    report = diagnose(rid, runs_root=store.root, dataset=noisy, n_samples=300, device="cpu")
+    report = diagnose(rid, store=store.root, dataset=noisy, n_samples=300, device="cpu")
     assert report.top is not None and report.top.rule == "label_noise", report.to_text()
     ev = report.evidence
     # the teacher, right on most test images, contradicts about 40 % of the training labels
     assert ev["teacher_acc"] - ev["teacher_train_label_acc"] > 0.25
     # without the noisy data the doctor sees clean labels: it says so rather than guessing
-    clean = diagnose(rid, runs_root=store.root, n_samples=300, device="cpu")
+    clean = diagnose(rid, store=store.root, n_samples=300, device="cpu")
     assert clean.evidence["teacher_acc"] - clean.evidence["teacher_train_label_acc"] < 0.1
 
 
 def test_verify_runs_the_experiment_and_measures_it(clinic, digits):
     store = clinic[0]
     rid = _student(clinic, digits, fault=FAULTS["kd_vanishes"])
-    report = diagnose(rid, runs_root=store.root, n_samples=300, device="cpu")
+    report = diagnose(rid, store=store.root, n_samples=300, device="cpu")
     calls: list[int] = []
     res = verify(
         rid,
         report,
-        runs_root=store.root,
+        store=store.root,
         n_samples=300,
         device="cpu",
         progress=lambda d, t, m: calls.append(d),
@@ -185,10 +185,10 @@ def test_shortcut_on_confounded_shapes(tmp_path):
             }
         )
         ids[confounding] = run(cfg, store=store).run_id
-    shortcut = diagnose(ids[1.0], runs_root=store.root, n_samples=400, device="cpu")
+    shortcut = diagnose(ids[1.0], store=store.root, n_samples=400, device="cpu")
     assert shortcut.top is not None and shortcut.top.rule == "shortcut", shortcut.to_text()
     assert "background, not the shape" in shortcut.top.title
     assert shortcut.evidence["confounding"] == 1.0
-    control = diagnose(ids[0.0], runs_root=store.root, n_samples=400, device="cpu")
+    control = diagnose(ids[0.0], store=store.root, n_samples=400, device="cpu")
     assert "shortcut" not in [f.rule for f in control.warnings], control.to_text()
     assert shortcut.evidence["context_follow"] > control.evidence["context_follow"]

@@ -13,6 +13,7 @@ from workbench import viz
 from workbench.analysis.doctor import (
     RULES,
     DoctorError,
+    DoctorInputs,
     DoctorThresholds,
     config_temperature,
     dataset_inputs,
@@ -97,7 +98,7 @@ def test_diagnose_models_end_to_end_on_digits(digits, trained):
     report = diagnose_models(
         teacher,
         student,
-        **dataset_inputs(digits, n_samples=300),
+        inputs=dataset_inputs(digits, n_samples=300),
         history=sick.history,
         config=sick_cfg,
         scratch=scratch,
@@ -160,7 +161,7 @@ def test_progress_is_one_monotone_bar_over_the_analyses(digits, trained):
     diagnose_models(
         teacher,
         sick.student,
-        **dataset_inputs(digits, n_samples=120),
+        inputs=dataset_inputs(digits, n_samples=120),
         scratch=scratch,
         hessian_samples=64,
         hessian_iters=3,
@@ -194,7 +195,7 @@ def test_cancel_midway_raises_and_leaves_the_models_unchanged(digits, trained, s
         diagnose_models(
             teacher,
             student,
-            **dataset_inputs(digits, n_samples=120),
+            inputs=dataset_inputs(digits, n_samples=120),
             scratch=scratch,
             hessian_samples=64,
             hessian_iters=3,
@@ -239,7 +240,7 @@ def test_cka_pairs_follow_the_runs_hint_layers(digits, trained):
     assert default != pairs  # the hint layers really change the pairs (layers.1 is the last teacher stage)
 
     inputs = dataset_inputs(digits, n_samples=100)
-    report = diagnose_models(teacher, student, **inputs, config=fitnet)
+    report = diagnose_models(teacher, student, inputs=inputs, config=fitnet)
     ev = report.evidence
     assert ev["layer_pairs"] == [list(p) for p in pairs] and report.params["layer_pairs_source"] == "config"
     assert report.meta["temperature"] == 2.0 and "teacher_soft_entropy" in ev  # T from the config
@@ -250,12 +251,12 @@ def test_cka_pairs_follow_the_runs_hint_layers(digits, trained):
     direct = cka_matrix(
         teacher,
         student,
-        inputs["images"],
+        inputs.images,
         layers={"teacher": ["layers.0", "layers.1"], "student": ["layers.0"]},
     )
     assert ev["matched_cka"] == pytest.approx([float(direct.matrix[0, 0]), float(direct.matrix[1, 0])])
     # explicit layers= override the config
-    over = diagnose_models(teacher, student, **inputs, config=fitnet, layers={"layers.1": "layers.0"})
+    over = diagnose_models(teacher, student, inputs=inputs, config=fitnet, layers={"layers.1": "layers.0"})
     assert over.evidence["layer_pairs"] == [["layers.1", "layers.0"]]
     assert over.params["layer_pairs_source"] == "layers"
 
@@ -268,9 +269,9 @@ def test_diagnose_models_checks_context_on_masked_data():
     teacher = create_model("cnn_small", num_classes=10, in_channels=3, image_size=32)
     student = create_model("cnn_small", num_classes=10, in_channels=3, image_size=32)
     inputs = dataset_inputs(shapes, n_samples=24)
-    assert inputs["masks"] is not None and len(inputs["masks"]) == 24
-    assert inputs["context"] is not None and inputs["context_classes"] is not None
-    report = diagnose_models(teacher, student, **inputs, cam_samples=12)
+    assert inputs.masks is not None and len(inputs.masks) == 24
+    assert inputs.context is not None and inputs.context_classes is not None
+    report = diagnose_models(teacher, student, inputs=inputs, cam_samples=12)
     ev = report.evidence
     assert 0.0 <= ev["teacher_context"] <= 1.0 and 0.0 <= ev["student_context"] <= 1.0
     assert 0.0 <= ev["context_follow"] <= 1.0 and "shortcut" not in report.skipped
@@ -283,7 +284,7 @@ def test_diagnose_models_checks_context_on_masked_data():
 def test_diagnose_models_input_errors(digits, trained):
     teacher, sick, _ = trained
     inputs = dataset_inputs(digits, n_samples=50)
-    x, y = inputs["images"], inputs["labels"]
+    x, y = inputs.images, inputs.labels
     with pytest.raises(DoctorError, match="dataset"):
         dataset_inputs(object())
     with pytest.raises(DoctorError, match="images"):
@@ -304,13 +305,23 @@ def test_diagnose_models_input_errors(digits, trained):
         diagnose_models(teacher, sick.student, x, y, masks=torch.zeros(3, 8, 8))
     with pytest.raises(DoctorError, match="config"):
         diagnose_models(teacher, sick.student, x, y, config={"distill": {}})
+    # the data goes in once: as inputs=, or as images, labels and the data keywords
+    assert isinstance(inputs, DoctorInputs) and len(inputs) == 50
+    with pytest.raises(DoctorError, match="images: pass the data either as inputs="):
+        diagnose_models(teacher, sick.student, x, y, inputs=inputs)
+    with pytest.raises(DoctorError, match="masks: pass the data either as inputs="):
+        diagnose_models(teacher, sick.student, inputs=inputs, masks=torch.zeros(50, 8, 8))
+    with pytest.raises(DoctorError, match="inputs: expected DoctorInputs"):
+        diagnose_models(teacher, sick.student, inputs={"images": x, "labels": y})
+    with pytest.raises(TypeError, match="'hessian_iter'"):
+        diagnose_models(teacher, sick.student, inputs=inputs, hessian_iter=3)
 
 
 def test_diagnose_honours_a_cancel_before_loading(tmp_path):
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        diagnose("no-such-run", runs_root=tmp_path, cancel=token)
+        diagnose("no-such-run", store=tmp_path, cancel=token)
 
 
 @pytest.mark.slow
@@ -331,7 +342,7 @@ def test_diagnose_a_stored_run(digits, tmp_path):
     calls: list[tuple[int, int]] = []
     report = diagnose(
         s_id,
-        runs_root=store.root,
+        store=store.root,
         scratch_run=scratch_id,
         n_samples=200,
         hessian_iters=5,
@@ -350,4 +361,4 @@ def test_diagnose_a_stored_run(digits, tmp_path):
     assert again.evidence["teacher_acc"] == report.evidence["teacher_acc"]
     assert again.evidence["student_acc"] == report.evidence["student_acc"]
     with pytest.raises(DoctorError, match="no teacher"):
-        diagnose(scratch_id, runs_root=store.root, n_samples=50)
+        diagnose(scratch_id, store=store.root, n_samples=50)

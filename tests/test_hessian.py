@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from workbench.analysis.hessian import hessian_top_eigenvalue, hessian_trace
-from workbench.analysis.landscape import Objective, cross_entropy, kd
+from workbench.analysis.objectives import Objective, cross_entropy, kd
 from workbench.models import create_model
 
 N = 64
@@ -84,12 +84,12 @@ def test_hutchinson_trace_is_exact_for_a_diagonal_hessian_and_close_otherwise():
     model = _Quadratic(5)
     x, y = torch.zeros(4, 1), torch.zeros(4, dtype=torch.long)
     diag = torch.diag(torch.tensor(EIGS, dtype=torch.float64))
-    exact = hessian_trace(None, model, x, y, objective=_quadratic_loss(diag), samples=5)
+    exact = hessian_trace(None, model, x, y, objective=_quadratic_loss(diag), n_probes=5)
     assert exact.trace == pytest.approx(sum(EIGS), abs=1e-12)  # zᵀDz = tr D for every ±1 vector z
     assert exact.std_error == pytest.approx(0.0, abs=1e-12)
 
     a = _rotated_a()
-    res = hessian_trace(None, model, x, y, objective=_quadratic_loss(a), samples=400, seed=2)
+    res = hessian_trace(None, model, x, y, objective=_quadratic_loss(a), n_probes=400, seed=2)
     off = a - torch.diag(torch.diagonal(a))
     sd = math.sqrt(2.0 * float((off**2).sum()) / 400)  # Hutchinson's variance: 2 Σ_{i≠j} A_ij² per probe
     assert abs(res.trace - sum(EIGS)) < 4 * sd
@@ -106,7 +106,7 @@ def test_hessian_of_a_convex_objective_is_positive_and_the_model_is_restored(dat
     saved = _state(model)
     ce = hessian_top_eigenvalue(None, model, images, labels, objective=cross_entropy, iters=8, batch_size=20)
     kd_eig = hessian_top_eigenvalue(teacher, model, images, labels, objective=kd(4.0), iters=8)
-    tr = hessian_trace(None, model, images, labels, objective="cross_entropy", samples=4)
+    tr = hessian_trace(None, model, images, labels, objective="cross_entropy", n_probes=4)
     assert ce.eigenvalue > 0 and kd_eig.eigenvalue > 0 and tr.trace > 0
     _assert_same_state(model, saved)
     assert model.training and model[1].weight.requires_grad and not model[1].bias.requires_grad
@@ -133,9 +133,3 @@ def test_hessian_objective_by_name_and_progress_per_iteration(data):
         hessian_trace(None, model, images, labels, objective="hinge")
     with pytest.raises(ValueError, match="teacher"):
         hessian_trace(None, model, images, labels, objective="kd")
-
-
-def test_hessian_names_stay_importable_from_the_landscape_module():
-    from workbench.analysis import landscape
-
-    assert landscape.hessian_trace is hessian_trace

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import workbench.jobs.queue as jq
+import workbench.jobs.state as js
 from workbench.jobs import (
     Job,
     JobError,
@@ -135,8 +136,8 @@ def fake_launch(monkeypatch):
 
 
 def _finish(root, job_id, state="finished"):
-    with jq.state_lock(root):
-        jq.update_job_file(root, job_id, state=state, finished="2030-01-01T00:00:00+00:00")
+    with js.state_lock(root):
+        js.update_job_file(root, job_id, state=state, finished="2030-01-01T00:00:00+00:00")
 
 
 def test_submit_validates(tmp_path):
@@ -248,8 +249,8 @@ def test_heartbeat_decides_for_workers_on_other_hosts(tmp_path, fake_launch):
     q = JobQueue(tmp_path, max_jobs=1, heartbeat_timeout=30)
     job = q.submit(CFG)
     q.pump()
-    with jq.state_lock(tmp_path):
-        jq.update_job_file(tmp_path, job.id, host="elsewhere", pid=1)
+    with js.state_lock(tmp_path):
+        js.update_job_file(tmp_path, job.id, host="elsewhere", pid=1)
     (q.dir / f"{job.id}.beat").touch()
     q.pump()
     assert q.get(job.id).state == "running"  # fresh heartbeat
@@ -407,7 +408,7 @@ def test_cli_submit_list_stop(tmp_path, fake_launch):
     runner = CliRunner()
     res = runner.invoke(
         jobs_app,
-        ["submit", "--config", str(cfg), "--set", "train.max_steps=3", "-w", str(root), "-u", "ann",
+        ["submit", "--config", str(cfg), "--set", "train.max_steps=3", "--runs", str(root), "--workspace", "ann",
          "--no-start"],
     )
     assert res.exit_code == 0, res.output
@@ -416,21 +417,21 @@ def test_cli_submit_list_stop(tmp_path, fake_launch):
     q = JobQueue(root, max_jobs=1)
     assert q.get(job_id).config["train"]["max_steps"] == 3
     assert q.get(job_id).workspace == "ann"
-    res = runner.invoke(jobs_app, ["list", "-w", str(root), "--json"])
+    res = runner.invoke(jobs_app, ["list", "--runs", str(root), "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert [(r["id"], r["state"], r["position"]) for r in rows] == [(job_id, "queued", 1)]
-    res = runner.invoke(jobs_app, ["list", "-w", str(root)])
+    res = runner.invoke(jobs_app, ["list", "--runs", str(root)])
     assert job_id in res.output and "queued" in res.output
-    res = runner.invoke(jobs_app, ["stop", job_id[:4], "-w", str(root)])
+    res = runner.invoke(jobs_app, ["stop", job_id[:4], "--runs", str(root)])
     assert res.exit_code == 0 and "stopped" in res.output
     assert q.get(job_id).state == "stopped"
     (q.dir / f"{job_id}.log").write_text("Traceback: boom\n")
-    res = runner.invoke(jobs_app, ["log", job_id, "-w", str(root)])
+    res = runner.invoke(jobs_app, ["log", job_id, "--runs", str(root)])
     assert res.exit_code == 0 and "Traceback: boom" in res.output
-    res = runner.invoke(jobs_app, ["stop", "nosuch", "-w", str(root)])
+    res = runner.invoke(jobs_app, ["stop", "nosuch", "--runs", str(root)])
     assert res.exit_code == 2 and "job 'nosuch': not found" in res.output
-    res = runner.invoke(jobs_app, ["submit", "--config", str(cfg), "--set", "model.name=nope", "-w", str(root)])
+    res = runner.invoke(jobs_app, ["submit", "--config", str(cfg), "--set", "model.name=nope", "--runs", str(root)])
     assert res.exit_code == 2 and "model.name" in res.output
 
 
@@ -451,7 +452,7 @@ def test_cli_worker_until_idle_starts_queued(tmp_path, fake_launch):
     import unittest.mock as um
 
     with um.patch.object(JobQueue, "pump", pump):
-        res = CliRunner().invoke(jobs_app, ["worker", "-w", str(root), "-j", "1", "--interval", "0.05",
+        res = CliRunner().invoke(jobs_app, ["worker", "--runs", str(root), "-j", "1", "--interval", "0.05",
                                             "--until-idle"])
     assert res.exit_code == 0, res.output
     assert f"job {job.id}" in res.output and "running" in res.output and "finished" in res.output

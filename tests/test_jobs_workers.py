@@ -116,7 +116,7 @@ def test_cli_worker_runs_the_queue(tmp_path):
     queue = JobQueue(root, max_jobs=1)
     job = queue.submit(QUICK)
     res = CliRunner().invoke(
-        jobs_app, ["worker", "-w", str(root), "-j", "1", "--interval", "0.2", "--until-idle"]
+        jobs_app, ["worker", "--runs", str(root), "-j", "1", "--interval", "0.2", "--until-idle"]
     )
     assert res.exit_code == 0, res.output
     assert queue.get(job.id).state == "finished"

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.analysis.landscape import _points_per_batch, landscape_1d, landscape_2d, random_direction
+from workbench.analysis.directions import random_direction
+from workbench.analysis.landscape import landscape_1d, landscape_2d, resolve_points_per_batch
 from workbench.models import create_model
 from workbench.runtime import Cancelled, CancelToken
 
@@ -132,12 +133,12 @@ def test_cancel_between_groups_leaves_the_model_untouched(data):
 
 def test_points_per_batch_resolution_and_errors(data):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert _points_per_batch("auto", cpu, 256, "eval") == 1
-    assert _points_per_batch("auto", cuda, 256, "eval") == 32
-    assert _points_per_batch("auto", cuda, 100_000, "eval") == 1
-    assert _points_per_batch("auto", cuda, 16, "eval") == 64
-    assert _points_per_batch("auto", cuda, 256, "recompute") == 1
-    assert _points_per_batch(6, cpu, 256, "eval") == 6
+    assert resolve_points_per_batch("auto", cpu, 256, "eval") == 1
+    assert resolve_points_per_batch("auto", cuda, 256, "eval") == 32
+    assert resolve_points_per_batch("auto", cuda, 100_000, "eval") == 1
+    assert resolve_points_per_batch("auto", cuda, 16, "eval") == 64
+    assert resolve_points_per_batch("auto", cuda, 256, "recompute") == 1
+    assert resolve_points_per_batch(6, cpu, 256, "eval") == 6
     x, y = data
     model = _make(0, "cnn_small")
     for bad in (0, "many", 2.5, True):

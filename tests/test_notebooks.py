@@ -1,11 +1,17 @@
-"""The lessons in notebooks/: committed without outputs, executable headlessly, exercises that tell
-a right answer from a wrong one.
+"""The lessons in notebooks/: jupytext pairs that agree, committed without outputs, executable
+headlessly, exercises that tell a right answer from a wrong one.
+
+Each lesson is a pair: ``NN_name.py`` (jupytext percent format, the source) and ``NN_name.ipynb``
+(the same cells, no outputs); ``make lessons`` syncs them. An exercise is a code cell tagged
+``exercise`` holding the reference answer, with the metadata key ``exercise`` naming it; its
+stored wrong answer is a raw cell (it never runs) tagged ``wrong-answer`` with the same
+``exercise`` name. The next code cell after the answer is its check.
 
 Every lesson is executed once, in a fresh ``python3`` kernel with ``WORKBENCH_FAST=1`` and
-``WORKBENCH_STRICT_CHECKS=1``. At each exercise the answer cell's ``wrong_answer`` (its metadata) is
-executed first and the following check cell must fail with ``WrongAnswer``; then the reference
-answer is executed and the check cell must pass. The lesson then continues, so one execution per
-lesson covers both the lesson and every exercise.
+``WORKBENCH_STRICT_CHECKS=1``. At each exercise the wrong answer is executed in place of the answer
+cell first and the following check cell must fail with ``WrongAnswer``; then the reference answer
+is executed and the check cell must pass. The lesson then continues, so one execution per lesson
+covers both the lesson and every exercise.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-ANSWER_TAG = "exercise-answer"
+EXERCISE_TAG = "exercise"
+WRONG_TAG = "wrong-answer"
+LINK_KEY = "exercise"  # cell metadata: the exercise a wrong answer belongs to
+PAIRING = "ipynb,py:percent"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 CELL_TIMEOUT_S = 300
 
@@ -32,8 +41,22 @@ def _read(path: Path):
     return nbformat.read(path, as_version=4)
 
 
+def _tags(cell) -> list[str]:
+    return list(cell.metadata.get("tags", []))
+
+
 def _is_answer(cell) -> bool:
-    return cell.cell_type == "code" and ANSWER_TAG in cell.metadata.get("tags", [])
+    return EXERCISE_TAG in _tags(cell)
+
+
+def _wrong_answers(nb) -> dict[str, object]:
+    """The wrong-answer cells of ``nb`` by the name of their exercise."""
+    return {cell.metadata.get(LINK_KEY): cell for cell in nb.cells if WRONG_TAG in _tags(cell)}
+
+
+def _code_lines(source: str) -> list[str]:
+    """The lines of ``source`` that are code (not blank, not a comment)."""
+    return [line.rstrip() for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _next_code_cell(nb, index: int) -> int:
@@ -62,21 +85,66 @@ def test_committed_without_outputs(path: Path):
         for i, cell in enumerate(nb.cells)
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
     ]
-    assert not stored, f"{path.name}: cells {stored} hold outputs or execution counts; clear them before committing"
+    assert not stored, f"{path.name}: cells {stored} hold outputs or execution counts; run `make lessons` to clear them"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernel must be python3"
+    ids = [cell.get("id") for cell in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: cell ids missing or repeated: {ids}"
+
+
+def test_every_lesson_is_a_pair():
+    sources = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert [p.stem for p in sources] == [p.stem for p in NOTEBOOKS], (
+        "each lesson is a pair NN_name.py + NN_name.ipynb; run `make lessons` after adding a .py"
+    )
+
+
+def _cell_keys(nb) -> list[tuple]:
+    return [(c.cell_type, c.source, _tags(c), c.metadata.get(LINK_KEY)) for c in nb.cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_pair_agrees(path: Path):
+    """The .ipynb holds the cells of its .py source (types, sources, tags, exercise links)."""
+    jupytext = pytest.importorskip("jupytext")
+    source = path.with_suffix(".py")
+    assert source.is_file(), f"{path.name}: no paired {source.name}"
+    text, nb = jupytext.read(source), _read(path)
+    for name, doc in ((source.name, text), (path.name, nb)):
+        formats = doc.metadata.get("jupytext", {}).get("formats")
+        assert formats == PAIRING, f"{name}: jupytext formats {formats!r}, expected {PAIRING!r}"
+    want, have = _cell_keys(text), _cell_keys(nb)
+    first = next((i for i, (a, b) in enumerate(zip(want, have, strict=False)) if a != b), min(len(want), len(have)))
+    assert want == have, (
+        f"{path.name} disagrees with {source.name} from cell {first} on ({len(want)} cells in the .py, "
+        f"{len(have)} in the .ipynb); run `make lessons`\n"
+        f".py:    {want[first] if first < len(want) else None!r}\n.ipynb: {have[first] if first < len(have) else None!r}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_exercises_are_well_formed(path: Path):
     nb = _read(path)
     answers = [i for i, cell in enumerate(nb.cells) if _is_answer(cell)]
-    assert answers, f"{path.name}: no exercise (a code cell tagged {ANSWER_TAG!r})"
-    for i in answers:
+    assert answers, f"{path.name}: no exercise (a code cell tagged {EXERCISE_TAG!r})"
+    names = [nb.cells[i].metadata.get(LINK_KEY) for i in answers]
+    assert all(isinstance(n, str) and n for n in names), f"{path.name}: an exercise cell without its {LINK_KEY!r} name"
+    assert len(set(names)) == len(names), f"{path.name}: exercise names repeat: {names}"
+    wrong_cells = [c for c in nb.cells if WRONG_TAG in _tags(c)]
+    wrongs = _wrong_answers(nb)
+    assert len(wrongs) == len(wrong_cells) and set(wrongs) == set(names), (
+        f"{path.name}: every exercise needs exactly one {WRONG_TAG!r} cell with its {LINK_KEY!r} name; "
+        f"exercises {names}, wrong answers {[c.metadata.get(LINK_KEY) for c in wrong_cells]}"
+    )
+    for i, name in zip(answers, names, strict=True):
         cell = nb.cells[i]
-        wrong = cell.metadata.get("wrong_answer")
-        assert isinstance(wrong, str) and wrong.strip(), f"{path.name} cell {i}: no 'wrong_answer' in its metadata"
-        assert wrong.strip() != cell.source.strip(), f"{path.name} cell {i}: the wrong answer is the reference answer"
-        compile(wrong, f"{path.name}:wrong_answer[{i}]", "exec")  # a wrong answer, not a syntax error
+        assert cell.cell_type == "code", f"{path.name} cell {i}: an exercise must be a code cell"
+        wrong = wrongs[name]
+        assert wrong.cell_type == "raw", f"{path.name}: the wrong answer of exercise {name} must be a raw cell (never run)"
+        assert _code_lines(wrong.source), f"{path.name}: the wrong answer of exercise {name} is empty"
+        assert _code_lines(wrong.source) != _code_lines(cell.source), (
+            f"{path.name}: the wrong answer of exercise {name} is the reference answer"
+        )
+        compile(wrong.source, f"{path.name}:wrong-answer[{name}]", "exec")  # a wrong answer, not a syntax error
         check_cell = nb.cells[_next_code_cell(nb, i)]
         assert re.search(r"\bcheck\(", check_cell.source), f"{path.name} cell {i}: the next code cell does not call check()"
     first_code = next(c for c in nb.cells if c.cell_type == "code")
@@ -163,6 +231,7 @@ def test_lesson_executes_and_its_checks_tell_right_from_wrong(path: Path, python
     monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
     nb = _read(path)
+    wrongs = _wrong_answers(nb)
     client = NotebookClient(
         nb,
         kernel_name=python3_kernel,
@@ -178,7 +247,7 @@ def test_lesson_executes_and_its_checks_tell_right_from_wrong(path: Path, python
             if _is_answer(cell):
                 exercises += 1
                 wrong = copy.deepcopy(cell)
-                wrong.source = cell.metadata["wrong_answer"]
+                wrong.source = wrongs[cell.metadata[LINK_KEY]].source
                 client.execute_cell(wrong, index)
                 j = _next_code_cell(nb, index)
                 with pytest.raises(CellExecutionError) as failed:

@@ -19,8 +19,8 @@ import torch
 
 from workbench.config import validate_config
 from workbench.models import create_model
+from workbench.procs import process_start
 from workbench.runs import Run, RunDeletedError, RunStore, RunStoreError, RunWriter, process_gone
-from workbench.runs.store import process_start
 
 SPEC = {"student": {"name": "mlp", "kwargs": {}, "num_classes": 10, "in_channels": 1, "image_size": 8}}
 
@@ -79,7 +79,7 @@ def test_resolve_refuses_paths(tmp_path, bad):
 
 def test_run_teacher_source_stays_in_the_store(tmp_path):
     from workbench.config import TeacherSpec
-    from workbench.train.teachers import TeacherError, load_teacher
+    from workbench.runs.teachers import TeacherError, load_teacher
 
     _healthy(RunStore(tmp_path), "outside-1")
     (tmp_path / "store").mkdir()

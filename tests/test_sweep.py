@@ -124,7 +124,7 @@ def test_cli_sweep(tmp_path):
         [
             "sweep",
             str(_sweep_file(tmp_path, seeds=[0])),
-            "-w",
+            "--runs",
             str(tmp_path / "ws"),
             "--csv",
             str(tmp_path / "s.csv"),
@@ -160,7 +160,7 @@ def test_cli_refuses_a_path_as_sweep_name_and_writes_nothing_outside(tmp_path):
     outside.write_text("keep me")
     name = str(tmp_path / "outside")  # an absolute name would have become <name>.csv
     res = CliRunner().invoke(
-        app, ["sweep", str(_sweep_file(tmp_path, name=name)), "-w", str(tmp_path / "ws")]
+        app, ["sweep", str(_sweep_file(tmp_path, name=name)), "--runs", str(tmp_path / "ws")]
     )
     assert res.exit_code == 2
     lines = [line for line in res.output.splitlines() if line.strip()]
@@ -221,7 +221,7 @@ def test_two_sweeps_on_one_store_train_each_trial_once(tmp_path):
 
     path = _sweep_file(tmp_path, grid={"optim.lr": [0.003, 0.01, 0.03]})
     ws = tmp_path / "ws"
-    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(path), "-w", str(ws)]
+    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(path), "--runs", str(ws)]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from workbench.train.teachers import TeacherError, _read_card
+from workbench.runs.teachers import TeacherError, _read_card
 
 GOOD = {"model": {"name": "cnn_large", "kwargs": {}}, "num_classes": 10, "in_channels": 1, "image_size": 28}
 

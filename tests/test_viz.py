@@ -23,8 +23,9 @@ from workbench.analysis.cam import (
 )
 from workbench.analysis.difficulty import DifficultyResult
 from workbench.analysis.doctor import DoctorReport, DoctorThresholds, Finding, SoftnessResult
-from workbench.analysis.landscape import LandscapeResult
-from workbench.analysis.similarity import CKAResult, CKATrainingResult, EmbeddingResult
+from workbench.analysis.embedding import EmbeddingResult
+from workbench.analysis.landscape_grid import LandscapeResult
+from workbench.analysis.similarity import CKAResult, CKATrainingResult
 from workbench.viz import VizError
 
 

@@ -20,7 +20,7 @@ from workbench.widgets import (  # noqa: E402
     CamExplorer,
     CompareRuns,
     DarkKnowledge,
-    DoctorReport,
+    DoctorPanel,
     LandscapeExplorer,
     SimilarityExplorer,
     TrainPanel,
@@ -209,11 +209,11 @@ def test_landscape_stop_cancels(trained):
 # ---- runs: doctor, compare -------------------------------------------------------------------------
 def test_doctor_report_and_unknown_run(trained):
     store, _, student_id = trained
-    panel = DoctorReport(student_id, store=store, n_samples=64)
+    panel = DoctorPanel(student_id, store=store, n_samples=64)
     report = panel.wait(300)
     assert panel.error is None and report is not None and panel.done
     assert panel.figure is not None and panel.findings == list(report.findings)
-    bad = DoctorReport("no-such-run", store=store)
+    bad = DoctorPanel("no-such-run", store=store)
     assert bad.error is not None and "no-such-run" in bad.error and bad.result is None
 
 

@@ -7,7 +7,6 @@ with code 2 and one line on stderr (no traceback); a run that fails exits with c
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import signal
 import sys
@@ -20,10 +19,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from workbench.console import ProgressBar
+from workbench.console import ProgressBar, friendly
 from workbench.console import fmt as _fmt
 from workbench.jobs.cli import jobs_app
 from workbench.serve import typer_command
+from workbench.vocabulary import DOCTOR_N_SAMPLES
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Distillation Workbench: train, distill, inspect."
@@ -50,33 +50,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-WorkspaceOpt = typer.Option(
-    None, "--workspace", "-w", help="run store root (default $WORKBENCH_RUNS or ./runs)"
-)
-
-
-def friendly(fn: F) -> F:
-    """Turn the library's one-line input errors into ``error: ...`` and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from workbench.runtime import Cancelled
-        from workbench.train import TrainingFailed
-
-        try:
-            return fn(*args, **kwargs)
-        except TrainingFailed as e:
-            err.print(f"run failed: {e}", markup=False, highlight=False)
-            raise typer.Exit(1) from None
-        except Cancelled as e:
-            err.print(f"cancelled: {e}", markup=False, highlight=False)
-            raise typer.Exit(130) from None
-        except (ValueError, FileNotFoundError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            err.print(f"error: {msg}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
+RunsOpt = typer.Option(None, "--runs", "-r", help="the run store's folder (default $WORKBENCH_RUNS or ./runs)")
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -174,7 +148,7 @@ def methods_list() -> None:
 @friendly
 def teachers_list() -> None:
     """List the shipped teachers (use as `shipped:NAME` in a config)."""
-    from workbench.train import list_shipped_teachers
+    from workbench.runs.teachers import list_shipped_teachers
 
     table = Table("source", "model", "dataset", "test acc", "params")
     for c in list_shipped_teachers():
@@ -224,7 +198,7 @@ def _train(
     kind: str,
     config: Path | None,
     overrides: list[str],
-    workspace: Path | None,
+    runs: Path | None,
     quiet: bool,
     resume: str | None = None,
 ) -> None:
@@ -234,7 +208,7 @@ def _train(
     from workbench.train import run
     from workbench.validate import load_config, validate_run_config
 
-    store = RunStore(workspace)
+    store = RunStore(runs)
     if resume is not None and config is None:  # the run's own config, with --set applied
         data = store.load(resume).config.model_dump(mode="json")
         cfg = validate_run_config(apply_overrides(data, overrides))
@@ -283,12 +257,12 @@ ResumeOpt = typer.Option(
 def train_teacher(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
     resume: str | None = ResumeOpt,
 ) -> None:
     """Train a teacher with cross-entropy."""
-    _train("teacher", config, set_, workspace, quiet, resume)
+    _train("teacher", config, set_, runs, quiet, resume)
 
 
 @train_app.command("student")
@@ -296,12 +270,12 @@ def train_teacher(
 def train_student(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
     resume: str | None = ResumeOpt,
 ) -> None:
     """Train a student from scratch (the baseline)."""
-    _train("student", config, set_, workspace, quiet, resume)
+    _train("student", config, set_, runs, quiet, resume)
 
 
 @train_app.command("distill")
@@ -309,19 +283,19 @@ def train_student(
 def train_distill(
     config: Path | None = ConfigOpt,
     set_: list[str] = SetOpt,
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
     resume: str | None = ResumeOpt,
 ) -> None:
     """Train a student distilled from one or more teachers."""
-    _train("distill", config, set_, workspace, quiet, resume)
+    _train("distill", config, set_, runs, quiet, resume)
 
 
 # ---- runs -----------------------------------------------------------------------------------
 @runs_app.command("list")
 @friendly
 def runs_list(
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     kind: str | None = typer.Option(None, help="teacher, student or distill"),
     status: str | None = typer.Option(
         None, help="running, completed, failed, stopped, interrupted or damaged"
@@ -330,10 +304,10 @@ def runs_list(
     model: str | None = typer.Option(None),
     method: str | None = typer.Option(None),
 ) -> None:
-    """List runs in the workspace; damaged runs are listed with the reason."""
+    """List the store's runs; damaged runs are listed with the reason."""
     from workbench.runs import RunStore
 
-    runs = RunStore(workspace).list(kind=kind, status=status, dataset=dataset, model=model, method=method)
+    runs = RunStore(runs).list(kind=kind, status=status, dataset=dataset, model=model, method=method)
     table = Table("id", "kind", "status", "dataset", "model", "method", "epochs", "test acc", "agreement")
     damaged = []
     for r in runs:
@@ -360,13 +334,13 @@ def runs_list(
 @friendly
 def runs_show(
     run_id: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show a run's status, summary, per-epoch metrics and checkpoints."""
     from workbench.runs import RunStore
 
-    run = RunStore(workspace).load(run_id)
+    run = RunStore(runs).load(run_id)
     damage = run.damage
     if damage:
         if as_json:
@@ -409,7 +383,7 @@ def runs_show(
 @friendly
 def runs_rm(
     run_ids: list[str] = typer.Argument(..., help="run ids (an exact id or a unique prefix)"),
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
     force: bool = typer.Option(
         False, "--force", help="also remove a run whose process is still running (its training then stops)"
@@ -418,7 +392,7 @@ def runs_rm(
     """Delete runs. A running run is refused unless --force; damaged runs can be removed."""
     from workbench.runs import RunStore
 
-    store = RunStore(workspace)
+    store = RunStore(runs)
     ids = list(dict.fromkeys(store.resolve(r) for r in run_ids))  # all resolve before any is deleted
     if not force:
         live = [i for i in ids if store.load(i).status.get("status") == "running"]
@@ -437,13 +411,13 @@ def runs_rm(
 @runs_app.command("gc")
 @friendly
 def runs_gc(
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed"),
 ) -> None:
     """Remove what killed processes left: .staging-*, .trash-*, *.tmp and *.part older than a minute."""
     from workbench.runs import RunStore
 
-    paths = RunStore(workspace).gc(dry_run=dry_run)
+    paths = RunStore(runs).gc(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for p in paths:
         out.print(f"{verb} {p}", markup=False, highlight=False)
@@ -455,18 +429,19 @@ def runs_gc(
 @friendly
 def doctor(
     run_id: str = typer.Argument(..., help="the student run to examine (a unique prefix of its id is enough)"),
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     scratch: str | None = typer.Option(
         None, "--scratch", help="a scratch-student run to compare sharpness with"
     ),
     teacher: str | None = typer.Option(
         None, "--teacher", help="override the run's teacher: shipped:NAME or run:ID"
     ),
-    samples: int = typer.Option(1000, "--samples", help="test images the analyses use"),
+    n_samples: int = typer.Option(DOCTOR_N_SAMPLES, "--n-samples", help="test images the analyses use"),
+    checkpoint: str = typer.Option("final", "--checkpoint", help="the student's checkpoint (final, best, epoch_003, ...)"),
     verify_: bool = typer.Option(
         False,
         "--verify",
-        help="run the top finding's experiment (same seed, into the same workspace) and report whether it helped",
+        help="run the top finding's experiment (same seed, into the same store) and report whether it helped",
     ),
     epochs: int | None = typer.Option(None, "--epochs", help="epochs of the --verify run (default: the run's)"),
     as_json: bool = typer.Option(False, "--json", help="print the report (and the verification) as JSON"),
@@ -475,12 +450,13 @@ def doctor(
     from workbench.diagnosis import diagnose, verify
     from workbench.runs import RunStore
 
-    store = RunStore(workspace)
+    store = RunStore(runs)
     run = store.load(run_id)
     scratch_run = store.load(scratch) if scratch else None
     with err.status(f"examining {run.id} ..."):
         report = diagnose(
-            run, teacher=teacher, scratch_run=scratch_run, n_samples=samples, runs_root=str(store.root)
+            run, teacher=teacher, scratch_run=scratch_run, n_samples=n_samples, checkpoint=checkpoint,
+            store=store,
         )
     result = None
     if verify_ and not report.healthy:
@@ -488,7 +464,7 @@ def doctor(
         what = top.experiment.text if top.experiment else ""
         with err.status(f"verifying '{top.rule}': {what}"):
             result = verify(
-                run, report, epochs=epochs, teacher=teacher, n_samples=samples, runs_root=str(store.root)
+                run, report, epochs=epochs, teacher=teacher, n_samples=n_samples, store=store
             )
     if as_json:
         data = report.to_dict()
@@ -508,7 +484,7 @@ def doctor(
 @friendly
 def sweep(
     file: Path = typer.Argument(..., help="sweep YAML (see configs/sweep_*.yaml)"),
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     backend: str | None = typer.Option(None, "--backend", help="local or ray (overrides the file)"),
     workers: int | None = typer.Option(None, "--workers", help="parallel trials (overrides the file)"),
     address: str | None = typer.Option(
@@ -516,7 +492,7 @@ def sweep(
     ),
     set_: list[str] = SetOpt,
     csv_path: Path | None = typer.Option(
-        None, "--csv", help="summary CSV (default: <workspace>/sweeps/<name>.csv)"
+        None, "--csv", help="summary CSV (default: <runs>/sweeps/<name>.csv)"
     ),
 ) -> None:
     """Run a grid of trials (fields x seeds) into the run store, skipping completed ones."""
@@ -534,7 +510,7 @@ def sweep(
         spec.workers = workers
     if address is not None:
         spec.address, spec.backend = address, "ray"
-    store = RunStore(workspace)
+    store = RunStore(runs)
     total = len(expand_trials(spec))
     count = {"n": 0}
 
@@ -572,13 +548,13 @@ def sweep(
 @friendly
 def demo(
     epochs: int = typer.Option(None, "--epochs", help="epochs per student (default: the demo's own)"),
-    workspace: Path | None = WorkspaceOpt,
+    runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """On embedded MNIST: shipped teacher, a scratch and a KD student of the same small net."""
     from workbench.demo import DEMO_EPOCHS, run_demo
 
-    rows = run_demo(epochs=epochs or DEMO_EPOCHS, workspace=workspace, progress=not quiet, console=err)
+    rows = run_demo(epochs=epochs or DEMO_EPOCHS, store=runs, progress=not quiet, console=err)
     table = Table(
         "model", "method", "params", "test acc", "agreement w/ teacher", "KL(t||s)", "ECE", "train s", "run"
     )

@@ -58,7 +58,7 @@ _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 
 
-def one_line(text: str, limit: int = _MESSAGE) -> str:
+def printable(text: str, limit: int = _MESSAGE) -> str:
     """``text`` with control characters escaped and cut to ``limit`` characters (``...`` marks a cut)."""
     text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -73,7 +73,7 @@ def shown(value: Any, limit: int = _SHOWN) -> str:
         text = f"<{type(value).__name__}>"
     except Exception:  # noqa: BLE001 - a foreign object's __repr__ may raise anything
         text = f"<{type(value).__name__}>"
-    return one_line(text, limit)
+    return printable(text, limit)
 
 
 # ---- field types ---------------------------------------------------------------------------------
@@ -277,7 +277,11 @@ class TrainSpec(_Strict):
 
 
 class RunConfig(_Strict):
-    """Everything one training run needs; serialised as the run's ``config.yaml``."""
+    """Everything one training run needs; serialised as the run's ``config.yaml``.
+
+    ``kind`` says what the run is (``teacher``, ``student`` or ``distill``); a config that does not
+    name it gets it from its methods (:meth:`infer_kind`), so no face derives it on its own.
+    """
 
     kind: Literal["teacher", "student", "distill"] = "student"
     name: str | None = Field(None, max_length=200)
@@ -290,6 +294,29 @@ class RunConfig(_Strict):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     links: dict[str, str] = Field(default_factory=dict, description="related runs, e.g. assistant")
+
+    @staticmethod
+    def infer_kind(methods: Any) -> str:
+        """The kind of a run that does not name one: ``student`` when its ``distill.methods`` are
+        absent or only ``none`` (cross-entropy alone), else ``distill``. ``methods``: the list of
+        method entries (mappings or :class:`MethodSpec`) or method names."""
+        names = []
+        for m in methods or []:
+            name = m.get("name") if isinstance(m, Mapping) else getattr(m, "name", m)
+            names.append(name)
+        return "student" if names in ([], ["none"]) else "distill"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_kind(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("kind") is None:
+            distill = data.get("distill")
+            methods = distill.get("methods") if isinstance(distill, Mapping) else None
+            if isinstance(methods, str):  # "0.9*kd + dkd" or "none"
+                methods = [part.split("*")[-1].strip() for part in methods.split("+")]
+            methods = methods if isinstance(methods, (list, tuple)) else None
+            data = {**data, "kind": cls.infer_kind(methods)}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -317,7 +344,7 @@ def _loc(parts: Sequence[Any]) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + one_line(str(part), 40)
+            out += ("." if out else "") + printable(str(part), 40)
     return out
 
 
@@ -328,16 +355,16 @@ def _format_error(err: ValidationError) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
-    msg = one_line(msg, 240)
+    msg = printable(msg, 240)
     if not loc:  # a whole-model check: its message starts with the field it is about
-        return one_line(msg)
+        return printable(msg)
     if first["type"] == "extra_forbidden":
-        return one_line(f"{loc}: unknown field")
+        return printable(f"{loc}: unknown field")
     if first["type"] == "missing":
-        return one_line(f"{loc}: required field is missing")
+        return printable(f"{loc}: required field is missing")
     value = first.get("input")
     got = shown(value) if not isinstance(value, (dict, list)) else ""
-    return one_line(f"{loc}: {msg}" + (f" (got {got})" if got and got not in msg else ""))
+    return printable(f"{loc}: {msg}" + (f" (got {got})" if got and got not in msg else ""))
 
 
 def check_structure(data: Any, where: str = "config") -> None:
@@ -359,9 +386,9 @@ def check_structure(data: Any, where: str = "config") -> None:
             continue
         field = _loc(path) or where
         if depth >= MAX_DEPTH:
-            raise ConfigError(f"{one_line(field, 120)}: nested deeper than {MAX_DEPTH} levels")
+            raise ConfigError(f"{printable(field, 120)}: nested deeper than {MAX_DEPTH} levels")
         if id(item) in open_ids:
-            raise ConfigError(f"{one_line(field, 120)}: contains itself")
+            raise ConfigError(f"{printable(field, 120)}: contains itself")
         open_ids.add(id(item))
         exits.append(id(item))
         stack.append((None, -1, ()))
@@ -493,7 +520,7 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     bound of :data:`MAX_FILE_BYTES` and UTF-8 text required; one-line :class:`ConfigError` otherwise.
     An empty file is an empty mapping."""
     path = Path(path)
-    what = f"config file {one_line(str(path), 120)}"
+    what = f"config file {printable(str(path), 120)}"
     try:
         if not path.is_file():
             raise ConfigError(f"{what}: not found")
@@ -503,7 +530,7 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(
-            f"{what}: cannot be read ({one_line(err.strerror or type(err).__name__, 80)})"
+            f"{what}: cannot be read ({printable(err.strerror or type(err).__name__, 80)})"
         ) from None
     try:
         text = raw.decode("utf-8")

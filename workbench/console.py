@@ -1,11 +1,48 @@
-"""Terminal output shared by the ``workbench`` command and the demo: a progress-bar subscriber
-and number formatting. It depends on the library, never the other way round."""
+"""Terminal output shared by the ``workbench`` command, its ``jobs`` commands and the demo: the one
+error wrapper of every command (:func:`friendly`), a progress-bar subscriber and number formatting.
+It depends on the library, never the other way round."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from rich.console import Console
+
+from workbench.errors import one_line
+
+F = TypeVar("F", bound=Callable[..., Any])
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def _say(prefix: str, err: BaseException, code: int) -> Any:
+    import typer
+
+    _err.print(f"{prefix}: {one_line(err)}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def friendly(fn: F) -> F:
+    """Wrap a command so the library's errors end it as one line on stderr: a bad value, a missing
+    file or a time-out as ``error: ...`` with exit code 2, a failed run as ``run failed: ...`` (1),
+    a cancelled one as ``cancelled: ...`` (130). Anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from workbench.runtime import Cancelled
+        from workbench.train import TrainingFailed
+
+        try:
+            return fn(*args, **kwargs)
+        except TrainingFailed as e:
+            raise _say("run failed", e, 1) from None
+        except Cancelled as e:
+            raise _say("cancelled", e, 130) from None
+        except (ValueError, FileNotFoundError, TimeoutError) as e:
+            raise _say("error", e, 2) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def fmt(value: Any, pct: bool = False) -> str:
@@ -75,4 +112,4 @@ class ProgressBar:
             self._started = False
 
 
-__all__ = ["ProgressBar", "fmt"]
+__all__ = ["ProgressBar", "fmt", "friendly"]

@@ -8,9 +8,9 @@ from typing import Any
 
 from workbench.config import RunConfig
 from workbench.runs import RunStore
+from workbench.runs.teachers import shipped_teacher_card
 from workbench.runtime import CancelToken
 from workbench.train import run
-from workbench.train.teachers import shipped_teacher_card
 from workbench.validate import validate_run_config as validate_config
 
 DEMO_EPOCHS = 2
@@ -48,14 +48,15 @@ def demo_configs(epochs: int = DEMO_EPOCHS, seed: int = 0) -> list[RunConfig]:
 
 def run_demo(
     epochs: int = DEMO_EPOCHS,
-    workspace: str | Path | None = None,
+    store: str | Path | None = None,
     progress: bool = True,
     console: Any = None,
     seed: int = 0,
     *,
     cancel: CancelToken | None = None,
 ) -> list[dict[str, Any]]:
-    """Train both demo students into the run store and return one comparison row per model
+    """Train both demo students into the run store ``store`` (a RunStore or its folder; default
+    ``$WORKBENCH_RUNS`` or ``./runs``) and return one comparison row per model
     (the shipped teacher first): model, method, params, test_acc, agreement, KL, ECE, seconds.
 
     ``progress`` draws a progress bar on ``console`` (a rich console; default stderr); ``cancel``
@@ -71,7 +72,7 @@ def run_demo(
             "run_id": "shipped:mnist",
         }
     ]
-    store = RunStore(workspace)
+    runs = store if isinstance(store, RunStore) else RunStore(store)
     for cfg in demo_configs(epochs, seed):
         subs = []
         if progress:
@@ -79,7 +80,7 @@ def run_demo(
 
             subs.append(ProgressBar(console))
         try:
-            result = run(cfg, store=store, subscribers=subs, cancel=cancel)
+            result = run(cfg, store=runs, subscribers=subs, cancel=cancel)
         finally:
             for s in subs:
                 s.close()

@@ -1,11 +1,11 @@
 """Diagnosing a stored run, and checking the advice.
 
-:func:`diagnose` finds a run in the run store, loads its student, teacher, data, config, history
-and status, and hands them to the student doctor
-(:func:`workbench.analysis.doctor.diagnose_models`). :func:`verify` runs the top finding's
-experiment as a short run from the same seed, through :func:`workbench.train.run`, into the same
-store (labelled as a verification), diagnoses it too, and reports whether the advice helped and
-by how much.
+:func:`diagnose` opens a run of the run store through the run adapter
+(:func:`workbench.runs.session.open_run`): its student, teacher, data, config, history and status,
+and hands them to the student doctor (:func:`workbench.analysis.doctor.diagnose_models`).
+:func:`verify` runs the top finding's experiment as a short run from the same seed, through
+:func:`workbench.train.run`, into the same store (labelled as a verification), diagnoses it too,
+and reports whether the advice helped and by how much.
 
 It sits above :mod:`workbench.train` and :mod:`workbench.runs`, which the analyses below it never
 import.
@@ -33,10 +33,14 @@ from workbench.analysis.doctor import (
     diagnose_models,
 )
 from workbench.devices import DeviceError, resolve_device
+from workbench.errors import one_line
 from workbench.runtime import CancelToken, ProgressFn, Tracker
+from workbench.vocabulary import DOCTOR_N_SAMPLES
 
 if TYPE_CHECKING:
-    from workbench.runs import Run
+    from workbench.config import RunConfig
+    from workbench.runs import Run, RunStore
+    from workbench.runs.session import OpenedRun
 
 __all__ = ["DOCTOR_VERSION", "VerifyResult", "diagnose", "measure_run", "verify"]
 
@@ -47,25 +51,116 @@ DOCTOR_VERSION = 2
 _TOTAL, _LOAD = 100, 5
 
 
-def _resolve_run(run: Any, runs_root: str | Path | None, arg: str) -> Run:
-    from workbench.runs import Run, RunStore
+# ---- diagnosing a stored run --------------------------------------------------------------------
+def _open(
+    run: Run | str | Path,
+    store: RunStore | str | Path | None,
+    checkpoint: str,
+    dataset: Any,
+    n_samples: int,
+    seed: int,
+    device: str | torch.device | None,
+) -> OpenedRun:
+    """The run opened through the run adapter, on a checked device, with the dataset given (if any)."""
+    from workbench.runs.session import open_run
 
-    if isinstance(run, Run):
-        return run
-    if isinstance(run, (str, Path)):
-        path = Path(run)
-        if path.is_dir() and (path / "status.json").exists():
-            return Run(path.name, path)
-        return RunStore(runs_root).load(str(run))
-    raise DoctorError(f"{arg}: expected a Run, a run id or a run directory, got {type(run).__name__}")
+    try:
+        dev = resolve_device(device, field="device")
+    except DeviceError as err:
+        raise DoctorError(str(err)) from None
+    if dataset is not None and (not hasattr(dataset, "train") or not hasattr(dataset, "normalize")):
+        raise DoctorError(f"dataset: expected a workbench Dataset, got {type(dataset).__name__}")
+    return open_run(
+        run, store=store, checkpoint=checkpoint, n_samples=n_samples, seed=seed, device=dev,
+        fallback=True, dataset=dataset,
+    )
 
 
-def _load_student(run: Run, which: str, device: torch.device) -> nn.Module:
-    have = run.checkpoints()
-    for name in (which, "final", "best"):
-        if name in have:
-            return run.load_model(name, device=device)
-    return run.load_model(which, device=device)  # raises, naming the checkpoints the run has
+def _student(opened: OpenedRun) -> nn.Module | None:
+    """The run's student (``checkpoint``, else ``final``, else ``best``); ``None`` for a run that
+    failed before saving one."""
+    from workbench.runs import RunStoreError
+
+    try:
+        return opened.student
+    except (RunStoreError, FileNotFoundError, KeyError):
+        if not _failure(opened.run):
+            raise
+        return None
+
+
+def _failure(run: Run) -> Mapping[str, Any] | None:
+    """A failed run's failure record (``step``, ``terms``), else ``None``."""
+    status = run.status
+    return (status.get("failure") or None) if status.get("status") == "failed" else None
+
+
+def _teacher(opened: OpenedRun, teacher: nn.Module | str | Any | None) -> tuple[nn.Module, str]:
+    """The teacher to compare with and its source: a network as given, else the ``TeacherSpec`` or
+    source string given, else the run config's first teacher, loaded for the run's dataset."""
+    from workbench.config import TeacherSpec
+    from workbench.runs.session import run_teacher
+
+    if isinstance(teacher, nn.Module):
+        return teacher, type(teacher).__name__
+    cfg = opened.config
+    if teacher is None:
+        if not cfg.teachers:
+            raise DoctorError(f"teacher: run {opened.id} has no teacher in its config; pass teacher=")
+        spec = cfg.teachers[0]
+    elif isinstance(teacher, TeacherSpec):
+        spec = teacher
+    elif isinstance(teacher, str):
+        spec = TeacherSpec(source=teacher if teacher.startswith(("shipped:", "run:")) else f"run:{teacher}")
+    else:
+        raise DoctorError(
+            f"teacher: expected a network, a TeacherSpec or a source string, got {type(teacher).__name__}"
+        )
+    model = run_teacher(cfg, opened.dataset, device=opened.device, store=opened.store, spec=spec)
+    assert model is not None  # a spec is given
+    return model, spec.source
+
+
+def _scratch(scratch_run: Any, opened: OpenedRun) -> nn.Module | None:
+    """The scratch student (its ``final``, else ``best`` checkpoint), from a run, id, directory or network."""
+    from workbench.runs import Run
+    from workbench.runs.session import pick_checkpoint, resolve_run
+
+    if scratch_run is None or isinstance(scratch_run, nn.Module):
+        return scratch_run
+    if not isinstance(scratch_run, (Run, str, Path)):
+        raise DoctorError(
+            "scratch_run: expected a Run, a run id, a run directory or a network, "
+            f"got {type(scratch_run).__name__}"
+        )
+    run = resolve_run(scratch_run, opened.store)
+    return run.load_model(pick_checkpoint(run, "final", fallback=True), device=opened.device)
+
+
+def _shipped_teacher_for(config: RunConfig, current: str | None) -> str | None:
+    """A shipped teacher trained on the run's dataset (not the run's own teacher), or ``None``."""
+    from workbench.runs.teachers import list_shipped_teachers
+
+    for card in list_shipped_teachers():
+        source = f"shipped:{card['name']}"
+        if card.get("dataset") == config.data.dataset and source != current:
+            return source
+    return None
+
+
+def _meta(opened: OpenedRun, source: str, dataset_given: bool) -> dict[str, Any]:
+    """What the report says was diagnosed."""
+    cfg = opened.config
+    return {
+        "run": opened.id,
+        "status": opened.run.status.get("status"),
+        "dataset": getattr(opened.dataset, "name", cfg.data.dataset),
+        "model": cfg.model.name,
+        "methods": "+".join(m.name for m in cfg.distill.methods),
+        "teacher_source": source,
+        "teachers_in_config": len(cfg.teachers),
+        "dataset_given": dataset_given,
+    }
 
 
 def diagnose(
@@ -74,21 +169,22 @@ def diagnose(
     teacher: nn.Module | str | Any | None = None,
     scratch_run: Run | str | Path | nn.Module | None = None,
     dataset: Any = None,
-    n_samples: int = 1000,
+    n_samples: int = DOCTOR_N_SAMPLES,
     device: str | torch.device | None = None,
-    runs_root: str | Path | None = None,
-    which: str = "final",
+    store: RunStore | str | Path | None = None,
+    checkpoint: str = "final",
     seed: int = 0,
     thresholds: DoctorThresholds | Mapping[str, Any] | None = None,
     progress: ProgressFn | Callable[[int, int, str], None] | None = None,
     cancel: CancelToken | None = None,
     **options: Any,
 ) -> DoctorReport:
-    """Diagnose a stored run: load its student, teacher, data, config, history and status, then call
+    """Diagnose a stored run: open it (:func:`workbench.runs.session.open_run`), load its student,
+    teacher, data, config, history and status, then call
     :func:`workbench.analysis.doctor.diagnose_models`.
 
     Args:
-        run: a :class:`workbench.runs.Run`, a run id (or unique prefix) in ``runs_root``, or a run
+        run: a :class:`workbench.runs.Run`, a run id (or unique prefix) in ``store``, or a run
             directory.
         teacher: override the run's teacher: a network, a ``TeacherSpec``, or a source string
             (``shipped:NAME``, ``run:ID``, or a bare run id). Default: the run config's first teacher.
@@ -96,11 +192,14 @@ def diagnose(
         dataset: the :class:`workbench.data.Dataset` the run trained on when it was not the one its
             config names (passed to ``workbench.train.run(dataset=...)``); its training labels are
             evidence (label noise). Default: loaded from the run's config.
-        n_samples: test samples examined (a random subset seeded by ``seed``; as many training samples).
+        n_samples: test samples examined (a random subset seeded by ``seed``; as many training
+            samples); default :data:`workbench.vocabulary.DOCTOR_N_SAMPLES`.
         device: where the models are loaded and analysed (``auto``, ``cpu``, ``cuda``, ...);
             default ``auto``. A network passed in is never moved (the analyses use copies).
-        runs_root: the workspace of run ids; default the run's own parent folder (or the store default).
-        which: the student checkpoint (``final`` falls back to ``best`` when absent).
+        store: the run store (a :class:`~workbench.runs.RunStore` or its folder) that resolves run
+            ids (the run's, ``run:ID`` teachers, the scratch run's); default the run's own parent
+            folder for a Run or a directory, else ``$WORKBENCH_RUNS`` or ``./runs``.
+        checkpoint: the student's checkpoint (``final`` falls back to ``best`` when absent).
         seed: seed of the sample subsets, the Hessian start vector and the landscape direction.
         thresholds: as in :func:`~workbench.analysis.doctor.diagnose_models`.
         progress: ``progress(done, total, message)`` over loading and the analyses (one monotone bar).
@@ -114,108 +213,36 @@ def diagnose(
         failed (non-finite loss) before saving a student is diagnosed from its config, history
         and teacher.
     """
-    from workbench.config import TeacherSpec
-    from workbench.data import load_dataset
-    from workbench.runs import RunStoreError
-    from workbench.train.teachers import load_teacher
-
     tracker = Tracker(progress, cancel, total=_TOTAL, label="doctor")
     tracker.start("loading the run")
-    try:
-        dev = resolve_device(device, field="device")
-    except DeviceError as err:
-        raise DoctorError(str(err)) from None
-    r = _resolve_run(run, runs_root, "run")
-    root = Path(runs_root) if runs_root is not None else r.path.parent
-    cfg = r.config
-    status = r.status
-    data = dataset
-    if data is None:
-        data = load_dataset(
-            cfg.data.dataset, root=cfg.data.root, download=cfg.data.download, **cfg.data.options
-        )
-    elif not hasattr(data, "train") or not hasattr(data, "normalize"):
-        raise DoctorError(f"dataset: expected a workbench Dataset, got {type(data).__name__}")
-    inputs = dataset_inputs(data, n_samples=n_samples, seed=seed)
+    opened = _open(run, store, checkpoint, dataset, n_samples, seed, device)
+    inputs = dataset_inputs(opened.dataset, n_samples=n_samples, seed=seed)
     tracker.check()
-    failure = status.get("failure") if status.get("status") == "failed" else None
-    try:
-        student: nn.Module | None = _load_student(r, which, dev)
-    except (RunStoreError, FileNotFoundError, KeyError):
-        if not failure:
-            raise
-        student = None
-
-    source: str
-    if isinstance(teacher, nn.Module):
-        teacher_model, source = teacher, type(teacher).__name__
-    else:
-        if teacher is None:
-            if not cfg.teachers:
-                raise DoctorError(f"teacher: run {r.id} has no teacher in its config; pass teacher=")
-            spec = cfg.teachers[0]
-        elif isinstance(teacher, TeacherSpec):
-            spec = teacher
-        elif isinstance(teacher, str):
-            spec = TeacherSpec(
-                source=teacher if teacher.startswith(("shipped:", "run:")) else f"run:{teacher}"
-            )
-        else:
-            raise DoctorError(
-                f"teacher: expected a network, a TeacherSpec or a source string, got {type(teacher).__name__}"
-            )
-        source = spec.source
-        teacher_model = load_teacher(spec, data.num_classes, data.image_shape, dev, runs_root=str(root))
-
-    scratch = None
-    if scratch_run is not None:
-        if isinstance(scratch_run, nn.Module):
-            scratch = scratch_run
-        else:
-            scratch = _load_student(_resolve_run(scratch_run, root, "scratch_run"), "final", dev)
+    student = _student(opened)
+    teacher_model, source = _teacher(opened, teacher)
+    scratch = _scratch(scratch_run, opened)
     tracker.report(_LOAD, "loading the run")
     tracker.check()
-
-    meta = {
-        "run": r.id,
-        "status": status.get("status"),
-        "dataset": getattr(data, "name", cfg.data.dataset),
-        "model": cfg.model.name,
-        "methods": "+".join(m.name for m in cfg.distill.methods),
-        "teacher_source": source,
-        "teachers_in_config": len(cfg.teachers),
-        "dataset_given": dataset is not None,
-    }
+    cfg = opened.config
     return diagnose_models(
         teacher_model,
         student,
-        **inputs,
+        inputs=inputs,
         evidence={
             "suggested_teacher": _shipped_teacher_for(cfg, cfg.teachers[0].source if cfg.teachers else None)
         },
-        history=r.metrics,
-        failure=failure or None,
+        history=opened.run.metrics,
+        failure=_failure(opened.run),
         scratch=scratch,
         config=cfg,
-        device=dev,
+        device=opened.device,
         seed=seed,
         thresholds=thresholds,
-        meta=meta,
+        meta=_meta(opened, source, dataset is not None),
         progress=tracker.part(_LOAD, _TOTAL),
         cancel=cancel,
         **options,
     )
-
-
-def _shipped_teacher_for(config: Any, current: str | None) -> str | None:
-    """A shipped teacher trained on the run's dataset (not the run's own teacher), or ``None``."""
-    from workbench.train.teachers import list_shipped_teachers
-
-    for card in list_shipped_teachers():
-        source = f"shipped:{card['name']}"
-        if card.get("dataset") == config.data.dataset and source != current:
-            return source
-    return None
 
 
 def measure_run(run: Run | str | Path, **kwargs: Any) -> dict[str, Any]:
@@ -310,6 +337,95 @@ def _values(ev: Mapping[str, Any], metric: str) -> dict[str, Any]:
     return {k: ev.get(k) for k in dict.fromkeys([metric, *_COMPARED])}
 
 
+def _store_and_run(run: Run | str | Path, store: RunStore | str | Path | None) -> tuple[RunStore, Run]:
+    """The store and the run in it (the run's own parent folder when no store is given)."""
+    from workbench.runs.session import as_store, resolve_run
+
+    if store is None:
+        found = resolve_run(run)
+        return as_store(found.path.parent), found
+    the_store = as_store(store)
+    return the_store, resolve_run(run, the_store)
+
+
+def _choose(report: DoctorReport, finding: Finding | str | None) -> tuple[Finding, Experiment]:
+    """The finding to verify (given, named, or the top warning with an experiment) and its experiment."""
+    chosen: Finding | None
+    if isinstance(finding, Finding):
+        chosen = finding
+    elif isinstance(finding, str):
+        chosen = next((f for f in report.findings if f.rule == finding), None)
+        if chosen is None:
+            raise DoctorError(
+                f"finding: no {finding!r} finding in the report; have {[f.rule for f in report.findings]}"
+            )
+    else:
+        chosen = next((f for f in report.findings if f.experiment is not None and f.level == "warning"), None)
+    if chosen is None or chosen.experiment is None:
+        raise DoctorError(
+            "report: no warning-level finding with an experiment to verify (the run looks healthy)"
+        )
+    return chosen, chosen.experiment
+
+
+def _verify_config(run: Run, exp: Experiment, epochs: int | None) -> RunConfig:
+    """The run's config with the experiment's overrides, its seed, a ``-verify`` name and a link to it."""
+    from workbench.validate import validate_run_config
+
+    data = exp.apply(run.config)
+    data["name"] = f"{(run.config.name or run.id)[:48]}-verify"
+    data["seed"] = run.config.seed
+    data.setdefault("links", {})["verifies"] = run.id
+    if epochs is not None:
+        data["train"]["epochs"] = int(epochs)
+    try:
+        return validate_run_config(data)
+    except ValueError as err:
+        raise DoctorError(f"experiment: its overrides give an invalid config: {one_line(err)}") from None
+
+
+def _train(
+    cfg: RunConfig,
+    store: RunStore,
+    dataset: Any,
+    progress: Callable[[int, int, str], None],
+    cancel: CancelToken | None,
+) -> str | None:
+    """Train the verification run; its id (also when its loss became non-finite), else ``None``."""
+    from workbench.train import TrainingFailed
+    from workbench.train import run as train_run
+
+    try:
+        return train_run(cfg, store=store, dataset=dataset, progress=progress, cancel=cancel).run_id
+    except TrainingFailed:
+        return next(
+            (
+                x.id
+                for x in store.list()
+                if x.status.get("name") == cfg.name and x.status.get("status") == "failed"
+            ),
+            None,
+        )
+
+
+def _compare(
+    report: DoctorReport, after_report: DoctorReport | None, exp: Experiment, tolerance: float
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]:
+    """``before``, ``after``, ``delta`` (after minus before, by name) and whether the experiment's
+    metric moved its way by more than ``tolerance``."""
+    before = _values(report.evidence, exp.metric)
+    after = _values(after_report.evidence, exp.metric) if after_report is not None else {}
+    delta = {
+        k: (after[k] - before[k])
+        if isinstance(after.get(k), (int, float)) and isinstance(before.get(k), (int, float))
+        else None
+        for k in before
+    }
+    d = delta.get(exp.metric)
+    helped = d is not None and (d > tolerance if exp.goal == "up" else d < -tolerance)
+    return before, after, delta, bool(helped)
+
+
 def verify(
     run: Run | str | Path,
     report: DoctorReport | None = None,
@@ -317,7 +433,7 @@ def verify(
     epochs: int | None = None,
     finding: Finding | str | None = None,
     dataset: Any = None,
-    runs_root: str | Path | None = None,
+    store: RunStore | str | Path | None = None,
     device: str | torch.device | None = None,
     tolerance: float = 0.0,
     progress: ProgressFn | Callable[[int, int, str], None] | None = None,
@@ -337,7 +453,7 @@ def verify(
             experiment's when it sets ``train.epochs``).
         finding: the finding to verify (a finding of the report or a rule name; default the top one).
         dataset: the dataset the run trained on when it is not its config's (as in :func:`diagnose`).
-        runs_root, device: as in :func:`diagnose`.
+        store, device: as in :func:`diagnose` (the verification run is written to that store).
         tolerance: the least change of the metric that counts as help.
         progress: ``progress(done, total, message)``: diagnosis, training and diagnosis again.
         cancel: a :class:`~workbench.runtime.CancelToken`; a cancelled verification leaves no run
@@ -350,77 +466,21 @@ def verify(
     Raises:
         DoctorError: the report has no finding with an experiment to run.
     """
-    from workbench.runs import RunStore
-    from workbench.train import TrainingFailed
-    from workbench.train import run as train_run
-    from workbench.validate import validate_run_config
-
     tracker = Tracker(progress, cancel, total=300, label="verify")
     tracker.start("verify")
-    r = _resolve_run(run, runs_root, "run")
-    root = Path(runs_root) if runs_root is not None else r.path.parent
-    opts = dict(diagnose_options, dataset=dataset, runs_root=root, device=device, cancel=cancel)
+    the_store, r = _store_and_run(run, store)
+    opts = dict(diagnose_options, dataset=dataset, store=the_store, device=device, cancel=cancel)
     if report is None:
         report = diagnose(r, progress=tracker.part(0, 100, "diagnosing"), **opts)
     tracker.report(100, "diagnosed")
-    chosen: Finding | None
-    if isinstance(finding, Finding):
-        chosen = finding
-    elif isinstance(finding, str):
-        chosen = next((f for f in report.findings if f.rule == finding), None)
-        if chosen is None:
-            raise DoctorError(
-                f"finding: no {finding!r} finding in the report; have {[f.rule for f in report.findings]}"
-            )
-    else:
-        chosen = next((f for f in report.findings if f.experiment is not None and f.level == "warning"), None)
-    if chosen is None or chosen.experiment is None:
-        raise DoctorError(
-            "report: no warning-level finding with an experiment to verify (the run looks healthy)"
-        )
-    exp = chosen.experiment
-    data = exp.apply(r.config)
-    data["name"] = f"{(r.config.name or r.id)[:48]}-verify"
-    data["seed"] = r.config.seed
-    data.setdefault("links", {})["verifies"] = r.id
-    if epochs is not None:
-        data["train"]["epochs"] = int(epochs)
-    try:
-        cfg = validate_run_config(data)
-    except ValueError as err:
-        raise DoctorError(
-            f"experiment: its overrides give an invalid config: {str(err).splitlines()[0]}"
-        ) from None
-    store = RunStore(root)
-    vid: str | None
-    try:
-        res = train_run(
-            cfg, store=store, dataset=dataset, progress=tracker.part(100, 200, "training"), cancel=cancel
-        )
-        vid = res.run_id
-    except TrainingFailed:
-        vid = next(
-            (
-                x.id
-                for x in store.list()
-                if x.status.get("name") == cfg.name and x.status.get("status") == "failed"
-            ),
-            None,
-        )
+    chosen, exp = _choose(report, finding)
+    cfg = _verify_config(r, exp, epochs)
+    vid = _train(cfg, the_store, dataset, tracker.part(100, 200, "training"), cancel)
     tracker.report(200, "trained")
     after_report = (
         diagnose(vid, progress=tracker.part(200, 300, "diagnosing the new run"), **opts) if vid else None
     )
-    before = _values(report.evidence, exp.metric)
-    after = _values(after_report.evidence, exp.metric) if after_report is not None else {}
-    delta = {
-        k: (after[k] - before[k])
-        if isinstance(after.get(k), (int, float)) and isinstance(before.get(k), (int, float))
-        else None
-        for k in before
-    }
-    d = delta.get(exp.metric)
-    helped = d is not None and (d > tolerance if exp.goal == "up" else d < -tolerance)
+    before, after, delta, helped = _compare(report, after_report, exp, tolerance)
     tracker.report(300, "verified")
     return VerifyResult(
         run_id=r.id,
@@ -432,7 +492,7 @@ def verify(
         before=before,
         after=after,
         delta=delta,
-        helped=bool(helped),
+        helped=helped,
         tolerance=float(tolerance),
         after_findings=[f.rule for f in after_report.warnings] if after_report is not None else [],
         report=after_report,

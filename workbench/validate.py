@@ -38,13 +38,14 @@ from workbench.config import (
     ConfigError,
     ModelSpec,
     RunConfig,
-    one_line,
     parse_config,
+    printable,
     shown,
     validate_config,
 )
 from workbench.data import DataError, check_dataset, dataset_options, list_datasets
 from workbench.distill import MethodError, get_method_class, list_methods, method_schema, parse_params
+from workbench.errors import one_line as first_line
 from workbench.models import ModelError, create_model, describe_models, estimate_model
 from workbench.paths import teachers_dir
 
@@ -132,9 +133,9 @@ def check_method_params(name: str, params: Mapping[str, Any], *, field: str = "p
     except MethodError as err:
         msg = str(err).removeprefix(f"method {name!r}: ")
         where = f"{field}.{msg}" if msg and not msg.startswith("params") else f"{field}: {msg}"
-        raise ConfigError(one_line(where)) from None
+        raise ConfigError(printable(where)) from None
     except (ValueError, TypeError) as err:
-        raise ConfigError(one_line(f"{field}: {err}")) from None
+        raise ConfigError(printable(f"{field}: {err}")) from None
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def _unknown(name: str, known: Iterable[str], what: str = "name") -> str:
     close = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     listed = ", ".join(known) or "none"
-    return one_line(f"unknown {what} {shown(name)}{hint}; known: {listed}", 300)
+    return printable(f"unknown {what} {shown(name)}{hint}; known: {listed}", 300)
 
 
 def _check_data(cfg: RunConfig) -> tuple[tuple[int, int, int] | None, int]:
@@ -162,7 +163,7 @@ def _check_data(cfg: RunConfig) -> tuple[tuple[int, int, int] | None, int]:
             close = difflib.get_close_matches(str(key), list(accepted), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                one_line(
+                printable(
                     f"data.options.{key}: unknown option of dataset {spec.dataset!r}{hint}; "
                     f"accepted: {', '.join(sorted(accepted)) or 'none'}"
                 )
@@ -182,7 +183,7 @@ def _check_data(cfg: RunConfig) -> tuple[tuple[int, int, int] | None, int]:
             msg = msg.split(": ", 1)[1]
         else:  # "root ...: ...", "file ...: ...", "folder ...: ..."
             where = "data.root"
-        raise ConfigError(one_line(f"{where}: {msg}", 400)) from None
+        raise ConfigError(printable(f"{where}: {msg}", 400)) from None
     if info.shape_known:
         return tuple(info.image_shape), info.num_classes  # type: ignore[return-value]
     size, channels = spec.options.get("image_size"), spec.options.get("channels")
@@ -230,14 +231,14 @@ def _check_model(spec: ModelSpec, field: str, shape: tuple[int, int, int] | None
             close = difflib.get_close_matches(str(key), free, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                one_line(
+                printable(
                     f"{field}.kwargs.{key}: unknown argument of model {spec.name!r}{hint}; "
                     f"accepted: {', '.join(free) or 'none'}"
                 )
             )
         if key in entry.fixed and not _same(value, entry.defaults[key]):
             raise ConfigError(
-                one_line(
+                printable(
                     f"{field}.kwargs.{key}: model {spec.name!r} fixes {key}={entry.defaults[key]!r}, "
                     f"got {shown(value)}; use {entry.family!r} to choose it"
                 )
@@ -261,11 +262,11 @@ def _check_model(spec: ModelSpec, field: str, shape: tuple[int, int, int] | None
         msg = str(err).removeprefix(f"model {spec.name!r}: ")
         key = msg.split("=", 1)[0] if "=" in msg else ""
         where = f"{field}.kwargs.{key}" if key in spec.kwargs else f"{field}.kwargs"
-        raise ConfigError(one_line(f"{where}: {msg} (model {spec.name!r})")) from None
+        raise ConfigError(printable(f"{where}: {msg} (model {spec.name!r})")) from None
     except (RuntimeError, ValueError, TypeError, OverflowError, ZeroDivisionError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise ConfigError(
-            one_line(f"{field}.kwargs: model {spec.name!r} cannot be built with these arguments ({first})")
+            printable(f"{field}.kwargs: model {spec.name!r} cannot be built with these arguments ({first})")
         ) from None
 
 
@@ -413,39 +414,39 @@ def _check_value(
         typed = [e for o, e in zip(options, errors, strict=True) if _fits_type(value, o)]
         if typed:
             raise typed[0]
-        raise ConfigError(one_line(f"{field}: expected {_describe(schema, defs)}, got {shown(value)}"))
+        raise ConfigError(printable(f"{field}: expected {_describe(schema, defs)}, got {shown(value)}"))
     if "enum" in schema:
         if not any(value == v and type(value) is type(v) for v in schema["enum"]):
-            raise ConfigError(one_line(f"{field}: expected {_describe(schema, defs)}, got {shown(value)}"))
+            raise ConfigError(printable(f"{field}: expected {_describe(schema, defs)}, got {shown(value)}"))
         return
     kind = schema.get("type")
     if kind is None:
         return
     if not _fits_type(value, schema):
-        raise ConfigError(one_line(f"{field}: expected {_describe(schema, defs)}, got {shown(value)}"))
+        raise ConfigError(printable(f"{field}: expected {_describe(schema, defs)}, got {shown(value)}"))
     if kind in ("number", "integer"):
         number = _as_number(value, kind == "integer")
         assert number is not None  # _fits_type checked it
         problem = _range_error(number, schema, kind == "integer")
         if problem:
-            raise ConfigError(one_line(f"{field}: {problem}, got {shown(value)}"))
+            raise ConfigError(printable(f"{field}: {problem}, got {shown(value)}"))
     elif kind == "string":
         if "minLength" in schema and len(value) < schema["minLength"]:
             raise ConfigError(
-                one_line(f"{field}: expected at least {schema['minLength']} characters, got {shown(value)}")
+                printable(f"{field}: expected at least {schema['minLength']} characters, got {shown(value)}")
             )
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise ConfigError(
-                one_line(f"{field}: expected at most {schema['maxLength']} characters, got {shown(value)}")
+                printable(f"{field}: expected at most {schema['maxLength']} characters, got {shown(value)}")
             )
     elif kind == "array":
         if "minItems" in schema and len(value) < schema["minItems"]:
             raise ConfigError(
-                one_line(f"{field}: expected at least {schema['minItems']} entries, got {len(value)}")
+                printable(f"{field}: expected at least {schema['minItems']} entries, got {len(value)}")
             )
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise ConfigError(
-                one_line(f"{field}: expected at most {schema['maxItems']} entries, got {len(value)}")
+                printable(f"{field}: expected at most {schema['maxItems']} entries, got {len(value)}")
             )
         prefix = schema.get("prefixItems") or []
         for i, item in enumerate(value):
@@ -481,7 +482,7 @@ def _check_object(
     props: Mapping[str, Any] = schema.get("properties", {})
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
-        where = f"{field}.{one_line(str(key), 40)}"
+        where = f"{field}.{printable(str(key), 40)}"
         if key in props:
             _check_value(item, props[key], defs, where, method)
         elif extra is False:
@@ -489,7 +490,7 @@ def _check_object(
             close = difflib.get_close_matches(str(key), accepted, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                one_line(
+                printable(
                     f"{where}: unknown parameter of method {method!r}{hint}; "
                     f"accepted: {', '.join(accepted) or 'none'}"
                 )

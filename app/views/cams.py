@@ -4,8 +4,8 @@ import hashlib
 
 import streamlit as st
 
-from app import analysis_shared as shared_a
-from app import shared
+from app.lib import bindings as bind
+from app.lib import forms, layout, loaders, state
 from workbench.analysis.cam import (
     TARGET_MODES,
     cam_layers,
@@ -15,128 +15,138 @@ from workbench.analysis.cam import (
     get_cam_method,
     list_cam_methods,
 )
+from workbench.runs.labels import run_label
+from workbench.runs.related import confounded_shapes_run, related_runs
+from workbench.runs.session import pick_checkpoint
 from workbench.viz import cam_class_agreement, cam_grid, localization_summary
+from workbench.vocabulary import IMAGE_CHOICES
 
-PICK_LABELS = {
+IMAGE_LABELS = {
     "class": "by class",
     "disagreement": "where they disagree",
     "random": "at random",
     "upload": "upload an image",
 }
 
-with shared.page("Class activation maps", "Where do the teacher and the student look when they decide?"):
+with layout.page("Class activation maps", "Where do the teacher and the student look when they decide?"):
     if st.button(
         "Shapes preset: context reliance in a confounded run",
         help="A student trained on shapes whose background gives the class away",
     ):
-        preset = shared_a.shapes_preset_run()
+        preset = confounded_shapes_run(state.list_runs(kind=("distill", "student"), status="completed"))
         if preset is None:
             st.info(
                 "No confounded shapes run yet: train a distill run on `shapes` with option "
                 "`confounding: 0.9` and teacher `shipped:shapes` (Home page)."
             )
         else:
-            shared_a.apply_preset(
+            bind.apply_preset(
                 {
                     "run": preset.id,
-                    "ckpt": "final",
+                    "checkpoint": "final",
                     "method": "gradcam",
                     "target": "label",
-                    "pick": "random",
+                    "images": "random",
                     "count": 6,
                 }
             )
 
-    run = shared.run_picker(kind=("distill", "student"))
+    run = bind.run_picker(kind=("distill", "student"))
     if run is None:
         st.stop()
-    teacher = shared_a.require_teacher(run)
+    teacher = loaders.require_teacher(run)
     c1, c2 = st.columns(2)
-    ckpt = shared.checkpoint_picker(run, container=c1)
-    others = {r.id: r for r in shared_a.related_runs(run)}
-    scratch_id = shared.bound_selectbox(
+    checkpoint = bind.checkpoint_picker(run, container=c1)
+    others = {r.id: r for r in related_runs(run, state.list_runs(kind=("student", "distill", "teacher")))}
+    scratch_id = bind.bound_selectbox(
         "Also show (e.g. the scratch student)",
         "scratch",
         ["none", *others],
-        format_func=lambda i: "none" if i == "none" else shared.run_label(others[i]),
+        format_func=lambda i: "none" if i == "none" else run_label(others[i]),
         container=c2,
     )
-    student = shared.load_run_model(run.id, ckpt)
-    scratch = None if scratch_id == "none" else shared.load_run_model(scratch_id, "final")
+    student = loaders.student(run, checkpoint)
+    scratch_checkpoint = None if scratch_id == "none" else pick_checkpoint(others[scratch_id], fallback=True)
+    scratch = None if scratch_checkpoint is None else loaders.student(others[scratch_id], scratch_checkpoint)
 
     m1, m2, m3 = st.columns(3)
-    method = shared.bound_selectbox("Method", "method", list_cam_methods(), container=m1)
+    method = bind.bound_selectbox("Method", "method", list_cam_methods(), container=m1)
     st.caption(cam_method_schema(method)["description"])
-    target = shared.bound_selectbox("Target class", "target", list(TARGET_MODES), container=m2)
-    pick = shared.bound_selectbox(
-        "Images", "pick", list(shared_a.PICKS), format_func=PICK_LABELS.get, container=m3
+    target = bind.bound_selectbox("Target class", "target", list(TARGET_MODES), container=m2)
+    images = bind.bound_selectbox(
+        "Images", "images", IMAGE_CHOICES, format_func=IMAGE_LABELS.get, container=m3
     )
+    data = loaders.dataset(run)
+    shape = tuple(data.image_shape)
     with st.expander(f"{method} parameters and layers"):
-        method_params = shared_a.schema_form(cam_method_schema(method), f"cp.{method}")
-        data = shared.run_data(run)
+        method_params = forms.schema_form(cam_method_schema(method), f"cp.{method}", name=method)
         layers = {}
         if get_cam_method(method).kind != "pixel":  # pixel methods explain the input, not a layer
             l1, l2 = st.columns(2)
-            shape = tuple(data.image_shape)
-            layers["teacher"] = shared.bound_selectbox(
+            default_layer = "last conv (default)"
+            layers["teacher"] = bind.bound_selectbox(
                 "Teacher layer",
-                "tlayer",
+                "teacher_layer",
                 cam_layers(teacher, shape),
-                format_func=lambda p: p or "last conv (default)",
+                format_func=lambda p: p or default_layer,
                 container=l1,
             )
-            layers["student"] = shared.bound_selectbox(
+            layers["student"] = bind.bound_selectbox(
                 "Student layer",
-                "slayer",
+                "layer",
                 cam_layers(student, shape),
-                format_func=lambda p: p or "last conv (default)",
+                format_func=lambda p: p or default_layer,
                 container=l2,
             )
+    layers = {role: path or None for role, path in layers.items()}  # blank: the method's default layer
 
     p1, p2, p3 = st.columns(3)
-    count = shared.bound_number("Images shown", "count", 6, min_value=1, max_value=24, container=p1)
-    seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=p2)
+    count = bind.bound_number("Images shown", "count", 6, min_value=1, max_value=24, container=p1)
+    seed = bind.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=p2)
     klass, upload = 0, None
-    if pick == "class":
-        klass = shared.bound_selectbox(
+    if images == "class":
+        klass = bind.bound_selectbox(
             "Class",
             "class",
             list(range(len(data.class_names))),
             format_func=lambda k: data.class_names[k],
             container=p3,
         )
-    elif pick == "upload":
+    elif images == "upload":
         file = p3.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"])
         if file is None:
-            st.info(f"Upload an image; it is converted to the dataset's shape {tuple(data.image_shape)}.")
+            st.info(f"Upload an image; it is converted to the dataset's shape {shape}.")
             st.stop()
         upload = file.getvalue()
         if target == "label":
             st.caption("An uploaded image has no label: its maps explain the teacher's prediction.")
             target = "teacher"
-    chosen = shared_a.cam_images(run, ckpt, pick, count=count, seed=seed, klass=klass, upload=upload)
+    chosen = loaders.cam_images(run, checkpoint, images, count=count, seed=seed, klass=klass, upload=upload)
     for role, layer in layers.items():  # a model without feature maps says so before any map is drawn
-        model = teacher if role == "teacher" else student
-        check_cam_layer(model, layer or None, tuple(data.image_shape), name=role)
+        check_cam_layer(teacher if role == "teacher" else student, layer, shape, name=role)
 
     settings = {
         "method": method,
         "params": method_params,
         "layers": layers,
         "target": target,
-        "pick": pick,
+        "images": images,
         "count": count,
         "seed": seed,
         "class": klass,
         "upload": None if upload is None else hashlib.sha256(upload).hexdigest(),
         "scratch": None
         if scratch is None
-        else [scratch_id, shared.checkpoint_stamp(others[scratch_id], "final")],
+        else [
+            scratch_id,
+            scratch_checkpoint,
+            loaders.checkpoint_stamp(others[scratch_id], scratch_checkpoint),
+        ],
     }
-    comparison = shared.cached_analysis(
+    comparison = loaders.cached_analysis(
         "cams",
-        run.id,
-        ckpt,
+        run,
+        checkpoint,
         settings,
         lambda: compare_cams(
             teacher,
@@ -144,13 +154,13 @@ with shared.page("Class activation maps", "Where do the teacher and the student 
             chosen.images,
             chosen.labels,
             method=method,
-            layers={k: v or None for k, v in layers.items()},
+            layers=layers,
             target=target,
             extra=None if scratch is None else {"scratch": scratch},
             class_names=data.class_names,
             masks=chosen.masks,
-            device=shared.device(),
-            progress=shared.progress_bar(method),
+            device=loaders.device(),
+            progress=layout.progress_bar(method),
             **method_params,
         ),
     )
@@ -159,7 +169,7 @@ with shared.page("Class activation maps", "Where do the teacher and the student 
     s1.metric("Mean Pearson r (teacher vs student maps)", f"{comparison.mean_pearson:.3f}")
     s2.metric("Mean Spearman ρ", f"{comparison.mean_spearman:.3f}")
     s3.metric(f"Mean top-{round(100 * comparison.top_k)}% IoU", f"{comparison.mean_topk_iou:.3f}")
-    shared.show_figure(
+    layout.show_figure(
         cam_grid(comparison, chosen.raw, max_images=count, class_names=data.class_names), key="cam_grid"
     )
     st.dataframe(
@@ -172,10 +182,10 @@ with shared.page("Class activation maps", "Where do the teacher and the student 
         },
         width="stretch",
     )
-    if pick != "upload":
-        shared.show_figure(cam_class_agreement(comparison, data.class_names), key="cam_classes")
+    if images != "upload":
+        layout.show_figure(cam_class_agreement(comparison, data.class_names), key="cam_classes")
     if comparison.localization:
-        shared.show_figure(localization_summary(comparison.localization), key="localization")
+        layout.show_figure(localization_summary(comparison.localization), key="localization")
         st.caption(
             "Context reliance: the share of a map's energy outside the object. A student that learned "
             "the background confounder looks at the background, not the shape."

@@ -8,35 +8,44 @@ import io
 
 import streamlit as st
 
-from app import shared
+from app.lib import bindings as bind
+from app.lib import layout, state
+from workbench.runs.labels import run_label, teacher_label
+from workbench.runs.related import logged_metrics
 from workbench.viz import compare_runs
 
-METRICS = ["test_acc", "agreement", "kl_teacher_student", "ece", "train_acc"]
-
-with shared.page("Compare runs", "Several runs on one metric, and their summaries as a table."):
-    runs = shared.list_runs()
+with layout.page("Compare runs", "Several runs on one metric, and their summaries as a table."):
+    runs = state.list_runs()
     if not runs:
         st.info("No runs yet. Start one on the Home page.")
         st.stop()
     by_id = {r.id: r for r in runs}
-    name_filter = shared.bound_text(
-        "Filter by name", "filter", "", max_chars=60, help="Keep runs whose name or id contains this text."
-    ).strip().lower()
-    ids = [i for i in by_id if not name_filter or name_filter in shared.run_label(by_id[i]).lower()]
+    name_filter = (
+        bind.bound_text(
+            "Filter by name",
+            "filter",
+            "",
+            max_chars=60,
+            help="Keep runs whose name or id contains this text.",
+        )
+        .strip()
+        .lower()
+    )
+    ids = [i for i in by_id if not name_filter or name_filter in run_label(by_id[i]).lower()]
     default = [r.id for r in runs if r.status.get("status") == "completed" and r.id in ids][:4]
-    chosen = shared.bound_multiselect(
-        "Runs", "runs", ids, default=default, format_func=lambda i: shared.run_label(by_id[i]), max_selections=20
+    chosen = bind.bound_multiselect(
+        "Runs", "runs", ids, default=default, format_func=lambda i: run_label(by_id[i]), max_selections=20
     )
     if not chosen:
         st.info("Pick at least one run.")
         st.stop()
     picked = [by_id[i] for i in chosen]
 
-    keys: list[str] = [m for m in METRICS]
-    for r in picked:
-        for entry in r.metrics.get("epochs", []):
-            keys.extend(k for k in entry if k.startswith("loss/") and k not in keys)
-    metric = shared.bound_selectbox("Metric", "metric", keys, default="test_acc")
+    metrics = logged_metrics(picked)  # what the chosen runs logged per epoch
+    if not metrics:
+        st.info("None of these runs has finished an epoch yet.")
+        st.stop()
+    metric = bind.bound_selectbox("Metric", "metric", metrics, default="test_acc")
 
     names: dict[str, object] = {}
     for r in picked:
@@ -44,7 +53,7 @@ with shared.page("Compare runs", "Several runs on one metric, and their summarie
         if label in names:
             label = f"{label} ({r.id[-4:]})"
         names[label] = r.metrics
-    shared.show_figure(compare_runs(names, metric), key="compare")
+    layout.show_figure(compare_runs(names, metric), key="compare")
 
     rows = []
     for r in picked:
@@ -58,7 +67,7 @@ with shared.page("Compare runs", "Several runs on one metric, and their summarie
                 "kind": s["kind"],
                 "dataset": s["dataset"],
                 "model": s["model"],
-                "teacher": shared.teacher_label(r),
+                "teacher": teacher_label(r),
                 "method": s["method"],
                 "method params": "; ".join(
                     f"{m.name}: {m.weight:g}" + "".join(f", {k}={v}" for k, v in m.params.items())

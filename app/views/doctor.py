@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import shared
 from app.experiments import experiment_text, suggested_config
+from app.lib import bindings as bind
+from app.lib import forms, layout, loaders, state
+from workbench.diagnosis import diagnose
+from workbench.runs.labels import fmt_value, run_label
+from workbench.runs.related import related_runs
 from workbench.viz import finding_figure, findings_bars
-
-try:  # the diagnosis service; older libraries had it in the analysis package
-    from workbench.diagnosis import diagnose
-except ImportError:  # pragma: no cover
-    from workbench.analysis.doctor import diagnose
+from workbench.vocabulary import DOCTOR_N_SAMPLES
 
 #: the page that shows each view of :mod:`workbench.viz` in full, and its URL path
 VIEW_PAGES = {
@@ -33,39 +33,54 @@ VIEW_PAGES = {
 }
 
 
-with shared.page("Student doctor", "What looks wrong with a student, the numbers that show it, and what to try."):
-    run = shared.run_picker(kind=("distill", "student"))
+with layout.page(
+    "Student doctor", "What looks wrong with a student, the numbers that show it, and what to try."
+):
+    run = bind.run_picker(kind=("distill", "student"))
     if run is None:
         st.stop()
     if not run.config.teachers:
         st.info("This run has no teacher in its config; the doctor compares a student with its teacher.")
         st.stop()
     c1, c2, c3, c4 = st.columns(4)
-    ckpt = shared.checkpoint_picker(run, container=c1)
-    n = shared.bound_number("Samples", "n", 500, min_value=50, max_value=5000, container=c2)
-    seed = shared.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=c3)
-    same = [
-        r for r in shared.list_runs(kind="student", status="completed")
-        if r.id != run.id and r.summary()["model"] == run.summary()["model"]
-        and r.summary()["dataset"] == run.summary()["dataset"]
-    ]
-    labels = {"": "none"} | {r.id: shared.run_label(r) for r in same}
-    scratch_id = shared.bound_selectbox(
-        "Scratch student", "scratch", list(labels), format_func=labels.get, container=c4,
+    checkpoint = bind.checkpoint_picker(run, container=c1)
+    n_samples = bind.bound_number(
+        "Samples", "n_samples", DOCTOR_N_SAMPLES, min_value=50, max_value=5000, container=c2
+    )
+    seed = bind.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=c3)
+    same = related_runs(run, state.list_runs(kind="student", status="completed"), same_model=True)
+    labels = {"": "none"} | {r.id: run_label(r) for r in same}
+    scratch_id = bind.bound_selectbox(
+        "Scratch student",
+        "scratch",
+        list(labels),
+        format_func=labels.get,
+        container=c4,
         help="The same student trained without a teacher: enables the sharpness rule.",
     )
-    params = {"n": int(n), "seed": int(seed), "scratch": scratch_id or None}
+    params = {"n_samples": int(n_samples), "seed": int(seed), "scratch": scratch_id or None}
     go = st.button("Examine", type="primary", key="examine") or st.query_params.get("examine") == "1"
     if not go:
-        st.caption("The doctor runs several analyses (about a minute on a CPU); results are kept for every session.")
+        st.caption(
+            "The doctor runs several analyses (about a minute on a CPU); results are kept for every session."
+        )
         st.stop()
     st.query_params["examine"] = "1"
-    scratch = shared.get_run(scratch_id) if scratch_id else None
-    report = shared.cached_analysis(
-        "doctor", run.id, ckpt, params,
+    scratch = state.get_run(scratch_id) if scratch_id else None
+    report = loaders.cached_analysis(
+        "doctor",
+        run,
+        checkpoint,
+        params,
         lambda: diagnose(
-            run, scratch_run=scratch, n_samples=int(n), seed=int(seed), which=ckpt,
-            runs_root=shared.store_root(), device=shared.device(), progress=shared.progress_bar("Examining"),
+            run,
+            scratch_run=scratch,
+            n_samples=int(n_samples),
+            seed=int(seed),
+            checkpoint=checkpoint,
+            store=state.store_root(),
+            device=loaders.device(),
+            progress=layout.progress_bar("Examining"),
         ),
     )
 
@@ -74,7 +89,7 @@ with shared.page("Student doctor", "What looks wrong with a student, the numbers
     else:
         if report.healthy:
             st.success("No warning: the findings below are notes.")
-        shared.show_figure(findings_bars(report), key="bars")
+        layout.show_figure(findings_bars(report), key="bars")
     for rank, finding in enumerate(report.findings, start=1):
         with st.container(border=True):
             level = getattr(finding, "level", "warning")
@@ -83,23 +98,30 @@ with shared.page("Student doctor", "What looks wrong with a student, the numbers
             st.markdown(f"*Try:* {experiment_text(finding) or finding.suggestion}")
             left, right = st.columns([1, 2])
             left.dataframe(
-                [{"evidence": k, "value": shared.fmt_value(v)} for k, v in finding.evidence.items()],
-                hide_index=True, width="stretch",
+                [{"evidence": k, "value": fmt_value(v)} for k, v in finding.evidence.items()],
+                hide_index=True,
+                width="stretch",
             )
             with right.expander("Figure", expanded=rank == 1):
-                with shared.guard():
-                    shared.show_figure(finding_figure(report, finding), key=f"finding-{rank}")
+                with layout.guard():
+                    layout.show_figure(finding_figure(report, finding), key=f"finding-{rank}")
             a, b = st.columns(2)
-            shared.page_link(
-                "views/home.py", "Run the suggested experiment", icon=":material/science:",
-                params=shared.new_run_params(suggested_config(finding, run)), container=a,
+            layout.page_link(
+                "views/home.py",
+                "Run the suggested experiment",
+                icon=":material/science:",
+                params=forms.new_run_params(suggested_config(finding, run)),
+                container=a,
             )
             target = VIEW_PAGES.get(finding.view)
             if target is not None:
                 extra = {"scratch": scratch_id} if target[0].endswith("landscape.py") and scratch_id else {}
-                shared.page_link(
-                    target[0], f"Open in {target[1]}", icon=":material/open_in_new:",
-                    params={"run": run.id, "ckpt": ckpt, "seed": int(seed), **extra}, container=b,
+                layout.page_link(
+                    target[0],
+                    f"Open in {target[1]}",
+                    icon=":material/open_in_new:",
+                    params={"run": run.id, "checkpoint": checkpoint, "seed": int(seed), **extra},
+                    container=b,
                 )
     if report.skipped:
         with st.expander("Not checked"):

@@ -2,13 +2,17 @@
 
 Modules: :mod:`~workbench.analysis.cam` (a package: class activation maps and attributions,
 compared across models), :mod:`~workbench.analysis.agreement`, :mod:`~workbench.analysis.similarity`
-(CKA), :mod:`~workbench.analysis.embedding`, :mod:`~workbench.analysis.landscape`,
+(CKA between models; the estimators in :mod:`~workbench.analysis.cka`, the feature reading in
+:mod:`~workbench.analysis.features`), :mod:`~workbench.analysis.embedding`,
+:mod:`~workbench.analysis.landscape` and :mod:`~workbench.analysis.interpolation` (over
+:mod:`~workbench.analysis.objectives`, :mod:`~workbench.analysis.evaluation`,
+:mod:`~workbench.analysis.directions` and :mod:`~workbench.analysis.landscape_grid`),
 :mod:`~workbench.analysis.hessian`, :mod:`~workbench.analysis.difficulty` and
 :mod:`~workbench.analysis.doctor` (a package: rules, evidence, report). Every analysis on models
 takes ``(teacher, student, images, labels, *, ...)`` with ``progress=`` and ``cancel=``
 (:mod:`workbench.runtime`), computes on a copy (the caller's model is never changed) and returns a
 dataclass with ``class_names``, ``params`` and ``to_dict()``. The landscape objectives (``cross_entropy``, ``kd``,
-``agreement``, ``accuracy``) are reached through their module, ``workbench.analysis.landscape``.
+``agreement``, ``accuracy``) are reached through their module, ``workbench.analysis.objectives``.
 """
 
 from workbench.analysis._common import AnalysisError
@@ -44,10 +48,13 @@ from workbench.analysis.cam import (
     list_cam_methods,
     localization_metrics,
 )
+from workbench.analysis.cka import KERNELS, MinibatchCKA, linear_cka, rbf_cka
 from workbench.analysis.difficulty import DifficultyResult, difficulty_from_logits, difficulty_report
+from workbench.analysis.directions import random_direction
 from workbench.analysis.doctor import (
     RULES,
     DoctorError,
+    DoctorInputs,
     DoctorReport,
     DoctorThresholds,
     Finding,
@@ -65,33 +72,23 @@ from workbench.analysis.hessian import (
     hessian_top_eigenvalue,
     hessian_trace,
 )
-from workbench.analysis.landscape import (
-    BN_MODES,
-    ORDERS,
-    LandscapeResult,
-    Objective,
-    builtin_objectives,
-    interpolate,
-    landscape_1d,
-    landscape_2d,
-    random_direction,
-)
+from workbench.analysis.interpolation import interpolate
+from workbench.analysis.landscape import BN_MODES, landscape_1d, landscape_2d
+from workbench.analysis.landscape_grid import ORDERS, LandscapeResult
+from workbench.analysis.objectives import Objective, builtin_objectives
 from workbench.analysis.similarity import (
-    KERNELS,
     CKAResult,
     CKATrainingResult,
-    MinibatchCKA,
     cka_matrix,
     cka_over_training,
-    linear_cka,
     matched_pairs,
-    rbf_cka,
 )
 from workbench.analysis.soft_labels import SoftLabelResult, soft_labels, soft_labels_from_logits
 
 __all__ = [
     "RULES",
     "DoctorError",
+    "DoctorInputs",
     "DoctorReport",
     "DoctorThresholds",
     "Finding",

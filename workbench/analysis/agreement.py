@@ -311,6 +311,15 @@ def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.int64)
 
 
+def _divergences(t: torch.Tensor, s: torch.Tensor, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ``KL(p_T || p_S)`` and Jensen–Shannon divergence of the logits ``t``, ``s`` at
+    ``temperature`` (clamped at 0 against rounding)."""
+    log_pt_t, log_ps_t = log_softmax_t(t, temperature), log_softmax_t(s, temperature)
+    kl = kl_rows(log_pt_t, log_ps_t).clamp_min(0.0).numpy()
+    js = js_rows(log_pt_t, log_ps_t).clamp_min(0.0).numpy()
+    return kl, js
+
+
 def agreement_from_logits(
     teacher_logits: np.ndarray | torch.Tensor,
     student_logits: np.ndarray | torch.Tensor,
@@ -352,10 +361,7 @@ def agreement_from_logits(
     t_ok = (pt == y).astype(np.float64)
     s_ok = (ps == y).astype(np.float64)
 
-    log_pt_t, log_ps_t = log_softmax_t(t, temp), log_softmax_t(s, temp)
-    kl = kl_rows(log_pt_t, log_ps_t).clamp_min(0.0).numpy()
-    js = js_rows(log_pt_t, log_ps_t).clamp_min(0.0).numpy()
-
+    kl, js = _divergences(t, s, temp)
     conf_t, conf_s = _confusion(y, pt, k), _confusion(y, ps, k)
     rank = nontarget_rank_correlation(t, s, y_t)
     finite = rank[~np.isnan(rank)]

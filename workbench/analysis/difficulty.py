@@ -113,6 +113,32 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra * rb).sum() / den) if den > 0 else float("nan")
 
 
+def _rank_and_split(
+    loss_s: np.ndarray,
+    diff_t: np.ndarray,
+    diff_s: np.ndarray,
+    relative: np.ndarray,
+    easy: float,
+    hard: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(order, mask, quadrants)``: the samples ranked by relative difficulty (then student loss,
+    then index), the teacher-easy & student-hard mask, and the 2x2 counts
+    ``[[easy & not hard, easy & hard], [not easy & not hard, not easy & hard]]``."""
+    index = np.arange(len(loss_s))
+    # relative scores equal to 12 decimals count as ties (floating-point noise is no ranking)
+    order = np.lexsort((index, -loss_s, -np.round(relative, 12)))
+    t_easy, s_hard = diff_t <= easy, diff_s >= hard
+    mask = t_easy & s_hard
+    quadrants = np.array(
+        [
+            [(t_easy & ~s_hard).sum(), (t_easy & s_hard).sum()],
+            [(~t_easy & ~s_hard).sum(), (~t_easy & s_hard).sum()],
+        ],
+        dtype=np.int64,
+    )
+    return order, mask, quadrants
+
+
 def difficulty_from_logits(
     teacher_logits: np.ndarray | torch.Tensor,
     student_logits: np.ndarray | torch.Tensor,
@@ -156,19 +182,8 @@ def difficulty_from_logits(
     diff_s = -np.expm1(-loss_s)
     relative = diff_s - diff_t
 
-    index = np.arange(n)
-    # relative scores equal to 12 decimals count as ties (floating-point noise is no ranking)
-    order = np.lexsort((index, -loss_s, -np.round(relative, 12)))
-    t_easy, s_hard = diff_t <= easy, diff_s >= hard
-    mask = t_easy & s_hard
+    order, mask, quadrants = _rank_and_split(loss_s, diff_t, diff_s, relative, easy, hard)
     selected = order[mask[order]]
-    quadrants = np.array(
-        [
-            [(t_easy & ~s_hard).sum(), (t_easy & s_hard).sum()],
-            [(~t_easy & ~s_hard).sum(), (~t_easy & s_hard).sum()],
-        ],
-        dtype=np.int64,
-    )
     return DifficultyResult(
         n_samples=n,
         num_classes=k,

@@ -31,7 +31,7 @@ from workbench.analysis._common import (
     working_copy,
 )
 from workbench.analysis._result import AnalysisResult
-from workbench.analysis.similarity import _check_paths, _features, split_layers
+from workbench.analysis.features import capture_features, check_paths, split_layers
 from workbench.models.taps import penultimate_layer
 from workbench.runtime import CancelToken, ProgressFn, Tracker
 
@@ -71,7 +71,7 @@ def _collect(
     parts = []
     for sl in batch_slices(len(images), bs):
         track.check()
-        p = _features(model, images[sl], [path])[path]
+        p = capture_features(model, images[sl], [path])[path]
         parts.append(p.reshape(p.shape[0], -1).float().cpu())
         track.advance(message=message)
     return torch.cat(parts).numpy()
@@ -169,7 +169,7 @@ def embedding_2d(
     for role, model in (("teacher", teacher), ("student", student)):
         work = working_copy(model, resolve_device(model, device))
         path = req[role] if req[role] is not None else penultimate_layer(work)
-        _check_paths(work, [path], f"layers['{role}']")
+        check_paths(work, [path], f"layers['{role}']")
         feats.append(_collect(work, images, path, bs, track, f"embedding: {role} features"))
         paths.append(path)
         del work

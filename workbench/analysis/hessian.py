@@ -30,12 +30,8 @@ from workbench.analysis._common import (
     working_copy,
 )
 from workbench.analysis._result import AnalysisResult
-from workbench.analysis.landscape import (
-    ObjectiveFn,
-    _eval_set,
-    _EvalSet,
-    _resolve_objectives,
-)
+from workbench.analysis.evaluation import EvalSet, eval_set
+from workbench.analysis.objectives import ObjectiveFn, resolve_objectives
 from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = ["HessianEigenResult", "HessianTraceResult", "hessian_top_eigenvalue", "hessian_trace"]
@@ -62,12 +58,13 @@ class HessianEigenResult(AnalysisResult):
 class HessianTraceResult(AnalysisResult):
     """Hutchinson's estimate of the Hessian trace: the mean of ``zᵀHz`` over Rademacher probes ``z``.
 
-    ``std_error`` is the standard error of that mean; ``estimates`` the per-probe values.
+    ``std_error`` is the standard error of that mean; ``estimates`` the per-probe values;
+    ``n_probes`` the number of probes; ``n_samples`` the number of images the Hessian is taken over.
     """
 
     trace: float
     std_error: float
-    samples: int
+    n_probes: int
     estimates: np.ndarray
     n_samples: int
     names: tuple[str, str] = ("teacher", "student")
@@ -79,7 +76,7 @@ class _HessianVectorProduct:
     """``v -> H v`` for the mean objective over a fixed data set (double backprop, batched)."""
 
     def __init__(
-        self, model: nn.Module, loss_fn: ObjectiveFn, data: _EvalSet, params: list[torch.Tensor]
+        self, model: nn.Module, loss_fn: ObjectiveFn, data: EvalSet, params: list[torch.Tensor]
     ) -> None:
         self.model, self.loss_fn, self.data, self.params = model, loss_fn, data, params
         self.n = len(data.images)
@@ -113,7 +110,7 @@ def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 def _objective(objective: object) -> ObjectiveFn:
     """One objective: a built-in name or a ``callable(logits, labels, teacher_logits)``."""
     if isinstance(objective, str):
-        return next(iter(_resolve_objectives([objective]).values()))
+        return next(iter(resolve_objectives([objective]).values()))
     if not callable(objective):
         raise AnalysisError(
             "objective: expected a built-in name or a callable(logits, labels, teacher_logits) -> mean loss"
@@ -130,12 +127,12 @@ def _setup(
     teacher_logits: torch.Tensor | None,
     batch_size: int,
     device: str | torch.device | None,
-) -> tuple[_HessianVectorProduct, list[torch.Tensor], _EvalSet]:
+) -> tuple[_HessianVectorProduct, list[torch.Tensor], EvalSet]:
     """The Hessian-vector product of the objective on a gradient-enabled deep copy of the student."""
     check_model(student, "student")
     loss_fn = _objective(objective)
     dev = resolve_device(student, device)
-    data = _eval_set(images, labels, {"loss": loss_fn}, teacher, teacher_logits, batch_size, device, dev)
+    data = eval_set(images, labels, {"loss": loss_fn}, teacher, teacher_logits, batch_size, device, dev)
     model = working_copy(student, dev)  # eval mode: BatchNorm uses its running statistics
     params = list(model.parameters())
     if not params:
@@ -179,7 +176,7 @@ def hessian_top_eigenvalue(
             may be ``None``.
         student: the network (never changed: the products run on a deep copy).
         images, labels: the data set the objective is averaged over.
-        objective: a built-in name of :func:`workbench.analysis.landscape.builtin_objectives` or a
+        objective: a built-in name of :func:`workbench.analysis.objectives.builtin_objectives` or a
             ``callable(logits, labels, teacher_logits)`` -> batch mean, e.g. ``kd(4.0)``.
         iters: maximum number of iterations. tol: relative tolerance. seed: start vector seed.
         teacher_logits: precomputed teacher logits instead of ``teacher``.
@@ -246,7 +243,7 @@ def hessian_trace(
     labels: torch.Tensor,
     *,
     objective: str | ObjectiveFn = "cross_entropy",
-    samples: int = 100,
+    n_probes: int = 100,
     seed: int = 0,
     teacher_logits: torch.Tensor | None = None,
     names: Sequence[str] = ("teacher", "student"),
@@ -262,13 +259,13 @@ def hessian_trace(
     from ``seed``; Hessian-vector products as in :func:`hessian_top_eigenvalue`.
 
     Args:
-        samples: number of probe vectors (progress is reported once per probe; cancel checked before
+        n_probes: number of probe vectors, not images (progress is reported once per probe; cancel checked before
             each). Others as in :func:`hessian_top_eigenvalue`.
 
     Returns:
         :class:`HessianTraceResult`.
     """
-    n_probe = check_positive_int(samples, "samples")
+    n_probe = check_positive_int(n_probes, "n_probes")
     pair = check_names(names)
     classes = check_class_names(class_names)
     track = new_tracker(progress, cancel, n_probe, "Hessian trace")
@@ -287,14 +284,14 @@ def hessian_trace(
     return HessianTraceResult(
         trace=float(estimates.mean()),
         std_error=err,
-        samples=n_probe,
+        n_probes=n_probe,
         estimates=estimates,
         n_samples=len(data.images),
         names=pair,
         class_names=classes,
         params={
             "objective": _objective_name(objective),
-            "samples": n_probe,
+            "n_probes": n_probe,
             "seed": int(seed),
             "batch_size": data.batch_size,
         },

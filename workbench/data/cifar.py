@@ -21,6 +21,7 @@ from workbench.data.download import base_urls, download_file, extract_tar, file_
 from workbench.data.errors import DataError
 from workbench.data.limits import over_budget
 from workbench.data.safe_pickle import safe_load
+from workbench.errors import one_line
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np
     except (ValueError, TypeError, OverflowError, RecursionError) as err:
         raise DataError(
             f"file {path}: {label_key!r} should be a list of integer labels, "
-            f"got {type(raw_labels).__name__} ({str(err).splitlines()[0] if str(err) else 'unreadable'})"
+            f"got {type(raw_labels).__name__} ({one_line(err) if str(err) else 'unreadable'})"
         ) from None
     if (
         not isinstance(data, np.ndarray)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.distill.base import MethodContext, MethodError
+from workbench.errors import one_line
 
 __all__ = [
     "ConnectorError",
@@ -61,14 +62,13 @@ class ConnectorError(ValueError):
 
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (or its type name when it has none)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return one_line(err)
 
 
 def method_error(method: str, field: str, message: str) -> MethodError:
     """A one-line :class:`MethodError` ``"method 'NAME': FIELD: MESSAGE"`` (the format of
     :func:`workbench.distill.base.parse_params`)."""
-    text = message.strip().splitlines()[0] if message.strip() else "invalid value"
+    text = one_line(message) if message.strip() else "invalid value"
     return MethodError(f"method {method!r}: {field}: {text}")
 
 

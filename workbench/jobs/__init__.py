@@ -13,12 +13,8 @@ watch and stop jobs, and a restart loses nothing::
     queue.wait(job.id, timeout=600)
 """
 
-from workbench.jobs.queue import HEARTBEAT_TIMEOUT, JobQueue, jobs_dir, submit_demo
+from workbench.jobs.queue import JobQueue, submit_demo
 from workbench.jobs.scheduling import (
-    FINAL_STATES,
-    JOB_STATES,
-    Job,
-    JobError,
     default_max_jobs,
     pick_next,
     queue_order,
@@ -26,6 +22,7 @@ from workbench.jobs.scheduling import (
     thread_env,
     with_positions,
 )
+from workbench.jobs.state import FINAL_STATES, HEARTBEAT_TIMEOUT, JOB_STATES, Job, JobError, jobs_dir
 
 __all__ = [
     "FINAL_STATES",

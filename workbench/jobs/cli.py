@@ -6,7 +6,6 @@ code 2 and one line on stderr.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -18,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workbench.console import friendly
+
 jobs_app = typer.Typer(
     no_args_is_help=True,
     help="Background jobs: training queued in the run store, run by worker processes.",
@@ -26,24 +27,11 @@ _out = Console(width=None if sys.stdout.isatty() else 160)
 _err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-_RootOpt = typer.Option(None, "--workspace", "-w", help="run store root (default $WORKBENCH_RUNS or ./runs)")
-_UserOpt = typer.Option(
-    None, "--user", "-u", help="the job's workspace name; the queue takes turns between these"
+_RunsOpt = typer.Option(None, "--runs", "-r", help="the run store's folder (default $WORKBENCH_RUNS or ./runs)")
+_WorkspaceOpt = typer.Option(
+    None, "--workspace", "-w", help="the job's workspace (a named group of runs); the queue takes turns between these"
 )
 _MaxOpt = typer.Option(None, "--max-jobs", "-j", min=1, help="jobs running at once (default: by CPU cores)")
-
-
-def _friendly(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, TimeoutError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            _err.print(f"error: {msg}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _queue(root: Path | None, max_jobs: int | None = None, ray_address: str | None = None) -> Any:
@@ -53,21 +41,21 @@ def _queue(root: Path | None, max_jobs: int | None = None, ray_address: str | No
 
 
 @jobs_app.command("list")
-@_friendly
+@friendly
 def jobs_list(
-    workspace: Path | None = _RootOpt,
-    user: str | None = _UserOpt,
+    runs: Path | None = _RunsOpt,
+    workspace: str | None = _WorkspaceOpt,
     as_json: bool = typer.Option(False, "--json", help="print the jobs as JSON"),
 ) -> None:
     """List jobs: running, then queued (with positions), then finished, stopped and failed."""
-    jobs = _queue(workspace).list(workspace=user)
+    jobs = _queue(runs).list(workspace=workspace)
     if as_json:
         _out.print_json(json.dumps([j.to_dict() for j in jobs]))
         return
     if not jobs:
         _out.print("no jobs")
         return
-    table = Table("id", "state", "#", "user", "name", "run", "pid", "started", "error")
+    table = Table("id", "state", "#", "workspace", "name", "run", "pid", "started", "error")
     for j in jobs:
         table.add_row(
             j.id,
@@ -84,24 +72,24 @@ def jobs_list(
 
 
 @jobs_app.command("stop")
-@_friendly
+@friendly
 def jobs_stop(
     job: str = typer.Argument(..., help="job id or a unique prefix"),
-    workspace: Path | None = _RootOpt,
+    runs: Path | None = _RunsOpt,
 ) -> None:
     """Stop a job: a queued one at once, a running one at its next step (the run stays loadable)."""
-    j = _queue(workspace).stop(job)
+    j = _queue(runs).stop(job)
     what = "stop requested" if j.state == "running" else j.state
     _out.print(f"job {j.id}: {what}")
 
 
 @jobs_app.command("submit")
-@_friendly
+@friendly
 def jobs_submit(
     config: Path = typer.Option(..., "--config", "-c", help="run config YAML"),
     overrides: list[str] = typer.Option([], "--set", "-s", help="override a field: key=value"),
-    workspace: Path | None = _RootOpt,
-    user: str | None = _UserOpt,
+    runs: Path | None = _RunsOpt,
+    workspace: str | None = _WorkspaceOpt,
     label: str | None = typer.Option(None, "--label", help="a short name shown in listings"),
     start: bool = typer.Option(True, "--start/--no-start", help="start it now if a slot is free"),
     max_jobs: int | None = _MaxOpt,
@@ -110,8 +98,8 @@ def jobs_submit(
     from workbench.validate import load_config
 
     cfg = load_config(config, overrides)
-    queue = _queue(workspace, max_jobs)
-    job = queue.submit(cfg, workspace=user, label=label)
+    queue = _queue(runs, max_jobs)
+    job = queue.submit(cfg, workspace=workspace, label=label)
     if start:
         queue.pump()
         job = queue.get(job.id)
@@ -120,9 +108,9 @@ def jobs_submit(
 
 
 @jobs_app.command("worker")
-@_friendly
+@friendly
 def jobs_worker(
-    workspace: Path | None = _RootOpt,
+    runs: Path | None = _RunsOpt,
     max_jobs: int | None = _MaxOpt,
     interval: float = typer.Option(2.0, "--interval", min=0.05, help="seconds between scheduler passes"),
     until_idle: bool = typer.Option(False, "--until-idle", help="exit once nothing is queued or running"),
@@ -134,7 +122,7 @@ def jobs_worker(
 
     Ctrl-C ends the loop; jobs already running keep running in their own processes.
     """
-    queue = _queue(workspace, max_jobs, ray_address)
+    queue = _queue(runs, max_jobs, ray_address)
     _out.print(f"scheduler on {queue.dir} (max {queue.max_jobs} at once, {queue.threads} thread(s) each)")
     seen: dict[str, str] = {j.id: j.state for j in queue.list()}
     try:
@@ -155,12 +143,12 @@ def jobs_worker(
 
 
 @jobs_app.command("log")
-@_friendly
+@friendly
 def jobs_log(
     job: str = typer.Argument(..., help="job id or a unique prefix"),
-    workspace: Path | None = _RootOpt,
+    runs: Path | None = _RunsOpt,
     tail: int = typer.Option(4000, "--tail", min=1, help="characters from the end"),
 ) -> None:
     """Print the end of a job's worker output (a failed job's traceback is here)."""
-    text = _queue(workspace).log(job, tail=tail)
+    text = _queue(runs).log(job, tail=tail)
     _out.print(text or "(no output)", markup=False, highlight=False, end="" if text else "\n")

@@ -1,25 +1,17 @@
 """The job queue: training for every face (app, widgets, CLI) runs in worker processes.
 
-State lives in the run store's root, one JSON file per job, each replaced atomically::
-
-    <runs>/.jobs/
-        <job-id>.json      the job: state, config, workspace, label, pid, host, run id, error
-        <job-id>.stop      a stop request (any process may write it; the worker watches it)
-        <job-id>.beat      the worker's heartbeat (touched every few seconds)
-        <job-id>.log       the worker's stdout and stderr
-        .lock              fcntl lock held around every state change
-
-States: ``queued`` -> ``running`` -> ``finished`` | ``stopped`` | ``failed`` (a queued job may go
-straight to ``stopped``). :meth:`JobQueue.pump` is the scheduler: it marks jobs whose worker died
-as failed and starts queued jobs while fewer than ``max_jobs`` run, round-robin by workspace
-(:func:`~workbench.jobs.scheduling.pick_next`). Any face calls it now and then; it is safe to
-call from many threads and processes at once, and a finishing worker calls it too, so the queue
-moves on without a face. Nothing is held in memory that a restart would lose.
+The queue's state is files in the run store (:mod:`workbench.jobs.state`: one JSON file per job
+under ``<runs>/.jobs``, a lock around every change). :meth:`JobQueue.pump` is the scheduler: it
+marks jobs whose worker died as failed and starts queued jobs while fewer than ``max_jobs`` run,
+round-robin by workspace (:func:`~workbench.jobs.scheduling.pick_next`), each as a detached local
+worker process (``python -m workbench.jobs.worker``) or a Ray task
+(:mod:`workbench.jobs.ray_backend`). Any face calls it now and then; it is safe to call from many
+threads and processes at once, and a finishing worker calls it too, so the queue moves on without
+a face. Nothing is held in memory that a restart would lose.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -28,124 +20,39 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import one_line
+from workbench.jobs.ray_backend import launch_ray, ray_task_ended
 from workbench.jobs.scheduling import (
-    FINAL_STATES,
-    Job,
-    JobError,
     default_max_jobs,
     pick_next,
     thread_budget,
     thread_env,
     with_positions,
 )
-
-JOBS_DIR = ".jobs"
-#: a worker on another host (or a Ray task whose handle this process does not hold) counts as
-#: dead once its heartbeat is older than this many seconds
-HEARTBEAT_TIMEOUT = 60.0
-HEARTBEAT_EVERY = 5.0
-_ID_RE = re.compile(r"^[0-9a-f]{8}$")
+from workbench.jobs.state import (
+    FINAL_STATES,
+    HEARTBEAT_TIMEOUT,
+    Job,
+    JobError,
+    all_job_files,
+    clear_signals,
+    heartbeat_age,
+    jobs_dir,
+    now,
+    read_job_file,
+    set_state,
+    state_lock,
+    update_job_file,
+    write_job_file,
+)
+from workbench.procs import pid_alive
 
 # worker processes started by this process, kept so that finished ones are reaped (no zombies)
 _CHILDREN: dict[int, subprocess.Popen] = {}
-
-
-def _now() -> str:
-    from workbench.runs import utc_now
-
-    return utc_now()
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__
-
-
-# ---- files and the lock ---------------------------------------------------------------------
-def jobs_dir(root: str | Path) -> Path:
-    """The folder holding the job files of the run store at ``root``."""
-    return Path(root) / JOBS_DIR
-
-
-@contextlib.contextmanager
-def state_lock(root: str | Path) -> Iterator[None]:
-    """Hold the queue's lock file (``fcntl.flock``; an exclusive-create lock file where fcntl is
-    missing) so that one process at a time changes job states."""
-    folder = jobs_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        fcntl = None  # type: ignore[assignment]
-    if fcntl is not None:
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-        return
-    path = folder / ".lock.excl"  # pragma: no cover
-    deadline = time.monotonic() + 60
-    while True:  # pragma: no cover
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            break
-        except FileExistsError:
-            if time.monotonic() > deadline:
-                path.unlink(missing_ok=True)  # a holder died; take it over
-            time.sleep(0.05)
-    try:  # pragma: no cover
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def read_job_file(root: str | Path, job_id: str) -> dict[str, Any] | None:
-    """The raw mapping of one job file, or ``None`` if it is missing or unreadable."""
-    try:
-        return json.loads((jobs_dir(root) / f"{job_id}.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def write_job_file(root: str | Path, data: dict[str, Any]) -> None:
-    """Replace one job file atomically (temp file + rename)."""
-    from workbench.runs import atomic_write_json
-
-    atomic_write_json(jobs_dir(root) / f"{data['id']}.json", data)
-
-
-def update_job_file(root: str | Path, job_id: str, **fields: Any) -> dict[str, Any] | None:
-    """Read, update and rewrite one job file (call under :func:`state_lock`)."""
-    data = read_job_file(root, job_id)
-    if data is None:
-        return None
-    data.update(fields)
-    write_job_file(root, data)
-    return data
-
-
-def _all_raw(root: str | Path) -> list[dict[str, Any]]:
-    folder = jobs_dir(root)
-    if not folder.is_dir():
-        return []
-    out = []
-    for path in folder.glob("*.json"):
-        if _ID_RE.match(path.stem):
-            data = read_job_file(root, path.stem)
-            if data is not None and data.get("id") == path.stem:
-                out.append(data)
-    return out
 
 
 def _new_run_id(config: dict[str, Any], label: str | None) -> str:
@@ -155,25 +62,14 @@ def _new_run_id(config: dict[str, Any], label: str | None) -> str:
     return f"{stamp}-{slug}-{uuid.uuid4().hex[:4]}"
 
 
-# ---- liveness ----------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+# ---- liveness of local workers ----------------------------------------------------------------
+def _child_alive(pid: int) -> bool:
+    """Whether worker ``pid`` lives; a child of this process that exited is reaped here."""
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
         _CHILDREN.pop(pid, None)
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not a live worker
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-            return False
-    except (OSError, IndexError):
-        pass
-    return True
+    return pid_alive(pid)
 
 
 def _is_our_worker(pid: int, job_id: str) -> bool:
@@ -183,15 +79,6 @@ def _is_our_worker(pid: int, job_id: str) -> bool:
     except OSError:
         return True  # no /proc: trust the pid
     return b"workbench.jobs.worker" in cmdline and job_id.encode() in cmdline
-
-
-def _heartbeat_age(root: str | Path, data: dict[str, Any]) -> float:
-    beat = jobs_dir(root) / f"{data['id']}.beat"
-    try:
-        return time.time() - beat.stat().st_mtime
-    except OSError:
-        started = data.get("started_ts")
-        return time.time() - float(started) if started else float("inf")
 
 
 def _reap_children() -> None:
@@ -251,7 +138,7 @@ class JobQueue:
 
     # ---- reading ------------------------------------------------------------------------------
     def _jobs(self) -> list[Job]:
-        return [Job.from_dict(d) for d in _all_raw(self.root)]
+        return [Job.from_dict(d) for d in all_job_files(self.root)]
 
     def list(self, workspace: str | None = None) -> list[Job]:
         """The jobs (of ``workspace`` only, if given): running first, then queued in the order they
@@ -273,7 +160,7 @@ class JobQueue:
         from workbench.runs.store import prefix_matches
 
         job_id = job_id.strip()
-        matches = prefix_matches(job_id, sorted(d["id"] for d in _all_raw(self.root)))
+        matches = prefix_matches(job_id, sorted(d["id"] for d in all_job_files(self.root)))
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -342,11 +229,11 @@ class JobQueue:
             "config": config.model_dump(mode="json"),
             "workspace": workspace,
             "label": label,
-            "created": _now(),
+            "created": now(),
             "backend": "ray" if self.ray_address else "local",
         }
         with state_lock(self.root):
-            raw = _all_raw(self.root)
+            raw = all_job_files(self.root)
             while any(d["id"] == data["id"] for d in raw):
                 data["id"] = uuid.uuid4().hex[:8]
             data["seq"] = max((int(d.get("seq", 0)) for d in raw), default=0) + 1
@@ -363,9 +250,9 @@ class JobQueue:
             if data is None:
                 raise JobError(f"job {job_id!r}: not found in {self.dir}")
             if data["state"] == "queued":
-                update_job_file(self.root, full, state="stopped", finished=_now(), stop_requested=True)
+                set_state(self.root, full, "stopped", finished=now(), stop_requested=True)
             elif data["state"] == "running":
-                (self.dir / f"{full}.stop").write_text(_now() + "\n", encoding="utf-8")
+                (self.dir / f"{full}.stop").write_text(now() + "\n", encoding="utf-8")
                 update_job_file(self.root, full, stop_requested=True)
         return self.get(full)
 
@@ -395,7 +282,7 @@ class JobQueue:
         _reap_children()
         started: list[str] = []
         with state_lock(self.root):
-            for data in _all_raw(self.root):
+            for data in all_job_files(self.root):
                 if data["state"] == "running":
                     why = self._dead_reason(data)
                     if why is not None:
@@ -437,27 +324,20 @@ class JobQueue:
         if data.get("backend") == "ray":
             ref = self._refs.get(job_id)
             if ref is not None:
-                import ray
-
-                ready, _ = ray.wait([ref], timeout=0)
-                if not ready:
-                    return None
-                self._refs.pop(job_id, None)
-                try:
-                    ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - reported as the job's error
-                    return f"Ray task ended without reporting: {_one_line(err)}"
-                return "Ray task ended without reporting"
-            if _heartbeat_age(self.root, data) > self.heartbeat_timeout:
+                why = ray_task_ended(ref)
+                if why is not None:
+                    self._refs.pop(job_id, None)
+                return why
+            if heartbeat_age(self.root, data) > self.heartbeat_timeout:
                 return f"no heartbeat from the Ray task for over {self.heartbeat_timeout:.0f} s"
             return None
         if data.get("host") == socket.gethostname() and isinstance(pid, int):
-            if not _pid_alive(pid):
+            if not _child_alive(pid):
                 return f"worker (pid {pid}) ended without reporting (killed or crashed)"
             if not _is_our_worker(pid, job_id):
                 return f"worker (pid {pid}) is gone (the pid now belongs to another process)"
             return None
-        if _heartbeat_age(self.root, data) > self.heartbeat_timeout:
+        if heartbeat_age(self.root, data) > self.heartbeat_timeout:
             return f"no heartbeat from the worker on {data.get('host')} for over {self.heartbeat_timeout:.0f} s"
         return None
 
@@ -473,21 +353,19 @@ class JobQueue:
                 epochs = int(status.get("epoch") or 0)
                 if status.get("status") == "running":
                     RunWriter(Run(run_id, run_dir)).update_status(
-                        status="interrupted", finished=_now(), error=why
+                        status="interrupted", finished=now(), error=why
                     )
                 detail = f"run {run_id} keeps its {epochs} completed epoch(s)"
             except (OSError, ValueError, RunStoreError):
                 detail = f"run {run_id} unreadable"
-        update_job_file(self.root, data["id"], state="failed", finished=_now(), error=f"{why}; {detail}")
-        for suffix in (".stop", ".beat"):
-            (self.dir / f"{data['id']}{suffix}").unlink(missing_ok=True)
+        set_state(self.root, data["id"], "failed", finished=now(), error=f"{why}; {detail}")
+        clear_signals(self.root, data["id"])
 
     def _start(self, job: Job, start_seq: int) -> None:
         """Mark ``job`` running and start its worker (under the lock)."""
         token = uuid.uuid4().hex
         fields: dict[str, Any] = {
-            "state": "running",
-            "started": _now(),
+            "started": now(),
             "started_ts": time.time(),
             "start_seq": start_seq,
             "run_id": _new_run_id(job.config, job.label),
@@ -497,17 +375,23 @@ class JobQueue:
             "pid": None,
             "host": None,
         }
-        update_job_file(self.root, job.id, **fields)
+        set_state(self.root, job.id, "running", **fields)
         try:
             if self.ray_address:
-                self._refs[job.id] = self._launch_ray(job.id, token)
+                self._refs[job.id] = launch_ray(
+                    str(self.root.resolve()),
+                    job.id,
+                    token,
+                    self.threads,
+                    address=self.ray_address,
+                    max_jobs=self.max_jobs,
+                )
             else:
                 pid = self._launch(job.id, token)
                 update_job_file(self.root, job.id, pid=pid, host=socket.gethostname())
         except Exception as err:  # noqa: BLE001 - the job records why it could not start
-            update_job_file(
-                self.root, job.id, state="failed", finished=_now(), error=f"could not start: {_one_line(err)}"
-            )
+            error = f"could not start: {one_line(err, typed=True)}"
+            set_state(self.root, job.id, "failed", finished=now(), error=error)
 
     def _launch(self, job_id: str, token: str) -> int:
         """Start a detached worker process for ``job_id``; returns its pid."""
@@ -541,31 +425,6 @@ class JobQueue:
             )
         _CHILDREN[proc.pid] = proc
         return proc.pid
-
-    def _launch_ray(self, job_id: str, token: str) -> Any:
-        """Submit the job as a Ray task; returns its ObjectRef."""
-        try:
-            import ray
-        except ImportError:
-            raise JobError("ray_address: Ray is not installed; pip install 'kd-workbench[distributed]'") from None
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {
-                "include_dashboard": False,
-                "log_to_driver": False,
-                "configure_logging": False,
-            }
-            if self.ray_address == "local":
-                kwargs["num_cpus"] = self.max_jobs
-            else:
-                kwargs["address"] = self.ray_address
-            ray.init(**kwargs)
-        from workbench.jobs.worker import ray_job
-
-        remote = ray.remote(num_cpus=1, max_retries=0)(ray_job)
-        env = thread_env(self.threads)
-        return remote.options(runtime_env={"env_vars": env}).remote(
-            str(self.root.resolve()), job_id, token, self.threads
-        )
 
 
 def submit_demo(queue: JobQueue, workspace: str | None = None, *, epochs: int | None = None) -> list[Job]:

@@ -1,6 +1,7 @@
-"""Pure scheduling: jobs, their states, which queued job starts next, and thread budgets.
+"""Pure scheduling: which queued job starts next, the queue's order, and thread budgets.
 
-Nothing here touches files or processes, so the queue's order and fairness are testable alone.
+Nothing here touches files or processes, so the queue's order and fairness are testable alone
+(the job record itself is :class:`workbench.jobs.state.Job`).
 """
 
 from __future__ import annotations
@@ -8,74 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
-#: every state a job can be in; the last three are final
-JOB_STATES = ("queued", "running", "finished", "stopped", "failed")
-FINAL_STATES = ("finished", "stopped", "failed")
-
-
-class JobError(ValueError):
-    """A job cannot be found, submitted or changed; the message names the job or the field."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job as its state file records it (a read-only snapshot).
-
-    ``seq`` orders submissions; ``start_seq`` orders starts (``None`` until started);
-    ``position`` is the place in the visible queue (1 = starts next) for a queued job, else
-    ``None``. ``run_id`` is the run the job trains into (known once it starts), ``pid``/``host``
-    the worker process, ``error`` one line when it failed.
-    """
-
-    id: str
-    state: str
-    config: dict[str, Any]
-    seq: int
-    created: str
-    workspace: str | None = None
-    label: str | None = None
-    backend: str = "local"
-    started: str | None = None
-    finished: str | None = None
-    start_seq: int | None = None
-    pid: int | None = None
-    host: str | None = None
-    run_id: str | None = None
-    error: str | None = None
-    stop_requested: bool = False
-    position: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def done(self) -> bool:
-        """Whether the job reached a final state (finished, stopped or failed)."""
-        return self.state in FINAL_STATES
-
-    @property
-    def name(self) -> str:
-        """A short human name: the label, else the config's name, else kind and model."""
-        if self.label:
-            return self.label
-        cfg = self.config
-        return cfg.get("name") or f"{cfg.get('kind', 'student')}-{cfg.get('model', {}).get('name', '?')}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields (without the internal ``extra``), ``name`` and ``done`` added."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        out["name"] = self.name
-        out["done"] = self.done
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], position: int | None = None) -> Job:
-        """Build a job from its state file's mapping; unknown keys go to ``extra``."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "position"}
-        known = {k: v for k, v in data.items() if k in names}
-        extra = {k: v for k, v in data.items() if k not in names and k != "position"}
-        return cls(**known, position=position, extra=extra)
+from workbench.jobs.state import Job, JobError
 
 
 def _ws(job: Job) -> str:

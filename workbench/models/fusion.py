@@ -269,21 +269,26 @@ def _consumers(roots: list[torch.Tensor]) -> dict[Any, list[Any]]:
     return users
 
 
-def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> list[tuple[str, str]]:
-    """``(conv path, bn path)`` pairs of ``model`` that meet every folding condition, found by one
-    forward pass of ``model`` on ``example`` (see :func:`fold_batchnorm`); raises what the pass raises.
+@dataclasses.dataclass
+class _Probe:
+    """What one probe forward records: the candidate convs and BNs by path, each one's calls, which
+    module read which watched tensor, and the tensors the model's own hooks would have seen."""
 
-    Only ``model`` is changed while it runs (hooks added, parameters made to require grad) and it is
-    restored afterwards, so other threads are not affected.
+    convs: dict[str, nn.Module]
+    bns: dict[str, nn.Module]
+    calls: dict[str, _Call]
+    recorder: _ReadRecorder
+    seen_by_hooks: list[torch.Tensor] = dataclasses.field(default_factory=list)
+
+
+def _add_probe_hooks(model: nn.Module, hooked: list[nn.Module], probe: _Probe, handles: list[Any]) -> None:
+    """Register the probe's hooks on ``model``, appending each handle to ``handles`` as it is made.
+
+    Candidates record their calls (and which candidate is running, for the recorder); modules
+    holding no conv or BN mark where values may be read opaquely; the modules in ``hooked`` (those
+    whose own hooks are stashed) record what those hooks would have seen.
     """
-    unshared = _unshared(model, keep)
-    convs = {p: m for p, m in model.named_modules() if _plain_conv(m) and unshared(p, m)}
-    bns = {p: m for p, m in model.named_modules() if _plain_bn(m) and unshared(p, m)}
-    if not convs or not bns:
-        return []
-    calls = {p: _Call() for p in [*convs, *bns]}
-    watched = {id(t) for m in [*convs.values(), *bns.values()] for t in _own_tensors(m)}
-    recorder = _ReadRecorder(watched)
+    recorder, calls, convs = probe.recorder, probe.calls, probe.convs
 
     def before(path: str) -> Callable[..., None]:
         def hook(_m: nn.Module, _args: tuple[Any, ...]) -> None:
@@ -301,7 +306,7 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
             call.input_fn = first.grad_fn if isinstance(first, torch.Tensor) else None
             call.output_fn = out.grad_fn if isinstance(out, torch.Tensor) else None
             if path in convs and isinstance(out, torch.Tensor):
-                watched.add(id(out))  # kept alive by ``call.output`` while the probe runs
+                recorder.watched.add(id(out))  # kept alive by ``call.output`` while the probe runs
 
         return hook
 
@@ -311,48 +316,62 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
     def leave(_m: nn.Module, _args: tuple[Any, ...], _out: Any) -> None:
         recorder.opaque -= 1
 
+    def hooked_in(_m: nn.Module, args: tuple[Any, ...]) -> None:
+        probe.seen_by_hooks.extend(_tensors_in(args))
+
+    def hooked_out(_m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        probe.seen_by_hooks.extend(_tensors_in((args, out)))
+
+    for m in hooked:
+        handles.append(m.register_forward_pre_hook(hooked_in))
+        handles.append(m.register_forward_hook(hooked_out))
+    for path, m in [*convs.items(), *probe.bns.items()]:
+        handles.append(m.register_forward_pre_hook(before(path)))
+        handles.append(m.register_forward_hook(after(path)))
+    for m in model.modules():
+        if not any(isinstance(sub, (nn.Conv2d, nn.BatchNorm2d)) for sub in m.modules()):
+            handles.append(m.register_forward_pre_hook(enter))
+            handles.append(m.register_forward_hook(leave))
+
+
+def _probe_input(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """``example`` detached, on the device (and, when floating, the dtype) of the model's first float
+    tensor, requiring grad when floating."""
+    ref = next((t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), None)
+    x = example.detach()
+    if ref is not None:
+        x = x.to(ref.device, ref.dtype if x.is_floating_point() else x.dtype)
+    if x.is_floating_point():
+        x.requires_grad_(True)
+    return x
+
+
+def _run_probe(model: nn.Module, example: torch.Tensor, probe: _Probe) -> dict[Any, list[Any]]:
+    """One recorded forward of ``model`` on ``example``: the autograd consumers of its output.
+
+    The model's own hooks are stashed (they may have effects outside the model) and its parameters
+    made to require grad while it runs; both are restored afterwards, also when the forward raises.
+    """
     # the copy's own hooks (copies of the caller's) do not run in the probe: they may have effects
     # outside the copy. What they would have seen (their module's inputs and outputs) is recorded,
     # and a conv output among it is not folded (the hook would see the BN output instead).
-    seen_by_hooks: list[torch.Tensor] = []
-
-    def hooked_in(_m: nn.Module, args: tuple[Any, ...]) -> None:
-        seen_by_hooks.extend(_tensors_in(args))
-
-    def hooked_out(_m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        seen_by_hooks.extend(_tensors_in((args, out)))
-
     hooked = [m for m in model.modules() if _has_hooks(m)]
     stashed = [
         (m, name, getattr(m, name)) for m in model.modules() for name in _HOOK_DICTS if hasattr(m, name)
     ]
-    handles = []
+    handles: list[Any] = []
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for m, name, _ in stashed:
             setattr(m, name, OrderedDict())
-        for m in hooked:
-            handles.append(m.register_forward_pre_hook(hooked_in))
-            handles.append(m.register_forward_hook(hooked_out))
-        for path, m in [*convs.items(), *bns.items()]:
-            handles.append(m.register_forward_pre_hook(before(path)))
-            handles.append(m.register_forward_hook(after(path)))
-        for m in model.modules():
-            if not any(isinstance(sub, (nn.Conv2d, nn.BatchNorm2d)) for sub in m.modules()):
-                handles.append(m.register_forward_pre_hook(enter))
-                handles.append(m.register_forward_hook(leave))
+        _add_probe_hooks(model, hooked, probe, handles)
         for p, _ in flags:
             if p.is_floating_point() or p.is_complex():
                 p.requires_grad_(True)
-        ref = next((t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), None)
-        x = example.detach()
-        if ref is not None:
-            x = x.to(ref.device, ref.dtype if x.is_floating_point() else x.dtype)
-        if x.is_floating_point():
-            x.requires_grad_(True)
-        with torch.inference_mode(False), torch.enable_grad(), recorder:
+        x = _probe_input(model, example)
+        with torch.inference_mode(False), torch.enable_grad(), probe.recorder:
             out = model(x)
-        users = _consumers(list(_tensors_in(out, deep=True)))
+        return _consumers(list(_tensors_in(out, deep=True)))
     finally:
         for h in handles:
             h.remove()
@@ -360,9 +379,11 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
             setattr(m, name, hooks)
         for p, flag in flags:
             p.requires_grad_(flag)
-    if recorder.converted:
-        # control flow may depend on the values: paths the example did not take are unseen
-        return []
+
+
+def _recorded_pairs(probe: _Probe, users: dict[Any, list[Any]]) -> list[tuple[str, str]]:
+    """The ``(conv path, bn path)`` pairs of a finished probe that meet every folding condition."""
+    calls, recorder, bns = probe.calls, probe.recorder, probe.bns
 
     def own_reads_only(path: str, module: nn.Module) -> bool:
         """Called once, and its tensors read by nothing but its own forward."""
@@ -370,10 +391,10 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
             all(w == path for w in recorder.reads.get(id(t), [])) for t in _own_tensors(module)
         )
 
-    hook_seen = {id(t) for t in seen_by_hooks}
+    hook_seen = {id(t) for t in probe.seen_by_hooks}
     by_input = {id(c.inputs[0]): p for p, c in calls.items() if p in bns and c.count == 1 and c.inputs}
     pairs: list[tuple[str, str]] = []
-    for conv_path, conv in convs.items():
+    for conv_path, conv in probe.convs.items():
         z = calls[conv_path].output
         if not isinstance(z, torch.Tensor) or id(z) not in by_input or id(z) in hook_seen:
             continue
@@ -393,6 +414,28 @@ def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> lis
             continue
         pairs.append((conv_path, bn_path))
     return pairs
+
+
+def _probe_pairs(model: nn.Module, example: torch.Tensor, keep: set[str]) -> list[tuple[str, str]]:
+    """``(conv path, bn path)`` pairs of ``model`` that meet every folding condition, found by one
+    forward pass of ``model`` on ``example`` (see :func:`fold_batchnorm`); raises what the pass raises.
+
+    Only ``model`` is changed while it runs (hooks added, parameters made to require grad) and it is
+    restored afterwards, so other threads are not affected.
+    """
+    unshared = _unshared(model, keep)
+    convs = {p: m for p, m in model.named_modules() if _plain_conv(m) and unshared(p, m)}
+    bns = {p: m for p, m in model.named_modules() if _plain_bn(m) and unshared(p, m)}
+    if not convs or not bns:
+        return []
+    calls = {p: _Call() for p in [*convs, *bns]}
+    watched = {id(t) for m in [*convs.values(), *bns.values()] for t in _own_tensors(m)}
+    probe = _Probe(convs, bns, calls, _ReadRecorder(watched))
+    users = _run_probe(model, example, probe)
+    if probe.recorder.converted:
+        # control flow may depend on the values: paths the example did not take are unseen
+        return []
+    return _recorded_pairs(probe, users)
 
 
 def _bn(model: nn.Module, path: str) -> nn.BatchNorm2d:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,29 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from workbench.errors import one_line
+
 
 class WeightsError(ValueError):
     """A weights file cannot be read safely; the message names the file."""
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, make_parents: bool) -> Iterator[str]:
+    """A temp file beside ``path`` for the caller to write; once written it is fsynced and
+    renamed over ``path``. On any error the temp file is removed and ``path`` is untouched."""
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, make_parents: bool = True) -> None:
@@ -25,19 +46,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, make_parents: bool = Tr
     With ``make_parents=False`` a missing folder is not created: the write raises
     :class:`FileNotFoundError` instead (a run writer must never recreate a deleted run).
     """
-    path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(Path(path), make_parents) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str, *, make_parents: bool = True) -> None:
@@ -70,20 +80,9 @@ def atomic_save_safetensors(
 ) -> None:
     """Atomically save a flat mapping of tensors as safetensors (tensors made contiguous on CPU);
     ``make_parents`` as in :func:`atomic_write_bytes`."""
-    path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with _replacing(Path(path), make_parents) as tmp:
         save_file(clean, tmp, metadata=dict(metadata) if metadata else None)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -105,10 +104,9 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise WeightsError(
                 f"weights file {path}: refused, it is not a plain tensor checkpoint "
-                f"(only tensors and containers are loaded, nothing is executed): {first[:160]}"
+                f"(only tensors and containers are loaded, nothing is executed): {one_line(err, limit=160)}"
             ) from None
         if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
             obj = obj["state_dict"]

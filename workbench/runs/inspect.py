@@ -1,12 +1,13 @@
-"""Facts read from a stored run's config that more than one face shows.
+"""Facts read from stored runs that more than one face shows.
 
 :func:`kd_temperature` is the temperature a run distilled at: the agreement page's and the dark
 knowledge panel's slider start there, and the loss landscape's ``kd`` objective is evaluated at it.
+:func:`logged_metrics` is what a compare view offers: the epoch metrics some of the runs logged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -51,4 +52,32 @@ def kd_temperature(run_or_config: Any) -> float:
     return float(parse_params("kd", {}).temperature)
 
 
-__all__ = ["kd_temperature"]
+def logged_metrics(runs: Iterable[Any]) -> list[str]:
+    """The per-epoch metrics at least one of ``runs`` logged, in the order views offer them: the
+    engine's :data:`workbench.vocabulary.EPOCH_METRICS` first, then the runs' ``loss/<term>`` entries
+    sorted by name. A run whose metrics cannot be read adds nothing.
+
+    Args:
+        runs: :class:`~workbench.runs.Run` objects, or their ``metrics`` mappings.
+
+    Returns:
+        Metric names (empty when no run logged an epoch).
+    """
+    from workbench.runs.store import RunStoreError
+    from workbench.vocabulary import EPOCH_METRICS, LOSS_TERM_PREFIX
+
+    seen: set[str] = set()
+    for run in runs:
+        try:
+            metrics = run if isinstance(run, Mapping) else run.metrics
+        except RunStoreError:
+            continue
+        for epoch in metrics.get("epochs") or []:
+            if isinstance(epoch, Mapping):
+                seen.update(k for k, v in epoch.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    known = [m for m in EPOCH_METRICS if m in seen]
+    terms = sorted(m for m in seen if m.startswith(LOSS_TERM_PREFIX))
+    return known + terms
+
+
+__all__ = ["kd_temperature", "logged_metrics"]

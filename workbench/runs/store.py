@@ -25,7 +25,6 @@ recreates a removed run's directory. :meth:`RunStore.gc` clears what killed proc
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -41,7 +40,9 @@ import torch
 from torch import nn
 
 from workbench import __version__
-from workbench.config import ConfigError, RunConfig, config_to_yaml, safe_yaml_load, validate_config
+from workbench.config import RunConfig, config_to_yaml
+from workbench.errors import one_line
+from workbench.procs import pid_alive, process_start
 from workbench.runs.atomic import (
     WeightsError,
     atomic_save_safetensors,
@@ -49,9 +50,18 @@ from workbench.runs.atomic import (
     atomic_write_text,
     load_weights,
 )
+from workbench.runs.files import (
+    RECORDED_STATUSES,
+    Damage,
+    check_metrics,
+    check_model_spec,
+    check_status,
+    os_reason,
+    quoted,
+    read_config,
+    read_json_object,
+)
 
-#: statuses a run's ``status.json`` records
-RECORDED_STATUSES = ("running", "completed", "failed", "stopped", "interrupted")
 #: statuses a listing shows: the recorded ones and ``damaged`` (files unreadable or of the wrong shape)
 STATUSES = (*RECORDED_STATUSES, "damaged")
 #: a ``running`` status without a pid (written by an older version) whose last update is older than
@@ -63,7 +73,6 @@ GC_MIN_AGE_S = 60.0
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _CKPT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _TEMP_SUFFIXES = (".tmp", ".part")
-_MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
 class RunStoreError(ValueError):
@@ -72,10 +81,6 @@ class RunStoreError(ValueError):
 
 class RunDeletedError(RunStoreError):
     """A run's directory is gone while something writes to it (the run was removed)."""
-
-
-class _Damage(Exception):
-    """A run file that cannot be read or has the wrong shape; the message is the reason."""
 
 
 def default_root() -> Path:
@@ -92,44 +97,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "run"
 
 
-def _shown(value: str, limit: int = 60) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def prefix_matches(text: str, ids: list[str]) -> list[str]:
     """The ids ``text`` names: ``[text]`` when it is one of ``ids``, else every id starting with it
     (in the order of ``ids``). One entry: resolved; none: unknown; more: ambiguous."""
     if text in ids:
         return [text]
     return [i for i in ids if i.startswith(text)]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OverflowError, ValueError, OSError):
-        return False
-    try:  # a killed child its parent has not reaped yet (a zombie) has ended too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), where ``/proc`` tells; else None.
-    Stored with a run's pid, it tells a live writer from a reused pid (:func:`process_gone`)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
 
 
 def _age_s(stamp: Any) -> float | None:
@@ -157,7 +130,7 @@ def process_gone(info: dict[str, Any]) -> bool:
     if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
         if info.get("host") not in (None, socket.gethostname()):
             return False
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         recorded = info.get("pid_start")
         now_start = process_start(pid)
@@ -184,103 +157,6 @@ def split_state(state: dict[str, torch.Tensor], prefix: str = "student") -> dict
     return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
 
-# ---- reading run files: every failure is a _Damage naming the file --------------------------------
-def _why(err: OSError) -> str:
-    return err.strerror or type(err).__name__
-
-
-def _read_text(path: Path) -> str:
-    try:
-        if path.stat().st_size > _MAX_JSON_BYTES:
-            raise _Damage(f"{path.name}: larger than {_MAX_JSON_BYTES:,} bytes")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _Damage(f"{path.name}: missing") from None
-    except IsADirectoryError:
-        raise _Damage(f"{path.name}: a directory where a file should be") from None
-    except OSError as err:
-        raise _Damage(f"{path.name}: unreadable ({_why(err)})") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Damage(f"{path.name}: not UTF-8 text") from None
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    text = _read_text(path)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _Damage(f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno})") from None
-    except (ValueError, RecursionError):
-        raise _Damage(f"{path.name}: not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise _Damage(f"{path.name}: expected a JSON object, got {_json_type(obj)}")
-    return obj
-
-
-def _json_type(obj: Any) -> str:
-    names = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if obj is None else names.get(type(obj), type(obj).__name__)
-
-
-def _check_status(info: dict[str, Any]) -> dict[str, Any]:
-    status = info.get("status")
-    if not isinstance(status, str):
-        raise _Damage("status.json: no 'status' text field")
-    if status not in RECORDED_STATUSES:
-        raise _Damage(f"status.json: unknown status {_shown(status, 30)}")
-    return info
-
-
-def _check_metrics(obj: dict[str, Any]) -> dict[str, Any]:
-    epochs = obj.get("epochs", [])
-    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
-        raise _Damage("metrics.json: 'epochs' is not a list of objects")
-    summary = obj.get("summary", {})
-    if not isinstance(summary, dict):
-        raise _Damage(f"metrics.json: 'summary' is {_json_type(summary)}, not an object")
-    return {**obj, "epochs": epochs, "summary": summary}
-
-
-def _check_model_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    net = obj.get("student")
-    if net is None:
-        raise _Damage("model.json: no 'student' network")
-    if not isinstance(net, dict) or not isinstance(net.get("name"), str):
-        raise _Damage("model.json: 'student' is not a network description")
-    return obj
-
-
-_CONFIG_CACHE: dict[tuple[str, int, int, int], RunConfig] = {}
-
-
-def _read_config(path: Path) -> RunConfig:
-    """The validated config (cached by file identity: a run's config is written once)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise _Damage("config.yaml: missing") from None
-    except OSError as err:
-        raise _Damage(f"config.yaml: unreadable ({_why(err)})") from None
-    key = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
-    if key in _CONFIG_CACHE:
-        return _CONFIG_CACHE[key].model_copy(deep=True)  # callers may change their copy
-    text = _read_text(path)
-    try:
-        data = safe_yaml_load(text, "config.yaml")
-        if not isinstance(data, dict):
-            raise ConfigError(f"config.yaml: expected a mapping of fields, got {type(data).__name__}")
-        cfg = validate_config(data)
-    except ConfigError as err:
-        msg = str(err).splitlines()[0] if str(err) else "invalid"
-        raise _Damage(msg if msg.startswith("config.yaml") else f"config.yaml: invalid: {msg}") from None
-    if len(_CONFIG_CACHE) > 512:
-        _CONFIG_CACHE.clear()
-    _CONFIG_CACHE[key] = cfg.model_copy(deep=True)
-    return cfg
-
-
 @dataclass
 class Run:
     """A run as it is on disk: read-only view with loaders for its models.
@@ -297,32 +173,32 @@ class Run:
     # ---- checks --------------------------------------------------------------------------------
     def _raw_status(self) -> dict[str, Any]:
         if not self.path.is_dir():
-            raise _Damage("run directory: unreadable or not a directory")
-        return _check_status(_read_json_object(self.path / "status.json"))
+            raise Damage("run directory: unreadable or not a directory")
+        return check_status(read_json_object(self.path / "status.json"))
 
     def _metrics_checked(self) -> dict[str, Any]:
         path = self.path / "metrics.json"
         if not os.path.lexists(path):
             return {"epochs": [], "summary": {}}
-        return _check_metrics(_read_json_object(path))
+        return check_metrics(read_json_object(path))
 
     def _model_spec_checked(self) -> dict[str, Any]:
-        return _check_model_spec(_read_json_object(self.path / "model.json"))
+        return check_model_spec(read_json_object(self.path / "model.json"))
 
     def _problems(self) -> str | None:
         try:
             self._raw_status()
-            _read_config(self.path / "config.yaml")
+            read_config(self.path / "config.yaml")
             self._metrics_checked()
             if os.path.lexists(self.path / "model.json"):
                 self._model_spec_checked()
             ckpts = self.path / "checkpoints"
             if os.path.lexists(ckpts) and not ckpts.is_dir():
-                raise _Damage("checkpoints: a file where a directory should be")
-        except _Damage as err:
+                raise Damage("checkpoints: a file where a directory should be")
+        except Damage as err:
             return str(err)
         except OSError as err:  # defensive: e.g. a directory that cannot be listed
-            return f"run directory: unreadable ({_why(err)})"
+            return f"run directory: unreadable ({os_reason(err)})"
         return None
 
     @property
@@ -339,7 +215,7 @@ class Run:
         run's files is damaged. Never raises."""
         try:
             info = self._raw_status()
-        except _Damage as err:
+        except Damage as err:
             return {"id": self.id, "status": "damaged", "damage": str(err)}
         problem = self._problems()
         if problem is not None:
@@ -349,15 +225,15 @@ class Run:
         return info
 
     # ---- loaders -------------------------------------------------------------------------------
-    def _fail(self, err: _Damage) -> RunStoreError:
+    def _fail(self, err: Damage) -> RunStoreError:
         return RunStoreError(f"run {self.id}: {err}")
 
     @property
     def config(self) -> RunConfig:
         """The run's validated config; :class:`RunStoreError` when config.yaml is damaged."""
         try:
-            return _read_config(self.path / "config.yaml")
-        except _Damage as err:
+            return read_config(self.path / "config.yaml")
+        except Damage as err:
             raise self._fail(err) from None
 
     @property
@@ -365,7 +241,7 @@ class Run:
         """``{"epochs": [...], "summary": {...}, ...}`` (empty before the first write)."""
         try:
             return self._metrics_checked()
-        except _Damage as err:
+        except Damage as err:
             raise self._fail(err) from None
 
     @property
@@ -373,8 +249,17 @@ class Run:
         """How to rebuild the run's networks (``{"student": {"name", "kwargs", ...}, ...}``)."""
         try:
             return self._model_spec_checked()
-        except _Damage as err:
+        except Damage as err:
             raise self._fail(err) from None
+
+    def checkpoint_path(self, name: str) -> Path:
+        """The file of checkpoint ``name`` (``final``, ``best``, ``epoch_001``, ``resume``): the one
+        place that spells a checkpoint's path. The file need not exist; a name that is not a
+        checkpoint name (a path, ``..``) raises :class:`RunStoreError`."""
+        if not isinstance(name, str) or not _CKPT_RE.fullmatch(name):
+            shown = quoted(name) if isinstance(name, str) else type(name).__name__
+            raise RunStoreError(f"run {self.id}: {shown} is not a checkpoint name")
+        return self.path / "checkpoints" / f"{name}.safetensors"
 
     def checkpoints(self) -> list[str]:
         """Names of the saved checkpoints (``final``, ``best``, ``epoch_001``, ...); temp files of a
@@ -408,10 +293,10 @@ class Run:
         """
         have = self.checkpoints()
         if not isinstance(which, str) or which not in have:
-            shown = _shown(which) if isinstance(which, str) else type(which).__name__
+            shown = quoted(which) if isinstance(which, str) else type(which).__name__
             raise RunStoreError(f"run {self.id}: no checkpoint {shown} (have: {', '.join(have) or 'none'})")
         try:
-            return load_weights(self.path / "checkpoints" / f"{which}.safetensors")
+            return load_weights(self.checkpoint_path(which))
         except WeightsError as err:
             reason = str(err).split(": ", 1)[-1]
             raise RunStoreError(f"run {self.id}: checkpoint {which!r}: {reason}") from None
@@ -431,7 +316,7 @@ class Run:
                 **(net.get("kwargs") or {}),
             )
         except (KeyError, TypeError, ValueError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            msg = one_line(err)
             raise RunStoreError(f"run {self.id}: model.json cannot build the {role}: {msg}") from None
 
     def load_model(
@@ -475,14 +360,14 @@ class Run:
         status = self.status
         damage = status.get("damage") if status.get("status") == "damaged" else None
         try:
-            cfg = _read_config(self.path / "config.yaml")
+            cfg = read_config(self.path / "config.yaml")
             dataset, model = cfg.data.dataset, cfg.model.name
             methods = "+".join(m.name for m in cfg.distill.methods)
-        except _Damage:
+        except Damage:
             dataset = model = methods = "?"
         try:
             summ = self._metrics_checked()["summary"]
-        except _Damage:
+        except Damage:
             summ = {}
         return {
             "id": self.id,
@@ -513,8 +398,8 @@ class RunWriter:
         if not run.path.is_dir():
             raise RunDeletedError(f"run {run.id}: its directory is gone (the run was removed)")
         try:
-            self._status = _read_json_object(run.path / "status.json")
-        except _Damage as err:
+            self._status = read_json_object(run.path / "status.json")
+        except Damage as err:
             raise RunStoreError(f"run {run.id}: {err}") from None
 
     @property
@@ -524,6 +409,11 @@ class RunWriter:
     @property
     def path(self) -> Path:
         return self.run.path
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """A copy of the status record as this writer last wrote it."""
+        return dict(self._status)
 
     def _gone(self) -> RunDeletedError:
         return RunDeletedError(
@@ -557,7 +447,7 @@ class RunWriter:
     ) -> None:
         """Write ``checkpoints/<name>.safetensors`` (the folder made inside the run, never the run)."""
         if not _CKPT_RE.fullmatch(name):
-            raise RunStoreError(f"run {self.id}: checkpoint name {_shown(name)} is not a plain name")
+            raise RunStoreError(f"run {self.id}: checkpoint name {quoted(name)} is not a plain name")
         folder = self.path / "checkpoints"
         try:
             folder.mkdir(exist_ok=True)
@@ -630,7 +520,7 @@ class RunStore:
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as err:
-            raise RunStoreError(f"run store {self.root}: cannot be read ({_why(err)})") from None
+            raise RunStoreError(f"run store {self.root}: cannot be read ({os_reason(err)})") from None
         out = []
         for entry in entries:
             name = entry.name
@@ -659,7 +549,7 @@ class RunStore:
             raise RunStoreError(f"run id {text!r}: empty; give a run id or a unique prefix of one")
         if not _ID_RE.fullmatch(text):
             raise RunStoreError(
-                f"run id {_shown(text)}: not a plain run name (letters, digits, '-', '_' and '.', "
+                f"run id {quoted(text)}: not a plain run name (letters, digits, '-', '_' and '.', "
                 "starting with a letter or digit; no paths)"
             )
         matches = prefix_matches(text, self.ids())
@@ -725,7 +615,7 @@ class RunStore:
         if not force:
             try:
                 info = run._raw_status()  # liveness counts even when another file is damaged
-            except _Damage:
+            except Damage:
                 info = {}
             if info.get("status") == "running" and not process_gone(info):
                 who = f"pid {info.get('pid')} on {info.get('host')}" if info.get("pid") else "its process"
@@ -736,7 +626,7 @@ class RunStore:
         except FileNotFoundError:
             raise RunStoreError(f"run {full}: not found in {self.root} (removed meanwhile)") from None
         except OSError as err:
-            raise RunStoreError(f"run {full}: cannot be removed ({_why(err)})") from None
+            raise RunStoreError(f"run {full}: cannot be removed ({os_reason(err)})") from None
         shutil.rmtree(trash, ignore_errors=True)
         return full
 
@@ -765,7 +655,7 @@ class RunStore:
         try:
             top = sorted(self.root.iterdir())
         except OSError as err:
-            raise RunStoreError(f"run store {self.root}: cannot be read ({_why(err)})") from None
+            raise RunStoreError(f"run store {self.root}: cannot be read ({os_reason(err)})") from None
         for path in top:
             name = path.name
             if path.is_symlink():

@@ -24,8 +24,10 @@ from workbench.distill import parse_params
 from workbench.distill.chains import CHAIN_METHODS
 from workbench.runs import RunStore, RunStoreError
 from workbench.runtime import CancelToken, Tracker
-from workbench.train.engine import Trainer, TrainResult, new_run_id
+from workbench.train.engine import Trainer
 from workbench.train.events import Subscriber
+from workbench.train.results import TrainResult
+from workbench.train.setup import new_run_id
 
 
 class ChainError(ValueError):
@@ -113,28 +115,11 @@ def run_chain(
     per_link = 1000
     tracker = Tracker(progress, None, total=per_link * len(plan), label=method)
     specs = list(config.teachers)
-    previous: str | None = None
-    if len(specs) == 1 and specs[0].source.startswith("run:"):
-        previous = specs[0].source.split(":", 1)[1]
-        try:
-            previous = store.load(previous).id  # a unique prefix names the run as well
-        except RunStoreError:
-            pass  # the first link reports the missing teacher run itself
+    previous = _teacher_run(specs, store)
     results: list[TrainResult] = []
     subs = list(subscribers)
     for step, (model, role) in enumerate(plan):
-        links = {**config.links, "chain": chain_id, "chain_step": str(step), "chain_role": role}
-        if previous is not None:
-            links["teacher_run"] = previous
-        data = config.model_dump(mode="json")
-        data.update(
-            name=f"{base_name} {role}",
-            model=model.model_dump(mode="json"),
-            teachers=[t.model_dump(mode="json") for t in specs],
-            links=links,
-            seed=config.seed + step if method == "ban" else config.seed,
-        )
-        link_config = validate_config(data)
+        link_config = _link_config(config, step, model, role, specs, chain_id, previous, base_name)
         link_progress = None
         if progress is not None:
             link_progress = tracker.part(
@@ -160,3 +145,42 @@ def run_chain(
     for r in results:
         r.link_ids = list(ids)
     return results
+
+
+def _teacher_run(specs: list[TeacherSpec], store: RunStore) -> str | None:
+    """The id of the run that teaches the first link, when its one teacher is a run of the store
+    (a unique prefix names it too); else None."""
+    if len(specs) != 1 or not specs[0].source.startswith("run:"):
+        return None
+    named = specs[0].source.split(":", 1)[1]
+    try:
+        return store.load(named).id
+    except RunStoreError:
+        return named  # the first link reports the missing teacher run itself
+
+
+def _link_config(
+    config: RunConfig,
+    step: int,
+    model: ModelSpec,
+    role: str,
+    specs: list[TeacherSpec],
+    chain_id: str,
+    previous: str | None,
+    base_name: str,
+) -> RunConfig:
+    """The config of link ``step`` (``role``, training ``model``, taught by ``specs``): the chain's
+    config with the link's name, teachers and links; ``ban`` links take seed ``seed + step``."""
+    links = {**config.links, "chain": chain_id, "chain_step": str(step), "chain_role": role}
+    if previous is not None:
+        links["teacher_run"] = previous
+    data = config.model_dump(mode="json")
+    is_ban = any(m.name == "ban" for m in config.distill.methods)
+    data.update(
+        name=f"{base_name} {role}",
+        model=model.model_dump(mode="json"),
+        teachers=[t.model_dump(mode="json") for t in specs],
+        links=links,
+        seed=config.seed + step if is_ban else config.seed,
+    )
+    return validate_config(data)

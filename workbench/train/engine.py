@@ -4,45 +4,33 @@
 configured optimiser and schedule, evaluates after every epoch, and emits typed events to its
 subscribers (the run-store writer among them). It never special-cases a method by name: the
 objective is ``ce_weight * CE + sum_i weight_i * method_i`` (see :mod:`workbench.distill.base`).
+
+The builders of set-up live in :mod:`workbench.train.setup`, the test-split evaluation in
+:mod:`workbench.train.evaluation`, resuming a stored run in :mod:`workbench.train.resuming`, and
+what a run returns in :mod:`workbench.train.results`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import random
-import re
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workbench.config import ConfigError, RunConfig
-from workbench.data import Augment, BatchLoader, Dataset, load_dataset
+from workbench.data import Augment, BatchLoader, Dataset
 from workbench.devices import inference_chunk, resolve_device
-from workbench.distill import MethodContext, MethodStack, StepOutputs, create_method
-from workbench.models import (
-    channels_last,
-    create_model,
-    input_layout,
-    model_info,
-    wants_channels_last,
-)
-from workbench.models.copies import frozen_copy
+from workbench.distill import MethodStack, StepOutputs, create_method
+from workbench.errors import one_line
+from workbench.models import channels_last, input_layout, wants_channels_last
 from workbench.models.taps import FeatureTaps
-from workbench.runs import RunStore, RunStoreError, RunWriter, checkpoint_state, load_weights, split_state
-from workbench.runs.store import process_gone, process_start
+from workbench.runs import RunStore, RunStoreError
 from workbench.runtime import Cancelled, CancelToken
-from workbench.train import resume as resume_mod
 from workbench.train.cache import (
     LazyTeacherCache,
     TeacherCache,
@@ -51,6 +39,11 @@ from workbench.train.cache import (
     precision_name,
     teacher_dtype,
     teacher_forward,
+)
+from workbench.train.evaluation import (
+    near_chance_warnings,
+    predict_logits,
+    teacher_test_logits,
 )
 from workbench.train.events import (
     EpochEnded,
@@ -69,84 +62,39 @@ from workbench.train.events import (
     wants_state,
 )
 from workbench.train.metrics import logit_metrics
-from workbench.train.resume import RESUME_CHECKPOINT, ResumeError, ResumePoint
+from workbench.train.objective import cross_entropy, lr_factor
+from workbench.train.results import TrainingFailed, TrainResult, frozen_history, run_summary, training_state
+from workbench.train.resume import ResumeError, ResumePoint, capture
+from workbench.train.resuming import read_resume_point, reopen_run, restore_point
+from workbench.train.setup import (
+    CACHE_MODES,
+    CACHE_UNITS,
+    SETUP_UNITS,
+    build_optimizer,
+    build_student,
+    build_teachers,
+    describe_models,
+    load_run_data,
+    method_context,
+    module_device,
+    new_run_id,
+    seed_everything,
+)
 from workbench.train.store_writer import StoreWriter
-from workbench.train.teachers import load_teacher
 from workbench.validate import methods_needing_teacher
 
 
-class TrainingFailed(RuntimeError):
-    """The loss became NaN or infinite; the message names the step, the epoch (from 1) and every
-    term's value."""
-
-    def __init__(self, step: int, epoch: int, terms: dict[str, float]) -> None:
-        shown = ", ".join(f"{k}={v:.6g}" for k, v in terms.items())
-        super().__init__(f"non-finite loss at step {step} (epoch {epoch}): {shown}")
-        self.step, self.epoch, self.terms = step, epoch, terms
-
-
 @dataclass
-class TrainResult:
-    """What a finished (or stopped) run returns to its caller.
+class _Position:
+    """Where the loop stands: steps done, the epoch being run (from 1), the first epoch of this
+    call (a resumed run's finished epochs), the best test accuracy, the history, a stop."""
 
-    ``link_ids`` lists every run the call trained, in order: ``[run_id]`` for one run, each
-    link's id for a chain (``ban``, ``takd``), whose result is the last link's. ``student`` is the
-    trained network on the device it was given on (a student built from the config: the CPU).
-    ``warnings`` holds the run's warnings (e.g. a teacher near chance on this data).
-    """
-
-    run_id: str | None
-    status: str
-    summary: dict[str, Any]
-    history: list[dict[str, Any]]
-    student: nn.Module
-    method: MethodStack
-    link_ids: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so the same seed gives the same numbers."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def new_run_id(label: str) -> str:
-    """A fresh run id in the run store's format: ``<YYYYmmdd-HHMMSS>-<label slug>-<4 hex>``."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:40] or "run"
-    return f"{stamp}-{slug}-{uuid.uuid4().hex[:4]}"
-
-
-def lr_factor(step: int, total_steps: int, steps_per_epoch: int, schedule: Any, base_lr: float) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule."""
-    warm = int(round(schedule.warmup_epochs * steps_per_epoch))
-    if warm and step < warm:
-        return (step + 1) / warm
-    if schedule.name == "constant":
-        return 1.0
-    if schedule.name == "step":
-        epoch = step // max(steps_per_epoch, 1)
-        return schedule.gamma ** sum(1 for m in schedule.milestones if epoch >= m)
-    span = max(total_steps - warm, 1)
-    progress = min(max(step - warm, 0) / span, 1.0)
-    floor = schedule.min_lr / base_lr
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-#: set-up progress units: data, models, teachers, teacher cache (10), teacher test logits, optimizer
-SETUP_UNITS = 15
-_CACHE_UNITS = (3, 13)
-#: how the teacher cache is filled: during the first epoch (lazy) or by a pass before it (eager)
-CACHE_MODES = ("lazy", "eager")
-
-
-def teacher_warning_threshold(num_classes: int) -> float:
-    """Test accuracy under which a teacher is reported as near chance on the student's data:
-    ``max(2/K, 1/K + 0.1)``, capped at halfway between chance and 1 (so two classes give 0.75)."""
-    k = max(int(num_classes), 1)
-    return min(max(2 / k, 1 / k + 0.1), (1 / k + 1) / 2)
+    step: int = 0
+    epoch_no: int = 1
+    start_epoch: int = 0
+    best: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False
 
 
 class Trainer:
@@ -231,6 +179,7 @@ class Trainer:
         #: hook for tests and diagnostics: called with the term dict before the NaN check
         self.term_hook: Callable[[dict[str, torch.Tensor], int], None] | None = None
 
+    # ---- stop requests and events ---------------------------------------------------------
     def request_stop(self) -> None:
         """Ask the run to stop: during set-up it raises :class:`Cancelled` (nothing is written);
         during training it stops after the current step and the run is left loadable
@@ -258,6 +207,9 @@ class Trainer:
             snap.take()
         return snap
 
+    def _state(self) -> dict[str, torch.Tensor]:
+        return training_state(self.student, self.method)
+
     # ---- progress and cancellation during set-up -----------------------------------------
     def _check_setup(self, phase: str) -> None:
         if self._stop.is_set():
@@ -279,24 +231,37 @@ class Trainer:
 
     # ---- set-up ---------------------------------------------------------------------------
     def _setup(self) -> None:
-        cfg = self.config
+        """Build everything a run needs, phase by phase (the order fixes the RNG draws)."""
         self._units_done, self._units_total = 0, SETUP_UNITS
+        self._setup_data()
+        self._setup_models()
+        self._setup_method()
+        self._setup_teacher_outputs()
+        hi = CACHE_UNITS[1]
+        self._phase(hi, "teacher test logits", "teacher test logits")
+        self.test_images = self.data.test.images.to(self.device)
+        self.test_labels = self.data.test.labels.to(self.device)
+        self.teacher_test_logits: torch.Tensor | None = None  # computed at the first evaluation
+        self._phase(hi + 1, "optimizer", "optimizer")
+        self.optimizer = build_optimizer(self.config.optim, self.student, self.method)
+        self.model_spec = describe_models(
+            self.config, self.data, self.student, self.method, from_config=self._student_from_config
+        )
+        self._phase(SETUP_UNITS, "ready", "ready")
+
+    def _setup_data(self) -> None:
+        """Seed, load the data, make the train loader and size the budget (steps and epochs)."""
+        cfg = self.config
         self._phase(0, "data", f"loading {cfg.data.dataset}")
         seed_everything(cfg.seed)
-        data = self._dataset or load_dataset(
-            cfg.data.dataset, root=cfg.data.root, download=cfg.data.download, **cfg.data.options
-        )
-        if cfg.data.train_subset is not None and cfg.data.train_subset < len(data.train):
-            data = _with_train(data, data.train.subset(torch.arange(cfg.data.train_subset)))
-        self.data = data
-        shape = tuple(data.image_shape)
-        augment = Augment(**cfg.data.augment.model_dump())
+        self.data = data = load_run_data(cfg, self._dataset)
+        self.augment = Augment(**cfg.data.augment.model_dump())
         self.train_loader = BatchLoader(
             data,
             "train",
             batch_size=cfg.data.batch_size,
             shuffle=True,
-            augment=augment,
+            augment=self.augment,
             seed=cfg.seed,
             device=self.device,
         )
@@ -306,56 +271,33 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self._units_total = SETUP_UNITS + self.total_steps
 
+    def _setup_models(self) -> None:
+        """The student (built from the config with the run's seed, or the one given) on the
+        training device, and the teachers; methods that need a teacher must have one."""
+        cfg = self.config
         self._phase(1, "models", f"building {cfg.model.name}")
         if self._student is None:
             torch.manual_seed(cfg.seed)
-            self._student = create_model(
-                cfg.model.name,
-                num_classes=data.num_classes,
-                in_channels=shape[0],
-                image_size=shape[1],
-                **cfg.model.kwargs,
-            )
-        self._student_home = _module_device(self._student)
+            self._student = build_student(cfg, self.data)
+        self._student_home = module_device(self._student)
         self.student = self._student.to(self.device)
-
         self._phase(2, "teachers", f"loading {len(cfg.teachers)} teacher(s)")
-        if self._teachers is None:
-            self.teachers = [
-                load_teacher(
-                    t,
-                    data.num_classes,
-                    shape,
-                    self.device,
-                    runs_root=self.store and str(self.store.root),
-                    field=f"teachers[{i}]",
-                )
-                for i, t in enumerate(cfg.teachers)
-            ]
-        else:  # the caller's teachers stay as they are (device, flags, hooks): work on copies
-            self.teachers = [frozen_copy(t, self.device) for t in self._teachers]
+        self.teachers = build_teachers(cfg, self.data, self.device, self.store, self._teachers)
         needing = methods_needing_teacher(cfg)
         if needing and not self.teachers:
             raise ConfigError(f"teachers: methods {needing} need at least one teacher, none given")
-        sample = data.normalize(data.train.images[:8].to(self.device))
-        ctx = MethodContext(
-            student=self.student,
-            teachers=self.teachers,
-            num_classes=data.num_classes,
-            input_shape=shape,  # type: ignore[arg-type]
-            device=self.device,
-            sample=sample,
-            train_size=len(data.train),
+
+    def _setup_method(self) -> None:
+        """The method stack and its extras, the features it taps, and the inputs' memory layout."""
+        cfg, data = self.config, self.data
+        ctx = method_context(
+            cfg,
+            data,
+            self.student,
+            self.teachers,
+            self.device,
             epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch,
-            seed=cfg.seed,
-            make_student=lambda: create_model(
-                cfg.model.name,
-                num_classes=data.num_classes,
-                in_channels=shape[0],
-                image_size=shape[1],
-                **cfg.model.kwargs,
-            ),
         )
         methods = [(m.weight, create_method(m.name, m.params, ctx)) for m in cfg.distill.methods]
         self.method = MethodStack(methods).to(self.device)
@@ -370,8 +312,11 @@ class Trainer:
         self.layout = input_layout(self.channels_last)
         self.inputs = lambda images: self.layout(data.normalize(images))
 
-        lo, hi = _CACHE_UNITS
-        self._phase(lo, "teacher cache", "teacher cache")
+    def _setup_teacher_outputs(self) -> None:
+        """The teachers that run (inference copies of fixed teachers), their precision, and the
+        teacher cache: lazy, eager or none (augmented inputs, or a method that moves teachers)."""
+        cfg, data = self.config, self.data
+        self._phase(CACHE_UNITS[0], "teacher cache", "teacher cache")
         # fixed teachers run on inference copies: BatchNorm folded, weights in the inputs' layout
         self.fixed_teachers = bool(self.teachers) and self.method.teacher_cacheable
         self.run_teachers = (
@@ -391,115 +336,62 @@ class Trainer:
         self.teacher_dtype: torch.dtype | None = dtype
         self.cache: TeacherCache | None = None
         self.lazy_cache: LazyTeacherCache | None = None
-        if (
+        if not (
             self.teachers
             and self.method.needs_teacher
             and cfg.distill.teacher_cache
-            and augment.deterministic
+            and self.augment.deterministic
             and self.method.teacher_cacheable
         ):
-            if self.cache_mode == "lazy":
-                self.lazy_cache = LazyTeacherCache(
-                    self.run_teachers,
-                    self.teacher_paths,
-                    len(data.train),
-                    cfg.distill.cache_budget_mb,
-                    dtype=self.teacher_dtype,
-                )
-            else:
-
-                def cache_progress(done: int, total: int, message: str) -> None:
-                    frac = done / max(total, 1)
-                    self._setup_report(
-                        lo + int(frac * (hi - lo)), "teacher cache", f"teacher cache {done}/{total}"
-                    )
-
-                self.cache = build_teacher_cache(
-                    self.run_teachers,
-                    data.train.images.to(self.device),
-                    self.inputs,
-                    self.teacher_paths,
-                    inference_chunk(self.device, cfg.data.eval_batch_size),
-                    cfg.distill.cache_budget_mb,
-                    progress=cache_progress,
-                    cancel=_StopView(self),
-                    dtype=self.teacher_dtype,
-                )
-
-        self._phase(hi, "teacher test logits", "teacher test logits")
-        self.test_images = data.test.images.to(self.device)
-        self.test_labels = data.test.labels.to(self.device)
-        self.teacher_test_logits: torch.Tensor | None = None  # computed at the first evaluation
-
-        self._phase(hi + 1, "optimizer", "optimizer")
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        params += [p for p in self.method.parameters() if p.requires_grad]
-        params = list({id(p): p for p in params}.values())
-        o = cfg.optim
-        if o.name == "sgd":
-            self.optimizer = torch.optim.SGD(
-                params,
-                lr=o.lr,
-                momentum=o.momentum,
-                nesterov=o.nesterov and o.momentum > 0,
-                weight_decay=o.weight_decay,
+            return
+        if self.cache_mode == "lazy":
+            self.lazy_cache = LazyTeacherCache(
+                self.run_teachers,
+                self.teacher_paths,
+                len(data.train),
+                cfg.distill.cache_budget_mb,
+                dtype=self.teacher_dtype,
             )
         else:
-            self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        info = model_info(self.student, shape)  # type: ignore[arg-type]
-        self.model_spec = {
-            "student": {
-                "name": cfg.model.name if self._student_from_config else type(self.student).__name__,
-                "kwargs": cfg.model.kwargs,
-                "num_classes": data.num_classes,
-                "in_channels": shape[0],
-                "image_size": shape[1],
-                "params": info.params,
-                "flops": info.flops,
-            },
-            "dataset": data.name,
-            "class_names": list(data.class_names),
-            "peers": len(self.method.peers()),
-        }
-        self._phase(SETUP_UNITS, "ready", "ready")
+            self.cache = self._eager_cache()
+
+    def _eager_cache(self) -> TeacherCache:
+        """The teacher cache filled by one pass over the train split, reported as set-up units."""
+        cfg = self.config
+        lo, hi = CACHE_UNITS
+
+        def cache_progress(done: int, total: int, message: str) -> None:
+            frac = done / max(total, 1)
+            self._setup_report(lo + int(frac * (hi - lo)), "teacher cache", f"teacher cache {done}/{total}")
+
+        return build_teacher_cache(
+            self.run_teachers,
+            self.data.train.images.to(self.device),
+            self.inputs,
+            self.teacher_paths,
+            inference_chunk(self.device, cfg.data.eval_batch_size),
+            cfg.distill.cache_budget_mb,
+            progress=cache_progress,
+            cancel=_StopView(self),
+            dtype=self.teacher_dtype,
+        )
 
     @property
     def _student_from_config(self) -> bool:
         return self._student is None or hasattr(self._student, "stages")
 
+    # ---- evaluation -------------------------------------------------------------------------
     def _teacher_test_logits(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teachers' mean test logits and each teacher's own."""
-        per: list[list[torch.Tensor]] = [[] for _ in self.run_teachers]
-        bs = inference_chunk(self.device, self.config.data.eval_batch_size)
-        with torch.inference_mode():
-            for start in range(0, len(self.test_images), bs):
-                logits, _ = teacher_forward(
-                    self.run_teachers,
-                    self.inputs(self.test_images[start : start + bs]),
-                    [],
-                    dtype=self.teacher_dtype,
-                )
-                for i, t in enumerate(logits):
-                    per[i].append(t.float())
-        each = [torch.cat(chunks).clone() for chunks in per]
-        return torch.stack(each).mean(0), each
+        chunk = inference_chunk(self.device, self.config.data.eval_batch_size)
+        return teacher_test_logits(self.run_teachers, self.test_images, self.inputs, chunk, self.teacher_dtype)
 
     def _check_teachers(self, each: list[torch.Tensor], run_id: str | None, epoch: int, step: int) -> None:
         """Warn (not fail) when a teacher's test accuracy on this data is near chance."""
-        k = self.data.num_classes
-        limit = teacher_warning_threshold(k)
-        for i, logits in enumerate(each):
-            acc = float((logits.argmax(1) == self.test_labels).float().mean())
-            if acc < limit:
-                name = f"teachers[{i}]"
-                if i < len(self.config.teachers):
-                    name += f" ({self.config.teachers[i].source})"
-                msg = (
-                    f"{name}: test accuracy {100 * acc:.1f}% on {self.data.name} is near chance "
-                    f"({100 / k:.1f}%, warning below {100 * limit:.1f}%); was it trained on other data?"
-                )
-                self.warnings.append(msg)
-                self._emit(RunWarning(run_id, epoch, step, "teacher_near_chance", msg))
+        data = self.data
+        for msg in near_chance_warnings(each, self.test_labels, data.num_classes, data.name, self.config.teachers):
+            self.warnings.append(msg)
+            self._emit(RunWarning(run_id, epoch, step, "teacher_near_chance", msg))
 
     def _evaluate(
         self, run_id: str | None = None, epoch: int = 0, step: int = 0
@@ -507,13 +399,9 @@ class Trainer:
         """Student test metrics, and the teacher's metrics when they were computed by this call."""
         was = self.student.training
         self.student.eval()
-        chunks = []
-        bs = inference_chunk(self.device, self.config.data.eval_batch_size)
-        with torch.inference_mode():
-            for start in range(0, len(self.test_images), bs):
-                chunks.append(self.student(self.inputs(self.test_images[start : start + bs])).float())
+        chunk = inference_chunk(self.device, self.config.data.eval_batch_size)
+        logits = predict_logits(self.student, self.test_images, self.inputs, chunk)
         self.student.train(was)
-        logits = torch.cat(chunks)
         teacher_metrics: dict[str, float] = {}
         teacher = self.teacher_test_logits
         if teacher is None and self.teachers:
@@ -527,10 +415,7 @@ class Trainer:
                 self._check_teachers(each, run_id, epoch, step)
         return logit_metrics(logits, self.test_labels, teacher), teacher_metrics
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return training_state(self.student, self.method)
-
-    # ---- the loop -------------------------------------------------------------------------
+    # ---- the run ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
         """Set up, train to the budget (or a stop request) and return the result.
 
@@ -559,7 +444,9 @@ class Trainer:
             subscribers = list(self.subscribers)
             if self.store is not None:
                 writer = (
-                    self._reopen() if self.resume is not None else self.store.create(cfg, run_id=self.run_id)
+                    reopen_run(self._resume_run, cfg, self._resume_point)
+                    if self.resume is not None
+                    else self.store.create(cfg, run_id=self.run_id)
                 )
                 self.subscribers.insert(0, StoreWriter(writer))
             try:
@@ -581,86 +468,14 @@ class Trainer:
         assert self.store is not None and self.resume is not None
         run = self.store.load(self.resume)
         self.run_id = run.id
-        info = run.status
-        state = info.get("status")
-        if state == "completed":
-            raise ResumeError(f"resume {run.id}: the run completed; there is nothing to resume")
-        if state == "damaged":
-            raise ResumeError(f"resume {run.id}: the run is damaged ({info.get('damage')})")
-        if state == "running" and not process_gone(info):
-            raise ResumeError(f"resume {run.id}: the run is still running (pid {info.get('pid')})")
-        resume_mod.check_resumable_config(run.id, run.config, self.config)
-        from workbench.distill.chains import CHAIN_METHODS
-
-        if any(m.name in CHAIN_METHODS for m in self.config.distill.methods):
-            raise ResumeError(f"resume {run.id}: a link of a chain (ban, takd) cannot be resumed on its own")
-        point = None
-        if RESUME_CHECKPOINT in run.checkpoints():
-            path = run.path / "checkpoints" / f"{RESUME_CHECKPOINT}.safetensors"
-            from safetensors import safe_open
-
-            try:
-                with safe_open(str(path), "pt") as fh:
-                    metadata = fh.metadata()
-            except Exception as err:  # noqa: BLE001 - any unreadable file is the same one-line error
-                raise ResumeError(f"resume {run.id}: resume checkpoint unreadable ({err})") from None
-            point = ResumePoint.from_file(load_weights(path), metadata)
-        elif run.metrics.get("epochs"):
-            raise ResumeError(f"resume {run.id}: it has finished epochs but no resume checkpoint")
-        if point is not None:
-            total_epochs = self.config.train.epochs
-            if point.epoch >= total_epochs:
-                raise ResumeError(
-                    f"resume {run.id}: it already trained {point.epoch} epoch(s) of train.epochs={total_epochs}; "
-                    "raise train.epochs to train further"
-                )
-        self._resume_point = point
+        self._resume_point = read_resume_point(run, self.config)
         self._resume_run = run
-
-    def _reopen(self) -> RunWriter:
-        """The resumed run's writer: status back to running (this process), config updated."""
-        from workbench.config import config_to_yaml
-        from workbench.runs import atomic_write_text
-
-        run = self._resume_run
-        writer = RunWriter(run)
-        if run.config.train.epochs != self.config.train.epochs:
-            atomic_write_text(run.path / "config.yaml", config_to_yaml(self.config), make_parents=False)
-        resumed = list(writer._status.get("resumed") or [])
-        from workbench.runs import utc_now
-
-        resumed.append({"at": utc_now(), "epoch": self._resume_point.epoch if self._resume_point else 0})
-        writer.update_status(
-            status="running",
-            finished=None,
-            error=None,
-            failure=None,
-            warnings=[],
-            pid=os.getpid(),
-            pid_start=process_start(os.getpid()),
-            host=socket.gethostname(),
-            resumed=resumed,
-        )
-        return writer
-
-    def _restore(self, point: ResumePoint) -> None:
-        """Load the resume point's weights, optimizer, method state and RNG states."""
-        state = point.tensors
-        self.student.load_state_dict({k: v.to(self.device) for k, v in split_state(state, "student").items()})
-        extras = split_state(state, "extras")
-        if extras:
-            self.method.load_state_dict({k: v.to(self.device) for k, v in extras.items()}, strict=False)
-        for i, peer in enumerate(self.method.peers()):
-            own = split_state(state, f"peer{i}")
-            if own:
-                peer.load_state_dict({k: v.to(self.device) for k, v in own.items()})
-        resume_mod.restore(point, method=self.method, optimizer=self.optimizer)
 
     def _resume_source(
         self, epoch: int, step: int, best: float, history: list[dict[str, Any]]
     ) -> ResumeSnapshot:
         snap = ResumeSnapshot(
-            lambda: resume_mod.capture(
+            lambda: capture(
                 state=self._state(),
                 method=self.method,
                 optimizer=self.optimizer,
@@ -676,251 +491,228 @@ class Trainer:
             snap.take()  # a subscriber that keeps the event to read the point later
         return snap
 
+    # ---- the loop -------------------------------------------------------------------------
     def _train(self, run_id: str | None) -> TrainResult:
-        cfg = self.config
-        history: list[dict[str, Any]] = []
-        step, epoch_no, start_epoch = 0, 1, 0
-        best = -1.0
-        point = self._resume_point
-        if point is not None:
-            history = point.history
-            step, start_epoch, best = point.step, point.epoch, float(point.meta["best"])
-            epoch_no = start_epoch + 1
-        stop_flag, cancel, progress = self._stop, self.cancel, self.progress
-        base, units_total = SETUP_UNITS, self._units_total
-        teacher_metrics = self.teacher_metrics
+        """Train from the start (or the resume point) to the budget or a stop; every failure is
+        announced as :class:`RunFailed` before it propagates."""
+        pos = self._start_position()
         try:
             self._emit(
                 RunStarted(
                     run_id,
-                    cfg,
+                    self.config,
                     self.epochs,
                     self.steps_per_epoch,
                     self.total_steps,
                     self.model_spec,
                     {},
-                    start_epoch,
-                    _frozen(history),
+                    pos.start_epoch,
+                    frozen_history(pos.history),
                 )
             )
-            if point is not None:
-                self._restore(point)
-            ce_weight = cfg.distill.ce_weight
-            smoothing = cfg.train.label_smoothing
-            stopped = False
-            self.student.train()
-            self.method.train()
-            for m in self.method.peers():
-                m.train()
-            with (
-                channels_last(self.student, self.method, enabled=self.channels_last),
-                FeatureTaps(self.student, self.student_paths) as taps,
-            ):
-                for epoch in range(start_epoch, self.epochs):
-                    epoch_no = epoch + 1
-                    message = f"epoch {epoch_no}/{self.epochs}"
-                    self.train_loader.set_epoch(epoch)
-                    self.method.on_epoch_start(epoch)
-                    t0 = time.perf_counter()
-                    sums: dict[str, torch.Tensor] = {}
-                    correct = torch.zeros((), device=self.device)
-                    seen = 0
-                    n_steps = 0
-                    for batch in self.train_loader:
-                        if step >= self.total_steps:
-                            break
-                        for g in self.optimizer.param_groups:
-                            g["lr"] = cfg.optim.lr * lr_factor(
-                                step, self.total_steps, self.steps_per_epoch, cfg.schedule, cfg.optim.lr
-                            )
-                        x = self.layout(batch.x)
-                        logits = self.student(x)
-                        if self.teachers and self.method.needs_teacher:
-                            if self.lazy_cache is not None:
-                                t_logits, t_feats = self.lazy_cache.get(x, batch.index)
-                            elif self.cache is not None:
-                                t_logits, t_feats = self.cache.lookup(batch.index.to(self.device))
-                            else:
-                                t_logits, t_feats = teacher_forward(
-                                    self.run_teachers, x, self.teacher_paths, dtype=self.teacher_dtype
-                                )
-                        else:
-                            t_logits, t_feats = [], []
-                        out = StepOutputs(
-                            x=x,
-                            y=batch.y,
-                            index=batch.index,
-                            student_logits=logits,
-                            student_features=dict(taps.features),
-                            teacher_logits=t_logits,
-                            teacher_features=t_feats,
-                            epoch=epoch,
-                            step=step,
-                            total_steps=self.total_steps,
-                            y_mix=batch.y_mix,
-                            lam=batch.lam,
-                        )
-                        terms = self.method.loss(out)
-                        if ce_weight > 0:
-                            weights = self.method.sample_weights(out)
-                            terms = {
-                                "ce": ce_weight * _cross_entropy(logits, batch, smoothing, weights),
-                                **terms,
-                            }
-                        if self.term_hook is not None:
-                            self.term_hook(terms, step)
-                        loss = torch.stack(list(terms.values())).sum() if terms else logits.sum() * 0.0
-                        loss_value = loss.item()
-                        if not math.isfinite(loss_value):
-                            raise TrainingFailed(step, epoch_no, {k: v.item() for k, v in terms.items()})
-                        self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if cfg.train.grad_clip:
-                            torch.nn.utils.clip_grad_norm_(
-                                [p for g in self.optimizer.param_groups for p in g["params"]],
-                                cfg.train.grad_clip,
-                            )
-                        self.optimizer.step()
-                        self.method.after_step(out)
-                        with torch.no_grad():
-                            for k, v in terms.items():
-                                sums[k] = sums.get(k, 0.0) + v.detach()
-                            correct += (logits.argmax(1) == batch.y).sum()
-                        seen += batch.y.shape[0]
-                        n_steps += 1
-                        step += 1
-                        if self.subscribers:
-                            self._emit(
-                                StepEnded(
-                                    run_id,
-                                    step,
-                                    epoch_no,
-                                    loss_value,
-                                    {k: v.item() for k, v in terms.items()},
-                                    self.optimizer.param_groups[0]["lr"],
-                                )
-                            )
-                        if progress is not None:
-                            progress(base + step, units_total, message)
-                        if stop_flag.is_set() or (cancel is not None and cancel.cancelled):
-                            stopped = True
-                            break
-                    seconds = time.perf_counter() - t0
-                    metrics: dict[str, Any] = {
-                        "epoch": epoch_no,
-                        "step": step,
-                        "lr": self.optimizer.param_groups[0]["lr"],
-                        "seconds": seconds,
-                        "train_loss": float(sum(sums.values()) / max(n_steps, 1)) if sums else 0.0,
-                        "train_acc": float(correct) / max(seen, 1),
-                    }
-                    metrics.update({f"loss/{k}": float(v) / max(n_steps, 1) for k, v in sums.items()})
-                    if stopped and n_steps < self.steps_per_epoch:
-                        break
-                    if epoch_no % cfg.train.eval_every == 0 or epoch_no == self.epochs:
-                        ev, t_metrics = self._evaluate(run_id, epoch_no, step)
-                        metrics.update(ev)
-                        self._emit(EvalEnded(run_id, epoch_no, step, dict(ev), dict(t_metrics)))
-                    history.append(metrics)
-                    is_best = metrics.get("test_acc", -1.0) > best
-                    best = max(best, metrics.get("test_acc", -1.0))
-                    resume_snap = self._resume_source(epoch_no, step, best, history)
-                    try:
-                        self._emit_with_snapshot(
-                            EpochEnded(
-                                run_id,
-                                epoch_no,
-                                step,
-                                dict(metrics),
-                                _frozen(history),
-                                is_best,
-                                self._snapshot(f"epoch {epoch_no}"),
-                                resume_snap,
-                            )
-                        )
-                    finally:
-                        resume_snap.seal()
-                    if stopped:
-                        break
-            summary = self._summary(history, teacher_metrics, step)
-            if stopped:
-                self._emit_with_snapshot(
-                    RunStopped(
-                        run_id, step, epoch_no, dict(summary), _frozen(history), self._snapshot("stopped")
-                    )
-                )
-                status = "stopped"
-            else:
-                self._emit_with_snapshot(
-                    RunFinished(
-                        run_id, step, epoch_no, dict(summary), _frozen(history), self._snapshot("final")
-                    )
-                )
-                status = "completed"
+            if self._resume_point is not None:
+                restore_point(self._resume_point, self.student, self.method, self.optimizer, self.device)
+            self._train_epochs(run_id, pos)
+            status, summary = self._finish(run_id, pos)
         except TrainingFailed as err:
-            self._emit(RunFailed(run_id, err.step, err.epoch, str(err), dict(err.terms), _frozen(history)))
+            self._emit(RunFailed(run_id, err.step, err.epoch, str(err), dict(err.terms), frozen_history(pos.history)))
             raise
         except BaseException as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             self._emit(
-                RunFailed(run_id, step, epoch_no, f"{type(err).__name__}: {msg}", {}, _frozen(history))
+                RunFailed(run_id, pos.step, pos.epoch_no, one_line(err, typed=True), {}, frozen_history(pos.history))
             )
             raise
         self.student.eval()
         ids = [run_id] if run_id is not None else []
         return TrainResult(
-            run_id, status, summary, history, self.student, self.method, ids, list(self.warnings)
+            run_id, status, summary, pos.history, self.student, self.method, ids, list(self.warnings)
         )
 
-    def _summary(
-        self, history: list[dict[str, Any]], teacher_metrics: dict[str, float], step: int
-    ) -> dict[str, Any]:
-        last = next((h for h in reversed(history) if "test_acc" in h), {})
-        accs = [h["test_acc"] for h in history if "test_acc" in h]
-        out: dict[str, Any] = {
-            "epochs_done": len(history),
-            "steps": step,
-            "seconds": sum(h["seconds"] for h in history),
-            "params": self.model_spec["student"]["params"],
-            "flops": self.model_spec["student"]["flops"],
-            "teacher_cache": self.cache is not None
-            or (self.lazy_cache is not None and not self.lazy_cache.disabled),
-            **teacher_metrics,
+    def _start_position(self) -> _Position:
+        """Step 0 of epoch 1, or where the resume point left off."""
+        point = self._resume_point
+        if point is None:
+            return _Position()
+        start = point.epoch
+        return _Position(point.step, start + 1, start, float(point.meta["best"]), point.history)
+
+    def _train_epochs(self, run_id: str | None, pos: _Position) -> None:
+        """The epochs from ``pos.start_epoch`` on, in training mode, with the student's feature
+        taps and the inputs' memory layout in place; a stop ends the loop."""
+        self.student.train()
+        self.method.train()
+        for m in self.method.peers():
+            m.train()
+        with (
+            channels_last(self.student, self.method, enabled=self.channels_last),
+            FeatureTaps(self.student, self.student_paths) as taps,
+        ):
+            for epoch in range(pos.start_epoch, self.epochs):
+                pos.epoch_no = epoch + 1
+                metrics, n_steps = self._train_epoch(run_id, epoch, pos, taps)
+                if pos.stopped and n_steps < self.steps_per_epoch:
+                    break  # a partial epoch is neither evaluated nor recorded
+                self._end_epoch(run_id, pos, metrics)
+                if pos.stopped:
+                    break
+
+    def _train_epoch(
+        self, run_id: str | None, epoch: int, pos: _Position, taps: FeatureTaps
+    ) -> tuple[dict[str, Any], int]:
+        """One epoch's steps (to the budget or a stop); returns its training metrics and the number
+        of steps it ran. Each step is announced (:class:`StepEnded`) and counted in ``progress``."""
+        message = f"epoch {pos.epoch_no}/{self.epochs}"
+        stop_flag, cancel, progress = self._stop, self.cancel, self.progress
+        base, units_total = SETUP_UNITS, self._units_total
+        self.train_loader.set_epoch(epoch)
+        self.method.on_epoch_start(epoch)
+        t0 = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), device=self.device)
+        seen = 0
+        n_steps = 0
+        for batch in self.train_loader:
+            if pos.step >= self.total_steps:
+                break
+            terms, logits, loss_value = self._step(batch, epoch, pos.step, taps)
+            with torch.no_grad():
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach()
+                correct += (logits.argmax(1) == batch.y).sum()
+            seen += batch.y.shape[0]
+            n_steps += 1
+            pos.step += 1
+            if self.subscribers:
+                lr = self.optimizer.param_groups[0]["lr"]
+                shown = {k: v.item() for k, v in terms.items()}
+                self._emit(StepEnded(run_id, pos.step, pos.epoch_no, loss_value, shown, lr))
+            if progress is not None:
+                progress(base + pos.step, units_total, message)
+            if stop_flag.is_set() or (cancel is not None and cancel.cancelled):
+                pos.stopped = True
+                break
+        metrics: dict[str, Any] = {
+            "epoch": pos.epoch_no,
+            "step": pos.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+            "train_loss": float(sum(sums.values()) / max(n_steps, 1)) if sums else 0.0,
+            "train_acc": float(correct) / max(seen, 1),
         }
-        if self.teachers:
-            out["teacher_precision"] = precision_name(self.teacher_dtype)
-        for key in ("test_acc", "test_loss", "ece", "agreement", "kl_teacher_student", "train_acc"):
-            if key in last:
-                out[key] = last[key]
-        if accs:
-            out["best_test_acc"] = max(accs)
-        return out
+        metrics.update({f"loss/{k}": float(v) / max(n_steps, 1) for k, v in sums.items()})
+        return metrics, n_steps
 
+    def _step(
+        self, batch: Any, epoch: int, step: int, taps: FeatureTaps
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
+        """One optimisation step on ``batch``: learning rate, forwards, loss terms, the NaN guard,
+        backward, clipping, the optimizer's and the method's updates. Returns the terms, the
+        student's logits and the loss.
 
-def training_state(student: nn.Module, method: MethodStack) -> dict[str, torch.Tensor]:
-    """Everything a checkpoint holds: the student, the method's trainable extras (connectors,
-    heads; ``extras.*``) and each peer of an online method on its own (``peerN.*``)."""
-    extras = method if len(method.state_dict()) else None
-    return checkpoint_state(student, extras, method.peers())
-
-
-def _cross_entropy(
-    logits: torch.Tensor, batch: Any, smoothing: float, weights: torch.Tensor | None
-) -> torch.Tensor:
-    """CE with label smoothing, Mixup/CutMix partners and optional per-sample weights."""
-    ce = F.cross_entropy(logits, batch.y, label_smoothing=smoothing, reduction="none")
-    if batch.y_mix is not None and batch.lam is not None:
-        ce = batch.lam * ce + (1 - batch.lam) * F.cross_entropy(
-            logits, batch.y_mix, label_smoothing=smoothing, reduction="none"
+        Raises:
+            TrainingFailed: the loss is NaN or infinite (nothing was updated).
+        """
+        cfg = self.config
+        for g in self.optimizer.param_groups:
+            g["lr"] = cfg.optim.lr * lr_factor(step, self.total_steps, self.steps_per_epoch, cfg.schedule, cfg.optim.lr)
+        x = self.layout(batch.x)
+        logits = self.student(x)
+        if self.teachers and self.method.needs_teacher:
+            if self.lazy_cache is not None:
+                t_logits, t_feats = self.lazy_cache.get(x, batch.index)
+            elif self.cache is not None:
+                t_logits, t_feats = self.cache.lookup(batch.index.to(self.device))
+            else:
+                t_logits, t_feats = teacher_forward(self.run_teachers, x, self.teacher_paths, dtype=self.teacher_dtype)
+        else:
+            t_logits, t_feats = [], []
+        out = StepOutputs(
+            x=x,
+            y=batch.y,
+            index=batch.index,
+            student_logits=logits,
+            student_features=dict(taps.features),
+            teacher_logits=t_logits,
+            teacher_features=t_feats,
+            epoch=epoch,
+            step=step,
+            total_steps=self.total_steps,
+            y_mix=batch.y_mix,
+            lam=batch.lam,
         )
-    if weights is not None:
-        return (ce * weights).sum() / weights.sum().clamp_min(1e-12)
-    return ce.mean()
+        terms = self.method.loss(out)
+        ce_weight = cfg.distill.ce_weight
+        if ce_weight > 0:
+            weights = self.method.sample_weights(out)
+            terms = {"ce": ce_weight * cross_entropy(logits, batch, cfg.train.label_smoothing, weights), **terms}
+        if self.term_hook is not None:
+            self.term_hook(terms, step)
+        loss = torch.stack(list(terms.values())).sum() if terms else logits.sum() * 0.0
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):  # the NaN guard
+            raise TrainingFailed(step, epoch + 1, {k: v.item() for k, v in terms.items()})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], cfg.train.grad_clip
+            )
+        self.optimizer.step()
+        self.method.after_step(out)
+        return terms, logits, loss_value
 
+    def _end_epoch(self, run_id: str | None, pos: _Position, metrics: dict[str, Any]) -> None:
+        """Evaluate when due, record the epoch's metrics and announce the epoch's end with its
+        weights and its resume point (which the store writer checkpoints)."""
+        epoch_no, step = pos.epoch_no, pos.step
+        if epoch_no % self.config.train.eval_every == 0 or epoch_no == self.epochs:
+            ev, t_metrics = self._evaluate(run_id, epoch_no, step)
+            metrics.update(ev)
+            self._emit(EvalEnded(run_id, epoch_no, step, dict(ev), dict(t_metrics)))
+        pos.history.append(metrics)
+        is_best = metrics.get("test_acc", -1.0) > pos.best
+        pos.best = max(pos.best, metrics.get("test_acc", -1.0))
+        resume_snap = self._resume_source(epoch_no, step, pos.best, pos.history)
+        try:
+            self._emit_with_snapshot(
+                EpochEnded(
+                    run_id,
+                    epoch_no,
+                    step,
+                    dict(metrics),
+                    frozen_history(pos.history),
+                    is_best,
+                    self._snapshot(f"epoch {epoch_no}"),
+                    resume_snap,
+                )
+            )
+        finally:
+            resume_snap.seal()
 
-def _frozen(history: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
-    """A copy of the history for an event: later epochs do not change what an event holds."""
-    return tuple(dict(h) for h in history)
+    def _finish(self, run_id: str | None, pos: _Position) -> tuple[str, dict[str, Any]]:
+        """Announce the run's end (stopped or finished) with its summary and final weights."""
+        summary = self._summary(pos.history, pos.step)
+        history = frozen_history(pos.history)
+        if pos.stopped:
+            self._emit_with_snapshot(
+                RunStopped(run_id, pos.step, pos.epoch_no, dict(summary), history, self._snapshot("stopped"))
+            )
+            return "stopped", summary
+        self._emit_with_snapshot(
+            RunFinished(run_id, pos.step, pos.epoch_no, dict(summary), history, self._snapshot("final"))
+        )
+        return "completed", summary
+
+    def _summary(self, history: list[dict[str, Any]], step: int) -> dict[str, Any]:
+        cached = self.cache is not None or (self.lazy_cache is not None and not self.lazy_cache.disabled)
+        return run_summary(
+            history,
+            step,
+            model_spec=self.model_spec,
+            teacher_metrics=self.teacher_metrics,
+            cached=cached,
+            teacher_precision=precision_name(self.teacher_dtype) if self.teachers else None,
+        )
 
 
 class _StopView(CancelToken):
@@ -942,19 +734,6 @@ class _StopView(CancelToken):
     def raise_if_cancelled(self, where: str = "") -> None:
         if self.cancelled:
             raise Cancelled(f"training set-up ({where}): {self.reason}" if where else self.reason)
-
-
-def _module_device(module: nn.Module) -> torch.device | None:
-    """The device of a module's first parameter or buffer (None for a module without tensors)."""
-    for t in [*module.parameters(), *module.buffers()]:
-        return t.device
-    return None
-
-
-def _with_train(data: Dataset, train: Any) -> Dataset:
-    import dataclasses
-
-    return dataclasses.replace(data, train=train)
 
 
 def train(

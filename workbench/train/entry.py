@@ -17,8 +17,9 @@ from workbench.data import Dataset
 from workbench.runs import RunStore
 from workbench.runtime import CancelToken
 from workbench.train.chains import ChainError, is_chain, run_chain
-from workbench.train.engine import Trainer, TrainResult
+from workbench.train.engine import Trainer
 from workbench.train.events import Subscriber
+from workbench.train.results import TrainResult
 
 
 def run(

@@ -84,7 +84,7 @@ class StoreWriter:
             status = "completed" if isinstance(event, RunFinished) else "stopped"
             w.update_status(status=status, finished=utc_now(), step=event.step)
             if status == "completed":  # nothing left to resume: drop the optimizer/RNG state
-                (w.path / "checkpoints" / f"{RESUME_CHECKPOINT}.safetensors").unlink(missing_ok=True)
+                w.run.checkpoint_path(RESUME_CHECKPOINT).unlink(missing_ok=True)
         elif isinstance(event, RunFailed):
             w.write_metrics(self._metrics(event.history))
             w.update_status(

@@ -71,6 +71,74 @@ def _pair_scores(comparison: object, first: str, name: str, i: int) -> tuple[flo
     return float(agreement.pearson[i]), float(agreement.spearman[i])
 
 
+def _grid_images(
+    images: object | None, mean: Sequence[float] | None, std: Sequence[float] | None, maps: np.ndarray
+) -> np.ndarray | None:
+    """``images`` as display images matching ``maps`` ``(N, H, W)``; None without images."""
+    if images is None:
+        return None
+    pics = to_display_images(images, mean, std)
+    n = int(maps.shape[0])
+    if pics.shape[0] != n or pics.shape[1:3] != maps.shape[1:]:
+        raise VizError(
+            f"images: expected {n} images of size {maps.shape[1]}x{maps.shape[2]} to match the maps, "
+            f"got {pics.shape[0]} of {pics.shape[1]}x{pics.shape[2]}"
+        )
+    return pics
+
+
+def _grid_titles(
+    comparison: CAMComparison, models: dict, rows: list[int], classes: list[str], with_images: bool
+) -> list[str]:
+    """The subplot titles of :func:`cam_grid`, row by row."""
+    model_names = list(models)
+    titles = []
+    for i in rows:
+        if with_images:
+            labels = comparison.labels
+            titles.append(f"#{i} · {_name(classes, int(labels[i]))}" if labels is not None else f"#{i}")
+        for j, name in enumerate(model_names):
+            res = models[name]
+            tgt, pred = int(res.targets[i]), int(res.predictions[i])
+            text = f"{name}: map {_name(classes, tgt)}, pred {_name(classes, pred)}"
+            if j > 0:
+                r, rho = _pair_scores(comparison, model_names[0], name, i)
+                text += f" · r={_fmt(r)} ρ={_fmt(rho)}"
+            titles.append(text)
+    return titles
+
+
+def _add_grid_row(
+    fig: go.Figure, r: int, i: int, models: dict, pics: np.ndarray | None, opacity: float
+) -> None:
+    """Row ``r`` of :func:`cam_grid`: image ``i`` (with images), then each model's map (over it)."""
+    last = list(models)[-1]
+    c = 1
+    if pics is not None:
+        fig.add_trace(go.Image(z=pics[i], name=f"image {i}", hoverinfo="skip"), row=r, col=c)
+        c += 1
+    for role, res in models.items():
+        maps = np.asarray(res.maps)
+        if pics is not None:
+            fig.add_trace(go.Image(z=pics[i], name=f"image {i}", hoverinfo="skip"), row=r, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=maps[i],
+                zmin=0.0,
+                zmax=1.0,
+                colorscale=MAP_SCALE,
+                opacity=float(opacity) if pics is not None else 1.0,
+                showscale=(r == 1 and role == last),
+                colorbar={"title": "map", "len": 0.5},
+                name=f"{role} map {i}",
+                hovertemplate=f"{role}<br>x=%{{x}} y=%{{y}}<br>map=%{{z:.2f}}<extra></extra>",
+            ),
+            row=r,
+            col=c,
+        )
+        c += 1
+
+
 def cam_grid(
     comparison: CAMComparison,
     images: object | None = None,
@@ -115,64 +183,21 @@ def cam_grid(
         raise VizError("indices: expected at least one image to show, got none")
     if not 0.0 <= float(opacity) <= 1.0:
         raise VizError(f"opacity: expected a number in [0, 1], got {opacity!r}")
-    pics = None
-    if images is not None:
-        pics = to_display_images(images, mean, std)
-        if pics.shape[0] != n or pics.shape[1:3] != maps_t.shape[1:]:
-            raise VizError(
-                f"images: expected {n} images of size {maps_t.shape[1]}x{maps_t.shape[2]} to match the maps, "
-                f"got {pics.shape[0]} of {pics.shape[1]}x{pics.shape[2]}"
-            )
+    pics = _grid_images(images, mean, std, maps_t)
     k = int(np.asarray(models[model_names[0]].probabilities).shape[1])
     if class_names is None:
         class_names = getattr(comparison, "class_names", None)
     classes = class_labels(k, class_names)
     cols = len(model_names) + (1 if pics is not None else 0)
-    titles = []
-    for i in rows:
-        if pics is not None:
-            labels = comparison.labels
-            titles.append(f"#{i} · {_name(classes, int(labels[i]))}" if labels is not None else f"#{i}")
-        for j, name in enumerate(model_names):
-            res = models[name]
-            tgt, pred = int(res.targets[i]), int(res.predictions[i])
-            text = f"{name}: map {_name(classes, tgt)}, pred {_name(classes, pred)}"
-            if j > 0:
-                r, rho = _pair_scores(comparison, model_names[0], name, i)
-                text += f" · r={_fmt(r)} ρ={_fmt(rho)}"
-            titles.append(text)
     fig = make_subplots(
         rows=len(rows),
         cols=cols,
-        subplot_titles=titles,
+        subplot_titles=_grid_titles(comparison, models, rows, classes, pics is not None),
         horizontal_spacing=0.03,
         vertical_spacing=min(0.08, 0.3 / max(len(rows), 1)),
     )
     for r, i in enumerate(rows, start=1):
-        c = 1
-        if pics is not None:
-            fig.add_trace(go.Image(z=pics[i], name=f"image {i}", hoverinfo="skip"), row=r, col=c)
-            c += 1
-        for role, res in models.items():
-            maps = np.asarray(res.maps)
-            if pics is not None:
-                fig.add_trace(go.Image(z=pics[i], name=f"image {i}", hoverinfo="skip"), row=r, col=c)
-            fig.add_trace(
-                go.Heatmap(
-                    z=maps[i],
-                    zmin=0.0,
-                    zmax=1.0,
-                    colorscale=MAP_SCALE,
-                    opacity=float(opacity) if pics is not None else 1.0,
-                    showscale=(r == 1 and role == model_names[-1]),
-                    colorbar={"title": "map", "len": 0.5},
-                    name=f"{role} map {i}",
-                    hovertemplate=f"{role}<br>x=%{{x}} y=%{{y}}<br>map=%{{z:.2f}}<extra></extra>",
-                ),
-                row=r,
-                col=c,
-            )
-            c += 1
+        _add_grid_row(fig, r, i, models, pics, opacity)
     image_axes(fig, len(rows), cols)
     fig.update_annotations(font_size=10)
     method = getattr(comparison, "method", "cam")

@@ -27,6 +27,27 @@ if TYPE_CHECKING:
 __all__ = ["difficulty_class_bars", "difficulty_scatter"]
 
 
+def _add_thresholds(fig: go.Figure, easy: float, hard: float) -> None:
+    """The shaded "easy for the teacher, hard for the student" corner, both thresholds as dotted
+    lines and the diagonal (equal difficulty) on ``fig``."""
+    fig.add_shape(
+        type="rect",
+        x0=0.0,
+        x1=easy,
+        y0=hard,
+        y1=1.0,
+        fillcolor=HIGHLIGHT_COLOR,
+        opacity=0.08,
+        line_width=0,
+        layer="below",
+    )
+    fig.add_vline(x=easy, line_dash="dot", line_color=TEACHER_COLOR)
+    fig.add_hline(y=hard, line_dash="dot", line_color=STUDENT_COLOR)
+    fig.add_shape(
+        type="line", x0=0, y0=0, x1=1, y1=1, line={"color": NEUTRAL_COLOR, "dash": "dash", "width": 1}
+    )
+
+
 def difficulty_scatter(
     result: DifficultyResult,
     class_names: Sequence[str] | None = None,
@@ -88,23 +109,7 @@ def difficulty_scatter(
             hovertemplate=hover + "<extra></extra>",
         )
     )
-    easy, hard = float(result.teacher_easy), float(result.student_hard)
-    fig.add_shape(
-        type="rect",
-        x0=0.0,
-        x1=easy,
-        y0=hard,
-        y1=1.0,
-        fillcolor=HIGHLIGHT_COLOR,
-        opacity=0.08,
-        line_width=0,
-        layer="below",
-    )
-    fig.add_vline(x=easy, line_dash="dot", line_color=TEACHER_COLOR)
-    fig.add_hline(y=hard, line_dash="dot", line_color=STUDENT_COLOR)
-    fig.add_shape(
-        type="line", x0=0, y0=0, x1=1, y1=1, line={"color": NEUTRAL_COLOR, "dash": "dash", "width": 1}
-    )
+    _add_thresholds(fig, float(result.teacher_easy), float(result.student_hard))
     fig.update_xaxes(title_text=f"{t_name} difficulty 1 − p(y)", range=[-0.02, 1.02])
     fig.update_yaxes(title_text=f"{s_name} difficulty 1 − p(y)", range=[-0.02, 1.02], scaleanchor="x")
     return style_figure(fig, title if title is not None else "Relative difficulty", height=540)

@@ -26,7 +26,7 @@ from workbench.viz.theme import (
 )
 
 if TYPE_CHECKING:
-    from workbench.analysis.landscape import LandscapeResult
+    from workbench.analysis.landscape_grid import LandscapeResult
 
 __all__ = [
     "interpolation_curves",

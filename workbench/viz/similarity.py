@@ -17,7 +17,8 @@ from workbench.viz._layout import require
 from workbench.viz.theme import SEQUENTIAL_SCALE, VizError, class_color, style_figure
 
 if TYPE_CHECKING:
-    from workbench.analysis.similarity import CKAResult, CKATrainingResult, EmbeddingResult
+    from workbench.analysis.embedding import EmbeddingResult
+    from workbench.analysis.similarity import CKAResult, CKATrainingResult
 
 __all__ = ["cka_heatmap", "cka_training_lines", "embedding_scatter"]
 

@@ -7,7 +7,7 @@ computes nothing itself: it calls :mod:`workbench.analysis`, :mod:`workbench.job
 :mod:`workbench.train` and :mod:`workbench.runs`, and draws :mod:`workbench.viz` figures.
 """
 
-from workbench.widgets.base import Panel, PanelError, RunInputs, run_inputs
+from workbench.widgets.base import Panel, PanelError
 from workbench.widgets.explorers import (
     AGREEMENT_VIEWS,
     AgreementExplorer,
@@ -16,22 +16,19 @@ from workbench.widgets.explorers import (
     LandscapeExplorer,
     SimilarityExplorer,
 )
-from workbench.widgets.runs import COMPARE_METRICS, CompareRuns, DoctorReport
+from workbench.widgets.runs import CompareRuns, DoctorPanel
 from workbench.widgets.train import TrainPanel
 
 __all__ = [
     "AGREEMENT_VIEWS",
-    "COMPARE_METRICS",
     "AgreementExplorer",
     "CamExplorer",
     "CompareRuns",
     "DarkKnowledge",
-    "DoctorReport",
+    "DoctorPanel",
     "LandscapeExplorer",
     "Panel",
     "PanelError",
-    "RunInputs",
     "SimilarityExplorer",
     "TrainPanel",
-    "run_inputs",
 ]

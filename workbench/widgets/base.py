@@ -1,5 +1,6 @@
 """What every panel shares: controls driven from Python or the browser, one figure, one error line,
-background work with progress and a stop, and loading a panel's inputs from a stored run.
+background work with progress and a stop. A panel built from a stored run opens it with
+:func:`workbench.runs.session.open_run`, as every face does.
 
 A panel computes nothing of its own: it calls :mod:`workbench.analysis`, :mod:`workbench.jobs`,
 :mod:`workbench.train` and :mod:`workbench.runs`, and draws :mod:`workbench.viz` figures. Figures are
@@ -13,33 +14,17 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
-import torch
-from torch import nn
 
+from workbench.errors import one_line
 from workbench.runtime import Cancelled, CancelToken
 
 
 class PanelError(ValueError):
     """A bad value given to a panel (shown in the panel as one line; never raised from a callback)."""
-
-
-def one_line(err: BaseException | str) -> str:
-    """The first line of an error's message (``PanelError`` and library errors as they are; other
-    exceptions prefixed with their type)."""
-    if isinstance(err, str):
-        text = err
-    else:
-        text = str(err).strip()
-        if not isinstance(err, ValueError) or not text:
-            text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    first = text.strip().splitlines()[0] if text.strip() else "error"
-    return first[:400]
 
 
 def figure_bundle(fig: go.Figure) -> dict[str, Any]:
@@ -244,7 +229,8 @@ class Panel(ABC):
         """Recompute the panel's result and figure from its controls (each panel defines it)."""
 
     def _fail(self, err: BaseException | str) -> None:
-        self.error = one_line(err)
+        typed = not isinstance(err, (str, ValueError))  # a bug's message means little without its type
+        self.error = one_line(err, typed=typed)
         import html
 
         self.status.value = f"<span style='color:#b00020'>{html.escape(self.error)}</span>"
@@ -272,87 +258,10 @@ class Panel(ABC):
         self.widget.close()
 
 
-# ---- inputs from a stored run ---------------------------------------------------------------------
-@dataclass
-class RunInputs:
-    """What a panel built from a run needs: the run, its teacher and student, a seeded test subset
-    (normalized ``images``, ``labels``, ``raw`` images for display, ``masks``) and class names."""
-
-    run: Any
-    teacher: nn.Module | None
-    student: nn.Module
-    images: torch.Tensor
-    labels: torch.Tensor
-    class_names: list[str]
-    dataset: Any
-    masks: torch.Tensor | None = None
-
-
-def resolve_run(run_or_id: Any, store: Any = None) -> Any:
-    """A :class:`workbench.runs.Run` from a Run, a run id (or unique prefix) or a run directory."""
-    from workbench.runs import Run, RunStore, RunStoreError
-
-    if isinstance(run_or_id, Run):
-        return run_or_id
-    if isinstance(run_or_id, (str, Path)):
-        path = Path(run_or_id)
-        if path.is_dir() and (path / "status.json").exists():
-            return Run(path.name, path)
-        st = store if store is not None else RunStore()
-        if not isinstance(st, RunStore):
-            st = RunStore(st)
-        return st.load(str(run_or_id))
-    raise RunStoreError(f"run: expected a Run, a run id or a run directory, got {type(run_or_id).__name__}")
-
-
-def run_inputs(
-    run_or_id: Any,
-    *,
-    store: Any = None,
-    n_samples: int = 256,
-    checkpoint: str = "final",
-    seed: int = 0,
-    device: str | torch.device | None = None,
-) -> RunInputs:
-    """Load a stored run's teacher (its config's first, or ``None``), its student at ``checkpoint``
-    and ``n_samples`` test samples of its dataset drawn with ``seed``
-    (:func:`workbench.analysis.doctor.dataset_inputs`)."""
-    from workbench.analysis.doctor import dataset_inputs
-    from workbench.data import load_dataset
-    from workbench.devices import resolve_device
-    from workbench.train.teachers import load_teacher
-
-    run = resolve_run(run_or_id, store)
-    dev = resolve_device(device or "auto", field="device")
-    cfg = run.config
-    data = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download, **cfg.data.options)
-    inputs = dataset_inputs(data, n_samples=n_samples, seed=seed)
-    student = run.load_model(checkpoint, device=dev)
-    teacher = None
-    if cfg.teachers:
-        teacher = load_teacher(
-            cfg.teachers[0], data.num_classes, data.image_shape, dev, runs_root=str(run.path.parent)
-        )
-    return RunInputs(
-        run=run,
-        teacher=teacher,
-        student=student,
-        images=inputs["images"],
-        labels=inputs["labels"],
-        class_names=inputs["class_names"],
-        dataset=data,
-        masks=inputs["masks"],
-    )
-
-
 __all__ = [
     "Background",
     "FigureView",
     "Panel",
     "PanelError",
-    "RunInputs",
     "figure_bundle",
-    "one_line",
-    "resolve_run",
-    "run_inputs",
 ]

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.widgets.base import Background, Panel, PanelError, RunInputs, run_inputs
+from workbench.runs.session import OpenedRun, open_run
+from workbench.vocabulary import DEFAULT_N_SAMPLES
+from workbench.widgets.base import Background, Panel, PanelError
+
+#: what a layer control shows for ``None``, the method's default layer
+DEFAULT_LAYER = "default"
 
 
 class _ModelPanel(Panel):
@@ -26,33 +31,36 @@ class _ModelPanel(Panel):
         run_or_id: Any,
         *,
         store: Any = None,
-        n_samples: int = 256,
+        n_samples: int = DEFAULT_N_SAMPLES,
         checkpoint: str = "final",
         seed: int = 0,
+        device: str | torch.device | None = None,
         **kw: Any,
     ) -> _ModelPanel:
-        """The panel over a stored run: its teacher and student (at ``checkpoint``) and ``n_samples``
-        test samples of its dataset drawn with ``seed``.
+        """The panel over a stored run, opened by :func:`workbench.runs.session.open_run`: its teacher
+        and student (at ``checkpoint``) and ``n_samples`` test samples of its dataset drawn with ``seed``.
 
         Raises:
             RunStoreError / PanelError: the run cannot be found or has no teacher (one line).
         """
-        inputs = run_inputs(run_or_id, store=store, n_samples=n_samples, checkpoint=checkpoint, seed=seed)
-        return cls._from_inputs(inputs, **kw)
+        opened = open_run(
+            run_or_id, store=store, n_samples=n_samples, checkpoint=checkpoint, seed=seed, device=device
+        )
+        return cls._from_inputs(opened, **kw)
 
     @classmethod
     @abstractmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> _ModelPanel:
+    def _from_inputs(cls, inputs: OpenedRun, **kw: Any) -> _ModelPanel:
         """The panel built from a stored run's models and data (each explorer defines it)."""
 
     @staticmethod
-    def _need_teacher(inputs: RunInputs) -> nn.Module:
+    def _need_teacher(inputs: OpenedRun) -> nn.Module:
         if inputs.teacher is None:
             raise PanelError(f"run {inputs.run.id}: has no teacher in its config; this panel needs one")
         return inputs.teacher
 
 
-def _stats(inputs: RunInputs) -> dict[str, Any]:
+def _stats(inputs: OpenedRun) -> dict[str, Any]:
     data = inputs.dataset
     return {"mean": getattr(data, "mean", None), "std": getattr(data, "std", None)}
 
@@ -63,8 +71,10 @@ class CamExplorer(_ModelPanel):
     drawn by :func:`workbench.viz.cam_grid`).
 
     Controls: ``method`` (any CAM method), ``layer`` / ``teacher_layer`` (the student's and the
-    teacher's module paths, ``auto`` = last conv), ``target`` (label / predicted / teacher / student),
-    ``select`` (random / disagreement / class), ``class`` (for ``select="class"``), ``n_images``, ``seed``.
+    teacher's module paths; ``None``, shown as ``default``, is the method's default layer), ``target``
+    (label / predicted / teacher / student), ``pick`` (how images are chosen:
+    :data:`workbench.analysis.cam.PICKS`, the vocabulary's image choices less ``upload``), ``class``
+    (for ``pick="class"``), ``n_images``, ``seed``.
     ``indices`` holds the positions of the images shown.
     """
 
@@ -81,6 +91,9 @@ class CamExplorer(_ModelPanel):
         class_names: Sequence[str] | None = None,
         method: str = "gradcam",
         target: str = "label",
+        pick: str = "random",
+        layer: str | None = None,
+        teacher_layer: str | None = None,
         n_images: int = 8,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -88,7 +101,7 @@ class CamExplorer(_ModelPanel):
     ) -> None:
         super().__init__()
         from workbench.analysis import TARGET_MODES, list_cam_methods
-        from workbench.analysis.cam import cam_layers
+        from workbench.analysis.cam import PICKS, cam_layers
 
         self.teacher, self.student, self.scratch = teacher, student, scratch
         self.images, self.labels = images, torch.as_tensor(labels).long()
@@ -97,16 +110,15 @@ class CamExplorer(_ModelPanel):
         self.indices: np.ndarray = np.arange(0)
         self._gallery: Any = None  # the agreement gallery, computed once for "disagreement"
         shape = tuple(images.shape[1:])
-        layers_s = ["auto", *cam_layers(student, shape)[1:]]
-        layers_t = ["auto", *cam_layers(teacher, shape)[1:]]
+        layers_s = [DEFAULT_LAYER, *cam_layers(student, shape)[1:]]
+        layers_t = [DEFAULT_LAYER, *cam_layers(teacher, shape)[1:]]
         k = int(self.labels.max()) + 1 if len(self.labels) else 1
         classes = self.class_names or [str(i) for i in range(k)]
         self._add("method", W.Dropdown(options=list_cam_methods(), value=method, description="method"))
-        self._add("layer", W.Dropdown(options=layers_s, value="auto", description="student layer"))
-        self._add("teacher_layer", W.Dropdown(options=layers_t, value="auto", description="teacher layer"))
+        self._add("layer", W.Dropdown(options=layers_s, value=DEFAULT_LAYER, description="student layer"))
+        self._add("teacher_layer", W.Dropdown(options=layers_t, value=DEFAULT_LAYER, description="teacher layer"))
         self._add("target", W.Dropdown(options=list(TARGET_MODES), value=target, description="target"))
-        self._add("select", W.Dropdown(options=["random", "disagreement", "class"], value="random",
-                                       description="images"))
+        self._add("pick", W.Dropdown(options=list(PICKS), value="random", description="images"))
         self._add("class", W.Dropdown(options=list(range(len(classes))), value=0, description="class"))
         self.controls["class"].options = [(c, i) for i, c in enumerate(classes)]
         self._add("n_images", W.BoundedIntText(value=n_images, min=1, max=max(1, len(images)),
@@ -114,19 +126,23 @@ class CamExplorer(_ModelPanel):
         self._add("seed", W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed"))
         c = self.controls
         self._layout(
-            W.HBox([c["method"], c["target"], c["select"], c["class"]]),
+            W.HBox([c["method"], c["target"], c["pick"], c["class"]]),
             W.HBox([c["layer"], c["teacher_layer"], c["n_images"], c["seed"]]),
         )
+        if not self._apply({"pick": pick, "layer": layer, "teacher_layer": teacher_layer}):
+            return  # the bad value is shown in the panel
         self.refresh()
 
     @classmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> CamExplorer:
-        kw.setdefault("class_names", inputs.class_names)
+    def _from_inputs(cls, inputs: OpenedRun, **kw: Any) -> CamExplorer:
+        kw.setdefault("class_names", inputs.sample.class_names)
         for key, v in _stats(inputs).items():
             kw.setdefault(key, v)
-        return cls(cls._need_teacher(inputs), inputs.student, inputs.images, inputs.labels, **kw)
+        return cls(cls._need_teacher(inputs), inputs.student, inputs.sample.images, inputs.sample.labels, **kw)
 
     def _check_value(self, name: str, value: Any) -> Any:
+        if name in ("layer", "teacher_layer") and value is None:
+            value = DEFAULT_LAYER  # None: the method's default layer, as everywhere in the workbench
         if name == "class" and isinstance(value, str) and self.class_names and value in self.class_names:
             return self.class_names.index(value)
         if name == "class":
@@ -142,7 +158,7 @@ class CamExplorer(_ModelPanel):
         from workbench.analysis import AnalysisError
         from workbench.analysis.cam import select_images
 
-        mode = self.value("select")
+        mode = self.value("pick")
         gallery = None
         if mode == "disagreement":
             if self._gallery is None:
@@ -166,8 +182,8 @@ class CamExplorer(_ModelPanel):
         idx = self._pick()
         sel = torch.as_tensor(idx, dtype=torch.long)
         layers = {
-            "teacher": None if self.value("teacher_layer") == "auto" else self.value("teacher_layer"),
-            "student": None if self.value("layer") == "auto" else self.value("layer"),
+            "teacher": None if self.value("teacher_layer") == DEFAULT_LAYER else self.value("teacher_layer"),
+            "student": None if self.value("layer") == DEFAULT_LAYER else self.value("layer"),
         }
         if get_cam_method(self.value("method")).kind != "pixel":  # a model without maps says so in one line
             shape = tuple(self.images.shape[1:])
@@ -235,14 +251,14 @@ class SimilarityExplorer(_ModelPanel):
         self.refresh()
 
     @classmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> SimilarityExplorer:
+    def _from_inputs(cls, inputs: OpenedRun, **kw: Any) -> SimilarityExplorer:
         run = inputs.run
         device = next(inputs.student.parameters()).device
         snaps = {e: run.load_model(name, device=device) for e, name in run.epoch_checkpoints()}
         kw.setdefault("snapshots", snaps)
-        kw.setdefault("labels", inputs.labels)
-        kw.setdefault("class_names", inputs.class_names)
-        return cls(cls._need_teacher(inputs), inputs.student, inputs.images, **kw)
+        kw.setdefault("labels", inputs.sample.labels)
+        kw.setdefault("class_names", inputs.sample.class_names)
+        return cls(cls._need_teacher(inputs), inputs.student, inputs.sample.images, **kw)
 
     def _model(self) -> nn.Module:
         epoch = int(self.value("epoch"))
@@ -340,12 +356,12 @@ class LandscapeExplorer(_ModelPanel):
             self.start()
 
     @classmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> LandscapeExplorer:
+    def _from_inputs(cls, inputs: OpenedRun, **kw: Any) -> LandscapeExplorer:
         from workbench.runs.inspect import kd_temperature
 
-        kw.setdefault("class_names", inputs.class_names)
+        kw.setdefault("class_names", inputs.sample.class_names)
         kw.setdefault("temperature", kd_temperature(inputs.run))
-        return cls(inputs.teacher, inputs.student, inputs.images, inputs.labels, **kw)
+        return cls(inputs.teacher, inputs.student, inputs.sample.images, inputs.sample.labels, **kw)
 
     @property
     def running(self) -> bool:
@@ -461,11 +477,11 @@ class AgreementExplorer(_ModelPanel):
         self.refresh()
 
     @classmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> AgreementExplorer:
-        kw.setdefault("class_names", inputs.class_names)
+    def _from_inputs(cls, inputs: OpenedRun, **kw: Any) -> AgreementExplorer:
+        kw.setdefault("class_names", inputs.sample.class_names)
         for key, v in _stats(inputs).items():
             kw.setdefault(key, v)
-        return cls(cls._need_teacher(inputs), inputs.student, inputs.images, inputs.labels, **kw)
+        return cls(cls._need_teacher(inputs), inputs.student, inputs.sample.images, inputs.sample.labels, **kw)
 
     def _compute(self) -> None:
         from workbench import viz
@@ -539,13 +555,13 @@ class DarkKnowledge(_ModelPanel):
             self.refresh()
 
     @classmethod
-    def _from_inputs(cls, inputs: RunInputs, **kw: Any) -> DarkKnowledge:
+    def _from_inputs(cls, inputs: OpenedRun, **kw: Any) -> DarkKnowledge:
         from workbench.runs.inspect import kd_temperature
 
-        kw.setdefault("class_names", inputs.class_names)
+        kw.setdefault("class_names", inputs.sample.class_names)
         kw.setdefault("student", inputs.student)
         kw.setdefault("temperature", kd_temperature(inputs.run))  # the run's own distillation temperature
-        return cls(cls._need_teacher(inputs), inputs.images, inputs.labels, **kw)
+        return cls(cls._need_teacher(inputs), inputs.sample.images, inputs.sample.labels, **kw)
 
     def _check_value(self, name: str, value: Any) -> Any:
         if name == "temperature":

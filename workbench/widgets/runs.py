@@ -8,18 +8,12 @@ from typing import Any
 
 import ipywidgets as W
 
-from workbench.widgets.base import Background, Panel, PanelError, resolve_run
+from workbench.runs.session import as_store, resolve_run
+from workbench.vocabulary import EPOCH_METRICS
+from workbench.widgets.base import Background, Panel, PanelError
 
 
-def _store(store: Any) -> Any:
-    from workbench.runs import RunStore
-
-    if store is None:
-        return RunStore()
-    return store if isinstance(store, RunStore) else RunStore(store)
-
-
-class DoctorReport(Panel):
+class DoctorPanel(Panel):
     """The student doctor's ranked findings for a stored run (:func:`workbench.diagnosis.diagnose`,
     drawn by :func:`workbench.viz.findings_table`), computed in a background thread.
 
@@ -39,7 +33,7 @@ class DoctorReport(Panel):
         autostart: bool = True,
     ) -> None:
         super().__init__()
-        self.store = _store(store)
+        self.store = as_store(store)
         self.scratch = scratch
         self.detail: Any = None
         self.done = False
@@ -95,7 +89,7 @@ class DoctorReport(Panel):
         n = int(self.value("n_samples"))
 
         def work(progress: Any, cancel: Any) -> Any:
-            return diagnose(run, scratch_run=self.scratch, n_samples=n, runs_root=self.store.root,
+            return diagnose(run, scratch_run=self.scratch, n_samples=n, store=self.store,
                             progress=progress, cancel=cancel)
 
         def done(report: Any) -> None:
@@ -121,7 +115,7 @@ class DoctorReport(Panel):
         self._job.wait(timeout)
         return self.result
 
-    def stop(self) -> DoctorReport:
+    def stop(self) -> DoctorPanel:
         """Cancel the diagnosis in progress."""
         self._job.stop()
         return self
@@ -131,33 +125,45 @@ class DoctorReport(Panel):
         super().close()
 
 
-COMPARE_METRICS = ("test_acc", "agreement", "ece", "kl", "train_loss", "loss")
-
-
 class CompareRuns(Panel):
     """Several stored runs side by side: one metric over epochs (:func:`workbench.viz.compare_runs`)
     and a table of their summaries (``table``: one row per run, as :meth:`workbench.runs.Run.summary`).
 
-    Controls: ``runs`` (run ids of the store), ``metric``.
+    Controls: ``runs`` (run ids of the store), ``metric`` — only metrics the chosen runs logged
+    (:func:`workbench.runs.logged_metrics`: the engine's epoch metrics, then the loss terms).
     """
 
     title = "Compare runs"
 
     def __init__(self, run_ids: Sequence[str] | None = None, *, store: Any = None, metric: str = "test_acc") -> None:
         super().__init__()
-        self.store = _store(store)
+        self.store = as_store(store)
         self.table: list[dict[str, Any]] = []
         self.table_view = W.HTML()
         ids = self.store.ids()
         self._add("runs", W.SelectMultiple(options=ids, value=(), description="runs", rows=min(8, max(3, len(ids)))))
-        self._add("metric", W.Combobox(value=metric, options=list(COMPARE_METRICS), description="metric",
-                                       ensure_option=False))
+        self._add("metric", W.Dropdown(options=list(EPOCH_METRICS), value="test_acc", description="metric"))
         self._layout(W.HBox([self.controls["runs"], self.controls["metric"]]))
         self.widget.children = (*self.widget.children, self.table_view)
         if run_ids:
-            self.set(runs=list(run_ids))
+            self.set(runs=list(run_ids), metric=metric)
         else:
-            self.refresh()
+            self.set(metric=metric)
+
+    def _offer(self, ids: Sequence[str]) -> None:
+        """Offer the metrics the runs ``ids`` logged (all epoch metrics when none is chosen)."""
+        from workbench.runs import logged_metrics
+
+        offered = logged_metrics(self.store.load(i) for i in ids) if ids else list(EPOCH_METRICS)
+        w = self.controls["metric"]
+        if list(w.options) != offered:
+            keep = w.value if w.value in offered else ("test_acc" if "test_acc" in offered else None)
+            self._suspend += 1
+            try:
+                w.options = offered
+                w.value = keep if keep is not None else (offered[0] if offered else None)
+            finally:
+                self._suspend -= 1
 
     def _check_value(self, name: str, value: Any) -> Any:
         if name == "runs":
@@ -169,10 +175,14 @@ class CompareRuns(Panel):
                 run = resolve_run(str(v), self.store)  # unknown or ambiguous ids fail with one line
                 out.append(run.id)
             self.controls["runs"].options = sorted(set(ids) | set(out))
+            self._offer(out)
             return tuple(out)
         if name == "metric":
-            if not isinstance(value, str) or not value.strip():
-                raise PanelError(f"metric: expected a metric name such as test_acc, got {value!r}")
+            offered = list(self.controls["metric"].options)
+            if value not in offered:
+                raise PanelError(
+                    f"metric: {str(value)[:40]!r} was not logged by the chosen runs; they logged: {', '.join(offered) or 'nothing yet'}"
+                )
             return value
         return super()._check_value(name, value)
 
@@ -196,7 +206,11 @@ class CompareRuns(Panel):
 
         body = "".join("<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in cols) + "</tr>" for row in self.table)
         self.table_view.value = f"<table><tr>{head}</tr>{body}</table>"
-        self._show(compare_runs(self.result, self.value("metric")))
+        metric = self.value("metric")
+        if metric is None:  # runs still in their first epoch: nothing to draw yet
+            self._show(None)
+            return
+        self._show(compare_runs(self.result, metric))
 
 
-__all__ = ["COMPARE_METRICS", "CompareRuns", "DoctorReport"]
+__all__ = ["CompareRuns", "DoctorPanel"]

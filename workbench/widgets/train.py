@@ -156,7 +156,7 @@ class TrainPanel(Panel):
 
     # ---- the form ---------------------------------------------------------------------------
     def _teacher_options(self, dataset: str) -> list[str]:
-        from workbench.train.teachers import list_shipped_teachers
+        from workbench.runs.teachers import list_shipped_teachers
 
         shipped = [f"shipped:{t['name']}" for t in list_shipped_teachers() if t.get("dataset") == dataset]
         runs = []
@@ -238,8 +238,11 @@ class TrainPanel(Panel):
         super()._changed(name, change)
 
     def config_dict(self) -> dict[str, Any]:
-        """The run config the form describes, as a mapping (not yet validated)."""
+        """The run config the form describes, as a mapping (not yet validated): the controls read
+        into a :class:`workbench.run_form.RunForm` (the app's New-run form reads into the same), plus
+        the extra config fields given to the panel."""
         from workbench.distill.forms import parse_field_text
+        from workbench.run_form import RunForm, form_mapping
 
         methods = []
         for method in self.value("methods") or ("none",):
@@ -260,27 +263,20 @@ class TrainPanel(Panel):
                     params[pname] = w.value
             weight = float(ws["weight"].value) if "weight" in ws else 1.0
             methods.append({"name": method, "weight": weight, "params": params})
-        names = [m["name"] for m in methods]
-        kind = "student" if names == ["none"] else "distill"
-        train: dict[str, Any] = {"epochs": int(self.value("epochs"))}
-        if int(self.value("max_steps")) > 0:
-            train["max_steps"] = int(self.value("max_steps"))
-        cfg: dict[str, Any] = {
-            "kind": kind,
-            "name": self.value("name").strip() or None,
-            "seed": int(self.value("seed")),
-            "data": {"dataset": self.value("dataset")},
-            "model": {"name": self.value("student")},
-            "distill": {
-                "methods": methods,
-                "ce_weight": 1.0 if kind == "student" else float(self.value("ce_weight")),
-                "teacher_precision": self.value("teacher_precision"),
-            },
-            "train": train,
-        }
         teacher = self.value("teacher")
-        if teacher and teacher != NO_TEACHER:
-            cfg["teachers"] = [{"source": teacher}]
+        form = RunForm(
+            dataset=self.value("dataset"),
+            teacher=teacher if teacher and teacher != NO_TEACHER else None,
+            student=self.value("student"),
+            methods=[m for m in methods if m["name"] != "none"],
+            ce_weight=float(self.value("ce_weight")),
+            teacher_precision=self.value("teacher_precision"),
+            epochs=int(self.value("epochs")),
+            seed=int(self.value("seed")),
+            name=self.value("name"),
+            max_steps=int(self.value("max_steps")),
+        )
+        cfg = form_mapping(form)
         return _merge(cfg, self.extra_config)
 
     def _compute(self) -> None:

@@ -124,6 +124,127 @@ def _agreement(
     )
 
 
+def _maps_of_every_model(
+    models: list[tuple[str, nn.Module]],
+    images: torch.Tensor,
+    layer_of: dict[str, str | None],
+    mode: str | None,
+    shared: torch.Tensor | None,
+    common: dict[str, Any],
+    track: Tracker,
+    per_model: int,
+) -> dict[str, CAMResult]:
+    """Every model's :func:`compute_cams` result by name, with the call's target mode recorded.
+
+    ``shared``: the targets of every model (None: each its own prediction, or, for the
+    ``"teacher"``/``"student"`` modes, that model's predictions; that model goes first).
+    ``track`` gets ``per_model`` units per model.
+    """
+    order = list(range(len(models)))
+    leader = {"teacher": 0, "student": 1}.get(mode or "")
+    if leader is not None:  # the model whose predictions become everybody's targets goes first
+        order.remove(leader)
+        order.insert(0, leader)
+    results: dict[str, CAMResult] = {}
+    for step, i in enumerate(order):
+        name, model = models[i]
+        tgt: object = "predicted" if shared is None else shared
+        res = compute_cams(
+            model,
+            images,
+            layer=layer_of[name],
+            target=tgt,  # type: ignore[arg-type]
+            progress=track.part(step * per_model, (step + 1) * per_model, name),
+            **common,
+        )
+        if leader is not None and shared is None:
+            shared = torch.from_numpy(res.targets)
+        shown = mode or "explicit"
+        results[name] = dataclasses.replace(res, target_mode=shown, params={**res.params, "target": shown})
+    track.report(track.total)
+    track.check()
+    return results
+
+
+def _class_count(results: dict[str, CAMResult], model_names: list[str]) -> int:
+    """The number of classes every model predicts (a one-line error when a model differs)."""
+    k = int(results[model_names[0]].probabilities.shape[1])
+    for name in model_names[1:]:
+        other = int(results[name].probabilities.shape[1])
+        if other != k:
+            raise AnalysisError(f"{name}: predicts {other} classes but the teacher predicts {k}")
+    return k
+
+
+def _localizations(
+    results: dict[str, CAMResult],
+    model_names: list[str],
+    mask_t: torch.Tensor | None,
+    box_t: torch.Tensor | None,
+    threshold: float,
+    names_list: list[str] | None,
+) -> dict[str, LocalizationResult]:
+    """Each model's :func:`localization_metrics` by name; empty without masks or boxes."""
+    loc: dict[str, LocalizationResult] = {}
+    if mask_t is not None or box_t is not None:
+        for name in model_names:
+            loc[name] = localization_metrics(
+                results[name].maps, mask_t, box_t, threshold=threshold, class_names=names_list
+            )
+    return loc
+
+
+def _comparison(
+    cls_name: str,
+    mode: str | None,
+    results: dict[str, CAMResult],
+    model_names: list[str],
+    label_t: torch.Tensor | None,
+    groups: np.ndarray,
+    k: int,
+    pairs: list[MapAgreement],
+    loc: dict[str, LocalizationResult],
+    names_list: list[str] | None,
+    frac: float,
+    threshold: float,
+) -> CAMComparison:
+    """The :class:`CAMComparison`: the first pair (teacher, student) on top, every pair in ``pairwise``."""
+    main = pairs[0]
+    t_name, s_name = model_names[0], model_names[1]
+    return CAMComparison(
+        method=cls_name,
+        target_mode=mode or "explicit",
+        top_k=frac,
+        teacher=results[t_name],
+        student=results[s_name],
+        labels=None if label_t is None else label_t.numpy(),
+        pearson=main.pearson,
+        spearman=main.spearman,
+        topk_iou=main.topk_iou,
+        same_prediction=main.same_prediction,
+        class_counts=np.bincount(groups, minlength=k),
+        per_class_pearson=main.per_class_pearson,
+        per_class_spearman=main.per_class_spearman,
+        per_class_topk_iou=main.per_class_topk_iou,
+        teacher_localization=loc.get(t_name),
+        student_localization=loc.get(s_name),
+        names=(t_name, s_name),
+        extra={name: results[name] for name in model_names[2:]},
+        extra_localization={name: loc[name] for name in model_names[2:] if name in loc},
+        pairwise=pairs,
+        class_names=names_list,
+        params={
+            **{key: v for key, v in results[t_name].params.items() if key != "layer"},
+            "layers": {name: results[name].layer for name in model_names},
+            "target": mode or "explicit",
+            "top_k": frac,
+            "threshold": float(threshold),
+            "classes_by": "label" if label_t is not None else f"{t_name} prediction",
+            "models": model_names,
+        },
+    )
+
+
 def compare_cams(
     teacher: nn.Module,
     student: nn.Module,
@@ -200,36 +321,10 @@ def compare_cams(
         "cancel": cancel,
         **method_params,
     }
-    order = list(range(len(models)))
-    leader = {"teacher": 0, "student": 1}.get(mode or "")
-    if leader is not None:  # the model whose predictions become everybody's targets goes first
-        order.remove(leader)
-        order.insert(0, leader)
-    results: dict[str, CAMResult] = {}
     shared: torch.Tensor | None = explicit if mode is None else (label_t if mode == "label" else None)
-    for step, i in enumerate(order):
-        name, model = models[i]
-        tgt: object = "predicted" if shared is None else shared
-        res = compute_cams(
-            model,
-            images,
-            layer=layer_of[name],
-            target=tgt,  # type: ignore[arg-type]
-            progress=track.part(step * per_model, (step + 1) * per_model, name),
-            **common,
-        )
-        if leader is not None and shared is None:
-            shared = torch.from_numpy(res.targets)
-        shown = mode or "explicit"
-        results[name] = dataclasses.replace(res, target_mode=shown, params={**res.params, "target": shown})
-    track.report(track.total)
-    track.check()
+    results = _maps_of_every_model(models, images, layer_of, mode, shared, common, track, per_model)
 
-    k = int(results[model_names[0]].probabilities.shape[1])
-    for name in model_names[1:]:
-        other = int(results[name].probabilities.shape[1])
-        if other != k:
-            raise AnalysisError(f"{name}: predicts {other} classes but the teacher predicts {k}")
+    k = _class_count(results, model_names)
     if label_t is not None:
         check_label_range(label_t, k, "labels")
     groups = label_t.numpy() if label_t is not None else results[model_names[0]].predictions
@@ -238,43 +333,7 @@ def compare_cams(
         for i, a in enumerate(model_names)
         for b in model_names[i + 1 :]
     ]
-    loc: dict[str, LocalizationResult] = {}
-    if mask_t is not None or box_t is not None:
-        for name in model_names:
-            loc[name] = localization_metrics(
-                results[name].maps, mask_t, box_t, threshold=threshold, class_names=names_list
-            )
-    main = pairs[0]
-    t_name, s_name = model_names[0], model_names[1]
-    return CAMComparison(
-        method=cls.name,
-        target_mode=mode or "explicit",
-        top_k=frac,
-        teacher=results[t_name],
-        student=results[s_name],
-        labels=None if label_t is None else label_t.numpy(),
-        pearson=main.pearson,
-        spearman=main.spearman,
-        topk_iou=main.topk_iou,
-        same_prediction=main.same_prediction,
-        class_counts=np.bincount(groups, minlength=k),
-        per_class_pearson=main.per_class_pearson,
-        per_class_spearman=main.per_class_spearman,
-        per_class_topk_iou=main.per_class_topk_iou,
-        teacher_localization=loc.get(t_name),
-        student_localization=loc.get(s_name),
-        names=(t_name, s_name),
-        extra={name: results[name] for name in model_names[2:]},
-        extra_localization={name: loc[name] for name in model_names[2:] if name in loc},
-        pairwise=pairs,
-        class_names=names_list,
-        params={
-            **{key: v for key, v in results[t_name].params.items() if key != "layer"},
-            "layers": {name: results[name].layer for name in model_names},
-            "target": mode or "explicit",
-            "top_k": frac,
-            "threshold": float(threshold),
-            "classes_by": "label" if label_t is not None else f"{t_name} prediction",
-            "models": model_names,
-        },
+    loc = _localizations(results, model_names, mask_t, box_t, threshold, names_list)
+    return _comparison(
+        cls.name, mode, results, model_names, label_t, groups, k, pairs, loc, names_list, frac, threshold
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from workbench.analysis.cam.registry import (
     probe_layer,
 )
 from workbench.analysis.cam.results import CAMResult
+from workbench.errors import one_line
 from workbench.models.errors import ModelError
 from workbench.models.fusion import fold_batchnorm
 from workbench.models.layout import MEMORY_FORMATS, channels_last, input_layout, wants_channels_last
@@ -100,8 +102,7 @@ def own_copy(
     except (AnalysisError, ModelError):
         raise
     except Exception as err:  # deepcopy of exotic modules
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise AnalysisError(f"model: cannot be copied for the analysis: {first}") from None
+        raise AnalysisError(f"model: cannot be copied for the analysis: {one_line(err)}") from None
     _drop_hooks(work)
     work = work.to(device).eval()
     for p in work.parameters():
@@ -157,6 +158,163 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == size:
         return maps
     return LayerAttribution.interpolate(maps.unsqueeze(1), size, interpolate_mode="bilinear").squeeze(1)
+
+
+def _check_target_args(
+    target: Target, labels: torch.Tensor | np.ndarray | None, teacher: nn.Module | None, n: int
+) -> tuple[str | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(target mode or None, labels as int64 CPU (n,) or None, explicit targets or None)``."""
+    mode = normalize_target(target)
+    label_t = None if labels is None else check_labels_cpu(labels, n, "labels")
+    if mode == "label" and label_t is None:
+        raise AnalysisError("labels: target='label' needs labels, got None")
+    if mode == "teacher" and not isinstance(teacher, nn.Module):
+        raise AnalysisError(f"teacher: target='teacher' needs a teacher model, got {type(teacher).__name__}")
+    explicit = explicit_targets(target, n, None, TARGET_MODES) if mode is None else None
+    return mode, label_t, explicit
+
+
+def _working_model(
+    model: nn.Module,
+    images: torch.Tensor,
+    image_shape: tuple[int, int, int],
+    layer_arg: str | None,
+    device: torch.device,
+    fold_bn: bool,
+) -> tuple[nn.Module, str]:
+    """The analysis's own copy of ``model`` (the maps' layer never folded away) and that layer's path."""
+    if layer_arg is not None:
+        keep = [] if layer_arg == "input" else [split_path(layer_arg)[0]]
+    else:
+        declared = _declared_layer(model)
+        keep = [] if declared is None else [split_path(declared)[0]]
+    work = own_copy(model, device, fold_bn, keep, example=images[:2])
+    if layer_arg is None:
+        return work, last_conv_layer(work, input_shape=image_shape)
+    if layer_arg != "input":
+        get_module(work, split_path(layer_arg)[0])
+    return work, layer_arg
+
+
+def _plan_batches(
+    spec: CAMMethod, ctx: BatchContext, images: torch.Tensor, mode: str | None, track: Tracker
+) -> tuple[int | None, list[slice], list[int]]:
+    """Prepare ``spec`` for the call and start ``track`` over every pass.
+
+    Returns ``(number of classes when a layer probe found it, else None; batch slices; progress
+    units per batch)``.
+    """
+    k: int | None = None
+    if spec.needs_layer:
+        grid_shape, k = probe_layer(ctx.model, ctx.layer, ctx.layout(images[:1].to(ctx.device)))
+        ctx.state["channels"] = int(grid_shape[1])
+    spec.prepare(ctx, images)
+    slices = batch_slices(int(images.shape[0]), ctx.batch_size)
+    units = [spec.units(ctx, sl.stop - sl.start) for sl in slices]
+    passes = (0 if spec.fused else 1) + (1 if mode == "teacher" else 0)
+    track.total = max(sum(units) + passes * len(slices), 1)
+    track.start()
+    return k, slices, units
+
+
+def _teacher_predictions(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    slices: list[slice],
+    device: torch.device,
+    fold_bn: bool,
+    memory_format: str,
+    track: Tracker,
+) -> torch.Tensor:
+    """The teacher's predicted class per image, from its own copy (one progress unit per batch)."""
+    t_work = own_copy(teacher, device, fold_bn, example=images[:2])
+    t_nhwc = wants_channels_last(memory_format, device, t_work)
+    with channels_last(t_work, enabled=t_nhwc):
+        t_logits = _predict(t_work, images, slices, device, input_layout(t_nhwc), track)
+    del t_work
+    return t_logits.argmax(dim=1)
+
+
+@dataclass
+class _Collected:
+    """The per-batch outputs of a method, on the CPU, in batch order."""
+
+    raws: list[torch.Tensor] = field(default_factory=list)
+    attrs: list[torch.Tensor] = field(default_factory=list)
+    logits: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+
+
+def _run_batches(
+    spec: CAMMethod,
+    ctx: BatchContext,
+    images: torch.Tensor,
+    slices: list[slice],
+    units: list[int],
+    targets: torch.Tensor | None,
+    track: Tracker,
+) -> _Collected:
+    """Run ``spec`` on every batch; ``units[i]`` progress units for batch ``i`` (finer ticks inside it)."""
+    got = _Collected()
+    for sl, u in zip(slices, units, strict=True):
+        track.check()
+        base, sub = track.done, 0
+
+        def tick(count: int = 1, base: int = base, u: int = u) -> None:
+            nonlocal sub
+            sub = min(sub + count, u - 1)
+            track.report(base + sub)
+
+        ctx.tick = tick
+        t = None if targets is None else targets[sl].to(ctx.device)
+        out = spec.run_batch(ctx, ctx.layout(images[sl].to(ctx.device)), t)
+        got.raws.append(out.raw.detach().float().cpu())
+        if out.attributions is not None:
+            got.attrs.append(out.attributions.detach().float().cpu())
+        if out.logits is not None:
+            got.logits.append(out.logits.detach().float().cpu())
+        if out.targets is not None:
+            got.targets.append(out.targets.detach().cpu())
+        elif t is not None:
+            got.targets.append(t.detach().cpu())
+        track.report(base + u)
+        track.check()
+    return got
+
+
+def _cam_result(
+    cls: type[CAMMethod],
+    got: _Collected,
+    logits: torch.Tensor | None,
+    targets: torch.Tensor | None,
+    names: list[str] | None,
+    size: tuple[int, int],
+    params: dict[str, Any],
+) -> CAMResult:
+    """The :class:`CAMResult` of the collected batches (``logits``/``targets`` from them when None)."""
+    raw = torch.cat(got.raws)
+    if logits is None:
+        logits = torch.cat(got.logits)
+    probs = torch.softmax(logits.float(), dim=1)
+    if names is not None:
+        names = check_class_names(names, int(probs.shape[1]))
+    if targets is None:
+        targets = torch.cat(got.targets)
+    shown = torch.relu(raw) if cls.relu else raw
+    return CAMResult(
+        method=cls.name,
+        layer=params["layer"],
+        target_mode=params["target"],
+        targets=targets.numpy().astype(np.int64),
+        predictions=probs.argmax(dim=1).numpy().astype(np.int64),
+        probabilities=probs.numpy().astype(np.float32),
+        raw=raw.numpy().astype(np.float32),
+        upsampled_raw=_upsample(raw, size).numpy().astype(np.float32),
+        maps=metrics.normalize_maps(_upsample(shown, size)).numpy().astype(np.float32),
+        attributions=torch.cat(got.attrs).numpy().astype(np.float32) if got.attrs else None,
+        class_names=names,
+        params=params,
+    )
 
 
 def compute_cams(
@@ -221,60 +379,27 @@ def compute_cams(
         )
     n, c, h, w = (int(s) for s in images.shape)
     image_shape = (c, h, w)
-    mode = normalize_target(target)
-    label_t = None if labels is None else check_labels_cpu(labels, n, "labels")
-    if mode == "label" and label_t is None:
-        raise AnalysisError("labels: target='label' needs labels, got None")
-    if mode == "teacher" and not isinstance(teacher, nn.Module):
-        raise AnalysisError(f"teacher: target='teacher' needs a teacher model, got {type(teacher).__name__}")
-    explicit = explicit_targets(target, n, None, TARGET_MODES) if mode is None else None
+    mode, label_t, explicit = _check_target_args(target, labels, teacher, n)
     names = check_class_names(class_names)
     method_values = spec.resolved_params(image_shape)
     layer_arg = _check_layer_arg(layer, spec)
     track = Tracker(progress, cancel, total=1, label=cls.name)
     track.check()
     dev = resolve_device(model, device)
-
-    if layer_arg is not None:
-        keep = [] if layer_arg == "input" else [split_path(layer_arg)[0]]
-    else:
-        declared = _declared_layer(model)
-        keep = [] if declared is None else [split_path(declared)[0]]
-    work = own_copy(model, dev, fold_bn, keep, example=images[:2])
-    if layer_arg is None:
-        layer_path = last_conv_layer(work, input_shape=image_shape)
-    else:
-        layer_path = layer_arg
-        if layer_path != "input":
-            get_module(work, split_path(layer_path)[0])
+    work, layer_path = _working_model(model, images, image_shape, layer_arg, dev, fold_bn)
 
     nhwc = wants_channels_last(memory_format, dev, work)
     with channels_last(work, enabled=nhwc):
         layout = input_layout(nhwc)
         ctx = BatchContext(work, layer_path, bs, dev, layout, image_shape, check=track.check)
-        k: int | None = None
-        if spec.needs_layer:
-            grid_shape, k = probe_layer(work, layer_path, layout(images[:1].to(dev)))
-            ctx.state["channels"] = int(grid_shape[1])
-        spec.prepare(ctx, images)
-        slices = batch_slices(n, bs)
-        units = [spec.units(ctx, sl.stop - sl.start) for sl in slices]
-        passes = (0 if spec.fused else 1) + (1 if mode == "teacher" else 0)
-        track.total = max(sum(units) + passes * len(slices), 1)
-        track.start()
-
+        k, slices, units = _plan_batches(spec, ctx, images, mode, track)
         logits = None if spec.fused else _predict(work, images, slices, dev, layout, track)
         if logits is not None:
             k = int(logits.shape[1])
         targets: torch.Tensor | None
         if mode == "teacher":
             assert teacher is not None
-            t_work = own_copy(teacher, dev, fold_bn, example=images[:2])
-            t_nhwc = wants_channels_last(memory_format, dev, t_work)
-            with channels_last(t_work, enabled=t_nhwc):
-                t_logits = _predict(t_work, images, slices, dev, input_layout(t_nhwc), track)
-            del t_work
-            targets = t_logits.argmax(dim=1)
+            targets = _teacher_predictions(teacher, images, slices, dev, fold_bn, memory_format, track)
         elif mode == "label":
             targets = label_t
         elif mode is None:
@@ -286,66 +411,17 @@ def compute_cams(
             check_label_range(targets, k, _TARGET_NAMES.get(shown_mode, "target"))
         if names is not None and k is not None:
             names = check_class_names(names, k)
-
-        raws: list[torch.Tensor] = []
-        attrs: list[torch.Tensor] = []
-        outs: list[torch.Tensor] = []
-        chosen: list[torch.Tensor] = []
-        for sl, u in zip(slices, units, strict=True):
-            track.check()
-            base, sub = track.done, 0
-
-            def tick(count: int = 1, base: int = base, u: int = u) -> None:
-                nonlocal sub
-                sub = min(sub + count, u - 1)
-                track.report(base + sub)
-
-            ctx.tick = tick
-            t = None if targets is None else targets[sl].to(dev)
-            out = spec.run_batch(ctx, layout(images[sl].to(dev)), t)
-            raws.append(out.raw.detach().float().cpu())
-            if out.attributions is not None:
-                attrs.append(out.attributions.detach().float().cpu())
-            if out.logits is not None:
-                outs.append(out.logits.detach().float().cpu())
-            if out.targets is not None:
-                chosen.append(out.targets.detach().cpu())
-            elif t is not None:
-                chosen.append(t.detach().cpu())
-            track.report(base + u)
-            track.check()
+        got = _run_batches(spec, ctx, images, slices, units, targets, track)
     del work
 
-    raw = torch.cat(raws)
-    if logits is None:
-        logits = torch.cat(outs)
-    probs = torch.softmax(logits.float(), dim=1)
-    if names is not None:
-        names = check_class_names(names, int(probs.shape[1]))
-    if targets is None:
-        targets = torch.cat(chosen)
-    shown = torch.relu(raw) if cls.relu else raw
-    size = (h, w)
-    return CAMResult(
-        method=cls.name,
-        layer=layer_path,
-        target_mode=shown_mode,
-        targets=targets.numpy().astype(np.int64),
-        predictions=probs.argmax(dim=1).numpy().astype(np.int64),
-        probabilities=probs.numpy().astype(np.float32),
-        raw=raw.numpy().astype(np.float32),
-        upsampled_raw=_upsample(raw, size).numpy().astype(np.float32),
-        maps=metrics.normalize_maps(_upsample(shown, size)).numpy().astype(np.float32),
-        attributions=torch.cat(attrs).numpy().astype(np.float32) if attrs else None,
-        class_names=names,
-        params={
-            "method": cls.name,
-            "method_params": method_values,
-            "layer": layer_path,
-            "target": shown_mode,
-            "batch_size": bs,
-            "device": str(dev),
-            "memory_format": memory_format,
-            "fold_bn": bool(fold_bn),
-        },
-    )
+    params = {
+        "method": cls.name,
+        "method_params": method_values,
+        "layer": layer_path,
+        "target": shown_mode,
+        "batch_size": bs,
+        "device": str(dev),
+        "memory_format": memory_format,
+        "fold_bn": bool(fold_bn),
+    }
+    return _cam_result(cls, got, logits, targets, names, (h, w), params)

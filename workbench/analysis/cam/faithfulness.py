@@ -89,6 +89,144 @@ def _check_targets(targets: object, n: int) -> torch.Tensor:
     raise AnalysisError(f"targets: expected a class index or a tensor ({n},) of classes, got {targets!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _CurveOptions:
+    """The checked options of one deletion/insertion run (shared by both public calls)."""
+
+    mode: str
+    score: str
+    steps: int
+    batch_size: int
+    blur_kernel: int
+    blur_sigma: float
+    baseline: object
+    fold_bn: bool
+
+
+def _check_options(
+    mode: str,
+    score: str,
+    steps: int,
+    batch_size: int,
+    blur_kernel: int,
+    blur_sigma: float,
+    baseline: object,
+    fold_bn: bool,
+) -> _CurveOptions:
+    """The options as :class:`_CurveOptions`, or a one-line :class:`AnalysisError` naming the argument."""
+    if mode not in ("deletion", "insertion"):
+        raise AnalysisError(f"mode: unknown {mode!r}; known: deletion, insertion")
+    if score not in ("prob", "logit"):
+        raise AnalysisError(f"score: unknown {score!r}; known: prob, logit")
+    return _CurveOptions(
+        mode=mode,
+        score=score,
+        steps=check_positive_int(steps, "steps"),
+        batch_size=check_positive_int(batch_size, "batch_size"),
+        blur_kernel=check_positive_int(blur_kernel, "blur_kernel"),
+        blur_sigma=check_positive_float(blur_sigma, "blur_sigma"),
+        baseline=baseline,
+        fold_bn=fold_bn,
+    )
+
+
+def _probe_classes(model: nn.Module, probe_images: torch.Tensor) -> int:
+    """The number of classes of ``model`` from one forward on ``probe_images`` (a one-line error if not logits)."""
+    probe = model(probe_images)
+    if not isinstance(probe, torch.Tensor) or probe.ndim != 2:
+        raise AnalysisError("model: expected logits of shape (N, K) from forward")
+    return int(probe.shape[1])
+
+
+def _curves(
+    model: nn.Module,
+    images: torch.Tensor,
+    map_t: torch.Tensor,
+    tgt_cpu: torch.Tensor,
+    opts: _CurveOptions,
+    names: list[str] | None,
+    device: str | torch.device | None,
+    progress: Callable[[int, int, str], None] | None,
+    cancel: CancelToken | None,
+) -> FaithfulnessResult:
+    """The curves of checked ``images`` ``(N, C, H, W)``, ``map_t`` ``(N, H, W)`` and ``tgt_cpu`` ``(N,)``."""
+    n, _, h, w = (int(s) for s in images.shape)
+    chunks = batch_slices((opts.steps + 1) * n, opts.batch_size)
+    track = Tracker(progress, cancel, total=len(chunks), label=f"{opts.mode} curves")
+    track.check()
+    dev = resolve_device(model, device)
+    p = h * w
+    counts = torch.tensor([round(s * p / opts.steps) for s in range(opts.steps + 1)], dtype=torch.int64)
+    fractions = counts.to(torch.float64) / p
+
+    work = own_copy(model, dev, opts.fold_bn, example=images[:2])
+    with torch.inference_mode():
+        x_all = images.to(dev)
+        base, base_name = _baseline_images(opts.baseline, opts.mode, x_all, opts.blur_kernel, opts.blur_sigma)
+        order = torch.sort(map_t.reshape(n, p).to(dev), dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=dev).expand(n, p))
+        counts_d = counts.to(dev)
+        k = _probe_classes(work, x_all[:1])
+        names = check_class_names(names, k) if names is not None else None
+        check_label_range(tgt_cpu, k, "targets")
+        tgt = tgt_cpu.to(dev)
+        out = torch.empty(opts.steps + 1, n, dtype=torch.float64, device=dev)
+        track.start()
+        for sl in chunks:
+            track.check()
+            idx = torch.arange(sl.start, sl.stop, device=dev)
+            si, ii = idx // n, idx % n
+            chosen = (rank[ii] < counts_d[si].unsqueeze(1)).view(-1, 1, h, w)
+            if opts.mode == "deletion":
+                xp = torch.where(chosen, base[ii], x_all[ii])
+            else:
+                xp = torch.where(chosen, x_all[ii], base[ii])
+            logits = work(xp).float()
+            values = torch.softmax(logits, dim=1) if opts.score == "prob" else logits
+            out.view(-1)[sl] = values.gather(1, tgt[ii].unsqueeze(1)).squeeze(1).to(torch.float64)
+            track.advance()
+    del work
+    return _result(opts, base_name, fractions, out.t().cpu(), names, dev)
+
+
+def _result(
+    opts: _CurveOptions,
+    base_name: str,
+    fractions: torch.Tensor,
+    scores: torch.Tensor,
+    names: list[str] | None,
+    dev: torch.device,
+) -> FaithfulnessResult:
+    """The :class:`FaithfulnessResult` of curves ``scores`` ``(N, S)`` at ``fractions`` ``(S,)``."""
+    return FaithfulnessResult(
+        mode=opts.mode,
+        score=opts.score,
+        baseline=base_name,
+        fractions=fractions.numpy(),
+        scores=scores.numpy(),
+        auc=metrics.trapezoid_auc(fractions, scores).numpy(),
+        class_names=names,
+        params={
+            "mode": opts.mode,
+            "steps": opts.steps,
+            "baseline": base_name,
+            "score": opts.score,
+            "batch_size": opts.batch_size,
+            "device": str(dev),
+            "fold_bn": bool(opts.fold_bn),
+            "blur_kernel": opts.blur_kernel,
+            "blur_sigma": opts.blur_sigma,
+        },
+    )
+
+
+def _split(result: FaithfulnessResult, n: int) -> tuple[FaithfulnessResult, FaithfulnessResult]:
+    """The curves of the first ``n`` maps and of the rest, as two results."""
+    first = dataclasses.replace(result, scores=result.scores[:n], auc=result.auc[:n])
+    second = dataclasses.replace(result, scores=result.scores[n:], auc=result.auc[n:])
+    return first, second
+
+
 def faithfulness(
     model: nn.Module,
     images: torch.Tensor,
@@ -124,75 +262,10 @@ def faithfulness(
     images = check_images4d(images)
     n, _, h, w = (int(s) for s in images.shape)
     map_t = check_maps(maps, n, (h, w), "maps")
-    if mode not in ("deletion", "insertion"):
-        raise AnalysisError(f"mode: unknown {mode!r}; known: deletion, insertion")
-    if score not in ("prob", "logit"):
-        raise AnalysisError(f"score: unknown {score!r}; known: prob, logit")
+    opts = _check_options(mode, score, steps, batch_size, blur_kernel, blur_sigma, baseline, fold_bn)
     tgt_cpu = _check_targets(targets, n)
-    n_steps = check_positive_int(steps, "steps")
-    bs = check_positive_int(batch_size, "batch_size")
-    kernel = check_positive_int(blur_kernel, "blur_kernel")
-    sigma = check_positive_float(blur_sigma, "blur_sigma")
     names = check_class_names(class_names)
-    chunks = batch_slices((n_steps + 1) * n, bs)
-    track = Tracker(progress, cancel, total=len(chunks), label=f"{mode} curves")
-    track.check()
-    dev = resolve_device(model, device)
-    p = h * w
-    counts = torch.tensor([round(s * p / n_steps) for s in range(n_steps + 1)], dtype=torch.int64)
-    fractions = counts.to(torch.float64) / p
-
-    work = own_copy(model, dev, fold_bn, example=images[:2])
-    with torch.inference_mode():
-        x_all = images.to(dev)
-        base, base_name = _baseline_images(baseline, mode, x_all, kernel, sigma)
-        order = torch.sort(map_t.reshape(n, p).to(dev), dim=1, descending=True, stable=True).indices
-        rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=dev).expand(n, p))
-        counts_d = counts.to(dev)
-        probe = work(x_all[:1])
-        if not isinstance(probe, torch.Tensor) or probe.ndim != 2:
-            raise AnalysisError("model: expected logits of shape (N, K) from forward")
-        k = int(probe.shape[1])
-        names = check_class_names(names, k) if names is not None else None
-        check_label_range(tgt_cpu, k, "targets")
-        tgt = tgt_cpu.to(dev)
-        out = torch.empty(n_steps + 1, n, dtype=torch.float64, device=dev)
-        track.start()
-        for sl in chunks:
-            track.check()
-            idx = torch.arange(sl.start, sl.stop, device=dev)
-            si, ii = idx // n, idx % n
-            chosen = (rank[ii] < counts_d[si].unsqueeze(1)).view(-1, 1, h, w)
-            if mode == "deletion":
-                xp = torch.where(chosen, base[ii], x_all[ii])
-            else:
-                xp = torch.where(chosen, x_all[ii], base[ii])
-            logits = work(xp).float()
-            values = torch.softmax(logits, dim=1) if score == "prob" else logits
-            out.view(-1)[sl] = values.gather(1, tgt[ii].unsqueeze(1)).squeeze(1).to(torch.float64)
-            track.advance()
-    del work
-    scores = out.t().cpu()
-    return FaithfulnessResult(
-        mode=mode,
-        score=score,
-        baseline=base_name,
-        fractions=fractions.numpy(),
-        scores=scores.numpy(),
-        auc=metrics.trapezoid_auc(fractions, scores).numpy(),
-        class_names=names,
-        params={
-            "mode": mode,
-            "steps": n_steps,
-            "baseline": base_name,
-            "score": score,
-            "batch_size": bs,
-            "device": str(dev),
-            "fold_bn": bool(fold_bn),
-            "blur_kernel": kernel,
-            "blur_sigma": sigma,
-        },
-    )
+    return _curves(model, images, map_t, tgt_cpu, opts, names, device, progress, cancel)
 
 
 def cross_faithfulness(
@@ -230,52 +303,40 @@ def cross_faithfulness(
     sm = check_maps(student_maps, n, (h, w), "student_maps")
     if not isinstance(names, (tuple, list)) or len(names) != 2 or not all(isinstance(s, str) for s in names):
         raise AnalysisError(f"names: expected two strings (teacher, student), got {names!r}")
+    opts = _check_options(mode, score, steps, batch_size, blur_kernel, blur_sigma, baseline, fold_bn)
     tgt = _check_targets(targets, n)
-    n_steps = check_positive_int(steps, "steps")
-    per_call = len(batch_slices((n_steps + 1) * 2 * n, check_positive_int(batch_size, "batch_size")))
+    class_list = check_class_names(class_names)
+    per_call = len(batch_slices((opts.steps + 1) * 2 * n, opts.batch_size))
     both_targets = torch.cat([tgt, tgt])
     stacked_images = torch.cat([images, images])
     stacked_maps = torch.cat([tm, sm])
     track = Tracker(progress, cancel, total=2 * per_call, label=f"cross {mode}")
     track.start()
-    options = {
-        "mode": mode,
-        "steps": steps,
-        "baseline": baseline,
-        "score": score,
-        "class_names": class_names,
-        "device": device,
-        "batch_size": batch_size,
-        "fold_bn": fold_bn,
-        "blur_kernel": blur_kernel,
-        "blur_sigma": blur_sigma,
-        "cancel": cancel,
-    }
-
-    def split(result: FaithfulnessResult) -> tuple[FaithfulnessResult, FaithfulnessResult]:
-        first = dataclasses.replace(result, scores=result.scores[:n], auc=result.auc[:n])
-        second = dataclasses.replace(result, scores=result.scores[n:], auc=result.auc[n:])
-        return first, second
-
-    on_teacher = faithfulness(
+    on_teacher = _curves(
         teacher,
         stacked_images,
         stacked_maps,
         both_targets,
-        progress=track.part(0, per_call, names[0]),
-        **options,
+        opts,
+        class_list,
+        device,
+        track.part(0, per_call, names[0]),
+        cancel,
     )
-    on_student = faithfulness(
+    on_student = _curves(
         student,
         stacked_images,
         stacked_maps,
         both_targets,
-        progress=track.part(per_call, 2 * per_call, names[1]),
-        **options,
+        opts,
+        class_list,
+        device,
+        track.part(per_call, 2 * per_call, names[1]),
+        cancel,
     )
     track.report(2 * per_call)
-    tt, st = split(on_teacher)
-    ts, ss = split(on_student)
+    tt, st = _split(on_teacher, n)
+    ts, ss = _split(on_student, n)
     return CrossFaithfulnessResult(
         mode=mode,
         teacher_map_on_teacher=tt,

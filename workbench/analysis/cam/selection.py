@@ -8,9 +8,11 @@ import numpy as np
 import torch
 
 from workbench.analysis._common import AnalysisError
+from workbench.vocabulary import IMAGE_CHOICES
 
-#: how images can be picked from a pool of test samples
-PICKS = ("class", "random", "disagreement")
+#: how images can be picked from a pool of test samples: the vocabulary's image choices, less
+#: ``upload`` (an uploaded image is not in the pool; the faces that take files decode it themselves)
+PICKS = tuple(choice for choice in IMAGE_CHOICES if choice != "upload")
 
 
 def select_images(

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from workbench.analysis._result import AnalysisResult
-from workbench.analysis.doctor.report import DoctorError
+from workbench.analysis.doctor.findings import DoctorError
 
 __all__ = ["SoftnessResult", "softness_from_logits"]
 

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from workbench.config import TeacherSpec
+from workbench.errors import one_line
 from workbench.models import create_model
 from workbench.paths import teachers_dir
-from workbench.runs import RunStore, RunStoreError, WeightsError, load_weights
+from workbench.runs.atomic import WeightsError, load_weights
+from workbench.runs.store import RunStore, RunStoreError
 
 
 class TeacherError(ValueError):
@@ -91,7 +93,7 @@ def load_shipped_teacher(name: str, device: str | torch.device = "cpu") -> nn.Mo
     try:
         model.load_state_dict(load_weights(teachers_dir() / f"{name}.safetensors"))
     except (WeightsError, RuntimeError) as err:
-        raise TeacherError(f"shipped teacher {name!r}: {str(err).splitlines()[0]}") from None
+        raise TeacherError(f"shipped teacher {name!r}: {one_line(err)}") from None
     return freeze(model.to(device))
 
 
@@ -145,7 +147,7 @@ def load_teacher(
             out = model(torch.zeros(2, *input_shape, device=device))
         except RuntimeError as err:
             raise TeacherError(
-                f"{field}: {source} does not accept inputs of shape {input_shape}: {str(err).splitlines()[0]}"
+                f"{field}: {source} does not accept inputs of shape {input_shape}: {one_line(err)}"
             ) from None
     if out.shape[-1] != num_classes:
         raise TeacherError(

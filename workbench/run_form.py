@@ -1,0 +1,122 @@
+"""The New-run form as data: what the app's New-run form and the ``TrainPanel`` widget collect, and the
+run config it stands for, both ways.
+
+A face draws its own controls (Streamlit widgets bound to the URL, ipywidgets), fills a
+:class:`RunForm` from them and calls :func:`config_from_form`; a link or a panel prefilled from a run
+(the doctor's suggested experiment, "repeat this run") goes the other way with :func:`form_from_config`.
+The method entries' parameters are validated by each method's schema
+(:func:`workbench.distill.parse_params`); the whole config by :func:`workbench.validate.validate_run_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.config import RunConfig
+
+
+@dataclass
+class RunForm:
+    """The choices of a New-run form.
+
+    ``dataset``: a registered dataset name; ``teacher``: a teacher source (``shipped:NAME``,
+    ``run:ID`` or a weights file) or ``None`` for a student trained from labels alone; ``student``:
+    a model of the zoo; ``methods``: ``[{"name", "weight", "params"}]`` (``[]`` or ``none`` alone:
+    cross-entropy only); ``ce_weight``: the weight of the cross-entropy term; ``teacher_precision``:
+    ``float32``, ``bfloat16`` or ``auto``; ``epochs``, ``seed``; ``name``: optional run name;
+    ``max_steps``: stop after this many steps (0: no limit).
+    """
+
+    dataset: str = "mnist"
+    teacher: str | None = "shipped:mnist"
+    student: str = "cnn_small"
+    methods: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "kd", "weight": 1.0, "params": {}}])
+    ce_weight: float = 1.0
+    teacher_precision: str = "float32"
+    epochs: int = 2
+    seed: int = 0
+    name: str | None = None
+    max_steps: int = 0
+
+    @property
+    def method_names(self) -> list[str]:
+        """The methods' names, ``["none"]`` when there is none."""
+        return [m["name"] for m in self.methods] or ["none"]
+
+
+def form_mapping(form: RunForm) -> dict[str, Any]:
+    """The run config a form stands for, as a mapping not yet validated (a face may merge further
+    fields into it before :func:`workbench.validate.validate_run_config`).
+
+    The run's kind follows from its methods (:meth:`RunConfig.infer_kind`); a student trained from
+    labels alone keeps its teacher (when one is chosen) as a reference for agreement and for the
+    analyses, and uses ``ce_weight`` 1.
+    """
+    methods = [
+        {"name": m["name"], "weight": float(m.get("weight", 1.0)), "params": dict(m.get("params") or {})}
+        for m in form.methods
+    ] or [{"name": "none", "weight": 1.0, "params": {}}]
+    kind = RunConfig.infer_kind(methods)
+    train: dict[str, Any] = {"epochs": int(form.epochs)}
+    if int(form.max_steps) > 0:
+        train["max_steps"] = int(form.max_steps)
+    data: dict[str, Any] = {
+        "kind": kind,
+        "name": (form.name or "").strip() or None,
+        "seed": int(form.seed),
+        "data": {"dataset": form.dataset},
+        "model": {"name": form.student},
+        "distill": {
+            "methods": methods,
+            "ce_weight": 1.0 if kind == "student" else float(form.ce_weight),
+            "teacher_precision": form.teacher_precision,
+        },
+        "train": train,
+    }
+    if form.teacher:
+        data["teachers"] = [{"source": form.teacher}]
+    return data
+
+
+def config_from_form(form: RunForm) -> RunConfig:
+    """The validated run config a form stands for (:func:`form_mapping`, then
+    :func:`workbench.validate.validate_run_config`).
+
+    Raises:
+        ConfigError: one line naming the field that is wrong (an unknown dataset, student or method,
+            a parameter out of its range, ...).
+    """
+    from workbench.validate import validate_run_config
+
+    return validate_run_config(form_mapping(form))
+
+
+def form_from_config(config: RunConfig | Mapping[str, Any]) -> RunForm:
+    """The form that stands for ``config`` (a RunConfig or its mapping): what a prefilled New-run form
+    shows for a run to repeat or a suggested experiment. Only the first teacher is a form choice."""
+    data = config.model_dump(mode="json") if isinstance(config, RunConfig) else dict(config)
+    distill = data.get("distill") or {}
+    methods = [
+        {"name": m["name"], "weight": float(m.get("weight", 1.0)), "params": dict(m.get("params") or {})}
+        for m in (distill.get("methods") or [])
+        if m.get("name") != "none"
+    ]
+    teachers = data.get("teachers") or []
+    train = data.get("train") or {}
+    return RunForm(
+        dataset=str((data.get("data") or {}).get("dataset", "mnist")),
+        teacher=str(teachers[0]["source"]) if teachers else None,
+        student=str((data.get("model") or {}).get("name", "cnn_small")),
+        methods=methods,
+        ce_weight=float(distill.get("ce_weight", 1.0)),
+        teacher_precision=str(distill.get("teacher_precision", "float32")),
+        epochs=int(train.get("epochs", 2)),
+        seed=int(data.get("seed", 0)),
+        name=(str(data["name"]) if data.get("name") else None),
+        max_steps=int(train.get("max_steps") or 0),
+    )
+
+
+__all__ = ["RunForm", "config_from_form", "form_from_config", "form_mapping"]
