@@ -18,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 
 from workbench.runs import RunStore  # noqa: E402
-from workbench.runs.teachers import load_shipped_teacher  # noqa: E402
-from workbench.runs.teachers import shipped_teacher_card  # noqa: E402
+from workbench.runs.teachers import (
+    load_shipped_teacher,  # noqa: E402
+    shipped_teacher_card,  # noqa: E402
+)
 
 
 def main() -> int:

@@ -13,13 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.analysis.agreement import agreement_report, expected_calibration_error, reliability_diagram
+from workbench.analysis.agreement import agreement_report, reliability_diagram
 from workbench.analysis.difficulty import difficulty_report
 from workbench.analysis.embedding import embedding_2d
 from workbench.analysis.hessian import hessian_top_eigenvalue, hessian_trace
 from workbench.analysis.interpolation import interpolate
 from workbench.analysis.landscape import landscape_1d, landscape_2d
 from workbench.analysis.similarity import cka_matrix, cka_over_training
+from workbench.metrics import expected_calibration_error
 from workbench.models import create_model
 from workbench.runtime import Cancelled, CancelToken
 

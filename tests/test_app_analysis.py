@@ -215,7 +215,7 @@ def png_bytes(size: tuple[int, int], mode: str = "RGB", noise: bool = True) -> b
 def test_cam_page_renders_and_method_switch_changes_the_maps(store):
     at = page("cams", run=store["kd"], count=3)
     assert_clean(at)
-    for key in ("run", "checkpoint", "scratch", "method", "target", "images", "teacher_layer", "layer"):
+    for key in ("run", "checkpoint", "scratch", "method", "target", "pick", "teacher_layer", "layer"):
         assert at.selectbox(key=f"qp:{key}") is not None
     assert list(at.selectbox(key="qp:images").options) == ["by class", "where they disagree", "at random",
                                                           "upload an image"]  # vocabulary.IMAGE_CHOICES
@@ -235,7 +235,7 @@ def test_cam_page_renders_and_method_switch_changes_the_maps(store):
 
 
 def test_cam_page_disagreement_pick_with_scratch_run(store):
-    at = page("cams", run=store["kd"], images="disagreement", scratch=store["scratch"], count=2, target="predicted")
+    at = page("cams", run=store["kd"], pick="disagreement", scratch=store["scratch"], count=2, target="predicted")
     assert_clean(at)
     table = at.dataframe[0].value
     assert len(table) >= 1 and set(table.columns) >= {"pearson", "spearman", "top-k IoU"}
@@ -243,7 +243,7 @@ def test_cam_page_disagreement_pick_with_scratch_run(store):
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_cam_page_upload_png_and_bad_files(store):
-    at = page("cams", run=store["kd"], images="upload")
+    at = page("cams", run=store["kd"], pick="upload")
     assert_clean(at)
     assert at.info  # asks for a file
     at.file_uploader[0].set_value(("digit.png", png_bytes((20, 30)), "image/png")).run()
@@ -279,11 +279,11 @@ def test_cam_page_unknown_run_and_bad_method_say_so(store):
 
 
 def test_cam_page_bad_link_values_warn_one_line_each(store):
-    at = page("cams", run=store["kd"], method="gradcam++x", images="best", teacher_layer="no.such.layer")
+    at = page("cams", run=store["kd"], method="gradcam++x", pick="best", teacher_layer="no.such.layer")
     assert_clean(at)
     shown = sorted(w.value.split(":")[0] for w in at.warning)
     assert shown == ["Images", "Method", "Teacher layer"]
-    assert param(at, "method") == "gradcam" and param(at, "images") == "class" and param(at, "teacher_layer") == ""
+    assert param(at, "method") == "gradcam" and param(at, "pick") == "class" and param(at, "teacher_layer") == ""
 
 
 def test_cam_page_layers_from_the_link_reach_the_maps(store):

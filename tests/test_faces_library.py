@@ -260,8 +260,8 @@ def test_cam_explorer_offers_the_library_layers_and_says_why_an_mlp_has_none():
     cnn, mlp = _tiny_cnn(), _mlp()
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
     panel = CamExplorer(cnn, mlp, x, y, n_images=2)
-    assert list(panel.controls["teacher_layer"].options) == ["auto", *cam_layers(cnn, (1, 8, 8))[1:]]
-    assert list(panel.controls["layer"].options) == ["auto"]
+    assert list(panel.controls["teacher_layer"].options) == ["default", *cam_layers(cnn, (1, 8, 8))[1:]]
+    assert list(panel.controls["layer"].options) == ["default"]
     assert panel.error is not None and panel.error.startswith("student: layer 'layers.1'")
     assert PIXEL_MESSAGE in panel.error
     panel.set(method="saliency")
@@ -276,10 +276,10 @@ def test_app_method_forms_read_fields_from_the_library():
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from app import shared
+    from app.lib import forms as app_forms
     from workbench.distill import forms
 
-    assert shared.schema_fields is forms.schema_fields and shared.Field is forms.Field
+    assert app_forms.schema_fields is forms.schema_fields and app_forms.parse_field_text is forms.parse_field_text
 
 
 # ---- free-text method fields, read once for both faces (workbench.distill.forms) -----------------

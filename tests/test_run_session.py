@@ -173,7 +173,7 @@ def test_a_bad_form_value_names_its_field() -> None:
 def test_logged_metrics_are_the_epoch_metrics_runs_logged_then_loss_terms() -> None:
     a = {"epochs": [{"epoch": 1, "test_acc": 0.9, "train_loss": 0.3, "loss/kd": 0.1, "loss/ce": 0.2}]}
     b = {"epochs": [{"epoch": 1, "agreement": 0.95, "note": "text", "flag": True}]}
-    assert logged_metrics([a, b]) == ["test_acc", "agreement", "train_loss", "loss/ce", "loss/kd"]
+    assert logged_metrics([a, b]) == ["test_acc", "agreement", "train_loss", "loss/kd", "loss/ce"]
     assert logged_metrics([{"epochs": []}]) == []
     assert set(logged_metrics([a, b])) - {"loss/ce", "loss/kd"} <= set(EPOCH_METRICS)
 

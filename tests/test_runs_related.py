@@ -11,12 +11,11 @@ import pytest
 import torch
 
 from workbench.config import validate_config
-from workbench.runs import RunStore
+from workbench.runs import RunStore, logged_metrics
 from workbench.runs.labels import age, fmt_pct, fmt_value, run_label, teacher_label
 from workbench.runs.related import (
     confounded_shapes_run,
     has_checkpoint,
-    logged_metrics,
     related_runs,
     view_checkpoints,
 )

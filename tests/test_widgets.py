@@ -117,8 +117,8 @@ def test_cam_explorer_method_changes_the_maps_and_a_bad_layer_sets_error(trained
     assert len(z_grad) == len(z_eigen) and any(not np.allclose(a, b) for a, b in zip(z_grad, z_eigen, strict=True))
     panel.set(layer="no.such.layer")
     assert panel.error is not None and "layer" in panel.error
-    assert panel.value("layer") == "auto"
-    panel.set(select="class", **{"class": 3})
+    assert panel.value("layer") == "default"  # None, the method's default layer, is kept
+    panel.set(layer=None, pick="class", **{"class": 3})
     assert panel.error is None
     assert (panel.labels[torch.as_tensor(panel.indices)] == 3).all()
 

@@ -84,7 +84,7 @@ class BackgroundJob:
 
     ``partial`` holds what the computation published so far (a landscape's rows),
     ``done``/``total``/``message`` its progress; ``result`` the final value, ``error`` a one-line
-    message (:func:`workbench.errors.one_line`), ``cancelled`` whether it was stopped through
+    message (:func:`workbench.errors.one_line`) and ``exception`` the exception itself, ``cancelled`` whether it was stopped through
     ``cancel`` (a :class:`workbench.runtime.CancelToken`).
     """
 
@@ -97,6 +97,7 @@ class BackgroundJob:
     message: str = ""
     result: Any = None
     error: str | None = None
+    exception: BaseException | None = None
     cancelled: bool = False
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -126,7 +127,7 @@ class BackgroundJob:
         """Seconds since the start (until the end once finished)."""
         return (self.finished if self.finished is not None else time.monotonic()) - self.started
 
-    def _run(self, work: Callable[[BackgroundJob], Any]) -> None:
+    def _run(self, work: Callable[[BackgroundJob], Any], on_end: Callable[[BackgroundJob], None] | None) -> None:
         try:
             value = work(self)
             with self.lock:
@@ -136,10 +137,32 @@ class BackgroundJob:
                 self.cancelled = True
         except Exception as exc:  # noqa: BLE001 - the job records the one-line reason
             with self.lock:
-                self.error = one_line(exc)
+                self.error, self.exception = one_line(exc), exc
         finally:
             with self.lock:
                 self.finished = time.monotonic()
+        if on_end is not None:
+            on_end(self)
+
+
+def run_in_background(
+    work: Callable[[BackgroundJob], Any],
+    *,
+    key: Hashable = "job",
+    on_end: Callable[[BackgroundJob], None] | None = None,
+) -> BackgroundJob:
+    """Start ``work(job)`` in a daemon thread and return its :class:`BackgroundJob` at once.
+
+    ``work`` reports through ``job.progress``, publishes partial values with ``job.publish`` and
+    stops when ``job.cancel`` is set (raising :class:`workbench.runtime.Cancelled`); its return value
+    becomes ``job.result``, an exception ``job.error`` (one line) and ``job.exception``. ``on_end(job)``
+    is called in the thread once the job has ended, however it ended.
+    """
+    job = BackgroundJob(key=key)
+    name = key[0] if isinstance(key, tuple) and key else key
+    job.thread = threading.Thread(target=job._run, args=(work, on_end), name=f"workbench-{name}", daemon=True)
+    job.thread.start()
+    return job
 
 
 class BackgroundJobs:
@@ -172,16 +195,11 @@ class BackgroundJobs:
             job = self._jobs.get(key)
             if job is not None and (job.running or not restart or (job.error is None and not job.cancelled)):
                 return job
-            job = BackgroundJob(key=key)
-            self._jobs[key] = job
             finished = [k for k, j in self._jobs.items() if not j.running and k != key]
             for k in finished[: max(0, len(finished) - self.keep)]:
                 self._jobs.pop(k, None)
-            name = key[0] if isinstance(key, tuple) and key else "job"
-            job.thread = threading.Thread(
-                target=job._run, args=(work,), name=f"workbench-{name}", daemon=True
-            )
-            job.thread.start()
+            job = run_in_background(work, key=key)
+            self._jobs[key] = job
         return job
 
     def join(self, timeout: float = 60.0) -> bool:
@@ -199,4 +217,4 @@ class BackgroundJobs:
             return len(self._jobs)
 
 
-__all__ = ["LRU", "BackgroundJob", "BackgroundJobs"]
+__all__ = ["LRU", "BackgroundJob", "BackgroundJobs", "run_in_background"]

@@ -7,6 +7,7 @@ ECE of the same outputs are the same number. Nothing here imports the rest of th
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,10 +38,39 @@ def calibration_bins(
     return count, conf_sum, acc_sum
 
 
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """``ECE = Σ_m |B_m|/N · |acc(B_m) − conf(B_m)|`` with :func:`calibration_bins` (Guo et al. 2017, eq. 3)."""
-    count, conf_sum, acc_sum = calibration_bins(probs, labels, n_bins)
-    return float((acc_sum - conf_sum).abs().sum() / max(int(labels.shape[0]), 1))
+def expected_calibration_error(
+    probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, n_bins: int = 15
+) -> float:
+    """The one ECE of the workbench: ``Σ_m |B_m|/N · |acc(B_m) − conf(B_m)|`` over the equal-width
+    confidence bins of :func:`calibration_bins` (Guo et al. 2017, eq. 3). The engine's per-epoch
+    ``ece`` and the agreement analysis' reliability diagram both call it.
+
+    Args:
+        probs: ``(N, K)`` class probabilities (rows in ``[0, 1]`` summing to 1; logits are refused),
+            a tensor or an array. labels: ``(N,)`` true classes in ``[0, K)``. n_bins: ``M >= 1``.
+
+    Returns:
+        ECE in ``[0, 1]``, computed in float64.
+
+    Raises:
+        ValueError: one line naming ``probs``, ``labels`` or ``n_bins`` and what was expected.
+    """
+    p = torch.as_tensor(probs)
+    y = torch.as_tensor(labels)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
+        raise ValueError(f"probs: expected probabilities of shape (N, K), K >= 2, got {tuple(p.shape)}")
+    p64 = p.detach().to(torch.float64)
+    sums = p64.sum(1)
+    if not bool(torch.isfinite(p64).all()) or p64.min() < 0 or p64.max() > 1 or not bool(
+        torch.allclose(sums, torch.ones_like(sums), atol=1e-4)
+    ):
+        raise ValueError("probs: expected rows of probabilities in [0, 1] that sum to 1 (softmax outputs)")
+    if y.ndim != 1 or y.shape[0] != p.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"labels: expected {p.shape[0]} integer class indices, got shape {tuple(y.shape)} of {y.dtype}")
+    if int(y.min()) < 0 or int(y.max()) >= p.shape[1]:
+        raise ValueError(f"labels: expected class indices in [0, {p.shape[1]}), got {int(y.min())}..{int(y.max())}")
+    count, conf_sum, acc_sum = calibration_bins(p64, y.to(p64.device), n_bins)
+    return float((acc_sum - conf_sum).abs().sum() / max(int(y.shape[0]), 1))
 
 
 def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

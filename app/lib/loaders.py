@@ -187,7 +187,7 @@ class CamImages:
 def cam_images(
     run: Run,
     checkpoint: str,
-    images: str,
+    pick: str,
     *,
     count: int,
     seed: int,
@@ -195,22 +195,15 @@ def cam_images(
     upload: bytes | None = None,
 ) -> CamImages:
     """The images a CAM view of ``run`` shows: ``upload`` decoded to the dataset's shape when
-    ``images`` is ``upload``, else those :func:`workbench.analysis.cam.select_images` chooses from the
+    ``pick`` is ``upload``, else those :func:`workbench.analysis.cam.select_images` chooses from the
     run's evaluation sample (``disagreement``: the agreement report's gallery)."""
-    if images == "upload":
+    if pick == "upload":
         if upload is None:
             raise AppInputError("upload: choose a PNG or JPEG file")
         data = dataset(run)
         raw = decode_upload(upload, tuple(data.image_shape))
         return CamImages(data.normalize(raw), raw, None, None, None)
     drawn = sample(run, DEFAULT_N_SAMPLES, seed)
-    gallery = (
-        agreement(run, checkpoint, DEFAULT_N_SAMPLES, seed).gallery.indices
-        if images == "disagreement"
-        else None
-    )
-    at = torch.as_tensor(
-        select_images(drawn.labels, images, count=count, seed=seed, klass=klass, gallery=gallery)
-    )
-    masks = None if drawn.masks is None else drawn.masks[at]
-    return CamImages(drawn.images[at], drawn.raw[at], drawn.labels[at], masks, drawn.index[at])
+    gallery = agreement(run, checkpoint, DEFAULT_N_SAMPLES, seed).gallery.indices if pick == "disagreement" else None
+    picked = drawn.take(select_images(drawn.labels, pick, count=count, seed=seed, klass=klass, gallery=gallery))
+    return CamImages(picked.images, picked.raw, picked.labels, picked.masks, picked.index)

@@ -46,7 +46,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
                     "checkpoint": "final",
                     "method": "gradcam",
                     "target": "label",
-                    "images": "random",
+                    "pick": "random",
                     "count": 6,
                 }
             )
@@ -73,9 +73,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
     method = bind.bound_selectbox("Method", "method", list_cam_methods(), container=m1)
     st.caption(cam_method_schema(method)["description"])
     target = bind.bound_selectbox("Target class", "target", list(TARGET_MODES), container=m2)
-    images = bind.bound_selectbox(
-        "Images", "images", IMAGE_CHOICES, format_func=IMAGE_LABELS.get, container=m3
-    )
+    pick = bind.bound_selectbox("Images", "pick", IMAGE_CHOICES, format_func=IMAGE_LABELS.get, container=m3)
     data = loaders.dataset(run)
     shape = tuple(data.image_shape)
     with st.expander(f"{method} parameters and layers"):
@@ -104,7 +102,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
     count = bind.bound_number("Images shown", "count", 6, min_value=1, max_value=24, container=p1)
     seed = bind.bound_number("Seed", "seed", 0, min_value=0, max_value=10**6, container=p2)
     klass, upload = 0, None
-    if images == "class":
+    if pick == "class":
         klass = bind.bound_selectbox(
             "Class",
             "class",
@@ -112,7 +110,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
             format_func=lambda k: data.class_names[k],
             container=p3,
         )
-    elif images == "upload":
+    elif pick == "upload":
         file = p3.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"])
         if file is None:
             st.info(f"Upload an image; it is converted to the dataset's shape {shape}.")
@@ -121,7 +119,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
         if target == "label":
             st.caption("An uploaded image has no label: its maps explain the teacher's prediction.")
             target = "teacher"
-    chosen = loaders.cam_images(run, checkpoint, images, count=count, seed=seed, klass=klass, upload=upload)
+    chosen = loaders.cam_images(run, checkpoint, pick, count=count, seed=seed, klass=klass, upload=upload)
     for role, layer in layers.items():  # a model without feature maps says so before any map is drawn
         check_cam_layer(teacher if role == "teacher" else student, layer, shape, name=role)
 
@@ -130,7 +128,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
         "params": method_params,
         "layers": layers,
         "target": target,
-        "images": images,
+        "pick": pick,
         "count": count,
         "seed": seed,
         "class": klass,
@@ -182,7 +180,7 @@ with layout.page("Class activation maps", "Where do the teacher and the student 
         },
         width="stretch",
     )
-    if images != "upload":
+    if pick != "upload":
         layout.show_figure(cam_class_agreement(comparison, data.class_names), key="cam_classes")
     if comparison.localization:
         layout.show_figure(localization_summary(comparison.localization), key="localization")

@@ -10,8 +10,8 @@ import streamlit as st
 
 from app.lib import bindings as bind
 from app.lib import layout, state
+from workbench.runs import logged_metrics
 from workbench.runs.labels import run_label, teacher_label
-from workbench.runs.related import logged_metrics
 from workbench.viz import compare_runs
 
 with layout.page("Compare runs", "Several runs on one metric, and their summaries as a table."):

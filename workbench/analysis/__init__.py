@@ -23,7 +23,6 @@ from workbench.analysis.agreement import (
     ReliabilityDiagram,
     agreement_from_logits,
     agreement_report,
-    expected_calibration_error,
     nontarget_rank_correlation,
     reliability_diagram,
     soft_labels_across_temperatures,
@@ -84,6 +83,7 @@ from workbench.analysis.similarity import (
     matched_pairs,
 )
 from workbench.analysis.soft_labels import SoftLabelResult, soft_labels, soft_labels_from_logits
+from workbench.metrics import expected_calibration_error  # the one ECE (the engine's metric too)
 
 __all__ = [
     "RULES",

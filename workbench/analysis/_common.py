@@ -104,6 +104,18 @@ def check_model(model: object, name: str, optional: bool = False) -> nn.Module |
     return model
 
 
+def check_memory_format(memory_format: object) -> str:
+    """``memory_format`` if it is one of :data:`workbench.models.layout.MEMORY_FORMATS` (``auto``,
+    ``channels_last``, ``contiguous``), else a one-line :class:`AnalysisError`."""
+    from workbench.models.layout import MEMORY_FORMATS
+
+    if memory_format not in MEMORY_FORMATS:
+        raise AnalysisError(
+            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
+        )
+    return str(memory_format)
+
+
 def check_names(names: object, default: tuple[str, str] = ("teacher", "student")) -> tuple[str, str]:
     """``names`` as a pair of display strings (``None``: ``default``)."""
     if names is None:

@@ -44,7 +44,7 @@ from workbench.analysis._common import (
     nanmean_by_class,
 )
 from workbench.analysis._result import AnalysisResult
-from workbench.metrics import calibration_bins
+from workbench.metrics import calibration_bins, expected_calibration_error
 from workbench.runtime import CancelToken, ProgressFn
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "ReliabilityDiagram",
     "agreement_from_logits",
     "agreement_report",
-    "expected_calibration_error",
     "nontarget_rank_correlation",
     "reliability_diagram",
     "soft_labels_across_temperatures",
@@ -116,28 +115,10 @@ def reliability_diagram(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
         mean_acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)
-    ece = float(np.abs(acc_sum - conf_sum).sum() / len(y))  # = workbench.metrics.expected_calibration_error
+    ece = expected_calibration_error(p, y, m)
     return ReliabilityDiagram(
         edges, mean_conf, mean_acc, count.astype(np.int64), ece, params={"n_bins": m}
     )
-
-
-def expected_calibration_error(
-    probs: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, n_bins: int = 15
-) -> float:
-    """Expected calibration error ``Σ_m |B_m|/n · |acc(B_m) − conf(B_m)|`` (Guo et al. 2017, eq. 3).
-
-    The one ECE of the workbench (the training metrics call it too). A sample with top-1
-    confidence ``c`` falls in bin ``ceil(c·M) − 1`` (clipped to ``[0, M−1]``), computed in float64.
-
-    Args:
-        probs: ``(N, K)`` class probabilities. labels: ``(N,)`` true classes.
-        n_bins: equal-width bins ``((m-1)/M, m/M]`` over the top-1 confidence.
-
-    Returns:
-        ECE in ``[0, 1]``.
-    """
-    return reliability_diagram(probs, labels, n_bins).ece
 
 
 # ---- pure functions on logits ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from workbench.analysis._common import (
     batched_logits,
     check_images,
     check_labels,
+    check_memory_format,
     check_model,
     check_positive_int,
     resolve_device,
@@ -33,7 +34,7 @@ from workbench.analysis._common import (
 )
 from workbench.analysis.objectives import ObjectiveFn, needs_teacher
 from workbench.models.fusion import BatchNormFolder
-from workbench.models.layout import MEMORY_FORMATS, as_channels_last, channels_last, wants_channels_last
+from workbench.models.layout import as_channels_last, channels_last, wants_channels_last
 
 __all__ = [
     "EvalSet",
@@ -182,16 +183,6 @@ def evaluate_stacked(
             for k in range(count):
                 _accumulate(sums[k], objs, logits[k], data, sl)
     return [{name: float(s) / n for name, s in point.items()} for point in sums]
-
-
-def check_memory_format(memory_format: object) -> str:
-    """``memory_format`` if it is one of :data:`workbench.models.layout.MEMORY_FORMATS`, else a one-line
-    :class:`AnalysisError`."""
-    if memory_format not in MEMORY_FORMATS:
-        raise AnalysisError(
-            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
-        )
-    return str(memory_format)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from workbench.analysis._common import (
     batch_slices,
     check_class_names,
     check_images,
+    check_memory_format,
     check_model,
     check_names,
     new_tracker,
@@ -28,7 +29,6 @@ from workbench.analysis._common import (
 )
 from workbench.analysis.evaluation import (
     EvalSet,
-    check_memory_format,
     eval_layout,
     eval_set,
     evaluate,

@@ -32,6 +32,7 @@ from workbench.analysis._common import (
     batch_slices,
     check_class_names,
     check_images,
+    check_memory_format,
     check_model,
     check_names,
     check_positive_int,
@@ -42,7 +43,6 @@ from workbench.analysis._common import (
 from workbench.analysis.directions import PlaneWriter, check_direction, random_direction, stacked_tensors
 from workbench.analysis.evaluation import (
     EvalSet,
-    check_memory_format,
     eval_layout,
     eval_set,
     evaluate,

@@ -25,6 +25,7 @@ from workbench.analysis._common import (
     check_class_names,
     check_images,
     check_labels,
+    check_memory_format,
     check_model,
     check_names,
     check_positive_float,
@@ -38,7 +39,7 @@ from workbench.analysis._result import AnalysisResult
 from workbench.analysis.cka import MinibatchCKA, check_kernel, check_precision
 from workbench.analysis.features import ROLES, capture_features, check_paths, feature_net, split_layers
 from workbench.models.errors import ModelError
-from workbench.models.layout import MEMORY_FORMATS, channels_last, wants_channels_last
+from workbench.models.layout import channels_last, wants_channels_last
 from workbench.models.taps import match_stages, penultimate_layer, stage_layers
 from workbench.runtime import CancelToken, ProgressFn, Tracker
 
@@ -116,14 +117,6 @@ def _two_model_features(
         feats = capture_features(model_a, x, list(dict.fromkeys(layers_a + layers_b)), cl)
         return feats, feats
     return capture_features(model_a, x, layers_a, cl), capture_features(model_b, x, layers_b, cl)
-
-
-def _check_memory_format(memory_format: object) -> str:
-    if memory_format not in MEMORY_FORMATS:
-        raise AnalysisError(
-            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
-        )
-    return str(memory_format)
 
 
 def _copies(
@@ -209,7 +202,7 @@ def cka_matrix(
     check_model(student, "student")
     images, bs, need, bw = _check_cka_inputs(images, labels, batch_size, debiased, kernel, bandwidth)
     prec = check_precision(precision)
-    fmt = _check_memory_format(memory_format)
+    fmt = check_memory_format(memory_format)
     pair = check_names(names)
     classes = check_class_names(class_names)
     req = split_layers(layers)
@@ -467,7 +460,7 @@ def cka_over_training(
     check_model(teacher, "teacher")
     images, bs, need, bw = _check_cka_inputs(images, labels, batch_size, debiased, kernel, bandwidth)
     prec = check_precision(precision)
-    fmt = _check_memory_format(memory_format)
+    fmt = check_memory_format(memory_format)
     pair = check_names(names)
     classes = check_class_names(class_names)
     items = _snapshot_items(snapshots)

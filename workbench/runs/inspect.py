@@ -55,7 +55,7 @@ def kd_temperature(run_or_config: Any) -> float:
 def logged_metrics(runs: Iterable[Any]) -> list[str]:
     """The per-epoch metrics at least one of ``runs`` logged, in the order views offer them: the
     engine's :data:`workbench.vocabulary.EPOCH_METRICS` first, then the runs' ``loss/<term>`` entries
-    sorted by name. A run whose metrics cannot be read adds nothing.
+    in the order they first appear. A run whose metrics cannot be read adds nothing.
 
     Args:
         runs: :class:`~workbench.runs.Run` objects, or their ``metrics`` mappings.
@@ -67,17 +67,19 @@ def logged_metrics(runs: Iterable[Any]) -> list[str]:
     from workbench.vocabulary import EPOCH_METRICS, LOSS_TERM_PREFIX
 
     seen: set[str] = set()
+    terms: list[str] = []
     for run in runs:
         try:
             metrics = run if isinstance(run, Mapping) else run.metrics
         except RunStoreError:
             continue
         for epoch in metrics.get("epochs") or []:
-            if isinstance(epoch, Mapping):
-                seen.update(k for k, v in epoch.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-    known = [m for m in EPOCH_METRICS if m in seen]
-    terms = sorted(m for m in seen if m.startswith(LOSS_TERM_PREFIX))
-    return known + terms
+            if not isinstance(epoch, Mapping):
+                continue
+            logged = [k for k, v in epoch.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            seen.update(logged)
+            terms.extend(k for k in logged if k.startswith(LOSS_TERM_PREFIX) and k not in terms)
+    return [m for m in EPOCH_METRICS if m in seen] + terms
 
 
 __all__ = ["kd_temperature", "logged_metrics"]

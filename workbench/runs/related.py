@@ -4,7 +4,6 @@
   scratch student a CAM view adds, the other end of a weight interpolation, the doctor's scratch run.
 * :func:`confounded_shapes_run` — the newest student trained on ``shapes`` with a background
   confounder and a teacher: what a "context reliance" preset opens.
-* :func:`logged_metrics` — the per-epoch metrics a set of runs logged, in the vocabulary's order.
 * :func:`view_checkpoints` — the checkpoints of a run a view offers, in a picker's order.
 
 Candidates are a :class:`~workbench.runs.RunStore` (every run, newest first) or the runs a face
@@ -16,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from workbench.runs.store import Run, RunStore, RunStoreError
-from workbench.vocabulary import EPOCH_METRICS, LOSS_TERM_PREFIX
 
 
 def _candidates(candidates: RunStore | Iterable[Run]) -> list[Run]:
@@ -83,22 +81,4 @@ def confounded_shapes_run(candidates: RunStore | Iterable[Run]) -> Run | None:
     return None
 
 
-def logged_metrics(runs: Iterable[Run]) -> list[str]:
-    """The per-epoch metrics at least one of ``runs`` logged: those of
-    :data:`workbench.vocabulary.EPOCH_METRICS` in its order, then the ``loss/<term>`` entries in the
-    order they first appear. A run whose metrics cannot be read adds nothing."""
-    seen: set[str] = set()
-    terms: list[str] = []
-    for run in runs:
-        try:
-            epochs = run.metrics.get("epochs") or []
-        except RunStoreError:
-            continue
-        for entry in epochs:
-            logged = [k for k, v in entry.items() if v is not None]
-            seen.update(logged)
-            terms.extend(k for k in logged if k.startswith(LOSS_TERM_PREFIX) and k not in terms)
-    return [m for m in EPOCH_METRICS if m in seen] + terms
-
-
-__all__ = ["confounded_shapes_run", "has_checkpoint", "logged_metrics", "related_runs", "view_checkpoints"]
+__all__ = ["confounded_shapes_run", "has_checkpoint", "related_runs", "view_checkpoints"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -50,6 +50,18 @@ class EvalSample:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def take(self, positions: Any) -> EvalSample:
+        """The sample's images at ``positions`` (indices into this sample), in that order."""
+        pos = torch.as_tensor(positions, dtype=torch.long)
+        return EvalSample(
+            images=self.images[pos],
+            labels=self.labels[pos],
+            raw=self.raw[pos],
+            masks=None if self.masks is None else self.masks[pos],
+            index=self.index[pos],
+            class_names=self.class_names,
+        )
+
 
 def as_store(store: RunStore | str | Path | None) -> RunStore:
     """A :class:`RunStore` from a store, its folder, or ``None`` (``$WORKBENCH_RUNS`` or ``./runs``)."""
@@ -61,18 +73,22 @@ def as_store(store: RunStore | str | Path | None) -> RunStore:
 
 
 def resolve_run(run: Run | str | Path, store: RunStore | str | Path | None = None) -> Run:
-    """A :class:`Run` from a Run, a run id or unique prefix of ``store``, or a run directory.
+    """A :class:`Run` from a Run, a run id or unique prefix of ``store``, or a run directory (a
+    :class:`~pathlib.Path`, or a string that names a run folder and no run of the store).
 
     Raises:
         RunStoreError: one line naming the id (no such run, an ambiguous prefix) or the type given.
     """
     if isinstance(run, Run):
         return run
-    if isinstance(run, (str, Path)):
+    if isinstance(run, Path):
+        return Run(run.name, run) if (run / "status.json").exists() else as_store(store).load(str(run))
+    if isinstance(run, str):
+        the_store = as_store(store)
         path = Path(run)
-        if path.is_dir() and (path / "status.json").exists():
-            return Run(path.name, path)
-        return as_store(store).load(str(run))
+        if run in the_store.ids() or not (path.is_dir() and (path / "status.json").exists()):
+            return the_store.load(run)  # an id of the store wins over a folder of the same name here
+        return Run(path.name, path)
     raise RunStoreError(f"run: expected a Run, a run id or a run directory, got {type(run).__name__}")
 
 

@@ -11,7 +11,6 @@ needed and an update from a background thread is one trait change.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,8 +18,9 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from workbench.background import BackgroundJob, run_in_background
 from workbench.errors import one_line
-from workbench.runtime import Cancelled, CancelToken
+from workbench.runtime import CancelToken
 
 
 class PanelError(ValueError):
@@ -55,21 +55,21 @@ class FigureView:
 
 
 class Background:
-    """One background computation at a time, in a daemon thread, with a :class:`CancelToken`.
+    """One background computation at a time for a panel, on :func:`workbench.background.run_in_background`
+    (the thread runner the app's background jobs use too).
 
-    ``start(fn)`` runs ``fn(progress, cancel)``; ``on_done(result)`` or ``on_error(err)`` is called in
-    the thread when it ends (``Cancelled`` goes to ``on_cancel``). ``stop()`` sets the token;
-    ``wait()`` joins.
+    ``start(fn, progress, on_done, on_error, on_cancel)`` runs ``fn(progress, cancel)``; when it ends,
+    ``on_done(result)``, ``on_error(exception)`` or ``on_cancel()`` is called in its thread.
+    ``stop()`` sets the cancel token; ``wait()`` joins.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.thread: threading.Thread | None = None
-        self.cancel = CancelToken()
+        self.job: BackgroundJob | None = None
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.job is not None and self.job.thread is not None and self.job.thread.is_alive()
 
     def start(
         self,
@@ -82,29 +82,25 @@ class Background:
         if self.running:
             self.stop()
             self.wait(30)
-        self.cancel = CancelToken()
-        token = self.cancel
 
-        def body() -> None:
-            try:
-                out = fn(progress, token)
-            except Cancelled:
+        def ended(job: BackgroundJob) -> None:
+            if job.cancelled:
                 on_cancel()
-            except Exception as err:  # noqa: BLE001 - shown in the panel as one line
-                on_error(err)
+            elif job.exception is not None:
+                on_error(job.exception)
             else:
-                on_done(out)
+                on_done(job.result)
 
-        self.thread = threading.Thread(target=body, name=f"workbench-{self.name}", daemon=True)
-        self.thread.start()
+        self.job = run_in_background(lambda job: fn(progress, job.cancel), key=self.name, on_end=ended)
 
     def stop(self) -> None:
-        self.cancel.cancel("stopped from the panel")
+        if self.job is not None:
+            self.job.cancel.cancel("stopped from the panel")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Join the thread; returns whether it has ended."""
-        if self.thread is not None:
-            self.thread.join(timeout)
+        if self.job is not None and self.job.thread is not None:
+            self.job.thread.join(timeout)
         return not self.running
 
 

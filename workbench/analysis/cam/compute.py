@@ -15,6 +15,7 @@ from workbench.analysis._common import (
     AnalysisError,
     batch_slices,
     check_label_range,
+    check_memory_format,
     check_positive_int,
     resolve_device,
     working_copy,
@@ -38,7 +39,7 @@ from workbench.analysis.cam.results import CAMResult
 from workbench.errors import one_line
 from workbench.models.errors import ModelError
 from workbench.models.fusion import fold_batchnorm
-from workbench.models.layout import MEMORY_FORMATS, channels_last, input_layout, wants_channels_last
+from workbench.models.layout import channels_last, input_layout, wants_channels_last
 from workbench.models.taps import get_module, last_conv_layer, split_path
 from workbench.runtime import CancelToken, Tracker
 
@@ -373,10 +374,7 @@ def compute_cams(
     spec = cls(parse_cam_params(method, method_params))
     images = check_images4d(images)
     bs = check_positive_int(batch_size, "batch_size")
-    if memory_format not in MEMORY_FORMATS:
-        raise AnalysisError(
-            f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
-        )
+    check_memory_format(memory_format)
     n, c, h, w = (int(s) for s in images.shape)
     image_shape = (c, h, w)
     mode, label_t, explicit = _check_target_args(target, labels, teacher, n)
