@@ -217,7 +217,7 @@ def test_cam_page_renders_and_method_switch_changes_the_maps(store):
     assert_clean(at)
     for key in ("run", "checkpoint", "scratch", "method", "target", "pick", "teacher_layer", "layer"):
         assert at.selectbox(key=f"qp:{key}") is not None
-    assert list(at.selectbox(key="qp:images").options) == ["by class", "where they disagree", "at random",
+    assert list(at.selectbox(key="qp:pick").options) == ["by class", "where they disagree", "at random",
                                                           "upload an image"]  # vocabulary.IMAGE_CHOICES
     assert param(at, "teacher_layer") == "" and param(at, "layer") == ""  # blank: the default layer
     assert at.selectbox(key="qp:method").value == "gradcam"

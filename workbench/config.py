@@ -309,7 +309,7 @@ class RunConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _fill_kind(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("kind") is None:
+        if isinstance(data, Mapping) and "kind" not in data:
             distill = data.get("distill")
             methods = distill.get("methods") if isinstance(distill, Mapping) else None
             if isinstance(methods, str):  # "0.9*kd + dkd" or "none"
