@@ -321,3 +321,22 @@ def test_app_and_widgets_read_the_same_text_the_same_way(tmp_path):
     assert fitnet.params["teacher_layers"] == ["stages.1", "stages.2"]
     panel.set(methods=["takd"], **{"takd.assistants": "[{model: x"})
     assert panel.error is not None and panel.error.startswith("takd.assistants: ") and "\n" not in panel.error
+
+
+def test_one_temperature_reader_for_the_views_and_the_doctor():
+    from workbench.analysis.doctor import config_temperature
+    from workbench.config import validate_config
+    from workbench.distill import distillation_temperature
+    from workbench.runs.inspect import kd_temperature
+
+    teacher = [{"source": "shipped:digits"}]
+    dkd_only = validate_config({"teachers": teacher, "distill": {"methods": [
+        {"name": "fitnet"}, {"name": "dkd", "params": {"temperature": 7.0}}]}})
+    assert distillation_temperature(dkd_only) == 7.0  # fitnet has none; dkd's is the run's
+    assert config_temperature(dkd_only) == kd_temperature(dkd_only) == 7.0
+    unweighted_kd = validate_config({"teachers": teacher, "distill": {"methods": [
+        {"name": "kd", "weight": 0.0, "params": {"temperature": 2.0}}, {"name": "dist"}]}})
+    assert distillation_temperature(unweighted_kd) == 1.0  # a kd term of weight 0 does not count: dist's default T=1
+    scratch = validate_config({})
+    assert distillation_temperature(scratch) is None and config_temperature(scratch) is None
+    assert kd_temperature(scratch) == 4.0

@@ -21,6 +21,7 @@ from workbench.distill.base import (
     parse_params,
     register_method,
 )
+from workbench.distill.temperature import distillation_temperature
 
 __all__ = [
     "Method",
@@ -31,6 +32,7 @@ __all__ = [
     "StepOutputs",
     "create_method",
     "describe_methods",
+    "distillation_temperature",
     "get_method_class",
     "list_methods",
     "method_schema",

@@ -29,27 +29,25 @@ def _config(run_or_config: Any) -> Any:
 
 
 def kd_temperature(run_or_config: Any) -> float:
-    """The softmax temperature of a run's ``kd`` term (Hinton et al. 2015).
+    """The softmax temperature a run distilled at, for the views that start there (the agreement
+    page's and the dark-knowledge panel's slider, the loss landscape's ``kd`` objective).
 
     Args:
         run_or_config: a :class:`~workbench.runs.Run`, a :class:`~workbench.config.RunConfig` or a run
             config mapping.
 
     Returns:
-        The ``temperature`` of the first ``kd`` entry of ``distill.methods`` as the method parses it
-        (its configured value, else the method's default); the ``kd`` method's default temperature
-        when the run has no ``kd`` term (a scratch student, another method).
+        :func:`workbench.distill.distillation_temperature` of its config (the first weighted method's
+        temperature), else the ``kd`` method's default temperature (a scratch student, ``fitnet``).
 
     Raises:
         TypeError: ``run_or_config`` is none of those. ConfigError / RunStoreError: the config cannot
             be read or validated (one line naming the field).
     """
-    from workbench.distill import parse_params
+    from workbench.distill import distillation_temperature, parse_params
 
-    for spec in _config(run_or_config).distill.methods:
-        if spec.name == "kd":
-            return float(parse_params("kd", spec.params).temperature)
-    return float(parse_params("kd", {}).temperature)
+    temperature = distillation_temperature(_config(run_or_config))
+    return float(parse_params("kd", {}).temperature) if temperature is None else temperature
 
 
 def logged_metrics(runs: Iterable[Any]) -> list[str]:

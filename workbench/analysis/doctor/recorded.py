@@ -46,12 +46,14 @@ def _weighted_methods(config: Any) -> list[tuple[str, Any]]:
 
 
 def config_temperature(config: Any) -> float | None:
-    """The temperature of a run config's first weighted method that has one (``None`` if none has)."""
-    for _, params in _weighted_methods(config):
-        value = getattr(params, "temperature", None)
-        if value is not None:
-            return float(value)
-    return None
+    """The temperature of a run config's first weighted method that has one (``None`` if none has):
+    :func:`workbench.distill.distillation_temperature`, after checking ``config`` is a run config."""
+    from workbench.distill import distillation_temperature
+
+    if config is None:
+        return None
+    _weighted_methods(config)  # a one-line DoctorError for something that is not a run config
+    return distillation_temperature(config)
 
 
 def distilled_layer_pairs(
