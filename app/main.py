@@ -33,18 +33,20 @@ PAGES_DIR = Path(__file__).resolve().parent / "views"
 PAGES: list[tuple[str, str, str, str]] = [
     ("home.py", "Home / New run", ":material/home:", "home"),
     ("training.py", "Training", ":material/monitoring:", "training"),
+    ("experiments.py", "Experiments", ":material/grid_view:", "experiments"),
     ("cams.py", "Class activation maps", ":material/visibility:", "cams"),
     ("similarity.py", "Feature similarity", ":material/grid_on:", "similarity"),
     ("landscape.py", "Loss landscape", ":material/terrain:", "landscape"),
     ("agreement.py", "Agreement", ":material/handshake:", "agreement"),
     ("compare.py", "Compare runs", ":material/compare_arrows:", "compare"),
+    ("leaderboard.py", "Methods leaderboard", ":material/leaderboard:", "leaderboard"),
     ("doctor.py", "Student doctor", ":material/stethoscope:", "doctor"),
 ]
 
 SECTIONS = {
-    "Train": ("home", "training"),
+    "Train": ("home", "training", "experiments"),
     "Look inside": ("cams", "similarity", "landscape", "agreement"),
-    "Decide": ("compare", "doctor"),
+    "Decide": ("compare", "leaderboard", "doctor"),
 }
 
 

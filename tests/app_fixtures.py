@@ -84,3 +84,70 @@ def no_exception(at) -> None:
 def figures(at) -> list[dict]:
     """The plotly figures of the last run, as dictionaries."""
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def _decode(value: object) -> object:
+    """Plotly's typed arrays (``{"dtype", "bdata", "shape"}``) as lists of numbers, recursively."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            shape = value.get("shape")
+            return (arr.reshape([int(s) for s in str(shape).split(",")]) if shape else arr).tolist()
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def decoded_figures(at) -> list[dict]:
+    """:func:`figures` with plotly's typed arrays decoded into lists of numbers."""
+    return [_decode(fig) for fig in figures(at)]
+
+
+#: the base config of the experiments the app tests train: an MLP on digits, a few steps per run
+GRID_BASE = {
+    "kind": "student",
+    "data": {"dataset": "digits", "batch_size": 64},
+    "model": {"name": "mlp"},
+    "train": {"epochs": 2, "device": "cpu", "max_steps": 30},
+}
+
+
+@pytest.fixture(scope="session")
+def grid_store(tiny_store, tmp_path_factory) -> dict[str, str]:
+    """:func:`tiny_store`'s runs and two experiments trained in this process and recorded as the app
+    submits them (a submit after the runs exist queues nothing): ``lr-grid`` (2 learning rates x 2
+    seeds of a scratch MLP) and a leaderboard (``none`` and ``kd`` from the digits teacher run, 2
+    seeds). ``root``, the tiny store's ids, ``grid`` and ``board`` (the experiments' names) and
+    ``board_params`` (the Leaderboard page's URL for it)."""
+    from app.lib.methods import leaderboard_spec
+    from workbench.jobs import JobQueue
+    from workbench.runs import RunStore
+    from workbench.sweep import SweepSpec, run_sweep, submit_experiment
+
+    root = tmp_path_factory.mktemp("grid_store") / "runs"
+    shutil.copytree(tiny_store["root"], root)
+    store, queue = RunStore(root), JobQueue(root, max_jobs=1)
+    spec = SweepSpec(name="lr-grid", config=GRID_BASE, grid={"optim.lr": [0.05, 0.2]}, seeds=[0, 1])
+    board = leaderboard_spec(
+        "leaderboard-digits-mlp-1ep-30steps", dataset="digits", student="mlp", teacher=f"run:{tiny_store['teacher']}",
+        epochs=1, methods=["kd"], seeds=[0, 1], ce_weight=0.1, weight=0.9, max_steps=30,
+    )
+    for one in (spec, board):
+        assert all(o.status == "completed" for o in run_sweep(one, store))
+        assert submit_experiment(one, queue).queued == 0
+    params = {"dataset": "digits", "student": "mlp", "teacher": f"run:{tiny_store['teacher']}", "methods": "kd",
+              "epochs": "1", "seeds": "2", "max_steps": "30"}
+    return {**tiny_store, "root": str(root), "grid": spec.name, "board": board.name, "board_params": params}
+
+
+@pytest.fixture
+def grid_copy(grid_store, tmp_path) -> dict[str, str]:
+    """A private copy of :func:`grid_store` for tests that change the store."""
+    root = tmp_path / "grid_copy"
+    shutil.copytree(grid_store["root"], root)
+    return {**grid_store, "root": str(root)}

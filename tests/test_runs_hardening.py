@@ -462,7 +462,7 @@ def test_killed_training_reads_interrupted_with_its_epochs(tmp_path):
         model = run.load_model(name)
         assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     visible = {p.name for p in run.path.iterdir() if not p.name.startswith(".")}
-    assert visible <= {"config.yaml", "status.json", "model.json", "metrics.json", "checkpoints"}
+    assert visible <= {"config.yaml", "status.json", "model.json", "metrics.json", "steps.jsonl", "checkpoints"}
     store.gc(min_age_s=0)
     assert [r.id for r in store.list(status="interrupted")] == [run_id]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from workbench.console import ProgressBar, friendly
 from workbench.console import fmt as _fmt
 from workbench.jobs.cli import jobs_app
 from workbench.serve import typer_command
+from workbench.sweep.cli import experiments_app
 from workbench.vocabulary import DOCTOR_N_SAMPLES
 
 app = typer.Typer(
@@ -35,7 +37,9 @@ teachers_app = typer.Typer(no_args_is_help=True, help="Shipped teachers.")
 train_app = typer.Typer(
     no_args_is_help=True, help="Train a teacher, a scratch student or a distilled student."
 )
-runs_app = typer.Typer(no_args_is_help=True, help="The run store: list, show, remove, clean up runs.")
+runs_app = typer.Typer(
+    no_args_is_help=True, help="The run store: list, show, tag, annotate, remove, clean up runs."
+)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(methods_app, name="methods")
@@ -43,6 +47,7 @@ app.add_typer(teachers_app, name="teachers")
 app.add_typer(train_app, name="train")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(experiments_app, name="experiments")
 app.command("app", help="Start the Streamlit workbench and print its URL.")(typer_command())
 
 # piped output (no terminal) gets a wide console, so that tables are not cut
@@ -303,15 +308,24 @@ def runs_list(
     dataset: str | None = typer.Option(None),
     model: str | None = typer.Option(None),
     method: str | None = typer.Option(None),
+    tag: list[str] = typer.Option([], "--tag", help="only runs with this tag (repeat: all of them)"),
+    search: str = typer.Option(
+        "", "--search", help="only runs where every word is in the id, name, model, method, dataset, tags "
+        "or note (tag:x: tagged x)"
+    ),
 ) -> None:
-    """List the store's runs; damaged runs are listed with the reason."""
-    from workbench.runs import RunStore
+    """List the store's runs with their tags; damaged runs are listed with the reason."""
+    from workbench.runs import RunStore, matches, parse_tags
 
+    query = " ".join([*(f"tag:{t}" for t in parse_tags(tag)), search])
     runs = RunStore(runs).list(kind=kind, status=status, dataset=dataset, model=model, method=method)
-    table = Table("id", "kind", "status", "dataset", "model", "method", "epochs", "test acc", "agreement")
+    table = Table(
+        "id", "kind", "status", "dataset", "model", "method", "epochs", "test acc", "agreement", "tags"
+    )
     damaged = []
-    for r in runs:
-        s = r.summary()
+    pairs = [(r, r.summary()) for r in runs]
+    rows = [s for r, s in pairs if matches(r, query, summary=s)]
+    for s in rows:
         table.add_row(
             s["id"],
             s["kind"],
@@ -322,10 +336,11 @@ def runs_list(
             _fmt(s["epochs"]),
             _fmt(s["test_acc"], True),
             _fmt(s["agreement"], True),
+            Text(" ".join(s["tags"])),  # plain text: a tag such as ':x:' is not an emoji code
         )
         if s["damage"]:
             damaged.append((s["id"], s["damage"]))
-    out.print(table if runs else "no runs")
+    out.print(table if rows else "no runs")
     for run_id, why in damaged:
         err.print(f"damaged: {run_id}: {why} (`workbench runs rm {run_id}` removes it)", markup=False, highlight=False)
 
@@ -350,8 +365,10 @@ def runs_show(
         out.print("checkpoints: " + (", ".join(run.checkpoints()) or "none"), highlight=False)
         return
     info = {"status": run.status, "summary": run.metrics.get("summary", {}), "checkpoints": run.checkpoints()}
+    steps = run.step_metrics()
     if as_json:
-        out.print_json(json.dumps({**info, "epochs": run.metrics.get("epochs", [])}))
+        step_info = {"records": len(steps), "damage": steps.damage}
+        out.print_json(json.dumps({**info, "epochs": run.metrics.get("epochs", []), "step_metrics": step_info}))
         return
     st = info["status"]
     out.print(
@@ -376,7 +393,57 @@ def runs_show(
                 f"{e.get('seconds', 0):.1f}",
             )
         out.print(table)
+    if steps.damage:
+        line = f"step metrics: damaged: {steps.damage} ({len(steps)} records before it kept)"
+    else:
+        line = f"step metrics: {len(steps)} records"
+    out.print(line, markup=False, highlight=False)
     out.print("checkpoints: " + (", ".join(info["checkpoints"]) or "none"))
+
+
+@runs_app.command("tag")
+@friendly
+def runs_tag(
+    run_id: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
+    tags: list[str] = typer.Argument(
+        ..., help="tags: letters, digits, '-', '_', '.', ':' (at most 40 characters)"
+    ),
+    runs: Path | None = RunsOpt,
+    remove: bool = typer.Option(False, "--remove", help="remove these tags instead of adding them"),
+) -> None:
+    """Add tags to a run (or remove them with --remove); prints the run's tags."""
+    from workbench.runs import RunStore, add_tags, remove_tags
+
+    run = RunStore(runs).load(run_id)
+    notes = (remove_tags if remove else add_tags)(run, tags)
+    shown = " ".join(notes.tags) or "none"
+    out.print(f"{run.id}: tags {shown}", markup=False, highlight=False, emoji=False)
+
+
+@runs_app.command("note")
+@friendly
+def runs_note(
+    run_id: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
+    text: str | None = typer.Argument(None, help="the note ('-' reads it from stdin); none: print the note"),
+    runs: Path | None = RunsOpt,
+    clear: bool = typer.Option(False, "--clear", help="remove the run's note"),
+) -> None:
+    """Set a run's note (free text, at most 10,000 characters), clear it, or print it."""
+    from workbench.runs import RunStore, read_annotations, set_note
+
+    run = RunStore(runs).load(run_id)
+    if clear and text is not None:
+        raise ValueError("runs note: give a note or --clear, not both")
+    if text is None and not clear:
+        notes = read_annotations(run)
+        if notes.damage:
+            err.print(f"damaged: {notes.damage}", markup=False, highlight=False)
+        out.print(notes.note or "no note", markup=False, highlight=False, emoji=False)
+        return
+    body = "" if clear else (sys.stdin.read() if text == "-" else text)
+    set_note(run, body)
+    done = "cleared" if clear or not body.strip() else "saved"
+    out.print(f"{run.id}: note {done}", markup=False, highlight=False)
 
 
 @runs_app.command("rm")

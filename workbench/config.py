@@ -267,6 +267,13 @@ class TrainSpec(_Strict):
     snapshot_every_epoch: bool = True
     grad_clip: Float | None = Field(None, gt=0.0, le=1e6)
     eval_every: Int = Field(1, ge=1, le=10000)
+    step_log_every: Int | None = Field(
+        None,
+        ge=0,
+        le=10**9,
+        description="record step metrics every N steps (and at each epoch's last step); "
+        "None = about 50 points per epoch, 0 = off",
+    )
 
     @field_validator("device")
     @classmethod

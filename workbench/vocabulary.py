@@ -8,6 +8,7 @@
   faces and checks each spelling against this table.
 * :data:`EPOCH_METRICS` — the per-epoch metrics the training engine logs, in the order views offer
   them (loss terms add ``loss/<term>`` entries per run).
+* :data:`STEP_METRICS` — the per-step metrics of a run's step log (``loss/<term>`` entries too).
 * :data:`IMAGE_CHOICES` — how a CAM view chooses its images.
 * :data:`DEFAULT_N_SAMPLES`, :data:`DOCTOR_N_SAMPLES` — how many test images an analysis view and
   the doctor examine unless told otherwise.
@@ -40,6 +41,11 @@ EPOCH_METRICS: tuple[str, ...] = (
 
 #: the prefix of a run's per-term training losses in its epoch records (``loss/kd``, ``loss/ce``)
 LOSS_TERM_PREFIX = "loss/"
+
+#: per-step metrics of a run, as the engine logs them in ``steps.jsonl`` every ``train.step_log_every``
+#: steps (beside ``step``, ``epoch`` and ``time``); each weighted loss term adds a ``loss/<term>``
+#: entry, named as in the epoch records
+STEP_METRICS: tuple[str, ...] = ("loss", "lr", "batch_acc", "images_per_s")
 
 #: how a CAM view chooses its images: by true class, where teacher and student disagree (teacher
 #: right and student wrong first, most confident first), at random, or an uploaded image (faces that
@@ -96,6 +102,8 @@ TERMS: tuple[Term, ...] = (
          url="temperature", widget="temperature", cli=None),
     Term("n_probes", "random probe vectors of the Hutchinson Hessian-trace estimate (not images)",
          url="n_probes", widget=None, cli=None),
+    Term("search", "words a run picker filters by (id, name, kind, model, method, dataset, tags, note; tag:x)",
+         url="search", widget="search", cli="--search"),
     Term("device", "where models run: auto (CUDA when present), cpu, cuda, cuda:N, mps",
          url=None, widget="device", cli="--device"),
 )

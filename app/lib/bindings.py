@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from app.lib.state import AppInputError, list_runs
-from workbench.runs import Run
+from workbench.runs import Run, matches
 from workbench.runs.labels import run_label
 from workbench.runs.related import has_checkpoint, view_checkpoints
 
@@ -262,6 +262,33 @@ def apply_preset(params: Mapping[str, Any]) -> None:
     st.rerun()
 
 
+def search_param(param: str = "run") -> str:
+    """The URL parameter of the search box of the run picker bound to ``param``: ``search`` for the
+    page's ``run``, else ``<param>_search``."""
+    return "search" if param == "run" else f"{param}_search"
+
+
+def search_runs(
+    runs: Sequence[Run], *, param: str = "run", label: str = "Search runs", container: Any = None
+) -> list[Run]:
+    """A search box bound to :func:`search_param` ``(param)``, and the runs of ``runs`` it finds
+    (:func:`workbench.runs.matches`: words in the id, name, kind, model, method, dataset, tags or note;
+    ``tag:x`` for a tag). The run chosen in ``param`` stays among them, so a search never changes the
+    run a page shows; an empty search keeps every run."""
+    where = _where(container)
+    text = bound_text(
+        label, search_param(param), "", container=where, placeholder="Search runs: words, or tag:x",
+        label_visibility="collapsed",
+    )
+    if not text.strip():
+        return list(runs)
+    raw = st.query_params.get(param)  # the chosen run as _seed reads it: a new link's, else the session's
+    chosen = raw if raw is not None and raw != _last().get(param) else st.session_state.get(f"qp:{param}")
+    hits = {r.id for r in runs if matches(r, text)}
+    where.caption(f"{len(hits)} of {len(runs)} runs match {text.strip()[:40]!r}")
+    return [r for r in runs if r.id in hits or r.id == chosen]
+
+
 def run_picker(
     kind: str | Sequence[str] | None = None,
     *,
@@ -271,11 +298,13 @@ def run_picker(
     container: Any = None,
     analysable_first: bool = True,
 ) -> Run | None:
-    """A select box of the workspace's runs (of ``kind`` and ``status``) bound to ``param``.
+    """A search box (:func:`search_runs`) and a select box of the workspace's runs (of ``kind`` and
+    ``status``, found by the search) bound to ``param``.
 
     With ``analysable_first`` the runs that have a checkpoint come first, so an analysis page does not
     open on a run still in its first epoch. Returns the chosen run, or ``None`` (with an info line)
-    when there is none; an unknown id in the URL shows a warning and falls back to the first run.
+    when there is none or the search finds none; an unknown id in the URL shows a warning and falls
+    back to the first run.
     """
     where = _where(container)
     runs = list_runs(kind=kind, status=status)
@@ -291,10 +320,14 @@ def run_picker(
             f"run {wanted[:60]!r}: not found in the run store (or not of this kind); showing the newest"
         )
         st.query_params.pop(param, None)
+    found = {r.id: r for r in search_runs(runs, param=param, container=where)}
+    if not found:
+        where.info("No run matches the search. Clear it to see every run.")
+        return None
     chosen = bound_selectbox(
-        label, param, list(by_id), format_func=lambda i: run_label(by_id[i]), container=where
+        label, param, list(found), format_func=lambda i: run_label(found[i]), container=where
     )
-    return by_id[chosen]
+    return found[chosen]
 
 
 def checkpoint_picker(

@@ -1,28 +1,34 @@
-"""Forms generated from parameter schemas, and the New-run form's link format.
+"""Forms generated from parameter schemas, the New-run form, and the New-run form's link format.
 
 :func:`schema_form` draws one URL-bound control per field of a JSON parameter schema (read by
 :func:`workbench.distill.forms.schema_fields`; free text read by
 :func:`workbench.distill.forms.parse_field_text`, as the widgets read it): a distillation method's form
-(:func:`method_form`) and a CAM method's. The New-run form's values become a
-:class:`workbench.run_form.RunForm` and a config through :func:`workbench.run_form.config_from_form`;
-:func:`new_run_params` is the other way: the URL that opens the form prefilled with a config.
+(:func:`method_form`) and a CAM method's. :func:`run_form` draws the New-run form (Home, and the base
+config of an experiment); its values become a :class:`workbench.run_form.RunForm` and a config through
+:func:`workbench.run_form.config_from_form`; :func:`new_run_params` is the other way: the URL that
+opens the form prefilled with a config.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from app.lib.bindings import bound_checkbox, bound_number, bound_selectbox, bound_text
-from app.lib.state import AppInputError
-from workbench.config import RunConfig
-from workbench.distill import get_method_class, method_schema, parse_params
+from app.lib.bindings import bound_checkbox, bound_multiselect, bound_number, bound_selectbox, bound_text
+from app.lib.state import AppInputError, list_runs
+from workbench.config import TEACHER_PRECISIONS, RunConfig
+from workbench.data import list_datasets
+from workbench.distill import get_method_class, list_methods, method_schema, parse_params
 from workbench.distill.base import MethodError
 from workbench.distill.forms import parse_field_text, schema_fields, text_hint
-from workbench.run_form import form_from_config
+from workbench.models import list_models
+from workbench.run_form import RunForm, form_from_config
+from workbench.runs.labels import run_label
+from workbench.runs.teachers import list_shipped_teachers
 
 #: the New-run form's teacher choices besides a teacher source: queue a teacher run first, or none
 TRAIN_FIRST = "train one first"
@@ -138,7 +144,8 @@ def new_run_params(config: RunConfig | Mapping[str, Any]) -> dict[str, str]:
     """The Home page's URL parameters that open its New-run form prefilled with ``config`` (a RunConfig
     or its mapping, read by :func:`workbench.run_form.form_from_config`): ``dataset``, ``teacher``,
     ``student``, ``methods``, ``w.<method>``, ``p.<method>.<name>``, ``ce``, ``tprec`` (with a
-    teacher), ``epochs``, ``seed`` and ``name``."""
+    teacher), ``epochs``, ``seed``, ``name`` and ``max_steps`` (when the config has a step limit; the
+    Experiments page reads it)."""
     form = form_from_config(config)
     out = {
         "dataset": form.dataset,
@@ -151,6 +158,8 @@ def new_run_params(config: RunConfig | Mapping[str, Any]) -> dict[str, str]:
     }
     if form.name:
         out["name"] = form.name[:40]
+    if form.max_steps:
+        out["max_steps"] = str(form.max_steps)
     if form.teacher:
         out["tprec"] = form.teacher_precision
     for m in form.methods:
@@ -160,3 +169,110 @@ def new_run_params(config: RunConfig | Mapping[str, Any]) -> dict[str, str]:
             if value is not None:
                 out[f"p.{m['name']}.{key}"] = _param_text(kinds.get(key, "json"), value)
     return out
+
+
+# ---- the New-run form -----------------------------------------------------------------------------
+
+
+def dataset_choice(*, container: Any = None) -> str:
+    """The dataset select box (URL ``dataset``): the datasets that need no files of your own."""
+    where = container if container is not None else st
+    by_name = {d.name: d for d in list_datasets() if not d.needs_root}
+    dataset = bound_selectbox(
+        "Dataset", "dataset", list(by_name), default="mnist", help="Datasets that need no files of your own.",
+        container=where,
+    )
+    where.caption(by_name[dataset].description)
+    return dataset
+
+
+def teacher_choice(dataset: str, *, train_first: bool = True, scratch: bool = True, container: Any = None) -> str:
+    """The teacher select box (URL ``teacher``): the shipped teachers of ``dataset`` and the completed
+    teacher runs on it, then (``train_first``) :data:`TRAIN_FIRST` and (``scratch``) :data:`NO_TEACHER`.
+
+    Raises:
+        AppInputError: nothing to choose (no teacher for ``dataset`` and neither extra choice).
+    """
+    shipped = [f"shipped:{c['name']}" for c in list_shipped_teachers() if c.get("dataset") == dataset]
+    runs = [r for r in list_runs(kind="teacher", status="completed") if r.summary()["dataset"] == dataset]
+    labels = {f"run:{r.id}": run_label(r) for r in runs}
+    options = shipped + list(labels) + [TRAIN_FIRST] * train_first + [NO_TEACHER] * scratch
+    if not options:
+        raise AppInputError(f"teacher: dataset {dataset!r} has no shipped teacher and no teacher run yet")
+    return bound_selectbox(
+        "Teacher", "teacher", options, format_func=lambda o: labels.get(o, o),
+        help="A shipped teacher, a teacher run of the store, or queue a teacher run first.", container=container,
+    )
+
+
+@dataclass
+class NewRun:
+    """What :func:`run_form` collected: the ``form``, the teacher ``choice`` as shown (a source,
+    :data:`TRAIN_FIRST` or :data:`NO_TEACHER`) and, for :data:`TRAIN_FIRST`, the ``teacher_model``."""
+
+    form: RunForm
+    choice: str
+    teacher_model: str | None = None
+
+
+def run_form(*, train_first: bool = True, max_steps: bool = False, run_name: bool = True) -> NewRun:
+    """The New-run form, every control bound to the URL (:func:`new_run_params` spells a link to it):
+    dataset, teacher, student, methods with each one's hyperparameters, teacher precision, ce_weight,
+    epochs, seed, (``run_name``) the run's name and (``max_steps``) a step limit; ``train_first``
+    offers to queue a teacher run first.
+
+    Raises:
+        AppInputError: a hyperparameter that cannot be read (one line naming the method and field).
+    """
+    left, right = st.columns(2)
+    dataset = dataset_choice(container=left)
+    teacher = teacher_choice(dataset, train_first=train_first, container=right)
+    models = list_models()
+    student = bound_selectbox("Student", "student", models, default="cnn_small", container=left)
+    teacher_model = None
+    if teacher == TRAIN_FIRST:
+        teacher_model = bound_selectbox("Teacher model", "tmodel", models, default="cnn_large", container=right)
+    has_teacher = teacher != NO_TEACHER
+    choices = [m for m in list_methods() if has_teacher or not get_method_class(m).needs_teacher]
+    methods = bound_multiselect(
+        "Methods", "methods", choices, default=["kd"] if has_teacher else ["none"],
+        help="The objective is ce_weight * CE + the weighted sum of these methods.", container=right,
+    ) or ["none"]
+    specs = methods_form(methods)
+    precision = "float32"
+    if has_teacher:
+        precision = bound_selectbox(
+            "Teacher precision", "tprec", list(TEACHER_PRECISIONS), default="float32",
+            help="float32 is exact. bfloat16 runs the teacher's forwards about 1.8x faster on hardware "
+            "with bf16 units (the first epoch is shorter); its soft targets move by a mean KL of about 5e-6. "
+            "auto picks bfloat16 only where this machine computes it natively.",
+            container=right,
+        )
+    cols = list(st.columns(3 + run_name + max_steps))
+    ce = bound_number(
+        "ce_weight", "ce", 1.0 if methods == ["none"] else 0.1, min_value=0.0, max_value=100.0, container=cols[0]
+    )
+    epochs = bound_number("Epochs", "epochs", 2, min_value=1, max_value=200, container=cols[1])
+    seed = bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=cols[2])
+    name = None
+    if run_name:
+        name = bound_text("Name (optional)", "name", "", max_chars=40, container=cols[3]).strip() or None
+    limit = 0
+    if max_steps:
+        limit = bound_number(
+            "Max steps", "max_steps", 0, min_value=0, max_value=10**7, container=cols[-1],
+            help="Stop each run after this many steps (0: no limit); a quick look before the real budget.",
+        )
+    form = RunForm(
+        dataset=dataset,
+        teacher=teacher if has_teacher and teacher != TRAIN_FIRST else None,
+        student=student,
+        methods=specs,
+        ce_weight=float(ce),
+        teacher_precision=precision,
+        epochs=int(epochs),
+        seed=int(seed),
+        name=name,
+        max_steps=int(limit),
+    )
+    return NewRun(form, teacher, teacher_model)

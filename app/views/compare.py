@@ -1,102 +1,121 @@
-"""Compare runs: pick runs (a sweep, a method against scratch), overlay one metric over epochs, read
-their summaries side by side and download them as CSV."""
+"""Compare runs: the runs of an experiment (or picked by hand) grouped by their setting, everything but
+the seed; per group mean ± std curves over epochs and steps, a table of mean, std, min, max and n of
+each run's last or best epoch, paired differences against a baseline group with their 95 % interval
+in words, the parameters against the metric, and the groups as CSV or JSON."""
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 
 import streamlit as st
 
 from app.lib import bindings as bind
-from app.lib import layout, state
+from app.lib import layout, live, state
+from workbench.experiments import (
+    baseline_comparison,
+    epoch_bands,
+    group_runs,
+    group_table,
+    groups_csv,
+    groups_json,
+    metric_direction,
+    run_table,
+    step_bands,
+)
 from workbench.runs import logged_metrics
-from workbench.runs.labels import run_label, teacher_label
-from workbench.viz import compare_runs
+from workbench.runs.labels import run_label
+from workbench.sweep import experiment_status, list_experiments
+from workbench.viz import group_curves, parallel_coordinates, parameter_scatter
+from workbench.workspaces import ALL_WORKSPACES
 
-with layout.page("Compare runs", "Several runs on one metric, and their summaries as a table."):
+BY_HAND = "(pick runs)"
+WHICH = {"last": "last epoch", "best": "best epoch"}
+
+with layout.page("Compare runs", "Runs grouped by setting over their seeds: mean ± std, and differences you can trust."):
     runs = state.list_runs()
     if not runs:
         st.info("No runs yet. Start one on the Home page.")
         st.stop()
     by_id = {r.id: r for r in runs}
-    name_filter = (
-        bind.bound_text(
-            "Filter by name",
-            "filter",
-            "",
-            max_chars=60,
-            help="Keep runs whose name or id contains this text.",
+
+    # ---- which runs: an experiment's, or picked by hand ------------------------------------------
+    ws = state.workspace()
+    experiments = [e.name for e in list_experiments(state.get_store(), None if ws in (None, ALL_WORKSPACES) else ws)]
+    experiment = bind.bound_selectbox("Experiment", "experiment", [BY_HAND, *experiments]) if experiments else BY_HAND
+    if experiment != BY_HAND:
+        trial_runs = [t.run_id for t in experiment_status(state.get_store(), experiment).trials if t.run_id]
+        picked = [by_id[i] for i in dict.fromkeys(trial_runs) if i in by_id]
+    else:
+        found = [r.id for r in bind.search_runs(runs, param="runs", label="Filter runs")]
+        current = [i for i in (st.query_params.get("runs") or "").split(",") if i in by_id]  # kept by a search
+        default = [i for i in found if by_id[i].status.get("status") == "completed"][:4]
+        chosen = bind.bound_multiselect(
+            "Runs", "runs", list(dict.fromkeys(found + current)), default=default,
+            format_func=lambda i: run_label(by_id[i]), max_selections=60,
         )
-        .strip()
-        .lower()
-    )
-    ids = [i for i in by_id if not name_filter or name_filter in run_label(by_id[i]).lower()]
-    default = [r.id for r in runs if r.status.get("status") == "completed" and r.id in ids][:4]
-    chosen = bind.bound_multiselect(
-        "Runs", "runs", ids, default=default, format_func=lambda i: run_label(by_id[i]), max_selections=20
-    )
-    if not chosen:
-        st.info("Pick at least one run.")
+        picked = [by_id[i] for i in chosen]
+    if not picked:
+        st.info("Pick at least one run." if experiment == BY_HAND else "No run of this experiment has started yet.")
         st.stop()
-    picked = [by_id[i] for i in chosen]
 
-    metrics = logged_metrics(picked)  # what the chosen runs logged per epoch
-    if not metrics:
-        st.info("None of these runs has finished an epoch yet.")
+    groups = group_runs(picked)  # finished runs, by everything but the seed
+    unfinished = [r for r, why in groups.skipped if why.endswith("not finished")]
+    if unfinished:
+        st.caption(f"{len(unfinished)} run(s) not finished yet, left out until they are.")
+    for run_id, why in [s for s in groups.skipped if s[0] not in unfinished]:
+        st.caption(f"run {run_id}: skipped ({why}).")
+    if not groups:
+        st.info("None of these runs has finished yet.")
         st.stop()
-    metric = bind.bound_selectbox("Metric", "metric", metrics, default="test_acc")
-
-    names: dict[str, object] = {}
-    for r in picked:
-        label = r.status.get("name") or r.id
-        if label in names:
-            label = f"{label} ({r.id[-4:]})"
-        names[label] = r.metrics
-    layout.show_figure(compare_runs(names, metric), key="compare")
-
-    rows = []
-    for r in picked:
-        s = r.summary()
-        cfg = r.config
-        rows.append(
-            {
-                "id": r.id,
-                "name": s["name"],
-                "status": s["status"],
-                "kind": s["kind"],
-                "dataset": s["dataset"],
-                "model": s["model"],
-                "teacher": teacher_label(r),
-                "method": s["method"],
-                "method params": "; ".join(
-                    f"{m.name}: {m.weight:g}" + "".join(f", {k}={v}" for k, v in m.params.items())
-                    for m in cfg.distill.methods
-                ),
-                "ce_weight": cfg.distill.ce_weight,
-                "seed": cfg.seed,
-                "epochs": s["epochs"],
-                "test_acc": s["test_acc"],
-                "best_test_acc": s["best_test_acc"],
-                "agreement": s["agreement"],
-                "kl_teacher_student": r.metrics.get("summary", {}).get("kl_teacher_student"),
-                "ece": r.metrics.get("summary", {}).get("ece"),
-            }
-        )
-    st.dataframe(
-        rows,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "test_acc": st.column_config.NumberColumn(format="percent"),
-            "best_test_acc": st.column_config.NumberColumn(format="percent"),
-            "agreement": st.column_config.NumberColumn(format="percent"),
-        },
+    grouped = [r for g in groups for r in g.runs]
+    metric = bind.bound_selectbox("Metric", "metric", logged_metrics(grouped), default="test_acc")
+    left, right = st.columns(2)
+    which = bind.bound_selectbox(
+        "Each run's value", "measure", list(WHICH) if metric_direction(metric) else ["last"],
+        format_func=WHICH.get, container=left, help="Its last epoch, or its best one (highest accuracy, lowest loss).",
     )
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    st.download_button(
-        "Download CSV", buffer.getvalue(), file_name="runs.csv", mime="text/csv", key="csv", on_click="ignore"
+    smoothing = bind.bound_slider(
+        "Smoothing", "smoothing", 0.0, min_value=0.0, max_value=0.99, step=0.01, container=right,
+        help="Bias-corrected exponential moving average of each group's mean curve (0: none).",
     )
+    n_seeds = sorted({len(g.runs) for g in groups})
+    st.caption(f"{len(groups)} group(s) of {', '.join(map(str, n_seeds))} seed(s); they differ in "
+               f"{', '.join(groups.varied) or 'nothing (one setting)'}.")
+
+    # ---- curves and the table ---------------------------------------------------------------------
+    bands = [epoch_bands(g, metric, smoothing=smoothing) for g in groups]
+    layout.show_figure(group_curves(bands, title=f"{metric} by epoch, mean ± std over seeds"), key="epochs")
+    table = group_table(groups, metric, which=which)
+    shown = ["group", *groups.varied, "measure", "mean", "std", "min", "max", "n", "seeds"]
+    st.dataframe([{k: row.get(k) for k in shown} for row in table], hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.4f") for k in ("mean", "std", "min", "max")})
+
+    # ---- against a baseline -------------------------------------------------------------------------
+    if len(groups) > 1:
+        labels = [g.label for g in groups]
+        scratch = next((g.label for g in groups if g.params.get("distill.methods") == "none"), labels[0])
+        baseline = bind.bound_selectbox("Baseline group", "baseline", labels, default=scratch)
+        for label, diff in baseline_comparison(groups, baseline, metric, which).items():
+            st.markdown(f"- {diff.sentence(label, baseline, metric)}")
+
+    # ---- over steps ---------------------------------------------------------------------------------
+    logs = {r.id: r.step_metrics() for r in grouped}
+    step_names = live.step_metric_names([rec for log in logs.values() for rec in log.records])
+    if step_names:
+        step_metric = bind.bound_selectbox("Step metric", "step_metric", step_names, default="loss")
+        steps = [step_bands(g, step_metric, logs, smoothing=smoothing) for g in groups]
+        layout.show_figure(group_curves(steps, title=f"{step_metric} by step, mean ± std over seeds"), key="steps")
+
+    # ---- parameters against the metric -------------------------------------------------------------
+    if groups.varied:
+        per_run = run_table(groups, metric, which=which)
+        layout.show_figure(parallel_coordinates(per_run, groups.varied, metric), key="parcoords")
+        param = bind.bound_selectbox("Parameter", "param", groups.varied)
+        layout.show_figure(parameter_scatter(per_run, param, metric), key="scatter")
+
+    # ---- the groups as files ------------------------------------------------------------------------
+    left, right = st.columns(2)
+    left.download_button("Download CSV", groups_csv(table), file_name="groups.csv", mime="text/csv",
+                         key="csv", on_click="ignore")
+    right.download_button("Download JSON", json.dumps(groups_json(groups, metric), indent=1),
+                          file_name="groups.json", mime="application/json", key="json", on_click="ignore")

@@ -1,20 +1,21 @@
-"""Home / New run: start a training job (or the demo pair), and the table of runs with open, stop and
-delete. Training runs in background jobs (``workbench.jobs``), never in this script."""
+"""Home / New run: start a training job (or the demo pair), and the table of runs (searchable) with
+open, stop, delete, and the chosen run's tags and note. Training runs in background jobs
+(``workbench.jobs``), never in this script."""
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 import streamlit as st
 
 from app.lib import bindings as bind
-from app.lib import forms, layout, state
-from app.lib.forms import NO_TEACHER, TRAIN_FIRST
-from workbench.config import TEACHER_PRECISIONS
-from workbench.data import list_datasets
-from workbench.distill import get_method_class, list_methods
-from workbench.models import list_models
-from workbench.run_form import RunForm, config_from_form
+from app.lib import forms, layout, live, state
+from app.lib.forms import TRAIN_FIRST
+from workbench.run_form import config_from_form
+from workbench.runs import annotate, read_annotations
+from workbench.runs.annotations import MAX_NOTE_CHARS
 from workbench.runs.labels import age, run_label, teacher_label
-from workbench.runs.teachers import list_shipped_teachers
 from workbench.validate import validate_run_config
 
 with layout.page("Distillation Workbench", "Train a student from a teacher, then see what it learned."):
@@ -31,108 +32,26 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
 
             jobs = submit_demo(queue, workspace=state.job_workspace())
             state.pump()  # start them now, not at the next rerun
+            live.follow(jobs)  # the Training page opens them
             st.success(f"Queued {len(jobs)} demo runs; follow them on the Training page.")
-            layout.page_link("views/training.py", "Open Training")
+            layout.page_link("views/training.py", "Open Training", params=live.watch_params(jobs))
 
     # ---- new run ---------------------------------------------------------------------------------------
     with layout.guard():  # a bad form value is one line; the runs table still shows
         st.subheader("New run")
-        left, right = st.columns(2)
-        datasets = [d for d in list_datasets() if not d.needs_root]
-        by_name = {d.name: d for d in datasets}
-        dataset = bind.bound_selectbox(
-            "Dataset",
-            "dataset",
-            list(by_name),
-            default="mnist",
-            help="Datasets that need no files of your own.",
-            container=left,
-        )
-        left.caption(by_name[dataset].description)
-
-        teachers = [f"shipped:{c['name']}" for c in list_shipped_teachers() if c.get("dataset") == dataset]
-        teacher_runs = [
-            r
-            for r in state.list_runs(kind="teacher", status="completed")
-            if r.summary()["dataset"] == dataset
-        ]
-        teacher_labels = {f"run:{r.id}": run_label(r) for r in teacher_runs}
-        options = teachers + list(teacher_labels) + [TRAIN_FIRST, NO_TEACHER]
-        teacher = bind.bound_selectbox(
-            "Teacher",
-            "teacher",
-            options,
-            format_func=lambda o: teacher_labels.get(o, o),
-            help="A shipped teacher, a teacher run of the store, or queue a teacher run first.",
-            container=right,
-        )
-        models = list_models()
-        student = bind.bound_selectbox("Student", "student", models, default="cnn_small", container=left)
-        teacher_model = None
-        if teacher == TRAIN_FIRST:
-            teacher_model = bind.bound_selectbox(
-                "Teacher model", "tmodel", models, default="cnn_large", container=right
-            )
-
-        has_teacher = teacher != NO_TEACHER
-        method_choices = [m for m in list_methods() if has_teacher or not get_method_class(m).needs_teacher]
-        methods = bind.bound_multiselect(
-            "Methods",
-            "methods",
-            method_choices,
-            default=["kd"] if has_teacher else ["none"],
-            help="The objective is ce_weight * CE + the weighted sum of these methods.",
-            container=right,
-        )
-        if not methods:
-            methods = ["none"]
-        method_specs = forms.methods_form(methods)
-        precision = "float32"
-        if has_teacher:
-            precision = bind.bound_selectbox(
-                "Teacher precision",
-                "tprec",
-                list(TEACHER_PRECISIONS),
-                default="float32",
-                help="float32 is exact. bfloat16 runs the teacher's forwards about 1.8x faster on hardware "
-                "with bf16 units (the first epoch is shorter); its soft targets move by a mean KL of about 5e-6. "
-                "auto picks bfloat16 only where this machine computes it natively.",
-                container=right,
-            )
-        c1, c2, c3, c4 = st.columns(4)
-        ce_weight = bind.bound_number(
-            "ce_weight",
-            "ce",
-            1.0 if methods == ["none"] else 0.1,
-            min_value=0.0,
-            max_value=100.0,
-            container=c1,
-        )
-        epochs = bind.bound_number("Epochs", "epochs", 2, min_value=1, max_value=200, container=c2)
-        seed = bind.bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=c3)
-        name = bind.bound_text("Name (optional)", "name", "", max_chars=40, container=c4).strip() or None
-        form = RunForm(
-            dataset=dataset,
-            teacher=teacher if has_teacher and teacher != TRAIN_FIRST else None,
-            student=student,
-            methods=method_specs,
-            ce_weight=float(ce_weight),
-            teacher_precision=precision,
-            epochs=int(epochs),
-            seed=int(seed),
-            name=name,
-        )
+        new = forms.run_form()
+        form = new.form
 
         if st.button("Start", type="primary", key="start"):
-            if teacher == TRAIN_FIRST:
+            if new.choice == TRAIN_FIRST:
                 tcfg = validate_run_config(
                     {
                         "kind": "teacher",
-                        "name": f"{dataset}-teacher",
-                        "seed": int(seed),
-                        "data": {"dataset": dataset},
-                        "model": {"name": teacher_model},
-                        "train": {"epochs": int(epochs)},
+                        "name": f"{form.dataset}-teacher",
+                        "seed": form.seed,
+                        "data": {"dataset": form.dataset},
+                        "model": {"name": new.teacher_model},
+                        "train": {"epochs": form.epochs},
                     }
                 )
                 job = queue.submit(tcfg, workspace=state.job_workspace(), label=tcfg.name)
@@ -141,17 +60,24 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                     f"Queued teacher job {job.id}. When it has finished, pick it as the teacher here and start the student."
                 )
             else:
-                job = queue.submit(config_from_form(form), workspace=state.job_workspace(), label=name)
+                job = queue.submit(config_from_form(form), workspace=state.job_workspace(), label=form.name)
                 state.pump()
                 st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
-            layout.page_link("views/training.py", "Watch it on the Training page")
+            live.follow([job])
+            layout.page_link("views/training.py", "Watch it on the Training page", params=live.watch_params([job]))
 
     # ---- runs ------------------------------------------------------------------------------------------
     st.subheader("Runs")
+    if saved := st.session_state.pop("_notes_saved", None):  # said after the rerun that shows the new tags
+        st.toast(saved)
     runs = state.list_runs()
+    found = bind.search_runs(runs) if runs else []
     if not runs:
         st.caption("No runs in this workspace yet.")
+    elif not found:
+        st.caption("No run matches the search.")
     else:
+        runs = found
         rows = []
         for r in runs:
             s = r.summary()
@@ -167,6 +93,7 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                     "test acc": s["test_acc"],
                     "agreement": s["agreement"],
                     "epochs": s["epochs"],
+                    "tags": s["tags"],
                     "age": age(s["created"]),
                     "id": r.id,
                 }
@@ -178,6 +105,7 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
             column_config={
                 "test acc": st.column_config.NumberColumn(format="percent"),
                 "agreement": st.column_config.NumberColumn(format="percent"),
+                "tags": st.column_config.ListColumn(),
             },
         )
         by_id = {r.id: r for r in runs}
@@ -201,4 +129,28 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                 state.get_store().delete(run.id)
                 st.query_params.pop("run", None)
                 st.toast(f"Deleted run {run.id}.")
+                st.rerun()
+
+        # ---- the chosen run's tags and note (workbench.runs.annotations; the CLI's `runs tag` / `runs note`)
+        notes = read_annotations(run)
+        if notes.damage:
+            st.warning(f"run {run.id}: {notes.damage}; saving replaces it")
+        # the inputs' keys change with the file, so they show what another face saved meanwhile
+        stamp = hashlib.sha1(json.dumps(notes.to_dict()).encode()).hexdigest()[:8]
+        left, right = st.columns([1, 2])
+        tags_text = left.text_input(
+            "Tags", ", ".join(notes.tags), key=f"tags:{run.id}:{stamp}", placeholder="baseline, lr:0.1",
+            help="Short words (letters, digits, - _ . :) separated by commas or spaces; "
+            "search them with tag:x.",
+        )
+        note_text = right.text_area(
+            "Note", notes.note, key=f"note:{run.id}:{stamp}", max_chars=MAX_NOTE_CHARS
+        )
+        if left.button("Save tags and note", key="save_notes"):
+            with layout.guard():
+                written = annotate(run, tags=tags_text, note=note_text)
+                st.session_state["_notes_saved"] = (
+                    f"Saved run {run.id}: {len(written.tags)} tag(s), "
+                    f"note of {len(written.note):,} characters."
+                )
                 st.rerun()

@@ -51,6 +51,8 @@ from workbench.jobs.state import (
 )
 from workbench.procs import pid_alive
 
+#: a run id given at submit (the run store's own rule: a plain name, no path)
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
 # worker processes started by this process, kept so that finished ones are reaped (no zombies)
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -196,13 +198,25 @@ class JobQueue:
             return ""
 
     # ---- changing -----------------------------------------------------------------------------
-    def submit(self, config: Any, *, workspace: str | None = None, label: str | None = None) -> Job:
+    def submit(
+        self,
+        config: Any,
+        *,
+        workspace: str | None = None,
+        label: str | None = None,
+        experiment: str | None = None,
+        trial: str | None = None,
+        run_id: str | None = None,
+    ) -> Job:
         """Queue one training run.
 
         Args:
             config: a :class:`~workbench.config.RunConfig` or a mapping (validated here).
             workspace: whose job it is; the queue is fair across workspaces (round-robin).
             label: a short name shown in listings (default: the config's name).
+            experiment: the experiment the job trains a trial of (recorded with the job).
+            trial: that trial's key.
+            run_id: the id of the run it trains into (default: a new one when it starts).
 
         Returns:
             The queued job (nothing starts until :meth:`pump` runs).
@@ -210,7 +224,8 @@ class JobQueue:
         Raises:
             ConfigError: the config is invalid, by the schema or the registries (one line naming
                 the field; see :func:`workbench.validate.check_config`).
-            JobError: ``workspace`` or ``label`` is not a string.
+            JobError: ``workspace``, ``label``, ``experiment`` or ``trial`` is not a non-empty
+                string, or ``run_id`` is not a plain run id.
         """
         from workbench.config import RunConfig, validate_config
         from workbench.validate import check_config
@@ -220,9 +235,11 @@ class JobQueue:
                 raise JobError(f"config: expected a RunConfig or a mapping, got {type(config).__name__}")
             config = validate_config(config)
         check_config(config)  # registries too: a bad name fails here, not later in the worker
-        for name, value in (("workspace", workspace), ("label", label)):
+        for name, value in (("workspace", workspace), ("label", label), ("experiment", experiment), ("trial", trial)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise JobError(f"{name}: expected a non-empty string or None, got {value!r}")
+        if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id)):
+            raise JobError(f"run_id: {run_id!r} is not a run id; use letters, digits, '-', '_' and '.'")
         data = {
             "id": uuid.uuid4().hex[:8],
             "state": "queued",
@@ -231,6 +248,9 @@ class JobQueue:
             "label": label,
             "created": now(),
             "backend": "ray" if self.ray_address else "local",
+            "experiment": experiment,
+            "trial": trial,
+            "run_id": run_id,
         }
         with state_lock(self.root):
             raw = all_job_files(self.root)
@@ -368,7 +388,7 @@ class JobQueue:
             "started": now(),
             "started_ts": time.time(),
             "start_seq": start_seq,
-            "run_id": _new_run_id(job.config, job.label),
+            "run_id": job.run_id or _new_run_id(job.config, job.label),
             "token": token,
             "max_jobs": self.max_jobs,
             "backend": "ray" if self.ray_address else "local",

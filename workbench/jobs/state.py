@@ -63,8 +63,11 @@ class Job:
 
     ``seq`` orders submissions; ``start_seq`` orders starts (``None`` until started);
     ``position`` is the place in the visible queue (1 = starts next) for a queued job, else
-    ``None``. ``run_id`` is the run the job trains into (known once it starts), ``pid``/``host``
-    the worker process, ``error`` one line when it failed.
+    ``None``. ``run_id`` is the run the job trains into (given at submit, or chosen when it
+    starts), ``pid``/``host`` the worker process, ``error`` one line when it failed.
+    ``experiment`` and ``trial`` name the experiment and the trial key of a job queued by
+    :func:`workbench.sweep.submit_experiment` (``None`` for a single run; job files written before
+    these fields existed load with ``None``).
     """
 
     id: str
@@ -83,6 +86,8 @@ class Job:
     run_id: str | None = None
     error: str | None = None
     stop_requested: bool = False
+    experiment: str | None = None
+    trial: str | None = None
     position: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

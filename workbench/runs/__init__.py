@@ -1,6 +1,20 @@
-"""The run store: the only state shared between processes and users, and the teachers a run names
-(shipped cards, runs of the store, weight files)."""
+"""The run store: the only state shared between processes and users, the teachers a run names
+(shipped cards, runs of the store, weight files), and the tags and notes on runs and experiments."""
 
+from workbench.runs.annotations import (
+    AnnotationError,
+    Annotations,
+    ExperimentTarget,
+    add_tags,
+    annotate,
+    experiment_target,
+    matches,
+    parse_tags,
+    read_annotations,
+    remove_tags,
+    set_note,
+    set_tags,
+)
 from workbench.runs.atomic import (
     WeightsError,
     atomic_save_safetensors,
@@ -36,6 +50,18 @@ from workbench.runs.teachers import (
 )
 
 __all__ = [
+    "AnnotationError",
+    "Annotations",
+    "ExperimentTarget",
+    "add_tags",
+    "annotate",
+    "read_annotations",
+    "experiment_target",
+    "matches",
+    "parse_tags",
+    "remove_tags",
+    "set_note",
+    "set_tags",
     "TeacherError",
     "freeze",
     "kd_temperature",

@@ -43,6 +43,7 @@ from workbench import __version__
 from workbench.config import RunConfig, config_to_yaml
 from workbench.errors import one_line
 from workbench.procs import pid_alive, process_start
+from workbench.runs.annotations import read_annotations
 from workbench.runs.atomic import (
     WeightsError,
     atomic_save_safetensors,
@@ -61,6 +62,7 @@ from workbench.runs.files import (
     read_config,
     read_json_object,
 )
+from workbench.runs.steps import STEP_LOG_FILE, StepLog, read_step_log
 
 #: statuses a listing shows: the recorded ones and ``damaged`` (files unreadable or of the wrong shape)
 STATUSES = (*RECORDED_STATUSES, "damaged")
@@ -244,6 +246,12 @@ class Run:
         except Damage as err:
             raise self._fail(err) from None
 
+    def step_metrics(self) -> StepLog:
+        """The run's step records (``steps.jsonl``, see :mod:`workbench.runs.steps`): a
+        :class:`StepLog` of records and ``damage`` (one line, or None). Never raises; a run
+        without step metrics has an empty log."""
+        return read_step_log(self.path / STEP_LOG_FILE)
+
     @property
     def model_spec(self) -> dict[str, Any]:
         """How to rebuild the run's networks (``{"student": {"name", "kwargs", ...}, ...}``)."""
@@ -355,8 +363,9 @@ class Run:
         return model.to(device).eval()
 
     def summary(self) -> dict[str, Any]:
-        """One row for listings: id, kind, status, dataset, model, methods, key metrics, and
-        ``damage`` (the reason, for a damaged run; else None). Never raises."""
+        """One row for listings: id, kind, status, dataset, model, methods, key metrics, ``tags``
+        (:mod:`workbench.runs.annotations`) and ``damage`` (the reason, for a damaged run; else None).
+        Never raises."""
         status = self.status
         damage = status.get("damage") if status.get("status") == "damaged" else None
         try:
@@ -382,6 +391,7 @@ class Run:
             "best_test_acc": summ.get("best_test_acc"),
             "agreement": summ.get("agreement"),
             "epochs": summ.get("epochs_done"),
+            "tags": list(read_annotations(self).tags),
             "damage": damage,
         }
 

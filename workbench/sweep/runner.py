@@ -157,27 +157,54 @@ def run_trial(
         return result.run_id or "", result.status, dict(result.summary)
 
 
+@dataclass(frozen=True)
+class TrialRun:
+    """One stored run of a sweep's trial: the run, its status (``completed``, ``failed``,
+    ``interrupted``, ...) and whether it is the last link of its chain (a plain run is)."""
+
+    run: Any
+    status: str
+    last_link: bool
+
+
+def trial_runs(store: RunStore, sweeps: set[str] | None = None) -> dict[str, dict[str, list[TrialRun]]]:
+    """``sweep name -> trial key -> its runs`` for every run of the store that a sweep trained
+    (of the sweeps named in ``sweeps`` only, when given), in the store's id order. Runs whose
+    config cannot be read are left out. One pass over the store."""
+    from workbench.train import chain_length
+
+    out: dict[str, dict[str, list[TrialRun]]] = {}
+    for run_id in store.ids():
+        run = store.load(run_id)
+        try:
+            links = run.config.links
+            last = int(links.get("chain_step", 0)) == chain_length(run.config) - 1
+        except ValueError:
+            continue
+        sweep, key = links.get("sweep"), links.get("trial")
+        if not sweep or not key or (sweeps is not None and sweep not in sweeps):
+            continue
+        status = str(run.status.get("status"))
+        out.setdefault(sweep, {}).setdefault(key, []).append(TrialRun(run, status, last))
+    return out
+
+
+def completed_of(runs: dict[str, list[TrialRun]]) -> dict[str, str]:
+    """``trial key -> run id`` of the completed trials among ``runs`` (one sweep's entry of
+    :func:`trial_runs`): a trial is completed when a run of it that is the last link of its chain
+    completed; the id is that run's."""
+    done: dict[str, str] = {}
+    for key, items in runs.items():
+        for item in items:
+            if item.status == "completed" and item.last_link:
+                done[key] = item.run.id
+    return done
+
+
 def completed_trials(store: RunStore, sweep: str) -> dict[str, str]:
     """``trial key -> run id`` of the trials of ``sweep`` already completed in the store (for a
     chain trial, only when its last link completed; the id is that link's)."""
-    from workbench.train import chain_length
-
-    done: dict[str, str] = {}
-    for run in store.list(status="completed"):
-        try:
-            config = run.config
-        except ValueError:
-            continue
-        links = config.links
-        if links.get("sweep") != sweep or "trial" not in links:
-            continue
-        try:
-            last = chain_length(config) - 1
-        except ValueError:
-            continue
-        if int(links.get("chain_step", 0)) == last:
-            done[links["trial"]] = run.id
-    return done
+    return completed_of(trial_runs(store, {sweep}).get(sweep, {}))
 
 
 def _clear_leftovers(store: RunStore, sweep: str, keys: set[str]) -> None:

@@ -8,12 +8,15 @@ A sweep file (YAML)::
     grid:                              # dotted config fields -> list of values (any YAML)
       distill.methods: ["none", "0.9*kd", "0.9*kd + 1*dist"]
       optim.lr: [0.05, 0.1]
+      # a list entry by index: distill.methods[0].params.temperature: [2, 4]
     seeds: [0, 1, 2]
     backend: local                     # local | ray
     workers: 1                         # local: 1 = in this process, >1 = a process pool
     set: ["train.epochs=3"]            # overrides applied to every trial
 
-Each trial is the base config with one combination of grid values and one seed. Its identity
+Each trial is the base config with one combination of grid values and one seed (grid fields are
+set in the grid's order, so ``distill.methods`` before ``distill.methods[0].params.temperature``
+sets the method, then its parameter). Its identity
 (``trial key``) is a hash of the resolved config, so a resumed sweep recognises trials that are
 already completed in the run store.
 """
@@ -24,6 +27,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from workbench.config import ConfigError, RunConfig, apply_overrides
+from workbench.config import ConfigError, RunConfig, apply_overrides, parse_method_expression
 from workbench.validate import validate_run_config
 
 
@@ -151,15 +155,23 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     return spec
 
 
-def expand_trials(spec: SweepSpec) -> list[Trial]:
-    """Every (grid point, seed) as a validated run config, tagged with its sweep and trial key."""
+def base_config(spec: SweepSpec) -> dict[str, Any]:
+    """The mapping every trial of ``spec`` starts from: its ``base`` file (if any) with its
+    inline ``config`` merged over it (before the ``set`` overrides, the grid and the seed)."""
     base: dict[str, Any] = {}
     if spec.base:
         path = Path(spec.base)
         if not path.is_file():
             raise SweepError(f"sweep {spec.name}: base config {path} not found")
         base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    base = _merge(base, spec.config)
+        if not isinstance(base, dict):
+            raise SweepError(f"sweep {spec.name}: base config {path}: expected a mapping of fields")
+    return _merge(base, spec.config)
+
+
+def expand_trials(spec: SweepSpec) -> list[Trial]:
+    """Every (grid point, seed) as a validated run config, tagged with its sweep and trial key."""
+    base = base_config(spec)
     keys = list(spec.grid)
     trials: list[Trial] = []
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
@@ -184,17 +196,73 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
     return trials
 
 
+#: one part of a grid field: a name with optional list indexes, ``methods[0]``
+_PART_RE = re.compile(r"([^.\[\]]+)((?:\[\d{1,6}\])*)")
+
+
+def field_path(dotted: str) -> list[str | int]:
+    """The parts of a grid field: ``"distill.methods[0].params.temperature"`` ->
+    ``["distill", "methods", 0, "params", "temperature"]`` (a part of digits alone, as in
+    ``methods.0``, is an index too). A malformed field is a one-line :class:`SweepError`."""
+    if not isinstance(dotted, str) or not dotted:
+        raise SweepError(f"grid field {dotted!r}: expected a dotted field name, e.g. optim.lr")
+    parts: list[str | int] = []
+    for piece in dotted.split("."):
+        match = _PART_RE.fullmatch(piece)
+        if match is None:
+            raise SweepError(
+                f"grid field {dotted!r}: {piece!r} is not a field name or name[index], "
+                "e.g. distill.methods[0].params.temperature"
+            )
+        name = match.group(1)
+        parts.append(int(name) if name.isdigit() else name)
+        parts += [int(i) for i in re.findall(r"\d+", match.group(2))]
+    return parts
+
+
+def _as_list(value: Any, dotted: str, where: str) -> list[Any]:
+    """``value`` as a list to index into: a method expression (``"0.9*kd + at"``) is parsed."""
+    if isinstance(value, str):
+        try:
+            return parse_method_expression(value)
+        except ValueError as err:
+            raise SweepError(f"grid field {dotted!r}: {where}: {err}") from None
+    if not isinstance(value, list):
+        raise SweepError(f"grid field {dotted!r}: {where} is not a list")
+    return value
+
+
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if isinstance(nxt, list) and part != parts[-1]:
-            raise SweepError(f"grid field {dotted!r}: {part!r} is a list; set the whole list instead")
-        if not isinstance(nxt, dict):
-            nxt = node[part] = {}
-        node = nxt
-    node[parts[-1]] = copy.deepcopy(value)
+    """Set the grid field ``dotted`` (see :func:`field_path`) of a config mapping in place. Missing
+    sections are created; an index must name an existing entry of a list (a method expression
+    string is parsed into its list first)."""
+    parts = field_path(dotted)
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(str(p) for p in parts[:i]) or "the config"
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                raise SweepError(f"grid field {dotted!r}: {where} is not a list")
+            if part >= len(node):
+                raise SweepError(f"grid field {dotted!r}: {where} has {len(node)} entries, no index {part}")
+        elif not isinstance(node, dict):
+            raise SweepError(f"grid field {dotted!r}: {where} is not a section")
+        if last:
+            node[part] = copy.deepcopy(value)
+            return
+        child = node[part] if isinstance(part, int) else node.get(part)
+        if isinstance(parts[i + 1], int):
+            child = _as_list(child if child is not None else [], dotted, ".".join(map(str, parts[: i + 1])))
+        elif child is None:
+            child = {}
+        node[part] = child
+        node = child
+
+
+def trial_count(spec: SweepSpec) -> int:
+    """How many trials ``spec`` expands to (grid points x seeds), computed without expanding."""
+    return math.prod(len(values) for values in spec.grid.values()) * len(spec.seeds)
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ from workbench.train.setup import (
     new_run_id,
     seed_everything,
 )
+from workbench.train.steplog import StepRecorder, step_log_interval
 from workbench.train.store_writer import StoreWriter
 from workbench.validate import methods_needing_teacher
 
@@ -126,6 +127,11 @@ class Trainer:
     learning-rate position, RNG states and the method's own state come back, so the result is
     the one an uninterrupted run gives. The config must equal the run's recorded one except for
     ``train.epochs``.
+
+    Step metrics: on the steps ``train.step_log_every`` picks (about 50 per epoch by default, and
+    each epoch's last), :class:`StepEnded` carries the step's record (``metrics``, see
+    :mod:`workbench.train.steplog`), which the run-store writer appends to the run's step log; other
+    steps build nothing.
     """
 
     def __init__(
@@ -485,6 +491,7 @@ class Trainer:
                 history=[dict(h) for h in history],
                 loader_epoch=self.train_loader.epoch,
                 config=self.config,
+                elapsed=self._steps.elapsed(),
             )
         )
         if any(getattr(s, "wants_resume", False) for s in self.subscribers):
@@ -496,6 +503,13 @@ class Trainer:
         """Train from the start (or the resume point) to the budget or a stop; every failure is
         announced as :class:`RunFailed` before it propagates."""
         pos = self._start_position()
+        point = self._resume_point
+        self._steps = StepRecorder(
+            step_log_interval(self.config.train.step_log_every, self.steps_per_epoch),
+            self.steps_per_epoch,
+            self.total_steps,
+            elapsed=point.elapsed if point is not None else 0.0,
+        )
         try:
             self._emit(
                 RunStarted(
@@ -560,13 +574,15 @@ class Trainer:
         self, run_id: str | None, epoch: int, pos: _Position, taps: FeatureTaps
     ) -> tuple[dict[str, Any], int]:
         """One epoch's steps (to the budget or a stop); returns its training metrics and the number
-        of steps it ran. Each step is announced (:class:`StepEnded`) and counted in ``progress``."""
+        of steps it ran. Each step is announced (:class:`StepEnded`, with its step-log record on the
+        steps ``train.step_log_every`` picks) and counted in ``progress``."""
         message = f"epoch {pos.epoch_no}/{self.epochs}"
         stop_flag, cancel, progress = self._stop, self.cancel, self.progress
-        base, units_total = SETUP_UNITS, self._units_total
+        base, units_total, recorder = SETUP_UNITS, self._units_total, self._steps
         self.train_loader.set_epoch(epoch)
         self.method.on_epoch_start(epoch)
         t0 = time.perf_counter()
+        recorder.start_epoch()
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=self.device)
         seen = 0
@@ -578,14 +594,28 @@ class Trainer:
             with torch.no_grad():
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach()
-                correct += (logits.argmax(1) == batch.y).sum()
-            seen += batch.y.shape[0]
+                hits = (logits.argmax(1) == batch.y).sum()
+                correct += hits
+            size = batch.y.shape[0]
+            seen += size
             n_steps += 1
             pos.step += 1
             if self.subscribers:
                 lr = self.optimizer.param_groups[0]["lr"]
                 shown = {k: v.item() for k, v in terms.items()}
-                self._emit(StepEnded(run_id, pos.step, pos.epoch_no, loss_value, shown, lr))
+                record = None
+                if recorder.due(pos.step, n_steps):
+                    record = recorder.record(
+                        step=pos.step,
+                        epoch=pos.epoch_no,
+                        loss=loss_value,
+                        terms=shown,
+                        lr=lr,
+                        hits=hits,
+                        batch_size=size,
+                        seen=seen,
+                    )
+                self._emit(StepEnded(run_id, pos.step, pos.epoch_no, loss_value, shown, lr, record))
             if progress is not None:
                 progress(base + pos.step, units_total, message)
             if stop_flag.is_set() or (cancel is not None and cancel.cancelled):

@@ -211,12 +211,19 @@ class RunStarted(_EventBase):
 
 @dataclass(frozen=True)
 class StepEnded(_EventBase):
+    """A training step ended: global ``step`` (from 1) of ``epoch``, its total ``loss``, its
+    weighted loss ``terms`` and learning rate ``lr``. ``metrics`` is the step's record for the step
+    log when ``train.step_log_every`` picks this step (``step``, ``epoch``, ``loss``,
+    ``loss/<term>``, ``lr``, ``batch_acc``, ``images_per_s``, ``time``; see
+    :mod:`workbench.train.steplog`), else ``None``."""
+
     run_id: str | None
     step: int
     epoch: int
     loss: float
     terms: dict[str, float]
     lr: float
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ over the previous one (only the latest is kept). Its tensors are:
 * ``rng.torch``, ``rng.cuda<k>``, ``rng.gen.<path>`` — torch's CPU and CUDA generator states and
   any ``torch.Generator`` a method holds.
 
-Its safetensors metadata ``resume`` holds JSON: the epoch and step reached, the best test
-accuracy, the metrics history, Python's and NumPy's RNG states, the optimizer's hyperparameters
-and scalar state, the batch loader's epoch, each method's plain attributes (flags, counters) and
-the run's config. Tensors and metadata live in one file, so they can never disagree.
+Its safetensors metadata ``resume`` holds JSON: the epoch and step reached, the training seconds
+so far, the best test accuracy, the metrics history, Python's and NumPy's RNG states, the
+optimizer's hyperparameters and scalar state, the batch loader's epoch, each method's plain
+attributes (flags, counters) and the run's config. Tensors and metadata live in one file, so they
+can never disagree.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class ResumePoint:
     @property
     def step(self) -> int:
         return int(self.meta["step"])
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training before this point (0 for a point written without them)."""
+        return float(self.meta.get("elapsed", 0.0))
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -142,9 +148,11 @@ def capture(
     history: list[dict[str, Any]],
     loader_epoch: int,
     config: RunConfig,
+    elapsed: float = 0.0,
 ) -> ResumePoint:
     """Everything needed to continue training after ``epoch`` (counted from 1), as CPU tensors and
-    JSON; ``state`` is the training state (:func:`workbench.train.training_state`)."""
+    JSON; ``state`` is the training state (:func:`workbench.train.training_state`), ``elapsed`` the
+    seconds since training started (the step log's clock continues from there)."""
     tensors = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
     for name, buf in method.named_buffers():
         tensors[f"buffer.{name}"] = buf.detach().to("cpu", copy=True)
@@ -170,6 +178,7 @@ def capture(
         "best": float(best),
         "history": history,
         "loader_epoch": int(loader_epoch),
+        "elapsed": float(elapsed),
         "python_rng": _python_state(),
         "numpy_rng": _numpy_state(),
         "optimizer": {

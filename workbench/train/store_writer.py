@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.runs import RunWriter, utc_now
+from workbench.runs import RunDeletedError, RunWriter, utc_now
+from workbench.runs.steps import StepLogAppender
 from workbench.train.events import (
     EpochEnded,
     EvalEnded,
@@ -18,6 +19,7 @@ from workbench.train.events import (
     RunStarted,
     RunStopped,
     RunWarning,
+    StepEnded,
 )
 from workbench.train.resume import RESUME_CHECKPOINT
 
@@ -30,7 +32,9 @@ class StoreWriter:
     for an epoch that writes no checkpoint). At every epoch end the resume point
     (``checkpoints/resume.safetensors``: weights, optimizer, RNG and method state, see
     :mod:`workbench.train.resume`) replaces the previous one; a completed run drops it.
-    Warnings (:class:`RunWarning`) are kept in the status (``warnings``).
+    Warnings (:class:`RunWarning`) are kept in the status (``warnings``). Step records (a
+    :class:`StepEnded` with ``metrics``) are appended to the run's step log, one flushed line each
+    (:mod:`workbench.runs.steps`); a resumed run appends after its earlier records.
     """
 
     def __init__(self, writer: RunWriter, snapshot_every_epoch: bool | None = None) -> None:
@@ -38,13 +42,28 @@ class StoreWriter:
         self.snapshots = snapshot_every_epoch
         self.teacher_metrics: dict[str, Any] = {}
         self.warnings: list[str] = []
+        self.steps = StepLogAppender(writer.path)
+
+    def _append_step(self, record: dict[str, Any]) -> None:
+        try:
+            self.steps.append(record)
+        except FileNotFoundError:
+            if not self.writer.path.is_dir():
+                raise RunDeletedError(
+                    f"run {self.writer.id}: its directory is gone (the run was removed while it was written); "
+                    "nothing more is recorded"
+                ) from None
+            raise
 
     def _metrics(self, history: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"epochs": list(history), "summary": summary or {}, "teacher": self.teacher_metrics}
 
     def __call__(self, event: Event) -> None:
         w = self.writer
-        if isinstance(event, RunStarted):
+        if isinstance(event, StepEnded):
+            if event.metrics is not None:
+                self._append_step(event.metrics)
+        elif isinstance(event, RunStarted):
             w.write_model_spec(event.model_spec)
             self.teacher_metrics = dict(event.teacher_metrics)
             if self.snapshots is None:
@@ -79,6 +98,7 @@ class StoreWriter:
             w.write_metrics(self._metrics(event.history, summary))
             w.update_status(step=event.step, epoch=event.epoch)
         elif isinstance(event, (RunFinished, RunStopped)):
+            self.steps.close()
             w.save_checkpoint("final", event.snapshot.state())
             w.write_metrics(self._metrics(event.history, event.summary))
             status = "completed" if isinstance(event, RunFinished) else "stopped"
@@ -86,6 +106,7 @@ class StoreWriter:
             if status == "completed":  # nothing left to resume: drop the optimizer/RNG state
                 w.run.checkpoint_path(RESUME_CHECKPOINT).unlink(missing_ok=True)
         elif isinstance(event, RunFailed):
+            self.steps.close()
             w.write_metrics(self._metrics(event.history))
             w.update_status(
                 status="failed",

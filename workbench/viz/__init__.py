@@ -25,6 +25,7 @@ from workbench.viz.cam import (
 )
 from workbench.viz.difficulty import difficulty_class_bars, difficulty_scatter
 from workbench.viz.doctor import finding_figure, findings_bars, findings_table, softness_histogram
+from workbench.viz.experiments import group_curves, leaderboard, parallel_coordinates, parameter_scatter
 from workbench.viz.images import to_display_images
 from workbench.viz.landscape import (
     interpolation_curves,
@@ -67,14 +68,18 @@ __all__ = [
     "finding_figure",
     "findings_bars",
     "findings_table",
+    "group_curves",
     "interpolation_curves",
     "landscape_comparison",
     "landscape_contours",
     "landscape_lines",
     "landscape_surface",
+    "leaderboard",
     "localization_summary",
     "loss_terms",
     "metric_series",
+    "parallel_coordinates",
+    "parameter_scatter",
     "per_class_bars",
     "rank_correlation_bars",
     "reliability_diagrams",

@@ -1,4 +1,5 @@
-"""Jupyter panels over the library (ipywidgets 8 + plotly): train, explore, diagnose, compare.
+"""Jupyter panels over the library (ipywidgets 8 + plotly): train, run experiments, explore, diagnose,
+compare, annotate.
 
 Every panel has ``widget`` (display it, or the panel itself), ``figure`` (the plotly figure shown),
 ``controls`` with ``set(**values)`` / ``value(name)``, ``result`` and ``error`` (one line, never
@@ -8,6 +9,7 @@ computes nothing itself: it calls :mod:`workbench.analysis`, :mod:`workbench.job
 """
 
 from workbench.widgets.base import Panel, PanelError
+from workbench.widgets.experiments import ExperimentPanel
 from workbench.widgets.explorers import (
     AGREEMENT_VIEWS,
     AgreementExplorer,
@@ -16,7 +18,7 @@ from workbench.widgets.explorers import (
     LandscapeExplorer,
     SimilarityExplorer,
 )
-from workbench.widgets.runs import CompareRuns, DoctorPanel
+from workbench.widgets.runs import CompareRuns, DoctorPanel, RunNotes
 from workbench.widgets.train import TrainPanel
 
 __all__ = [
@@ -26,9 +28,11 @@ __all__ = [
     "CompareRuns",
     "DarkKnowledge",
     "DoctorPanel",
+    "ExperimentPanel",
     "LandscapeExplorer",
     "Panel",
     "PanelError",
+    "RunNotes",
     "SimilarityExplorer",
     "TrainPanel",
 ]

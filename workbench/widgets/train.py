@@ -4,8 +4,12 @@ The form is generated from the registries (datasets, shipped teachers and teache
 methods) and from each method's parameter schema (:func:`workbench.distill.forms.schema_fields`).
 ``start()`` submits the config to :class:`workbench.jobs.JobQueue`, the queue the app and the CLI
 use; the job trains in a worker process, so the kernel stays usable. A daemon thread reads the
-job's progress and the run's metrics from the run store about once a second and redraws the bar
-and the curves, until the job is final or the panel is closed.
+job's place in the queue, its progress, the run's step records (``steps.jsonl``,
+:meth:`workbench.runs.Run.step_metrics`) and epoch metrics from the run store about once a second
+and redraws the bar and the curves, until the job is final or the panel is closed. The curves are
+the step records of one step metric, raw and smoothed (the bias-corrected exponential moving
+average of :func:`workbench.experiments.ema`), with the epoch values as points
+(:func:`workbench.viz.step_curves`); a run without step records draws its epoch curves.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import ipywidgets as W
 
 from workbench.config import TEACHER_PRECISIONS
 from workbench.distill.forms import text_hint
-from workbench.widgets.base import Panel, PanelError
+from workbench.vocabulary import LOSS_TERM_PREFIX, STEP_METRICS
+from workbench.widgets.base import Background, Panel, PanelError
 
 NO_TEACHER = "none"
+#: the controls that change how the curves are drawn, not the run config
+VIEW_CONTROLS = ("metric", "smoothing")
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,9 +73,15 @@ class TrainPanel(Panel):
     values (by name) or sections merged into the config (e.g. ``train={"max_steps": 5}``,
     ``data={"train_subset": 256}``).
 
+    How the run is drawn while it trains: ``metric`` (a step metric, :data:`workbench.vocabulary.
+    STEP_METRICS`, and the ``loss/<term>`` entries the run records) and ``smoothing`` (the weight of
+    the debiased moving average drawn over the raw curve, 0 to 0.99; 0 draws the raw curve alone).
+
     ``config`` is the validated config of the form (``None`` while it is invalid; :attr:`error` says
-    why); ``start()`` queues it; ``job`` is the queued job, ``progress`` the last progress mapping,
-    ``metrics`` the run's metrics as last read, ``run`` the finished :class:`workbench.runs.Run`.
+    why); ``start()`` queues it; ``job`` is the queued job (its ``position`` in the queue while it
+    waits, shown in the panel), ``progress`` the last progress mapping, ``step_log`` the run's step
+    records as last read (a :class:`workbench.runs.StepLog`), ``metrics`` the run's epoch metrics as
+    last read, ``run`` the finished :class:`workbench.runs.Run`.
     """
 
     title = "Train a student"
@@ -86,6 +99,8 @@ class TrainPanel(Panel):
         seed: int = 0,
         workspace: str | None = None,
         poll: float = 1.0,
+        metric: str = "loss",
+        smoothing: float = 0.6,
         **overrides: Any,
     ) -> None:
         super().__init__()
@@ -106,8 +121,9 @@ class TrainPanel(Panel):
         self.run: Any = None
         self.progress: dict[str, Any] | None = None
         self.metrics: dict[str, Any] | None = None
-        self._watcher: threading.Thread | None = None
-        self._stop_watch = threading.Event()
+        self.step_log: Any = None
+        self._draw_lock = threading.Lock()
+        self._watcher = Background("train-watch")
         self._method_widgets: dict[str, dict[str, W.ValueWidget]] = {}
         self._method_fields: dict[str, dict[str, Any]] = {}  # method -> {param: forms.Field}
         self.extra_config: dict[str, Any] = {}
@@ -137,6 +153,9 @@ class TrainPanel(Panel):
         self.stop_button = W.Button(description="Stop", disabled=True)
         self.start_button.on_click(lambda _b: self.start())
         self.stop_button.on_click(lambda _b: self.stop())
+        self._add("metric", W.Dropdown(options=list(STEP_METRICS), value="loss", description="metric"))
+        self._add("smoothing", W.FloatSlider(value=0.6, min=0.0, max=0.99, step=0.01, description="smoothing",
+                                             continuous_update=False))
         self.job_text = W.HTML(value="")
         self.progress_bar.description = "progress"
         c = self.controls
@@ -145,8 +164,9 @@ class TrainPanel(Panel):
             W.HBox([c["methods"], W.VBox([c["ce_weight"], c["teacher_precision"], c["epochs"], c["seed"], c["max_steps"], c["name"]])]),
             self.method_box,
             W.HBox([self.start_button, self.stop_button, self.job_text]),
+            W.HBox([c["metric"], c["smoothing"]]),
         )
-        initial: dict[str, Any] = {"teacher": teacher, "methods": methods}
+        initial: dict[str, Any] = {"teacher": teacher, "methods": methods, "metric": metric, "smoothing": smoothing}
         for key, value in overrides.items():
             if key in self.controls or "." in key:
                 initial[key] = value
@@ -198,6 +218,9 @@ class TrainPanel(Panel):
         self.method_box.children = tuple(boxes)
 
     def _check_value(self, name: str, value: Any) -> Any:
+        if name == "metric" and isinstance(value, str) and value.startswith(LOSS_TERM_PREFIX):
+            self._offer_metrics([value])  # a loss term the run will record
+            return value
         if name == "methods":
             from workbench.distill import list_methods
 
@@ -230,9 +253,15 @@ class TrainPanel(Panel):
             self._sync_method_forms()
         if self._apply(rest):
             self._changed(None, None)
+            if any(k in VIEW_CONTROLS for k in rest):
+                self._draw()
         return self
 
     def _changed(self, name: str | None, change: Any) -> None:
+        if name in VIEW_CONTROLS:
+            if not self._suspend and not self._closed:
+                self._draw()  # how the run is drawn, not what it trains
+            return
         if name == "methods" or name is None:
             self._sync_method_forms()
         super()._changed(name, change)
@@ -305,12 +334,10 @@ class TrainPanel(Panel):
         except Exception as err:  # noqa: BLE001
             self._fail(err)
             return None
-        self.run, self.metrics, self.progress = None, None, None
+        self.run, self.metrics, self.progress, self.step_log = None, None, None, None
         self._show(None)
         self.stop_button.disabled = False
-        self._stop_watch.clear()
-        self._watcher = threading.Thread(target=self._watch, name="workbench-train-watch", daemon=True)
-        self._watcher.start()
+        self._watcher.start(self._watch, self._report, lambda _r: None, self._fail, lambda: None)
         return self.job
 
     def _job_done(self) -> bool:
@@ -320,48 +347,111 @@ class TrainPanel(Panel):
             return True
         return self.job.done
 
-    def _watch(self) -> None:
-        last_epochs = -1
-        while not self._stop_watch.is_set():
+    def _watch(self, progress: Any, cancel: Any) -> None:
+        """The watcher's loop (in a :class:`Background` thread): move the queue on, read the job and
+        its run, redraw what changed, until the job is final or the watch is stopped."""
+        seen: tuple[int, int] = (-1, -1)
+        while not cancel.cancelled:
             try:
                 self.queue.pump()
                 done = self._job_done()
-                last_epochs = self._update(last_epochs)
+                seen = self._update(seen)
                 if done:
                     self._finish()
                     return
             except Exception as err:  # noqa: BLE001 - shown, and the watch goes on
                 self._fail(err)
-            self._stop_watch.wait(self.poll)
+            deadline = time.monotonic() + self.poll
+            while not cancel.cancelled and time.monotonic() < deadline:
+                time.sleep(min(0.05, self.poll))
 
-    def _update(self, last_epochs: int) -> int:
-        """Read progress and metrics from the store; redraw what changed. Returns the epochs drawn."""
+    def _job_line(self) -> str:
+        job = self.job
+        if job.state == "queued":
+            where = f"position {job.position} in the queue" if job.position else "waiting for a slot"
+            return f"job {job.id}: queued, {where}"
+        return f"job {job.id}: {job.state}" + (f" · run {job.run_id}" if job.run_id else "")
+
+    def _update(self, seen: tuple[int, int]) -> tuple[int, int]:
+        """Read the job's place, progress, step records and epoch metrics from the store; redraw when
+        a step or an epoch was added. Returns ``(step records, epochs)`` drawn."""
+        from workbench.runs import Run
+
         job = self.job
         prog = self.queue.progress(job.id) if job.run_id else None
         self.progress = prog
-        pos = f" · position {job.position}" if job.position else ""
-        self.job_text.value = f"job {job.id}: {job.state}{pos}" + (f" · run {job.run_id}" if job.run_id else "")
-        if prog:
-            total = int(prog.get("total_steps") or 0)
-            step = int(prog.get("step") or 0)
-            self._report(step, total or 1, f"epoch {prog.get('epoch') or 0}/{prog.get('epochs') or '?'}")
-        if job.run_id and (self.store.root / job.run_id / "metrics.json").exists():
-            from workbench.viz import training_curves
+        line = self._job_line()
+        if not job.run_id or not (self.store.root / job.run_id).is_dir():
+            self.job_text.value = line
+            return seen
+        run = Run(job.run_id, self.store.root / job.run_id)
+        log = run.step_metrics()
+        metrics = run.metrics if (run.path / "metrics.json").exists() else {}
+        self.step_log, self.metrics = log, metrics
+        if prog:  # the status says the step at epoch ends; the step log between them
+            last = log.records[-1] if log.records else {}
+            step = max(int(prog.get("step") or 0), int(last.get("step") or 0))
+            epoch = last.get("epoch") or prog.get("epoch") or 0
+            total = int(prog.get("total_steps") or 0) or 1
+            self._report(step, total, f"epoch {epoch}/{prog.get('epochs') or '?'}")
+        if log.damage:
+            line += f" · step log: {log.damage}"
+        self.job_text.value = line
+        now = (len(log.records), len(metrics.get("epochs", [])))
+        if now != seen and max(now) > 0:
+            self._offer_metrics(step_metric_names(log.records))
+            self._draw()
+            return now
+        return seen
 
-            metrics = self.store.load(job.run_id).metrics
-            self.metrics = metrics
-            n = len(metrics.get("epochs", []))
-            if n != last_epochs and n > 0:
-                self._show(training_curves(metrics, title=f"Training · {job.run_id}"))
-                return n
-        return last_epochs
+    def _offer_metrics(self, names: Sequence[str]) -> None:
+        """Add step metrics (the run's ``loss/<term>`` entries) to the ``metric`` control's options."""
+        w = self.controls["metric"]
+        new = [n for n in names if n not in w.options]
+        if new:
+            self._suspend += 1
+            try:
+                keep = w.value
+                w.options = [*w.options, *new]
+                w.value = keep
+            finally:
+                self._suspend -= 1
+
+    def _draw(self) -> None:
+        """Draw the run's step curves of ``metric`` (raw, smoothed, epoch points), or its epoch curves
+        when it has no step record yet; nothing before either exists."""
+        from workbench.experiments import ema
+        from workbench.viz.training import step_curves, step_series, training_curves
+
+        if self.job is None or not self.job.run_id:
+            return
+        run_id, metric = self.job.run_id, self.value("metric")
+        records = self.step_log.records if self.step_log is not None else []
+        epochs = (self.metrics or {}).get("epochs") or []
+        with self._draw_lock:
+            try:
+                _, values = step_series(records, metric)
+                if values.size:
+                    weight = float(self.value("smoothing"))
+                    smoothed = {run_id: ema(values, weight)} if weight > 0 else None
+                    fig = step_curves({run_id: records}, metric, smoothed=smoothed,
+                                      epochs={run_id: epochs} if epochs else None,
+                                      title=f"{metric} by step · {run_id}")
+                elif epochs:
+                    fig = training_curves(self.metrics, title=f"Training · {run_id}")
+                else:
+                    return
+            except Exception as err:  # noqa: BLE001 - shown in the panel as one line
+                self._fail(err)
+                return
+            self._show(fig)
 
     def _finish(self) -> None:
         job = self.job
         self.stop_button.disabled = True
         if job.run_id and (self.store.root / job.run_id / "status.json").exists():
             self.run = self.store.load(job.run_id)
-            self._update(-1)
+            self._update((-1, -1))
         if job.state == "failed":
             self._fail(f"job {job.id} failed: {job.error or 'see the job log'}")
         elif job.state == "finished":
@@ -388,17 +478,29 @@ class TrainPanel(Panel):
             self._fail("wait: no job started from this panel")
             return None
         self.job = self.queue.wait(self.job.id, timeout)
-        deadline = time.monotonic() + 10
-        while self._watcher is not None and self._watcher.is_alive() and time.monotonic() < deadline:
-            self._watcher.join(0.2)
+        self._watcher.wait(10)
         if self.run is None:
             self._finish()
         return self.run
 
     def close(self) -> None:
         """Stop watching (the job goes on in its worker) and close the widgets."""
-        self._stop_watch.set()
+        self._watcher.stop()
         super().close()
 
 
-__all__ = ["NO_TEACHER", "TrainPanel"]
+def step_metric_names(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The step metrics ``records`` hold: :data:`STEP_METRICS` first, then their ``loss/<term>``
+    entries in the order they first appear."""
+    seen: set[str] = set()
+    terms: list[str] = []
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                seen.add(key)
+                if key.startswith(LOSS_TERM_PREFIX) and key not in terms:
+                    terms.append(key)
+    return [m for m in STEP_METRICS if m in seen] + terms
+
+
+__all__ = ["NO_TEACHER", "TrainPanel", "step_metric_names"]

@@ -1,0 +1,74 @@
+"""Experiments: a grid of settings and seeds, queued as one experiment. The base config is the New-run
+form; each grid row varies one field of the run config over comma-separated values; the page says
+how many runs and how long before Start, lists the experiment's trials and their states, stops it,
+and opens Compare on its groups (mean ± std over the seeds)."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app.lib import bindings as bind
+from app.lib import forms, grid, layout, live, state
+from workbench.sweep import list_experiments, submit_experiment
+from workbench.workspaces import ALL_WORKSPACES
+
+MAX_ROWS = 6
+
+with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; results per group of seeds."):
+    queue = state.get_queue()
+
+    with layout.guard():  # a bad value is one line; the experiments list still shows
+        st.subheader("Base config")
+        base = forms.run_form(train_first=False, max_steps=True, run_name=False).form
+
+        st.subheader("Grid")
+        fields = grid.grid_fields(base)
+        first = next((f for f in fields if ".params." in f), "optim.lr")
+        n_rows = bind.bound_number("Grid rows", "rows", 1, min_value=0, max_value=MAX_ROWS)
+        rows: dict[str, list] = {}
+        for i in range(1, int(n_rows) + 1):
+            left, right = st.columns([2, 3])
+            field = bind.bound_selectbox(
+                f"Field {i}", f"field{i}", fields, default=first if i == 1 else "optim.lr", container=left
+            )
+            text = bind.bound_text(
+                f"Values {i}", f"values{i}", "", max_chars=2000, container=right,
+                placeholder="comma-separated, e.g. 0.05, 0.1",
+                help="Each value is read as YAML: numbers, words, true/false, [lists] or {maps}.",
+            )
+            if text.strip():
+                if field in rows:
+                    raise state.AppInputError(f"grid: {field} is chosen in two rows; give all its values in one")
+                rows[field] = grid.parse_values(field, text)
+        left, right = st.columns(2)
+        seeds = grid.parse_seeds(
+            bind.bound_text("Seeds", "seeds", "3", max_chars=200, container=left,
+                            help="A count (3 = seeds 0, 1, 2) or a list (0, 4, 7).")
+        )
+        default = f"{base.student}-{base.dataset}-{time.strftime('%m%d-%H%M')}"
+        name = bind.bound_text(
+            "Experiment name", "experiment_name", default, max_chars=80, container=right, placeholder=default,
+            help="Letters, digits, '_', '.' and '-'. Start it again to train only the trials that are missing.",
+        ).strip() or default
+        spec = grid.experiment_spec(name, base, rows, seeds)
+        grid.check_size(spec)  # a grid too large is refused here, in one line, before Start
+        estimate = grid.estimate(spec)
+        st.info(f"{grid.size_line(spec)}; {estimate.text()}.", icon=":material/calculate:")
+        if st.button("Start", type="primary", key="start"):
+            sub = submit_experiment(spec, queue, workspace=state.job_workspace(), max_hours=grid.max_hours())
+            state.pump()
+            live.follow(sub.jobs)
+            st.success(sub.line())
+            st.query_params["experiment"] = sub.name
+
+    st.subheader("Experiments")
+    ws = state.workspace()
+    found = list_experiments(state.get_store(), None if ws in (None, ALL_WORKSPACES) else ws)
+    if not found:
+        st.caption("No experiments in this workspace yet.")
+    else:
+        summaries = {e.name: f"{e.name} · {e.summary()}" for e in found}
+        chosen = bind.bound_selectbox("Experiment", "experiment", list(summaries), format_func=summaries.get)
+        grid.show_experiment(chosen)
