@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import load_note, machine, write_section  # noqa: E402
+from _report import machine, write_section  # noqa: E402
 from methods_table import OBJECTIVES, STUDENT, method_entry  # noqa: E402
 
 from workbench.distill import list_methods  # noqa: E402
@@ -109,6 +109,14 @@ def method_rows(store: Path, status: Any) -> list[dict[str, Any]]:
 
 def _pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.2f}"
+
+
+def load_note(before: float) -> str:
+    """The machine's load over the run: the 1-minute load average at its start and its end."""
+    after = os.getloadavg()[0]
+    busy = before >= 1.0 or after >= 2.5
+    tail = "other work shared the cores, so the seconds are noisy" if busy else "a quiet machine"
+    return f"Load: 1-minute load average {before:.1f} at the start, {after:.1f} at the end ({tail})."
 
 
 def full_run_note(spec: SweepSpec, args: argparse.Namespace) -> list[str]:

@@ -1,5 +1,6 @@
 """What the browser test of the app and the app benchmark share: Chromium's flags, the JavaScript that
-says a Streamlit page has finished and drew its figures, and stopping the jobs an app run queued.
+says a Streamlit page has finished and drew its figures (and how many points a figure holds), and
+stopping the jobs an app run queued.
 
 Starting, waiting for and stopping the app itself is :mod:`workbench.serve` (``start``,
 ``wait_ready``, ``stop``, ``free_port``).
@@ -36,6 +37,25 @@ def page_ready_js(title: str, min_plots: int) -> str:
       const h = document.querySelector('[data-testid="stMainBlockContainer"] h1');
       return !!h && h.innerText.includes({json.dumps(title)}) && ({IDLE_JS})() && ({PLOTS_JS})() >= {min_plots};
     }}"""
+
+
+def plot_points_js(title_part: str) -> str:
+    """JavaScript: the most points any trace holds in the drawn plotly figure whose title contains
+    ``title_part`` (0 when there is no such figure yet)."""
+    return f"""() => {{
+      const plots = Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .filter(g => g.layout && g.layout.title && String(g.layout.title.text || '').includes({json.dumps(title_part)}));
+      let most = 0;
+      // _fullData: the traces as drawn (their x may arrive as typed-array specs, not arrays)
+      for (const g of plots) for (const t of (g._fullData || [])) most = Math.max(most, t._length || 0);
+      return most;
+    }}"""
+
+
+#: JavaScript: mark the current document, to tell later that the page was never reloaded
+MARK_JS = "() => { window.__workbenchMark = 'not reloaded'; return true; }"
+#: JavaScript: whether the mark set by :data:`MARK_JS` is still there (no reload since)
+MARKED_JS = "() => window.__workbenchMark === 'not reloaded'"
 
 
 def stop_jobs(root: Path, grace: float = 20) -> None:

@@ -7,6 +7,10 @@ KD run renders its plotly figures without an exception or an error line -> a cop
 view in a fresh browser context.
 Screenshots of every page land in the test's temporary folder (the path is printed).
 
+Training that follows you: "Run the demo" -> the Training page shows the queued job, then the running
+one, and a step point appears without a reload; Start -> Training shows that run. Experiments: a 2x2
+grid with 2 seeds started from the Experiments page -> Compare shows 4 groups with mean ± std.
+
 Needs the ``playwright`` package and a ``chromium`` executable (never downloads a browser): skipped
 when either is missing, failed instead where ``CI=true``.
 """
@@ -16,10 +20,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
-from browser import CHROMIUM_ARGS, IDLE_JS, PLOTS_JS, page_ready_js, stop_jobs
+from browser import (
+    CHROMIUM_ARGS,
+    IDLE_JS,
+    MARK_JS,
+    MARKED_JS,
+    PLOTS_JS,
+    page_ready_js,
+    plot_points_js,
+    stop_jobs,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -190,3 +207,105 @@ def test_app_end_to_end_in_chromium(tmp_path):
         stop_jobs(root)
         serve.stop(proc)
         log.close()
+
+
+# ---- training that follows you, and experiments ------------------------------------------------------
+#: a scratch MLP on digits: the New-run form's URL for a run that takes seconds
+TINY_FORM = {"dataset": "digits", "student": "mlp", "teacher": "none (train from scratch)", "methods": "none",
+             "epochs": "1"}
+
+
+@pytest.fixture
+def served(tmp_path) -> Iterator[SimpleNamespace]:
+    """The app on a fresh run store (one job at a time) and a headless Chromium page:
+    ``url``, ``root``, ``page``, ``browser``."""
+    exe = _need_browser()
+    pytest.importorskip("streamlit")
+    from playwright.sync_api import sync_playwright
+
+    from workbench import serve
+
+    root = tmp_path / "runs"
+    port = serve.free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = serve.start(port=port, host="127.0.0.1", runs=root, max_jobs=1, stdout=log, stderr=subprocess.STDOUT,
+                       start_new_session=True)
+    try:
+        serve.wait_ready(url, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                yield SimpleNamespace(url=url, root=root, page=page, browser=browser)
+            finally:
+                browser.close()
+    finally:
+        stop_jobs(root)
+        serve.stop(proc)
+        log.close()
+
+
+def test_training_follows_the_demo_then_a_start(served):
+    from workbench.jobs import JobQueue
+
+    page, url, root = served.page, served.url, served.root
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("button", name="Run the demo").click(timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_text("Queued 2 demo runs").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_role("link", name="Open Training").click()
+    page.wait_for_function(page_ready_js("Training", 0), timeout=PAGE_TIMEOUT_S * 1000)
+    page.evaluate(MARK_JS)
+    assert page.get_by_text("No runs yet").count() == 0
+    # one job at a time: the second demo run waits, with its place and an estimated wait
+    page.get_by_text("demo-kd is queued, position 1 · starts in about").wait_for(timeout=60_000)
+    # the first one runs: its run opens by itself and a step point is drawn, with no reload
+    page.wait_for_function(f"() => ({plot_points_js('by step')})() >= 1", timeout=JOBS_TIMEOUT_S * 1000,
+                           polling=250)
+    assert page.evaluate(MARKED_JS), "the Training page was reloaded"
+    scratch = next(j for j in JobQueue(root, max_jobs=1).list() if j.name == "demo-scratch")
+    assert f"run={scratch.run_id}" in page.url
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "running"
+    _assert_no_crash(page, "training, following the demo")
+    stop_jobs(root)
+
+    # Start on Home -> the Training page shows that run
+    page.goto(f"{url}/?{urlencode(TINY_FORM)}", wait_until="domcontentloaded")
+    page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_role("link", name="Watch it on the Training page").click(timeout=60_000)
+    page.wait_for_function(page_ready_js("Training", 0), timeout=PAGE_TIMEOUT_S * 1000)
+    queue = JobQueue(root, max_jobs=1)
+    job = next(j for j in queue.list() if j.name not in ("demo-scratch", "demo-kd"))
+    assert f"job={job.id}" in page.url
+    deadline = time.monotonic() + JOBS_TIMEOUT_S
+    while not queue.get(job.id).run_id:
+        assert time.monotonic() < deadline, queue.log(job.id)
+        time.sleep(0.25)
+    run_id = queue.get(job.id).run_id
+    page.wait_for_function(f"() => location.search.includes('run={run_id}')", timeout=JOBS_TIMEOUT_S * 1000)
+    shown = """(tail) => Array.from(document.querySelectorAll('[data-testid="stSelectbox"] input[aria-label="Run"]'))
+        .some(box => box.value.includes(tail))"""
+    page.wait_for_function(shown, arg=run_id[-4:], timeout=60_000)
+    _assert_no_crash(page, "training after Start")
+
+
+def test_a_grid_from_the_experiments_page_is_compared_in_groups(served):
+    page, url = served.page, served.url
+    grid = {**TINY_FORM, "max_steps": "3", "rows": "2", "field1": "optim.lr", "values1": "0.05, 0.1",
+            "field2": "data.batch_size", "values2": "32, 64", "seeds": "2", "experiment_name": "two-by-two"}
+    page.goto(f"{url}/experiments?{urlencode(grid)}", wait_until="domcontentloaded")
+    page.get_by_text("8 runs: 2 optim.lr × 2 data.batch_size × 2 seeds").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_text("experiment two-by-two: 8 trials, 8 queued").wait_for(timeout=60_000)
+    # the trials' states refresh by themselves until every one has finished
+    page.get_by_text("8 trials: 8 completed").wait_for(timeout=JOBS_TIMEOUT_S * 1000)
+    _assert_no_crash(page, "experiments")
+    page.get_by_role("link", name="Compare its groups").click()
+    _wait_page(page, "Compare runs", 3)
+    _assert_no_crash(page, "compare")
+    page.get_by_text("4 group(s) of 2 seed(s)").wait_for(timeout=30_000)
+    bands = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .filter(g => String(g.layout.title.text).includes('test_acc by epoch, mean ± std'))
+        .map(g => g.data.filter(t => t.fill === 'tonexty').length)""")
+    assert bands == [4], bands

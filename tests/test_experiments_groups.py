@@ -17,7 +17,7 @@ import pytest
 
 from workbench.config import validate_config
 from workbench.experiments import (
-    ExperimentError,
+    ResultsError,
     baseline_comparison,
     config_fields,
     epoch_bands,
@@ -137,9 +137,9 @@ def test_group_table_last_and_best(store_root):
     lowest = group_table(groups, "test_loss", which="best")[0]
     losses = [min(e["test_loss"] for e in r.metrics["epochs"]) for r in groups[0].runs]
     assert lowest["min"] == pytest.approx(min(losses)) and lowest["better"] == "lower"
-    with pytest.raises(ExperimentError, match="which"):
+    with pytest.raises(ResultsError, match="which"):
         group_table(groups, "test_acc", which="first")
-    with pytest.raises(ExperimentError, match="no best epoch"):
+    with pytest.raises(ResultsError, match="no best epoch"):
         group_table(groups, "lr", which="best")
 
 
@@ -167,7 +167,7 @@ def test_baseline_comparison_pairs_by_seed(store_root):
     assert diff.mean == pytest.approx(np.mean(expected))
     assert "over 2 seeds" in diff.sentence("lr=0.1", "lr=0.05", "test_acc")
     assert list(baseline_comparison(groups, groups[1], "test_acc")) == ["lr=0.05"]
-    with pytest.raises(ExperimentError, match="no group labelled 'kd'.*'lr=0.05'"):
+    with pytest.raises(ResultsError, match="no group labelled 'kd'.*'lr=0.05'"):
         baseline_comparison(groups, "kd", "test_acc")
 
 
@@ -186,7 +186,7 @@ def test_export_csv_and_json(store_root):
     assert [r["id"] for r in first["runs"]] == groups[0].ids
     assert first["stats"]["last"]["mean"] == pytest.approx(rows[0]["mean"])
     assert groups_csv([]) == ""
-    with pytest.raises(ExperimentError, match="rows"):
+    with pytest.raises(ResultsError, match="rows"):
         groups_csv("mean,std")
 
 
@@ -353,7 +353,7 @@ def test_step_bands_missing_logs_and_bad_input():
     assert step_bands(group, "loss", [torn, None]).x.tolist() == [1, 2]
     empty = step_bands(group, "batch_acc", [torn, torn])
     assert empty.x.size == 0 and empty.runs == []
-    with pytest.raises(ExperimentError, match="expected 2 step logs"):
+    with pytest.raises(ResultsError, match="expected 2 step logs"):
         step_bands(group, "loss", [torn])
-    with pytest.raises(ExperimentError, match="smoothing"):
+    with pytest.raises(ResultsError, match="smoothing"):
         step_bands(group, "loss", [torn, torn], smoothing=1.0)

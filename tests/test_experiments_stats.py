@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from workbench.experiments import (
-    ExperimentError,
+    ResultsError,
     ema,
     metric_direction,
     metric_unit,
@@ -51,11 +51,11 @@ def test_seed_stats_one_and_no_value():
 
 
 def test_seed_stats_rejects_non_numbers():
-    with pytest.raises(ExperimentError, match=r"values\[1\]: expected a number, got str"):
+    with pytest.raises(ResultsError, match=r"values\[1\]: expected a number, got str"):
         seed_stats([1.0, "x"])
-    with pytest.raises(ExperimentError, match="boolean"):
+    with pytest.raises(ResultsError, match="boolean"):
         seed_stats([True])
-    with pytest.raises(ExperimentError, match="sequence of numbers"):
+    with pytest.raises(ResultsError, match="sequence of numbers"):
         seed_stats("123")
 
 
@@ -110,11 +110,11 @@ def test_paired_difference_under_two_seeds_has_no_interval():
 
 
 def test_paired_difference_rejects_bad_input():
-    with pytest.raises(ExperimentError, match="confidence"):
+    with pytest.raises(ResultsError, match="confidence"):
         paired_difference({0: 1.0}, {0: 1.0}, confidence=1.5)
-    with pytest.raises(ExperimentError, match="a: expected a mapping"):
+    with pytest.raises(ResultsError, match="a: expected a mapping"):
         paired_difference([1.0], {0: 1.0})
-    with pytest.raises(ExperimentError, match=r"b\[0\]: expected a number"):
+    with pytest.raises(ResultsError, match=r"b\[0\]: expected a number"):
         paired_difference({0: 1.0}, {0: "x"})
 
 
@@ -206,9 +206,9 @@ def test_ema_weights():
     out = ema(values, 0.9)
     assert out[0] == pytest.approx(3.0) and out[1] == pytest.approx(0.37 / 0.19)
     assert ema([], 0.6).size == 0
-    with pytest.raises(ExperimentError, match="weight"):
+    with pytest.raises(ResultsError, match="weight"):
         ema(values, 1.0)
-    with pytest.raises(ExperimentError, match="weight"):
+    with pytest.raises(ResultsError, match="weight"):
         ema(values, -0.1)
-    with pytest.raises(ExperimentError, match="values"):
+    with pytest.raises(ResultsError, match="values"):
         ema(["a"], 0.5)

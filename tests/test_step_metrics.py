@@ -127,7 +127,9 @@ def test_step_metrics_leave_the_epoch_metrics_as_they_are(digits, tmp_path):
 
 def test_steps_ended_carry_the_record_only_on_recorded_steps(digits):
     seen = []
-    Trainer(_cfg(data={"batch_size": 16}, train={"epochs": 1}), dataset=digits, subscribers=[seen.append]).run()
+    Trainer(
+        _cfg(data={"batch_size": 16}, train={"epochs": 1}), dataset=digits, subscribers=[seen.append]
+    ).run()
     steps = [e for e in seen if isinstance(e, StepEnded)]
     recorded = [e.step for e in steps if e.metrics is not None]
     assert len(steps) == 90 and recorded == _expected_steps(2, 90, 90)

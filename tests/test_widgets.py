@@ -221,6 +221,9 @@ def test_compare_runs_overlays_and_rejects_unknown_ids(trained):
     store, teacher_id, student_id = trained
     panel = CompareRuns([teacher_id, student_id], store=store)
     assert panel.error is None
+    assert [row["n"] for row in panel.group_rows] == [1, 1]  # grouped over seeds: two settings, one seed each
+    panel.set(group=False)  # one line per run
+    assert panel.error is None
     assert [t.name for t in panel.figure.data] == [teacher_id, student_id]
     assert [row["id"] for row in panel.table] == [teacher_id, student_id]
     panel.set(runs=["missing-run"])

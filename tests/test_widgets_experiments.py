@@ -82,17 +82,19 @@ def test_compare_groups_runs_over_seeds_with_a_table_and_bands(store):
     panel = CompareRuns(store.ids(), store=store)
     assert panel.error is None, panel.error
     assert [g.label for g in panel.groups] == ["lr=0.05", "lr=0.1"] and panel.skipped == []
-    assert [(row["group"], row["n"]) for row in panel.table] == [("lr=0.05", 2), ("lr=0.1", 2)]
-    assert {"mean", "std", "min", "max", "n"} <= set(panel.table[0])
-    assert panel.table[0]["measure"] == "test_acc, last epoch"
+    assert [(row["group"], row["n"]) for row in panel.group_rows] == [("lr=0.05", 2), ("lr=0.1", 2)]
+    assert {"mean", "std", "min", "max", "n"} <= set(panel.group_rows[0])
+    assert panel.group_rows[0]["measure"] == "test_acc, last epoch"
+    assert "<td>lr=0.05</td>" in panel.table_view.value  # the group table is shown
     names = [t.name for t in panel.figure.data if t.showlegend is not False]
     assert names == ["lr=0.05", "lr=0.1"]  # a mean line each, with its band
     assert len(panel.figure.data) == 6
     panel.set(which="best")
-    assert panel.error is None and panel.table[0]["measure"] == "test_acc, best epoch"
-    assert all(row["mean"] >= 0 for row in panel.table)
+    assert panel.error is None and panel.group_rows[0]["measure"] == "test_acc, best epoch"
+    assert all(row["mean"] >= 0 for row in panel.group_rows)
+    assert sorted(row["id"] for row in panel.table) == sorted(store.ids())  # one summary per run
     panel.set(group=False)
-    assert panel.error is None and sorted(row["id"] for row in panel.table) == sorted(store.ids())
+    assert panel.error is None and f"<td>{store.ids()[0]}</td>" in panel.table_view.value
     assert len(panel.figure.data) == 4  # one line per run
 
 
@@ -116,7 +118,7 @@ def test_compare_over_steps_and_parameter_views(store):
     panel = CompareRuns(store.ids(), store=store, x="step", metric="loss", smoothing=0.5)
     assert panel.error is None, panel.error
     assert panel.figure.layout.xaxis.title.text == "step"
-    assert panel.table[0]["measure"] == "train_loss, last epoch"  # the loss's epoch counterpart
+    assert panel.group_rows[0]["measure"] == "train_loss, last epoch"  # the loss's epoch counterpart
     assert "batch_acc" in panel.controls["metric"].options
     panel.set(x="epoch")
     assert panel.error is None and panel.value("metric") == "test_acc"
@@ -135,7 +137,18 @@ def test_compare_export_csv_and_json(store):
     panel = CompareRuns(store.ids(), store=store)
     text = panel.export()
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0][:10] == ["group", "optim.lr", "metric", "which", "measure", "mean", "std", "min", "max", "n"]
+    assert rows[0][:10] == [
+        "group",
+        "optim.lr",
+        "metric",
+        "which",
+        "measure",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "n",
+    ]
     assert [r[0] for r in rows[1:]] == ["lr=0.05", "lr=0.1"] and [r[9] for r in rows[1:]] == ["2", "2"]
     data = json.loads(panel.export(format="json"))
     assert data["metric"] == "test_acc" and [g["label"] for g in data["groups"]] == ["lr=0.05", "lr=0.1"]
@@ -146,17 +159,30 @@ def test_compare_export_csv_and_json(store):
 
 # ---- ExperimentPanel --------------------------------------------------------------------------------
 def test_grid_text_round_trips_and_bad_lines_name_themselves():
-    grid = {"optim.lr": [0.01, 0.1], "distill.methods": ["none", "0.9*kd + dist"], "model.kwargs.hidden": [[8], [16]]}
+    grid = {
+        "optim.lr": [0.01, 0.1],
+        "distill.methods": ["none", "0.9*kd + dist"],
+        "model.kwargs.hidden": [[8], [16]],
+    }
     assert parse_grid(grid_text(grid)) == grid
     assert parse_grid("# a comment\n\noptim.lr: 1e-3, 0.1\n") == {"optim.lr": [0.001, 0.1]}
-    for text, words in (("optim.lr 0.1", "line 1"), ("optim.lr: 1\noptim.lr: 2", "twice"), ("a..b: 1", "a..b")):
+    for text, words in (
+        ("optim.lr 0.1", "line 1"),
+        ("optim.lr: 1\noptim.lr: 2", "twice"),
+        ("a..b: 1", "a..b"),
+    ):
         with pytest.raises(ValueError, match=words):
             parse_grid(text)
 
 
 def test_experiment_panel_plans_refuses_and_names_a_bad_field(queue):
-    panel = ExperimentPanel(BASE, {"optim.lr": [0.01, 0.1], "model.kwargs.hidden": [[8], [16]]}, seeds=[0, 1],
-                            name="plan", queue=queue)
+    panel = ExperimentPanel(
+        BASE,
+        {"optim.lr": [0.01, 0.1], "model.kwargs.hidden": [[8], [16]]},
+        seeds=[0, 1],
+        name="plan",
+        queue=queue,
+    )
     assert panel.error is None, panel.error
     assert panel.plan["runs"] == 8 and panel.plan["seconds"] > 0
     assert panel.plan_text.value.startswith("8 runs (2 optim.lr × 2 model.kwargs.hidden × 2 seeds); about ")
@@ -185,14 +211,16 @@ def test_experiment_panel_queues_the_trials_and_follows_them(queue):
     assert [row["state"] for row in panel.table] == ["completed"] * 4
     assert "completed" in panel.table_view.value and panel.figure is not None
     compare = panel.compare(baseline="lr=0.01")
-    assert compare.error is None and [row["n"] for row in compare.table] == [2, 2]
+    assert compare.error is None and [row["n"] for row in compare.group_rows] == [2, 2]
     assert len(compare.sentences) == 1
     again = ExperimentPanel(BASE, "optim.lr: 0.01, 0.1", seeds="0, 1", name="lrs", queue=queue)
     assert again.start().queued == 0  # re-submitting trains nothing that is done
 
 
 def test_experiment_panel_stop_and_repeat_with_seeds(queue, store):
-    panel = ExperimentPanel(BASE, "optim.lr: 0.01, 0.02, 0.03", seeds="0", name="stopme", queue=queue, poll=0.05)
+    panel = ExperimentPanel(
+        BASE, "optim.lr: 0.01, 0.02, 0.03", seeds="0", name="stopme", queue=queue, poll=0.05
+    )
     panel.start()
     stopped = panel.stop()
     assert panel.error is None and len(stopped) == 3
@@ -211,13 +239,32 @@ def test_experiment_panel_stop_and_repeat_with_seeds(queue, store):
 
 
 # ---- TrainPanel: live step curves ---------------------------------------------------------------------
-def test_train_panel_shows_its_place_in_the_queue_then_step_points_that_grow(queue):
+def test_train_panel_shows_its_place_in_the_queue_then_step_points_that_grow(queue, monkeypatch):
+    from workbench.train.engine import Trainer
+
+    step = Trainer._step
+
+    def paced(self, *args, **kwargs):  # each step takes at least 20 ms: the watcher sees the curve grow
+        time.sleep(0.02)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_step", paced)
     queue.max_jobs = 1
     blocker = queue.submit({**BASE, "seed": 5})
     queue.pump()  # the only slot is taken
-    panel = TrainPanel(queue=queue, dataset="digits", teacher="none", student="mlp", methods=(), epochs=8,
-                       data={"batch_size": 16, "train_subset": 640}, train={"step_log_every": 2}, poll=0.02,
-                       smoothing=0.8)
+    panel = TrainPanel(
+        queue=queue,
+        dataset="digits",
+        teacher="none",
+        student="mlp",
+        methods=(),
+        epochs=4,
+        data={"batch_size": 16, "train_subset": 160},
+        train={"step_log_every": 1},
+        model={"kwargs": {"hidden": [16]}},
+        poll=0.02,
+        smoothing=0.8,
+    )
     assert panel.error is None, panel.error
     drawn: list[int] = []
     show = panel._show
@@ -241,7 +288,7 @@ def test_train_panel_shows_its_place_in_the_queue_then_step_points_that_grow(que
     run = panel.wait(30)
     assert panel.error is None, panel.error
     records = run.step_metrics().records
-    assert len(records) == 8 * 40 // 2
+    assert len(records) == 4 * 10
     growing = sorted(set(drawn))
     assert len(growing) >= 3 and growing[-1] == len(records), drawn
     assert drawn == sorted(drawn)  # the curve only grows

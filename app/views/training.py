@@ -24,10 +24,12 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
     known = {r.id for r in runs}
     followed = live.followed_jobs()
     fresh = live.runs_to_open(followed, known)
-    if fresh:  # a job this session started has its run now: open it (and watch the others beside it)
-        st.query_params["run"] = fresh[0]
+    if fresh:  # a job this session started has its run now: open it, or watch it beside the one open
+        shown = st.query_params.get("run")
+        if shown not in {j.run_id for j in followed} or shown in fresh:
+            shown = st.query_params["run"] = fresh[0]
         watched = [i for i in (st.query_params.get("runs") or "").split(",") if i]
-        st.query_params["runs"] = ",".join(dict.fromkeys(watched + fresh[1:]))
+        st.query_params["runs"] = ",".join(dict.fromkeys(watched + [i for i in fresh if i != shown]))
     elif "run" not in st.query_params and not followed:  # else the newest running run
         running = {j.run_id for j in state.list_jobs() if j.state == "running"}
         newest = next((r.id for r in runs if r.id in running), None)

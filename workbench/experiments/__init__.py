@@ -29,8 +29,8 @@ from workbench.experiments.groups import (
 )
 from workbench.experiments.smoothing import ema
 from workbench.experiments.stats import (
-    ExperimentError,
     PairedDifference,
+    ResultsError,
     SeedStats,
     metric_direction,
     metric_unit,
@@ -42,7 +42,7 @@ __all__ = [
     "BOOKKEEPING",
     "WHICH",
     "Band",
-    "ExperimentError",
+    "ResultsError",
     "PairedDifference",
     "RunGroup",
     "RunGroups",

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workbench.experiments.groups import RunGroup, run_value
-from workbench.experiments.stats import ExperimentError, metric_direction, seed_stats
+from workbench.experiments.stats import ResultsError, metric_direction, seed_stats
 
 __all__ = ["groups_csv", "groups_json"]
 
@@ -42,14 +42,14 @@ def groups_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         joined by spaces, numbers keep their full precision. No rows: an empty string.
 
     Raises:
-        ExperimentError: ``rows`` is not a sequence of mappings.
+        ResultsError: ``rows`` is not a sequence of mappings.
     """
     if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence):
-        raise ExperimentError(f"rows: expected a list of table rows, got {type(rows).__name__}")
+        raise ResultsError(f"rows: expected a list of table rows, got {type(rows).__name__}")
     columns: list[str] = []
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise ExperimentError(f"rows[{i}]: expected a mapping, got {type(row).__name__}")
+            raise ResultsError(f"rows[{i}]: expected a mapping, got {type(row).__name__}")
         columns.extend(str(k) for k in row if str(k) not in columns)
     if not rows:
         return ""

@@ -32,8 +32,8 @@ import numpy as np
 from workbench.errors import one_line
 from workbench.experiments.smoothing import ema
 from workbench.experiments.stats import (
-    ExperimentError,
     PairedDifference,
+    ResultsError,
     metric_direction,
     paired_difference,
     seed_stats,
@@ -329,9 +329,9 @@ def group_runs(runs: Iterable[Any], *, finished_only: bool = True) -> RunGroups:
 
 def _check_which(which: str, metric: str) -> None:
     if which not in WHICH:
-        raise ExperimentError(f"which: expected one of {', '.join(WHICH)}, got {which!r}")
+        raise ResultsError(f"which: expected one of {', '.join(WHICH)}, got {which!r}")
     if which == "best" and metric_direction(metric) == 0:
-        raise ExperimentError(f"which: {metric!r} has no better direction, so no best epoch; use 'last'")
+        raise ResultsError(f"which: {metric!r} has no better direction, so no best epoch; use 'last'")
 
 
 def _number(value: Any) -> float | None:
@@ -354,7 +354,7 @@ def run_value(epochs: Sequence[Mapping[str, Any]], metric: str, which: str = "la
         The value, or ``None`` when no epoch logged ``metric`` (for ``best``: no finite value).
 
     Raises:
-        ExperimentError: ``which`` is not one of :data:`WHICH`, or ``best`` of a metric without a
+        ResultsError: ``which`` is not one of :data:`WHICH`, or ``best`` of a metric without a
             better direction (``lr``).
     """
     _check_which(which, metric)
@@ -454,7 +454,7 @@ def baseline_comparison(
         (:meth:`PairedDifference.sentence` with the two labels says it in words).
 
     Raises:
-        ExperimentError: ``baseline`` is not one of ``groups`` (the message names their labels), or
+        ResultsError: ``baseline`` is not one of ``groups`` (the message names their labels), or
             a bad ``which``.
     """
     _check_which(which, metric)
@@ -462,12 +462,12 @@ def baseline_comparison(
         found = [g for g in groups if g.label == baseline]
         if not found:
             known = ", ".join(repr(g.label) for g in groups) or "none"
-            raise ExperimentError(f"baseline: no group labelled {baseline!r} (groups: {known})")
+            raise ResultsError(f"baseline: no group labelled {baseline!r} (groups: {known})")
         base = found[0]
     elif any(g is baseline for g in groups):
         base = baseline
     else:
-        raise ExperimentError("baseline: expected one of the groups or its label")
+        raise ResultsError("baseline: expected one of the groups or its label")
     reference = base.seed_values(metric, which)
     return {
         g.label: paired_difference(g.seed_values(metric, which), reference, confidence=confidence)
@@ -542,7 +542,7 @@ def _band(
 
 def _check_smoothing(smoothing: float) -> None:
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
-        raise ExperimentError(f"smoothing: expected a weight in [0, 1), got {smoothing!r}")
+        raise ResultsError(f"smoothing: expected a weight in [0, 1), got {smoothing!r}")
 
 
 def epoch_bands(group: RunGroup, metric: str, *, smoothing: float = 0.0) -> Band:
@@ -578,7 +578,7 @@ def _records(log: Any) -> Sequence[Mapping[str, Any]]:
     """A step log's records: a sequence of dicts, or an object with ``records`` (a ``StepLog``)."""
     records = getattr(log, "records", log)
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
-        raise ExperimentError(
+        raise ResultsError(
             f"logs: expected a list of step records or a step log, got {type(log).__name__}"
         )
     return records
@@ -627,12 +627,12 @@ def step_bands(
         pairs = [(run.id, logs.get(run.id)) for run in group.runs]
     elif isinstance(logs, Sequence) and not isinstance(logs, (str, bytes)):
         if len(logs) != len(group.runs):
-            raise ExperimentError(
+            raise ResultsError(
                 f"logs: expected {len(group.runs)} step logs (one per run), got {len(logs)}"
             )
         pairs = list(zip(group.ids, logs, strict=True))
     else:
-        raise ExperimentError(
+        raise ResultsError(
             f"logs: expected step logs by run id or a list of them, got {type(logs).__name__}"
         )
     series = []

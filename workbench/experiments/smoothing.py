@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
-from workbench.experiments.stats import ExperimentError
+from workbench.experiments.stats import ResultsError
 
 __all__ = ["ema"]
 
@@ -31,14 +31,14 @@ def ema(values: Iterable[Any], weight: float) -> np.ndarray:
         A float64 array of the same length.
 
     Raises:
-        ExperimentError: ``weight`` is not in ``[0, 1)`` or ``values`` holds a non-number.
+        ResultsError: ``weight`` is not in ``[0, 1)`` or ``values`` holds a non-number.
     """
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= float(weight) < 1.0:
-        raise ExperimentError(f"weight: expected a smoothing weight in [0, 1), got {weight!r}")
+        raise ResultsError(f"weight: expected a smoothing weight in [0, 1), got {weight!r}")
     try:
         raw = np.asarray(list(values), dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ExperimentError("values: expected a sequence of numbers") from None
+        raise ResultsError("values: expected a sequence of numbers") from None
     w = float(weight)
     out = raw.copy()
     finite = np.isfinite(raw)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 __all__ = [
-    "ExperimentError",
+    "ResultsError",
     "PairedDifference",
     "SeedStats",
     "metric_direction",
@@ -47,7 +47,7 @@ POINT_METRICS = frozenset({"test_acc", "best_test_acc", "train_acc", "batch_acc"
 _MINUS = "\u2212"
 
 
-class ExperimentError(ValueError):
+class ResultsError(ValueError):
     """Experiment input that cannot be used; the message is one line naming the argument."""
 
 
@@ -82,9 +82,9 @@ def metric_unit(metric: str) -> tuple[str, float]:
 
 
 def _finite_floats(values: Iterable[Any], name: str) -> tuple[list[float], int]:
-    """``(finite values, count of non-finite ones)``; :class:`ExperimentError` on a non-number."""
+    """``(finite values, count of non-finite ones)``; :class:`ResultsError` on a non-number."""
     if isinstance(values, (str, bytes, Mapping)):
-        raise ExperimentError(f"{name}: expected a sequence of numbers, got {type(values).__name__}")
+        raise ResultsError(f"{name}: expected a sequence of numbers, got {type(values).__name__}")
     kept: list[float] = []
     dropped = 0
     for i, value in enumerate(values):
@@ -92,11 +92,11 @@ def _finite_floats(values: Iterable[Any], name: str) -> tuple[list[float], int]:
             if value is None:
                 dropped += 1
                 continue
-            raise ExperimentError(f"{name}[{i}]: expected a number, got a boolean")
+            raise ResultsError(f"{name}[{i}]: expected a number, got a boolean")
         try:
             x = float(value)
         except (TypeError, ValueError):
-            raise ExperimentError(f"{name}[{i}]: expected a number, got {type(value).__name__}") from None
+            raise ResultsError(f"{name}[{i}]: expected a number, got {type(value).__name__}") from None
         if math.isfinite(x):
             kept.append(x)
         else:
@@ -136,7 +136,7 @@ def seed_stats(values: Iterable[Any]) -> SeedStats:
         for none.
 
     Raises:
-        ExperimentError: an entry is not a number (a string, a boolean).
+        ResultsError: an entry is not a number (a string, a boolean).
     """
     kept, dropped = _finite_floats(values, "values")
     n = len(kept)
@@ -285,18 +285,18 @@ def _number(x: float, ref: float) -> str:
 
 def _seed_values(values: Mapping[Hashable, Any], name: str) -> dict[Hashable, float]:
     if not isinstance(values, Mapping):
-        raise ExperimentError(f"{name}: expected a mapping of seed -> value, got {type(values).__name__}")
+        raise ResultsError(f"{name}: expected a mapping of seed -> value, got {type(values).__name__}")
     out: dict[Hashable, float] = {}
     for seed, value in values.items():
         if isinstance(value, bool):
-            raise ExperimentError(f"{name}[{seed!r}]: expected a number, got a boolean")
+            raise ResultsError(f"{name}[{seed!r}]: expected a number, got a boolean")
         if value is None:
             out[seed] = float("nan")
             continue
         try:
             out[seed] = float(value)
         except (TypeError, ValueError):
-            raise ExperimentError(
+            raise ResultsError(
                 f"{name}[{seed!r}]: expected a number, got {type(value).__name__}"
             ) from None
     return out
@@ -326,10 +326,10 @@ def paired_difference(
         (``dropped``); seeds only one side has are listed (``only_a``, ``only_b``).
 
     Raises:
-        ExperimentError: ``a`` or ``b`` is not a mapping of numbers, or ``confidence`` is not in (0, 1).
+        ResultsError: ``a`` or ``b`` is not a mapping of numbers, or ``confidence`` is not in (0, 1).
     """
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ExperimentError(f"confidence: expected a number in (0, 1), got {confidence!r}")
+        raise ResultsError(f"confidence: expected a number in (0, 1), got {confidence!r}")
     va, vb = _seed_values(a, "a"), _seed_values(b, "b")
     common = _sorted_seeds(set(va) & set(vb))
     dropped = tuple(s for s in common if not (math.isfinite(va[s]) and math.isfinite(vb[s])))

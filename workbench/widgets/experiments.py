@@ -121,12 +121,18 @@ def parse_seeds(value: Any) -> list[int]:
     Raises:
         PanelError: no seed, a seed that is not a whole number >= 0, or one given twice.
     """
-    parts = [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()] if isinstance(value, str) else value
+    parts = (
+        [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]
+        if isinstance(value, str)
+        else value
+    )
     if isinstance(parts, (int, bytes)) or not isinstance(parts, Sequence):
         raise PanelError(f"seeds: expected seeds like 0, 1, 2 (text or a list), got {value!r}")
     seeds = []
     for part in parts:
-        if isinstance(part, bool) or not (isinstance(part, int) or (isinstance(part, str) and part.isdigit())):
+        if isinstance(part, bool) or not (
+            isinstance(part, int) or (isinstance(part, str) and part.isdigit())
+        ):
             raise PanelError(f"seeds: {part!r} is not a whole number >= 0; give e.g. 0, 1, 2")
         seed = int(part)
         if seed in seeds:
@@ -221,9 +227,19 @@ class ExperimentPanel(Panel):
         self._watcher = Background("experiment")
         self._drawn: tuple[Any, ...] | None = None
         self._add("name", W.Text(value="", description="name", continuous_update=False))
-        self._add("grid", W.Textarea(value="", description="grid", placeholder="optim.lr: 0.01, 0.1",
-                                     layout={"width": "520px", "height": "110px"}, continuous_update=False))
-        self._add("seeds", W.Text(value="", description="seeds", placeholder="0, 1, 2", continuous_update=False))
+        self._add(
+            "grid",
+            W.Textarea(
+                value="",
+                description="grid",
+                placeholder="optim.lr: 0.01, 0.1",
+                layout={"width": "520px", "height": "110px"},
+                continuous_update=False,
+            ),
+        )
+        self._add(
+            "seeds", W.Text(value="", description="seeds", placeholder="0, 1, 2", continuous_update=False)
+        )
         self.plan_text = W.HTML(value="")
         self.start_button = W.Button(description="Start", button_style="primary")
         self.stop_button = W.Button(description="Stop", disabled=True)
@@ -231,10 +247,16 @@ class ExperimentPanel(Panel):
         self.stop_button.on_click(lambda _b: self.stop())
         self.table_view = W.HTML(value="")
         c = self.controls
-        self._layout(W.HBox([c["name"], c["seeds"]]), c["grid"], self.plan_text,
-                     W.HBox([self.start_button, self.stop_button]))
+        self._layout(
+            W.HBox([c["name"], c["seeds"]]),
+            c["grid"],
+            self.plan_text,
+            W.HBox([self.start_button, self.stop_button]),
+        )
         self.widget.children = (*self.widget.children, self.table_view)
-        self.set(name=name or time.strftime("exp-%Y%m%d-%H%M%S"), grid={} if grid is None else grid, seeds=seeds)
+        self.set(
+            name=name or time.strftime("exp-%Y%m%d-%H%M%S"), grid={} if grid is None else grid, seeds=seeds
+        )
 
     # ---- the plan -------------------------------------------------------------------------------
     def _check_value(self, name: str, value: Any) -> Any:
@@ -261,7 +283,9 @@ class ExperimentPanel(Panel):
         self.spec, self.trials, self.estimate = None, [], None
         self.plan_text.value = ""
         grid = parse_grid(self.value("grid"))
-        spec = SweepSpec(name=self.value("name"), config=self.base, grid=grid, seeds=parse_seeds(self.value("seeds")))
+        spec = SweepSpec(
+            name=self.value("name"), config=self.base, grid=grid, seeds=parse_seeds(self.value("seeds"))
+        )
         count = trial_count(spec)
         sizes = " × ".join([*(f"{len(v)} {k}" for k, v in grid.items()), f"{len(spec.seeds)} seeds"])
         if count > self.max_trials:
@@ -277,7 +301,9 @@ class ExperimentPanel(Panel):
         bound = ""
         if self.max_hours is not None and self.estimate.total > self.max_hours * 3600:
             bound = f"; above the bound of {format_seconds(self.max_hours * 3600)}: start refuses it"
-        self.plan_text.value = html.escape(f"{count} run{'s' * (count != 1)} ({sizes}); {self.estimate.text()}{bound}")
+        self.plan_text.value = html.escape(
+            f"{count} run{'s' * (count != 1)} ({sizes}); {self.estimate.text()}{bound}"
+        )
 
     @property
     def plan(self) -> dict[str, Any] | None:
@@ -298,8 +324,13 @@ class ExperimentPanel(Panel):
         if self.spec is None:
             return None
         try:
-            self.submission = submit_experiment(self.spec, self.queue, workspace=self.workspace,
-                                                max_trials=self.max_trials, max_hours=self.max_hours)
+            self.submission = submit_experiment(
+                self.spec,
+                self.queue,
+                workspace=self.workspace,
+                max_trials=self.max_trials,
+                max_hours=self.max_hours,
+            )
             self.queue.pump()
         except Exception as err:  # noqa: BLE001 - shown in the panel as one line
             self._fail(err)
@@ -391,7 +422,9 @@ class ExperimentPanel(Panel):
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.update().active:
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"experiment {self.submission.name}: {self.experiment.summary()} after {timeout} s")
+                raise TimeoutError(
+                    f"experiment {self.submission.name}: {self.experiment.summary()} after {timeout} s"
+                )
             self.queue.pump()
             time.sleep(min(0.5, self.poll))
         self._watcher.wait(10)
@@ -417,7 +450,7 @@ class ExperimentPanel(Panel):
         start: bool = True,
         **options: Any,
     ) -> ExperimentPanel:
-        """"Repeat with N seeds": a panel over ``run``'s config (no grid) with seeds ``0 .. n_seeds-1``,
+        """Repeat with N seeds: a panel over ``run``'s config (no grid) with seeds ``0 .. n_seeds-1``,
         named ``repeat-<run id>`` (:func:`workbench.sweep.repeat_with_seeds`), started unless
         ``start=False``. A seed equal to the run's own trains again, as a trial of the experiment.
 
@@ -441,8 +474,16 @@ class ExperimentPanel(Panel):
             store = run.path.parent
         store = as_store(store)
         spec = repeat_with_seeds(run, list(range(n_seeds)), store=store)
-        panel = cls(spec.config, {}, seeds=spec.seeds, name=spec.name, store=store, queue=queue,
-                    workspace=workspace, **options)
+        panel = cls(
+            spec.config,
+            {},
+            seeds=spec.seeds,
+            name=spec.name,
+            store=store,
+            queue=queue,
+            workspace=workspace,
+            **options,
+        )
         if start and panel.error is None:
             panel.start()
         return panel

@@ -162,8 +162,9 @@ class CompareRuns(Panel):
     -> ``train_acc``; :data:`workbench.viz.training.EPOCH_COUNTERPART`). Only completed runs are
     grouped; the others are listed in :attr:`skipped` with the reason.
 
-    State: ``groups`` (the :class:`workbench.experiments.RunGroups`), ``table`` (the rows shown:
-    :func:`workbench.experiments.group_table` rows, or run summaries with ``group`` off),
+    State: ``groups`` (the :class:`workbench.experiments.RunGroups`), ``group_rows`` (one row per
+    group: :func:`workbench.experiments.group_table`, shown while ``group`` is on), ``table`` (one row
+    per chosen run, as :meth:`workbench.runs.Run.summary`, shown while ``group`` is off),
     ``comparisons`` (``{group label: PairedDifference}`` against the baseline) and ``sentences``
     (each said in words). :meth:`export` gives the groups as CSV or JSON text.
     """
@@ -189,6 +190,7 @@ class CompareRuns(Panel):
 
         self.store = as_store(store)
         self.table: list[dict[str, Any]] = []
+        self.group_rows: list[dict[str, Any]] = []
         self.groups: RunGroups = RunGroups()
         self.comparisons: dict[str, Any] = {}
         self.sentences: list[str] = []
@@ -294,11 +296,18 @@ class CompareRuns(Panel):
                     f"metric: {str(value)[:40]!r} was not logged by the chosen runs; they logged: {', '.join(offered) or 'nothing yet'}"
                 )
             return value
-        if name == "baseline" and value is None:
-            value = NO_BASELINE
+        if name == "baseline":
+            value = NO_BASELINE if value is None else value
+            labels = list(self.controls["baseline"].options)
+            if value not in labels:  # group labels hold commas: quote each
+                known = ", ".join(repr(label) for label in labels)
+                raise PanelError(f"baseline: no group labelled {str(value)[:80]!r}; choose one of {known}")
+            return value
         if name == "param" and value not in self.controls["param"].options:
             varied = ", ".join(self.controls["param"].options) or "none: the chosen runs share one setting"
-            raise PanelError(f"param: {str(value)[:60]!r} is not a field the chosen groups differ in; they differ in: {varied}")
+            raise PanelError(
+                f"param: {str(value)[:60]!r} is not a field the chosen groups differ in; they differ in: {varied}"
+            )
         return super()._check_value(name, value)
 
     def set(self, **values: Any) -> CompareRuns:
@@ -335,7 +344,7 @@ class CompareRuns(Panel):
         from workbench.viz.training import EPOCH_COUNTERPART
 
         metric = self.value("metric")
-        if self.value("x") == "epoch" or metric.startswith(LOSS_TERM_PREFIX):
+        if metric is None or self.value("x") == "epoch" or metric.startswith(LOSS_TERM_PREFIX):
             return metric
         return EPOCH_COUNTERPART.get(metric)
 
@@ -346,8 +355,8 @@ class CompareRuns(Panel):
         if not ids:
             from workbench.experiments import RunGroups
 
-            self.table, self.result, self.groups = [], None, RunGroups()
-            self.table_view.value = ""
+            self.table, self.group_rows, self.result, self.groups = [], [], None, RunGroups()
+            self.table_view.value = "<i>Pick runs to compare.</i>"
             self._show(None)
             return
         runs = [self.store.load(i) for i in ids]
@@ -357,15 +366,16 @@ class CompareRuns(Panel):
         self._compare(groups, measure, which)
         self.table_view.value = self._table_html(groups, measure)
         self.result = groups if self.value("group") else {r.id: r.metrics for r in runs}
+        if self.value("metric") is None:  # runs still in their first epoch: nothing to draw yet
+            self._show(None)
+            return
         self._show(self._figure(runs, groups, measure, which))
 
     def _tabulate(self, runs: Sequence[Any], groups: Any, measure: str | None, which: str) -> None:
         from workbench.experiments import group_table
 
-        if not self.value("group"):
-            self.table = [r.summary() for r in runs]
-        else:
-            self.table = group_table(groups, measure, which=which) if measure else []
+        self.table = [r.summary() for r in runs]
+        self.group_rows = group_table(groups, measure, which=which) if measure else []
 
     def _compare(self, groups: Any, measure: str | None, which: str) -> None:
         """The paired difference of each group against the baseline, and its sentence."""
@@ -387,12 +397,16 @@ class CompareRuns(Panel):
         if measure is None:
             raise PanelError(f"view: {self.value('metric')} has no epoch value to set against the parameters")
         if not groups.varied:
-            raise PanelError(f"view: {view} needs groups that differ in a parameter; the chosen runs share one setting")
+            raise PanelError(
+                f"view: {view} needs groups that differ in a parameter; the chosen runs share one setting"
+            )
         grouped = self.value("group")
-        rows = group_table(groups, measure, which=which) if grouped else run_table(groups, measure, which=which)
+        table = group_table if grouped else run_table
+        rows = table(groups, measure, which=which)
         value = "mean" if grouped else measure
         if view == "parcoords":
-            return parallel_coordinates(rows, groups.varied, value, title=f"Parameters against {measure} ({which})")
+            title = f"Parameters against {measure} ({which})"
+            return parallel_coordinates(rows, groups.varied, value, title=title)
         param = self.value("param")
         return parameter_scatter(rows, param, value, error="std" if grouped else None,
                                  title=f"{measure} ({which}) against {param}")
@@ -403,7 +417,10 @@ class CompareRuns(Panel):
         from workbench.viz import group_curves
 
         if not groups:
-            raise PanelError(f"runs: none of the {len(runs)} chosen runs has completed; nothing to group yet")
+            raise PanelError(
+                f"runs: none of the {len(runs)} chosen runs has completed, so none is grouped yet; "
+                "turn group off to see them as they are"
+            )
         metric, weight = self.value("metric"), float(self.value("smoothing"))
         if self.value("x") == "step":
             logs = {r.id: r.step_metrics() for g in groups for r in g.runs}
@@ -430,14 +447,18 @@ class CompareRuns(Panel):
     def _table_html(self, groups: Any, measure: str | None) -> str:
         """The table, the baseline sentences and the runs left out, as HTML."""
         if self.value("group"):
-            cols = ["group", "mean", "std", "min", "max", "n", "measure"]
+            cols, rows = ["group", "mean", "std", "min", "max", "n", "measure"], self.group_rows
         else:
             cols = ["id", "kind", "status", "model", "method", "test_acc", "agreement", "epochs", "tags"]
+            rows = self.table
         head = "".join(f"<th>{c}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in cols) + "</tr>" for row in self.table)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in cols) + "</tr>" for row in rows
+        )
         parts = [f"<table><tr>{head}</tr>{body}</table>"]
-        if self.value("group") and measure is None:
-            parts.append(f"<p>{html.escape(self.value('metric'))} has no epoch value: the table needs an epoch metric</p>")
+        if self.value("group") and measure is None and self.value("metric") is not None:
+            metric = html.escape(self.value("metric"))
+            parts.append(f"<p>{metric} has no epoch value: the table needs an epoch metric</p>")
         if self.sentences:
             items = "".join(f"<li>{html.escape(s)}</li>" for s in self.sentences)
             parts.append(f"<p>Against {html.escape(self.value('baseline'))}:</p><ul>{items}</ul>")

@@ -166,7 +166,8 @@ class TrainPanel(Panel):
             W.HBox([self.start_button, self.stop_button, self.job_text]),
             W.HBox([c["metric"], c["smoothing"]]),
         )
-        initial: dict[str, Any] = {"teacher": teacher, "methods": methods, "metric": metric, "smoothing": smoothing}
+        initial: dict[str, Any] = {"teacher": teacher, "methods": methods}
+        initial.update(metric=metric, smoothing=smoothing)
         for key, value in overrides.items():
             if key in self.controls or "." in key:
                 initial[key] = value
