@@ -17,6 +17,8 @@ SCRIPTS = [
     "bench_app.py",
     "bench_lessons.py",
     "bench_gpu.py",
+    "bench_step_metrics.py",
+    "leaderboard.py",
 ]
 
 

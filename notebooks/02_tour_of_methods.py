@@ -192,7 +192,7 @@ train_method("pkt", "pkt")
 from workbench.widgets import CompareRuns
 
 ids = {name: r.run_id for name, r in results.items()}
-compare = CompareRuns(list(ids.values()), store=store, metric="test_acc")
+compare = CompareRuns(list(ids.values()), store=store, metric="test_acc", group=False)  # one curve per run
 display(compare)
 
 # %%

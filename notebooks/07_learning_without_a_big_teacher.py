@@ -156,7 +156,7 @@ print(f"EMA student {accuracy(ema.student):.3f}   its mean teacher {accuracy(mea
 # %%
 from workbench.widgets import CompareRuns
 
-compare = CompareRuns([scratch.run_id, dml.run_id, *ban.link_ids, ema.run_id], store=store)
+compare = CompareRuns([scratch.run_id, dml.run_id, *ban.link_ids, ema.run_id], store=store, group=False)
 display(compare)
 
 # %%

@@ -215,11 +215,12 @@ class NewRun:
     teacher_model: str | None = None
 
 
-def run_form(*, train_first: bool = True, max_steps: bool = False, run_name: bool = True) -> NewRun:
+def run_form(*, train_first: bool = True, max_steps: bool = False, single: bool = True) -> NewRun:
     """The New-run form, every control bound to the URL (:func:`new_run_params` spells a link to it):
     dataset, teacher, student, methods with each one's hyperparameters, teacher precision, ce_weight,
-    epochs, seed, (``run_name``) the run's name and (``max_steps``) a step limit; ``train_first``
-    offers to queue a teacher run first.
+    epochs, (``single``) the run's seed and name, and (``max_steps``) a step limit; ``train_first``
+    offers to queue a teacher run first. Without ``single`` the form is an experiment's base config:
+    the experiment names its runs and gives their seeds.
 
     Raises:
         AppInputError: a hyperparameter that cannot be read (one line naming the method and field).
@@ -248,14 +249,14 @@ def run_form(*, train_first: bool = True, max_steps: bool = False, run_name: boo
             "auto picks bfloat16 only where this machine computes it natively.",
             container=right,
         )
-    cols = list(st.columns(3 + run_name + max_steps))
+    cols = list(st.columns(2 + 2 * single + max_steps))
     ce = bound_number(
         "ce_weight", "ce", 1.0 if methods == ["none"] else 0.1, min_value=0.0, max_value=100.0, container=cols[0]
     )
     epochs = bound_number("Epochs", "epochs", 2, min_value=1, max_value=200, container=cols[1])
-    seed = bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=cols[2])
-    name = None
-    if run_name:
+    seed, name = 0, None
+    if single:
+        seed = bound_number("Seed", "seed", 0, min_value=0, max_value=2**31 - 1, container=cols[2])
         name = bound_text("Name (optional)", "name", "", max_chars=40, container=cols[3]).strip() or None
     limit = 0
     if max_steps:

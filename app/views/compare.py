@@ -59,11 +59,13 @@ with layout.page("Compare runs", "Runs grouped by setting over their seeds: mean
         st.stop()
 
     groups = group_runs(picked)  # finished runs, by everything but the seed
-    unfinished = [r for r, why in groups.skipped if why.endswith("not finished")]
+    unfinished = [why.split(":")[0] for _, why in groups.skipped if why.endswith(": not finished")]
     if unfinished:
-        st.caption(f"{len(unfinished)} run(s) not finished yet, left out until they are.")
-    for run_id, why in [s for s in groups.skipped if s[0] not in unfinished]:
-        st.caption(f"run {run_id}: skipped ({why}).")
+        counts = ", ".join(f"{unfinished.count(s)} {s}" for s in dict.fromkeys(unfinished))
+        st.caption(f"Left out, not finished: {counts}.")
+    for run_id, why in groups.skipped:
+        if not why.endswith(": not finished"):  # damaged, unreadable, or a repeat of a seed: one line each
+            st.caption(f"run {run_id}: skipped ({why}).")
     if not groups:
         st.info("None of these runs has finished yet.")
         st.stop()

@@ -21,7 +21,7 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
 
     with layout.guard():  # a bad value is one line; the experiments list still shows
         st.subheader("Base config")
-        base = forms.run_form(train_first=False, max_steps=True, run_name=False).form
+        base = forms.run_form(train_first=False, max_steps=True, single=False).form
 
         st.subheader("Grid")
         fields = grid.grid_fields(base)

@@ -33,7 +33,10 @@ with layout.page("Methods leaderboard", "Every method on one student and teacher
         weight = bind.bound_number("Method weight", "weight", 0.9, min_value=0.0, max_value=1000.0, container=c4)
         max_steps = bind.bound_number("Max steps", "max_steps", 0, min_value=0, max_value=10**7, container=c5,
                                       help="Stop each run after this many steps (0: no limit).")
-        name = f"leaderboard-{dataset}-{student}-{epochs}ep" + (f"-{max_steps}steps" if max_steps else "")
+        ws = state.job_workspace()  # a workspace's leaderboard is its own
+        name = f"leaderboard-{dataset}-{student}-{epochs}ep" + (f"-{max_steps}steps" if max_steps else "") + (
+            f"-{ws}" if ws else "")
+        name = name[:80].rstrip("-.")  # an experiment's name is at most 80 characters
         spec = methods.leaderboard_spec(
             name, dataset=dataset, student=student, teacher=teacher, epochs=int(epochs), methods=chosen,
             seeds=seeds, ce_weight=float(ce), weight=float(weight), max_steps=int(max_steps),
@@ -42,7 +45,7 @@ with layout.page("Methods leaderboard", "Every method on one student and teacher
         st.info(f"Experiment `{name}`: {grid.size_line(spec)}; {grid.estimate(spec).text()}. Starting it again "
                 "trains only what is missing (more seeds, more methods).", icon=":material/calculate:")
         if st.button("Start", type="primary", key="start"):
-            sub = submit_experiment(spec, queue, workspace=state.job_workspace(), max_hours=grid.max_hours())
+            sub = submit_experiment(spec, queue, workspace=ws, max_hours=grid.max_hours())
             state.pump()
             live.follow(sub.jobs)
             st.success(sub.line())

@@ -15,7 +15,7 @@ from workbench.runs.labels import age, fmt_pct, run_label
 from workbench.sweep import format_seconds, repeat_with_seeds, submit_experiment
 from workbench.viz import VizError, loss_terms, training_curves
 
-REFRESH_S = 1.5
+REFRESH_S = 1.0
 FINAL = ("completed", "failed", "stopped", "interrupted", "damaged")
 
 with layout.page("Training", "Live metrics of runs, read from the run store: per step, and per epoch."):

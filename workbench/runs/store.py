@@ -8,9 +8,12 @@ Layout of a run directory::
                            version, pid and host of the writing process
         model.json         how to rebuild the networks (registry name, kwargs, shapes)
         metrics.json       per-epoch metrics and a summary
+        steps.jsonl        step metrics, one JSON line per recorded step (appended, never rewritten)
+        annotations.json   tags and a note (workbench.runs.annotations)
         checkpoints/       final / best / epoch_NNN .safetensors
 
-Every file is replaced by temp-file + rename, and a run directory appears by renaming a
+Every file but steps.jsonl (append-only; a torn last line is ignored) is replaced by temp-file +
+rename, and a run directory appears by renaming a
 complete staging directory, so a process killed at any moment leaves every run loadable. A run
 whose status says ``running`` but whose process is gone is reported as ``interrupted``.
 
