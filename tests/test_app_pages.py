@@ -156,8 +156,8 @@ def test_training_shows_curves_of_the_chosen_run(monkeypatch, tiny_store):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "completed" and metrics["Epoch"] == "2 / 2"
     figs = figures(at)
-    assert len(figs) == 2  # training curves and loss terms
-    names = {t.get("name") for t in figs[1]["data"]}
+    assert len(figs) == 3  # step curves, training curves and loss terms
+    names = {t.get("name") for t in figs[2]["data"]}
     assert {"kd", "ce"} <= names  # the KD run logged both terms
     kd_acc = metrics["Test accuracy"]
 
@@ -191,15 +191,16 @@ def test_compare_overlays_runs_and_offers_csv(monkeypatch, tiny_store):
     at.run()
     no_exception(at)
     fig = figures(at)[0]
-    assert {t["name"] for t in fig["data"]} == {"tiny-scratch", "tiny-kd"}
-    assert fig["layout"]["yaxis"]["title"]["text"] == "test_acc"
     table = at.dataframe[0].value
-    assert list(table["id"]) == [tiny_store["scratch"], tiny_store["kd"]]
-    assert at.get("download_button")
+    # one group per setting (the two runs differ in their methods), each of one seed
+    assert list(table["n"]) == [1, 1] and list(table["distill.methods"]) == ["none", "0.9*kd"]
+    assert {t["name"] for t in fig["data"] if t.get("name")} == set(table["group"])
+    assert fig["layout"]["yaxis"]["title"]["text"] == "test_acc (mean ± std over seeds)"
+    assert len(at.get("download_button")) == 2  # CSV and JSON of the groups
 
     at.selectbox(key="qp:metric").set_value("agreement").run()
     no_exception(at)
-    assert figures(at)[0]["layout"]["yaxis"]["title"]["text"] == "agreement"
+    assert figures(at)[0]["layout"]["yaxis"]["title"]["text"] == "agreement (mean ± std over seeds)"
 
 
 def test_compare_offers_exactly_the_metrics_the_chosen_runs_logged(monkeypatch, tiny_store):
@@ -226,7 +227,8 @@ def test_compare_ignores_unknown_ids_in_the_url(monkeypatch, tiny_store):
     at = make_app(monkeypatch, tiny_store["root"], "views/compare.py", runs="nope,../x," + tiny_store["kd"])
     at.run()
     no_exception(at)
-    assert [t["name"] for t in figures(at)[0]["data"]] == ["tiny-kd"]
+    assert list(at.dataframe[0].value["n"]) == [1]  # only the known run is compared
+    assert any("unknown entr" in w.value for w in at.warning)
 
 
 # ---- Doctor -----------------------------------------------------------------------------------

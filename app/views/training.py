@@ -15,7 +15,10 @@ from workbench.runs.labels import age, fmt_pct, run_label
 from workbench.sweep import format_seconds, repeat_with_seeds, submit_experiment
 from workbench.viz import VizError, loss_terms, training_curves
 
+#: seconds between two looks at the runs watched (and at the jobs followed) while they are live
 REFRESH_S = 1.0
+#: seconds between two looks at the queue table while a job of the workspace is queued or running
+QUEUE_REFRESH_S = 3.0
 FINAL = ("completed", "failed", "stopped", "interrupted", "damaged")
 
 with layout.page("Training", "Live metrics of runs, read from the run store: per step, and per epoch."):
@@ -36,14 +39,17 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
         if newest:
             st.query_params["run"] = newest
 
-    @st.fragment(run_every=REFRESH_S if any(not j.done for j in state.list_jobs()) else None)
+    pending_now = [j for j in (followed if runs else state.list_jobs()) if not j.done and j.run_id not in known]
+
+    @st.fragment(run_every=REFRESH_S if pending_now else None)
     def waiting() -> None:
         """The jobs followed (or, with no run yet, all of the workspace's) that have no run to show:
         queued with place and wait, or setting up; the page reruns once one of them has its run."""
         with layout.guard():
             jobs = live.followed_jobs() if runs else state.list_jobs()
-            started = {j.run_id for j in jobs if j.run_id and j.run_id not in known}
-            if started & set(state.get_store().ids()):
+            appeared = sorted({j.run_id for j in jobs if j.run_id and j.run_id not in known} & set(state.get_store().ids()))
+            if appeared and st.session_state.get("_appeared") != appeared:
+                st.session_state["_appeared"] = appeared  # once per run: never a loop of reruns
                 st.rerun()  # a job's run appeared: the whole page opens it
             pending = [j for j in jobs if not j.done and j.run_id not in known]
             if not pending and not runs:
@@ -57,7 +63,8 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
                 else:
                     st.info(f"**{job.name}** is starting: worker, data and teacher…", icon=":material/hourglass_top:")
 
-    waiting()
+    if pending_now or not runs:
+        waiting()
     run = bind.run_picker(analysable_first=False) if runs else None  # the newest run, training or not
 
     if run is not None:
@@ -137,7 +144,7 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
                 st.success(sub.line())
                 layout.page_link("views/experiments.py", "Open the experiment", params={"experiment": sub.name})
 
-    @st.fragment(run_every=REFRESH_S if any(not j.done for j in state.list_jobs()) else None)
+    @st.fragment(run_every=QUEUE_REFRESH_S if any(not j.done for j in state.list_jobs()) else None)
     def job_queue() -> None:
         """The workspace's jobs with their place and estimated wait, and a stop button."""
         st.subheader("Queue")
