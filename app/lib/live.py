@@ -23,7 +23,6 @@ from app.lib.state import get_queue, get_store, list_jobs, store_root
 from workbench.jobs.state import Job
 from workbench.runs import Run, RunStoreError
 from workbench.sweep import Trial, estimate_seconds
-from workbench.vocabulary import LOSS_TERM_PREFIX, STEP_METRICS
 
 #: the URL parameter naming the jobs a link asks the Training page to follow (comma-separated ids)
 JOB_PARAM = "job"
@@ -102,20 +101,6 @@ def step_figure(
         except RunStoreError:  # a damaged metrics file: the step curve alone
             continue
     return step_curves(logs, metric, smoothed=smoothed, epochs=epochs, title=f"{metric} by step")
-
-
-def step_metric_names(records: Sequence[dict[str, Any]]) -> list[str]:
-    """The step metrics the records hold, in the order views offer them: :data:`STEP_METRICS`
-    first, then the ``loss/<term>`` entries in the order they first appear."""
-    seen: set[str] = set()
-    terms: list[str] = []
-    for record in records:
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                seen.add(key)
-                if key.startswith(LOSS_TERM_PREFIX) and key not in terms:
-                    terms.append(key)
-    return [m for m in STEP_METRICS if m in seen] + terms
 
 
 def progress(run: Run, records: Sequence[dict[str, Any]]) -> tuple[int, int, float | None]:

@@ -10,7 +10,7 @@ import json
 import streamlit as st
 
 from app.lib import bindings as bind
-from app.lib import layout, live, state
+from app.lib import layout, state
 from workbench.experiments import (
     baseline_comparison,
     epoch_bands,
@@ -24,6 +24,7 @@ from workbench.experiments import (
 )
 from workbench.runs import logged_metrics
 from workbench.runs.labels import run_label
+from workbench.runs.steps import logged_step_metrics
 from workbench.sweep import experiment_status, list_experiments
 from workbench.viz import group_curves, parallel_coordinates, parameter_scatter
 from workbench.workspaces import ALL_WORKSPACES
@@ -102,7 +103,7 @@ with layout.page("Compare runs", "Runs grouped by setting over their seeds: mean
 
     # ---- over steps ---------------------------------------------------------------------------------
     logs = {r.id: r.step_metrics() for r in grouped}
-    step_names = live.step_metric_names([rec for log in logs.values() for rec in log.records])
+    step_names = logged_step_metrics([rec for log in logs.values() for rec in log.records])
     if step_names:
         step_metric = bind.bound_selectbox("Step metric", "step_metric", step_names, default="loss")
         steps = [step_bands(g, step_metric, logs, smoothing=smoothing) for g in groups]

@@ -12,6 +12,7 @@ from app.lib import bindings as bind
 from app.lib import layout, live, state
 from workbench.errors import one_line
 from workbench.runs.labels import age, fmt_pct, run_label
+from workbench.runs.steps import logged_step_metrics
 from workbench.sweep import format_seconds, repeat_with_seeds, submit_experiment
 from workbench.viz import VizError, loss_terms, training_curves
 
@@ -112,7 +113,7 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
                 for label, log in logs.items():
                     if log.damage:
                         st.caption(f"{label}: step log damaged ({log.damage}); its epoch metrics still load.")
-                logged = live.step_metric_names([rec for log in logs.values() for rec in log.records])
+                logged = logged_step_metrics([rec for log in logs.values() for rec in log.records])
                 if logged:
                     left, right = st.columns([1, 2])
                     metric = bind.bound_selectbox("Step metric", "metric", logged, default="loss", container=left)

@@ -61,23 +61,17 @@ def logged_metrics(runs: Iterable[Any]) -> list[str]:
     Returns:
         Metric names (empty when no run logged an epoch).
     """
+    from workbench.runs.steps import metric_names
     from workbench.runs.store import RunStoreError
-    from workbench.vocabulary import EPOCH_METRICS, LOSS_TERM_PREFIX
+    from workbench.vocabulary import EPOCH_METRICS
 
-    seen: set[str] = set()
-    terms: list[str] = []
+    rows: list[Any] = []
     for run in runs:
         try:
             metrics = run if isinstance(run, Mapping) else run.metrics
         except RunStoreError:
             continue
-        for epoch in metrics.get("epochs") or []:
-            if not isinstance(epoch, Mapping):
-                continue
-            logged = [k for k, v in epoch.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            seen.update(logged)
-            terms.extend(k for k in logged if k.startswith(LOSS_TERM_PREFIX) and k not in terms)
-    return [m for m in EPOCH_METRICS if m in seen] + terms
-
+        rows.extend(e for e in metrics.get("epochs") or [] if isinstance(e, Mapping))
+    return metric_names([dict(r) for r in rows], EPOCH_METRICS)
 
 __all__ = ["kd_temperature", "logged_metrics"]

@@ -171,4 +171,39 @@ class StepLogAppender:
             fh.close()
 
 
-__all__ = ["STEP_LOG_FILE", "StepLog", "StepLogAppender", "read_step_log", "record_line"]
+def metric_names(rows: Any, known: tuple[str, ...]) -> list[str]:
+    """The numeric keys of ``rows`` (mappings: epoch or step records) in the order views offer them:
+    those of ``known`` first, in its order, then the ``loss/<term>`` entries in the order they first
+    appear. The one ordering of :func:`logged_step_metrics` and :func:`workbench.runs.logged_metrics`."""
+    from workbench.vocabulary import LOSS_TERM_PREFIX
+
+    seen: set[str] = set()
+    terms: list[str] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                seen.add(key)
+                if key.startswith(LOSS_TERM_PREFIX) and key not in terms:
+                    terms.append(key)
+    return [m for m in known if m in seen] + terms
+
+
+def logged_step_metrics(records: Any) -> list[str]:
+    """The step metrics ``records`` hold: :data:`workbench.vocabulary.STEP_METRICS` first, then the
+    ``loss/<term>`` entries in the order they first appear (what a step-curve view offers)."""
+    from workbench.vocabulary import STEP_METRICS
+
+    return metric_names(records, STEP_METRICS)
+
+
+__all__ = [
+    "STEP_LOG_FILE",
+    "StepLog",
+    "StepLogAppender",
+    "logged_step_metrics",
+    "metric_names",
+    "read_step_log",
+    "record_line",
+]

@@ -240,12 +240,12 @@ class CompareRuns(Panel):
         """Offer the metrics the runs ``ids`` logged over the ``x`` axis (all epoch metrics, or all
         step metrics, when none is chosen)."""
         from workbench.runs import logged_metrics
-        from workbench.widgets.train import step_metric_names
+        from workbench.runs.steps import logged_step_metrics
 
         runs = [self.store.load(i) for i in ids]
         if self.value("x") == "step":
             records = [rec for r in runs for rec in r.step_metrics().records]
-            offered = step_metric_names(records) if runs else list(STEP_METRICS)
+            offered = logged_step_metrics(records) if runs else list(STEP_METRICS)
             default = "loss"
         else:
             offered = logged_metrics(runs) if runs else list(EPOCH_METRICS)

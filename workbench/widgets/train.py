@@ -24,6 +24,7 @@ import ipywidgets as W
 
 from workbench.config import TEACHER_PRECISIONS
 from workbench.distill.forms import text_hint
+from workbench.runs.steps import logged_step_metrics
 from workbench.vocabulary import LOSS_TERM_PREFIX, STEP_METRICS
 from workbench.widgets.base import Background, Panel, PanelError
 
@@ -400,7 +401,7 @@ class TrainPanel(Panel):
         self.job_text.value = line
         now = (len(log.records), len(metrics.get("epochs", [])))
         if now != seen and max(now) > 0:
-            self._offer_metrics(step_metric_names(log.records))
+            self._offer_metrics(logged_step_metrics(log.records))
             self._draw()
             return now
         return seen
@@ -490,18 +491,4 @@ class TrainPanel(Panel):
         super().close()
 
 
-def step_metric_names(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The step metrics ``records`` hold: :data:`STEP_METRICS` first, then their ``loss/<term>``
-    entries in the order they first appear."""
-    seen: set[str] = set()
-    terms: list[str] = []
-    for record in records:
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                seen.add(key)
-                if key.startswith(LOSS_TERM_PREFIX) and key not in terms:
-                    terms.append(key)
-    return [m for m in STEP_METRICS if m in seen] + terms
-
-
-__all__ = ["NO_TEACHER", "TrainPanel", "step_metric_names"]
+__all__ = ["NO_TEACHER", "TrainPanel"]
