@@ -124,7 +124,7 @@ def grid_store(tiny_store, tmp_path_factory) -> dict[str, str]:
     seeds of a scratch MLP) and a leaderboard (``none`` and ``kd`` from the digits teacher run, 2
     seeds). ``root``, the tiny store's ids, ``grid`` and ``board`` (the experiments' names) and
     ``board_params`` (the Leaderboard page's URL for it)."""
-    from app.lib.methods import leaderboard_spec
+    from workbench.experiments.leaderboard import leaderboard_spec
     from workbench.jobs import JobQueue
     from workbench.runs import RunStore
     from workbench.sweep import SweepSpec, run_sweep, submit_experiment

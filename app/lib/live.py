@@ -11,10 +11,7 @@ ahead, each costed by :func:`workbench.sweep.estimate_seconds` from the store's 
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import streamlit as st
@@ -22,7 +19,8 @@ import streamlit as st
 from app.lib.state import get_queue, get_store, list_jobs, store_root
 from workbench.jobs.state import Job
 from workbench.runs import Run, RunStoreError
-from workbench.sweep import Trial, estimate_seconds
+from workbench.sweep import waits
+from workbench.sweep.waits import job_estimates
 
 #: the URL parameter naming the jobs a link asks the Training page to follow (comma-separated ids)
 JOB_PARAM = "job"
@@ -103,79 +101,16 @@ def step_figure(
     return step_curves(logs, metric, smoothed=smoothed, epochs=epochs, title=f"{metric} by step")
 
 
-def progress(run: Run, records: Sequence[dict[str, Any]]) -> tuple[int, int, float | None]:
-    """``(step, total steps, steps per second)`` of ``run``: the step from its last step record
-    (the status says it only at epoch ends), the rate from that record's time since training
-    started (``None`` before the first record)."""
-    status = run.status
-    step = int(status.get("step") or 0)
-    rate = None
-    if records:
-        last = records[-1]
-        step = max(step, int(last.get("step") or 0))
-        seconds = last.get("time")
-        if isinstance(seconds, (int, float)) and seconds > 0 and last.get("step"):
-            rate = float(last["step"]) / float(seconds)
-    return step, int(status.get("total_steps") or 0), rate
-
-
-def _elapsed(job: Job) -> float:
-    try:
-        return max(0.0, time.time() - datetime.fromisoformat(job.started or "").timestamp())
-    except ValueError:
-        return 0.0
-
-
-def _remaining(job: Job, estimate: float) -> float:
-    """Seconds a running job still needs: its run's steps left at its measured rate, else what is
-    left of its estimate."""
-    if job.run_id:
-        try:
-            run = get_store().load(job.run_id)
-            step, total, rate = progress(run, run.step_metrics().records)
-        except (RunStoreError, ValueError):
-            step, total, rate = 0, 0, None
-        if rate and total:
-            return max(0.0, (total - step) / rate)
-    return max(0.0, estimate - _elapsed(job))
-
-
 @st.cache_data(ttl=30, show_spinner=False, max_entries=64)
 def _job_estimates(root: str, jobs: tuple[tuple[str, str], ...]) -> dict[str, float]:
-    """Estimated seconds of each job's whole training (by id), from ``(id, config JSON)`` pairs."""
-    from workbench.validate import validate_run_config
-
-    trials = []
-    for job_id, config in jobs:
-        try:
-            cfg = validate_run_config(json.loads(config))
-        except ValueError:
-            continue
-        trials.append(Trial(key=job_id, params={}, seed=cfg.seed, config=cfg))
-    return dict(estimate_seconds(trials, root).per_trial) if trials else {}
+    return job_estimates([(job_id, json.loads(config)) for job_id, config in jobs], root)
 
 
 def queue_waits(jobs: Sequence[Job] | None = None) -> dict[str, float]:
-    """Estimated seconds until each queued job starts (by job id), over every workspace's jobs.
-
-    The queue's ``max_jobs`` slots free up as the running jobs finish (their remaining steps at
-    their measured rates); each queued job, in queue order, takes the first slot to free and holds
-    it for its estimated time (:func:`workbench.sweep.estimate_seconds`: measured speeds of the
-    store's finished runs of the same dataset and student, else FLOPs).
-    """
+    """Estimated seconds until each queued job starts (by job id), over every workspace's jobs
+    (:func:`workbench.sweep.waits.queue_waits`, the estimates cached half a minute)."""
     jobs = list(list_jobs(all_workspaces=True) if jobs is None else jobs)
     active = [j for j in jobs if j.state in ("queued", "running")]
-    if not any(j.state == "queued" for j in active):
-        return {}
     pairs = tuple((j.id, json.dumps(j.config, sort_keys=True, default=str)) for j in active)
-    estimates = _job_estimates(str(store_root()), pairs)
-    default = sum(estimates.values()) / len(estimates) if estimates else 60.0
-    slots = sorted(_remaining(j, estimates.get(j.id, default)) for j in active if j.state == "running")
-    slots += [0.0] * max(0, get_queue().max_jobs - len(slots))
-    waits: dict[str, float] = {}
-    for job in sorted((j for j in active if j.state == "queued"), key=lambda j: j.position or math.inf):
-        slots.sort()
-        start = slots.pop(0)
-        waits[job.id] = start
-        slots.append(start + estimates.get(job.id, default))
-    return waits
+    estimates = _job_estimates(str(store_root()), pairs) if any(j.state == "queued" for j in active) else {}
+    return waits.queue_waits(jobs, get_store(), get_queue().max_jobs, estimates=estimates)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.lib import bindings as bind
 from app.lib import forms, grid, layout, live, state
+from workbench.sweep import grid as grids
 from workbench.sweep import list_experiments, submit_experiment
 from workbench.workspaces import ALL_WORKSPACES
 
@@ -24,7 +25,7 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
         base = forms.run_form(train_first=False, max_steps=True, single=False).form
 
         st.subheader("Grid")
-        fields = grid.grid_fields(base)
+        fields = grids.grid_fields(base)
         first = next((f for f in fields if ".params." in f), "optim.lr")
         n_rows = bind.bound_number("Grid rows", "rows", 1, min_value=0, max_value=MAX_ROWS)
         rows: dict[str, list] = {}
@@ -41,9 +42,9 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
             if text.strip():
                 if field in rows:
                     raise state.AppInputError(f"grid: {field} is chosen in two rows; give all its values in one")
-                rows[field] = grid.parse_values(field, text)
+                rows[field] = grids.parse_values(field, text)
         left, right = st.columns(2)
-        seeds = grid.parse_seeds(
+        seeds = grids.parse_seeds(
             bind.bound_text("Seeds", "seeds", "3", max_chars=200, container=left,
                             help="A count (3 = seeds 0, 1, 2) or a list (0, 4, 7).")
         )
@@ -52,12 +53,12 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
             "Experiment name", "experiment_name", default, max_chars=80, container=right, placeholder=default,
             help="Letters, digits, '_', '.' and '-'. Start it again to train only the trials that are missing.",
         ).strip() or default
-        spec = grid.experiment_spec(name, base, rows, seeds)
-        grid.check_size(spec)  # a grid too large is refused here, in one line, before Start
+        spec = grids.experiment_spec(name, base, rows, seeds)
+        grids.check_size(spec)  # a grid too large is refused here, in one line, before Start
         estimate = grid.estimate(spec)
-        st.info(f"{grid.size_line(spec)}; {estimate.text()}.", icon=":material/calculate:")
+        st.info(f"{grids.size_line(spec)}; {estimate.text()}.", icon=":material/calculate:")
         if st.button("Start", type="primary", key="start"):
-            sub = submit_experiment(spec, queue, workspace=state.job_workspace(), max_hours=grid.max_hours())
+            sub = submit_experiment(spec, queue, workspace=state.job_workspace(), max_hours=grids.max_hours())
             state.pump()
             live.follow(sub.jobs)
             st.success(sub.line())

@@ -9,8 +9,10 @@ import streamlit as st
 from app.lib import bindings as bind
 from app.lib import forms, grid, layout, live, methods, state
 from workbench.experiments import group_runs, metric_unit
+from workbench.experiments.leaderboard import leaderboard_spec
 from workbench.models import list_models
 from workbench.sweep import experiment_path, experiment_status, submit_experiment
+from workbench.sweep import grid as grids
 from workbench.viz import leaderboard
 
 with layout.page("Methods leaderboard", "Every method on one student and teacher, over seeds: which ones help?"):
@@ -28,7 +30,7 @@ with layout.page("Methods leaderboard", "Every method on one student and teacher
         )
         c1, c2, c3, c4, c5 = st.columns(5)
         epochs = bind.bound_number("Epochs", "epochs", 1, min_value=1, max_value=200, container=c1)
-        seeds = grid.parse_seeds(bind.bound_text("Seeds", "seeds", "3", container=c2, help="A count or a list."))
+        seeds = grids.parse_seeds(bind.bound_text("Seeds", "seeds", "3", container=c2, help="A count or a list."))
         ce = bind.bound_number("ce_weight", "ce", 0.1, min_value=0.0, max_value=100.0, container=c3)
         weight = bind.bound_number("Method weight", "weight", 0.9, min_value=0.0, max_value=1000.0, container=c4)
         max_steps = bind.bound_number("Max steps", "max_steps", 0, min_value=0, max_value=10**7, container=c5,
@@ -37,15 +39,15 @@ with layout.page("Methods leaderboard", "Every method on one student and teacher
         name = f"leaderboard-{dataset}-{student}-{epochs}ep" + (f"-{max_steps}steps" if max_steps else "") + (
             f"-{ws}" if ws else "")
         name = name[:80].rstrip("-.")  # an experiment's name is at most 80 characters
-        spec = methods.leaderboard_spec(
+        spec = leaderboard_spec(
             name, dataset=dataset, student=student, teacher=teacher, epochs=int(epochs), methods=chosen,
             seeds=seeds, ce_weight=float(ce), weight=float(weight), max_steps=int(max_steps),
         )
-        grid.check_size(spec)
-        st.info(f"Experiment `{name}`: {grid.size_line(spec)}; {grid.estimate(spec).text()}. Starting it again "
+        grids.check_size(spec)
+        st.info(f"Experiment `{name}`: {grids.size_line(spec)}; {grid.estimate(spec).text()}. Starting it again "
                 "trains only what is missing (more seeds, more methods).", icon=":material/calculate:")
         if st.button("Start", type="primary", key="start"):
-            sub = submit_experiment(spec, queue, workspace=ws, max_hours=grid.max_hours())
+            sub = submit_experiment(spec, queue, workspace=ws, max_hours=grids.max_hours())
             state.pump()
             live.follow(sub.jobs)
             st.success(sub.line())

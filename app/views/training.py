@@ -14,6 +14,7 @@ from workbench.errors import one_line
 from workbench.runs.labels import age, fmt_pct, run_label
 from workbench.runs.steps import logged_step_metrics
 from workbench.sweep import format_seconds, repeat_with_seeds, submit_experiment
+from workbench.sweep.waits import run_progress
 from workbench.viz import VizError, loss_terms, training_curves
 
 #: seconds between two looks at the runs watched (and at the jobs followed) while they are live
@@ -90,7 +91,7 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
                 labelled = live.run_names(shown)
                 logs = {label: r.step_metrics() for label, r in labelled.items()}
                 records = logs[next(iter(logs))].records
-                step, total, rate = live.progress(run, records)
+                step, total, rate = run_progress(run, records)
                 run_state = status.get("status")
                 epoch = status.get("epoch") or 0
                 if run_state == "running" and records:
