@@ -277,7 +277,7 @@ def search_runs(
     run a page shows; an empty search keeps every run."""
     where = _where(container)
     text = bound_text(
-        label, search_param(param), "", container=where, placeholder="Search runs: words, or tag:x",
+        label, search_param(param), "", container=where, help="Search runs: words (all must match), or tag:x for a tag.",
         label_visibility="collapsed",
     )
     if not text.strip():

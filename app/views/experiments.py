@@ -36,8 +36,8 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
             )
             text = bind.bound_text(
                 f"Values {i}", f"values{i}", "", max_chars=2000, container=right,
-                placeholder="comma-separated, e.g. 0.05, 0.1",
-                help="Each value is read as YAML: numbers, words, true/false, [lists] or {maps}.",
+                help="Comma-separated, e.g. 0.05, 0.1; each value is read as YAML: numbers, words, true/false, "
+                "[lists] or {maps}.",
             )
             if text.strip():
                 if field in rows:
@@ -50,7 +50,7 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
         )
         default = f"{base.student}-{base.dataset}-{time.strftime('%m%d-%H%M')}"
         name = bind.bound_text(
-            "Experiment name", "experiment_name", default, max_chars=80, container=right, placeholder=default,
+            "Experiment name", "experiment_name", default, max_chars=80, container=right,
             help="Letters, digits, '_', '.' and '-'. Start it again to train only the trials that are missing.",
         ).strip() or default
         spec = grids.experiment_spec(name, base, rows, seeds)

@@ -139,8 +139,8 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
         stamp = hashlib.sha1(json.dumps(notes.to_dict()).encode()).hexdigest()[:8]
         left, right = st.columns([1, 2])
         tags_text = left.text_input(
-            "Tags", ", ".join(notes.tags), key=f"tags:{run.id}:{stamp}", placeholder="baseline, lr:0.1",
-            help="Short words (letters, digits, - _ . :) separated by commas or spaces; "
+            "Tags", ", ".join(notes.tags), key=f"tags:{run.id}:{stamp}",
+            help="Short words (letters, digits, - _ . :) separated by commas or spaces, e.g. baseline, lr:0.1; "
             "search them with tag:x.",
         )
         note_text = right.text_area(

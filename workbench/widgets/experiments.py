@@ -232,13 +232,13 @@ class ExperimentPanel(Panel):
             W.Textarea(
                 value="",
                 description="grid",
-                placeholder="optim.lr: 0.01, 0.1",
+                tooltip="one field per line, e.g. optim.lr: 0.01, 0.1",
                 layout={"width": "520px", "height": "110px"},
                 continuous_update=False,
             ),
         )
         self._add(
-            "seeds", W.Text(value="", description="seeds", placeholder="0, 1, 2", continuous_update=False)
+            "seeds", W.Text(value="", description="seeds", tooltip="a count (3) or a list (0, 4, 7)", continuous_update=False)
         )
         self.plan_text = W.HTML(value="")
         self.start_button = W.Button(description="Start", button_style="primary")

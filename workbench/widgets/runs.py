@@ -196,7 +196,7 @@ class CompareRuns(Panel):
         self.sentences: list[str] = []
         self.table_view = W.HTML()
         ids = self.store.ids()
-        self._add("search", W.Text(value="", description="search", placeholder="words, or tag:x",
+        self._add("search", W.Text(value="", description="search", tooltip="words (all must match), or tag:x",
                                    continuous_update=False))
         self._add("runs", W.SelectMultiple(options=ids, value=(), description="runs", rows=min(8, max(3, len(ids)))))
         self._add("group", W.Checkbox(value=True, description="group over seeds"))
@@ -532,7 +532,7 @@ class RunNotes(Panel):
         self._run = run_or_id if hasattr(run_or_id, "path") else None
         run_id = getattr(run_or_id, "id", str(run_or_id))
         self._add("run", W.Text(value=run_id, description="run", continuous_update=False))
-        self._add("tags", W.Text(value="", description="tags", placeholder="baseline, lr:0.1"))
+        self._add("tags", W.Text(value="", description="tags", tooltip="e.g. baseline, lr:0.1"))
         self._add("note", W.Textarea(value="", description="note",
                                      layout={"width": "480px", "height": "120px"}))
         self.save_button = W.Button(description="Save", button_style="primary")
