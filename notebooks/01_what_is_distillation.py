@@ -179,7 +179,6 @@ from workbench.validate import validate_run_config
 def student_config(methods, ce_weight):
     distill = methods != "none"
     return validate_run_config({
-        "kind": "distill" if distill else "student",
         "seed": 0,
         "data": {"dataset": "mnist", "batch_size": 64},
         "model": {"name": "cnn_small"},

@@ -83,7 +83,6 @@ STUDENT = {"name": "cnn", "kwargs": {"channels": [16, 32, 64], "convs_per_stage"
 def method_config(name, methods, ce_weight=1.0):
     """A run config: the shared student, data and optimiser, with the given distillation methods."""
     return validate_run_config({
-        "kind": "student" if methods == "none" else "distill",
         "name": name,
         "seed": 0,
         "data": {"dataset": "fashion-mnist", "batch_size": 64},

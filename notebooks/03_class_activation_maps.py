@@ -95,7 +95,6 @@ masks = data.test.masks
 def shapes_config(methods, ce_weight=1.0):
     distill = methods != "none"
     return validate_run_config({
-        "kind": "distill" if distill else "student",
         "seed": 0,
         "data": {"dataset": "shapes", "batch_size": 64, "options": OPTIONS},
         "model": {"name": "cnn_small"},

@@ -131,7 +131,6 @@ labels = small.test.labels.to(device)
 def mnist_config(methods, ce_weight):
     distill = methods != "none"
     return validate_run_config({
-        "kind": "distill" if distill else "student",
         "seed": 0,
         "data": {"dataset": "mnist", "batch_size": 64},
         "model": {"name": "cnn_small"},

@@ -91,7 +91,6 @@ def config(name, methods="none", *, ce_weight=1.0, model="cnn", kwargs=None, tea
     the same budget for every run."""
     kwargs = {"channels": [4, 8, 16]} if kwargs is None else kwargs
     return validate_run_config({
-        "kind": "student" if methods == "none" else "distill",
         "name": name,
         "seed": seed,
         "data": {"dataset": "mnist", "batch_size": 64, "train_subset": size(3000, 512)},

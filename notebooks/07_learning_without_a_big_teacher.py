@@ -83,7 +83,6 @@ def config(name, methods="none", *, ce_weight=1.0, model="cnn", kwargs=None, tea
     trained on a subset of MNIST, the same budget for every run."""
     kwargs = {"channels": [16, 32, 64], "convs_per_stage": 1} if kwargs is None else kwargs
     return validate_run_config({
-        "kind": "student" if methods == "none" else "distill",
         "name": name,
         "seed": seed,
         "data": {"dataset": "mnist", "batch_size": 64, "train_subset": size(3000, 512)},
