@@ -274,6 +274,14 @@ def test_labels_name_every_varied_field():
     assert one.varied == [] and one[0].key == {} and one[0].label == "distill cnn_small, 0.5*kd"
 
 
+def test_groups_sort_by_their_setting_not_by_run_order():
+    """Numbers sort by size (0.5 before 10, not by text), whatever order the runs come in."""
+    runs = [_kd(1.0, t, s, 0.5) for t in (10.0, 0.5, 2.0) for s in (0, 1)]
+    for order in (runs, runs[::-1], runs[2:] + runs[:2]):
+        groups = group_runs(order)
+        assert [g.label for g in groups] == ["temperature=0.5", "temperature=2", "temperature=10"]
+
+
 def test_unreadable_config_is_skipped_not_fatal():
     bad = FakeRun("bad", {"optim": {"lr": -1}})
     groups = group_runs([bad, _kd(1.0, 4.0, 0, 0.9)])

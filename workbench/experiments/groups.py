@@ -256,6 +256,15 @@ def _varied(settings: list[dict[str, Any]]) -> list[str]:
     return [p for p in paths if len({_same(f.get(p)) for f in settings}) > 1]
 
 
+def _setting_order(value: Any) -> tuple[int, float, str]:
+    """Where a varied value sorts: none first, then numbers by size, then the rest by their text."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (1, float(value), "")
+    return (2, 0.0, _same(value))
+
+
 def _fallback_label(fields: Mapping[str, Any]) -> str:
     """A group's label when nothing varies: its kind, model and (distilled) methods."""
     text = f"{fields.get('kind', 'run')} {fields.get('model.name', '')}".strip()
@@ -273,7 +282,8 @@ def group_runs(runs: Iterable[Any], *, finished_only: bool = True) -> RunGroups:
             running, stopped and failed runs too, at the epochs they reached (live curves).
 
     Returns:
-        :class:`RunGroups`: a list of :class:`RunGroup` in the order of their first run, with
+        :class:`RunGroups`: a list of :class:`RunGroup` sorted by their varied values (numbers by size;
+        settings that tie keep the order of their first run), with
         ``skipped`` (run id, reason) for each run left out and ``varied`` (the differing paths).
         A seed a group already has (a run repeated) keeps one run: a completed one before an
         unfinished one, then the one finished last; the other is skipped as a repeat.
@@ -299,6 +309,11 @@ def group_runs(runs: Iterable[Any], *, finished_only: bool = True) -> RunGroups:
         seeds[got.seed] = got
     settings = [next(iter(by_setting[i].values())).fields for i in order]
     varied = _varied(settings)
+    ranked = sorted(
+        zip(order, settings, strict=True),
+        key=lambda pair: tuple(_setting_order(pair[1].get(p)) for p in varied),
+    )
+    order, settings = [i for i, _ in ranked], [f for _, f in ranked]
     names = _short_names(varied)
     groups: list[RunGroup] = []
     labels: set[str] = set()
