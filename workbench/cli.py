@@ -20,6 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from workbench.commands.data import data_app
+from workbench.commands.models import methods_app, models_app
+from workbench.commands.teachers import teachers_app
 from workbench.console import ProgressBar, friendly
 from workbench.console import fmt as _fmt
 from workbench.jobs.cli import jobs_app
@@ -30,10 +33,6 @@ from workbench.vocabulary import DOCTOR_N_SAMPLES
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Distillation Workbench: train, distill, inspect."
 )
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: list the registry, prepare a full set.")
-models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
-methods_app = typer.Typer(no_args_is_help=True, help="Distillation methods.")
-teachers_app = typer.Typer(no_args_is_help=True, help="Shipped teachers.")
 train_app = typer.Typer(
     no_args_is_help=True, help="Train a teacher, a scratch student or a distilled student."
 )
@@ -55,7 +54,9 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-RunsOpt = typer.Option(None, "--runs", "-r", help="the run store's folder (default $WORKBENCH_RUNS or ./runs)")
+RunsOpt = typer.Option(
+    None, "--runs", "-r", help="the run store's folder (default $WORKBENCH_RUNS or ./runs)"
+)
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -65,106 +66,6 @@ def _options(pairs: list[str]) -> dict[str, Any]:
         return apply_overrides({}, pairs)
     except ConfigError as e:
         raise ValueError(str(e).replace("--set", "--option")) from None
-
-
-# ---- data ---------------------------------------------------------------------------------
-@data_app.command("list")
-@friendly
-def data_list() -> None:
-    """List the registered datasets."""
-    from workbench.data import list_datasets
-
-    table = Table("name", "shape", "classes", "masks", "needs --root", "description")
-    for d in list_datasets():
-        table.add_row(
-            d.name,
-            "x".join(map(str, d.image_shape)) if d.shape_known else "from files",
-            str(d.num_classes) if d.shape_known else "from files",
-            "yes" if d.has_masks else "",
-            "yes" if d.needs_root else "",
-            d.description,
-        )
-    out.print(table)
-
-
-@data_app.command("prepare")
-@friendly
-def data_prepare(
-    name: str = typer.Argument(..., help="dataset name (see `workbench data list`)"),
-    root: Path | None = typer.Option(None, "--root", help="folder holding (or receiving) the standard files"),
-    download: bool = typer.Option(False, "--download", help="fetch the standard files and verify checksums"),
-    option: list[str] = typer.Option([], "--option", "-o", help="dataset option key=value"),
-) -> None:
-    """Download (if asked) and check a dataset, then print its sizes."""
-    from workbench.data import prepare_dataset
-
-    with err.status(f"preparing {name} ..."):
-        ds = prepare_dataset(name, root=root, download=download, **_options(option))
-    out.print(
-        f"{ds.name}: {len(ds.train)} train / {len(ds.test)} test, shape {tuple(ds.image_shape)}, {ds.num_classes} classes"
-    )
-
-
-# ---- models / methods / teachers --------------------------------------------------------
-@models_app.command("list")
-@friendly
-def models_list(
-    dataset: str = typer.Option(
-        "mnist", "--dataset", "-d", help="input shape and classes to size the models for"
-    ),
-) -> None:
-    """List the zoo with parameter counts and FLOPs per sample for a dataset's input shape."""
-    from workbench.data import list_datasets
-    from workbench.models import create_model, describe_models, model_info
-
-    infos = {d.name: d for d in list_datasets()}
-    if dataset not in infos:
-        raise ValueError(f"--dataset: unknown name {dataset!r}; known: {', '.join(infos)}")
-    if not infos[dataset].shape_known:
-        raise ValueError(
-            f"--dataset: {dataset!r} takes its image shape from your files; pick another to size the models"
-        )
-    shape = tuple(infos[dataset].image_shape)
-    table = Table("name", "family", "params", "MFLOPs", "description")
-    for spec in describe_models():
-        model = create_model(
-            spec.name, num_classes=infos[dataset].num_classes, in_channels=shape[0], image_size=shape[1]
-        )
-        info = model_info(model, shape)
-        table.add_row(spec.name, spec.family, f"{info.params:,}", f"{info.flops / 1e6:.2f}", spec.description)
-    out.print(table)
-
-
-@methods_app.command("list")
-@friendly
-def methods_list() -> None:
-    """List the distillation methods with a one-line description each."""
-    from workbench.distill import describe_methods, method_schema
-
-    table = Table("name", "hyperparameters", "description")
-    for name, desc in describe_methods():
-        props = method_schema(name).get("properties", {})
-        hp = ", ".join(f"{k}={v.get('default')}" for k, v in props.items())
-        table.add_row(name, hp, desc)
-    out.print(table)
-
-
-@teachers_app.command("list")
-@friendly
-def teachers_list() -> None:
-    """List the shipped teachers (use as `shipped:NAME` in a config)."""
-    from workbench.runs.teachers import list_shipped_teachers
-
-    table = Table("source", "model", "dataset", "test acc", "params")
-    for c in list_shipped_teachers():
-        table.add_row(
-            f"shipped:{c['name']}",
-            c["model"]["name"],
-            c["dataset"],
-            _fmt(c.get("test_acc"), pct=True),
-            f"{c.get('params', 0):,}",
-        )
-    out.print(table)
 
 
 # ---- training -----------------------------------------------------------------------------
@@ -236,7 +137,9 @@ def _train(
             s.close()
     for link in result.link_ids[:-1]:  # the earlier links of a chain (ban, takd)
         info = store.load(link).summary()
-        out.print(f"run {link} {info['status']}: test acc {_fmt(info.get('test_acc'), True)}", highlight=False)
+        out.print(
+            f"run {link} {info['status']}: test acc {_fmt(info.get('test_acc'), True)}", highlight=False
+        )
     s = result.summary
     line = f"run {result.run_id} {result.status}: test acc {_fmt(s.get('test_acc'), True)}"
     if "agreement" in s:
@@ -310,8 +213,10 @@ def runs_list(
     method: str | None = typer.Option(None),
     tag: list[str] = typer.Option([], "--tag", help="only runs with this tag (repeat: all of them)"),
     search: str = typer.Option(
-        "", "--search", help="only runs where every word is in the id, name, model, method, dataset, tags "
-        "or note (tag:x: tagged x)"
+        "",
+        "--search",
+        help="only runs where every word is in the id, name, model, method, dataset, tags "
+        "or note (tag:x: tagged x)",
     ),
 ) -> None:
     """List the store's runs with their tags; damaged runs are listed with the reason."""
@@ -342,7 +247,11 @@ def runs_list(
             damaged.append((s["id"], s["damage"]))
     out.print(table if rows else "no runs")
     for run_id, why in damaged:
-        err.print(f"damaged: {run_id}: {why} (`workbench runs rm {run_id}` removes it)", markup=False, highlight=False)
+        err.print(
+            f"damaged: {run_id}: {why} (`workbench runs rm {run_id}` removes it)",
+            markup=False,
+            highlight=False,
+        )
 
 
 @runs_app.command("show")
@@ -359,7 +268,9 @@ def runs_show(
     damage = run.damage
     if damage:
         if as_json:
-            out.print_json(json.dumps({"status": run.status, "damage": damage, "checkpoints": run.checkpoints()}))
+            out.print_json(
+                json.dumps({"status": run.status, "damage": damage, "checkpoints": run.checkpoints()})
+            )
             return
         out.print(f"[bold]{run.id}[/bold]  damaged: {damage}", highlight=False)
         out.print("checkpoints: " + (", ".join(run.checkpoints()) or "none"), highlight=False)
@@ -368,7 +279,9 @@ def runs_show(
     steps = run.step_metrics()
     if as_json:
         step_info = {"records": len(steps), "damage": steps.damage}
-        out.print_json(json.dumps({**info, "epochs": run.metrics.get("epochs", []), "step_metrics": step_info}))
+        out.print_json(
+            json.dumps({**info, "epochs": run.metrics.get("epochs", []), "step_metrics": step_info})
+        )
         return
     st = info["status"]
     out.print(
@@ -495,7 +408,9 @@ def runs_gc(
 @app.command("doctor")
 @friendly
 def doctor(
-    run_id: str = typer.Argument(..., help="the student run to examine (a unique prefix of its id is enough)"),
+    run_id: str = typer.Argument(
+        ..., help="the student run to examine (a unique prefix of its id is enough)"
+    ),
     runs: Path | None = RunsOpt,
     scratch: str | None = typer.Option(
         None, "--scratch", help="a scratch-student run to compare sharpness with"
@@ -504,13 +419,17 @@ def doctor(
         None, "--teacher", help="override the run's teacher: shipped:NAME or run:ID"
     ),
     n_samples: int = typer.Option(DOCTOR_N_SAMPLES, "--n-samples", help="test images the analyses use"),
-    checkpoint: str = typer.Option("final", "--checkpoint", help="the student's checkpoint (final, best, epoch_003, ...)"),
+    checkpoint: str = typer.Option(
+        "final", "--checkpoint", help="the student's checkpoint (final, best, epoch_003, ...)"
+    ),
     verify_: bool = typer.Option(
         False,
         "--verify",
         help="run the top finding's experiment (same seed, into the same store) and report whether it helped",
     ),
-    epochs: int | None = typer.Option(None, "--epochs", help="epochs of the --verify run (default: the run's)"),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="epochs of the --verify run (default: the run's)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report (and the verification) as JSON"),
 ) -> None:
     """Diagnose a student: ranked findings with evidence, explanation and a next experiment; --verify runs it."""
@@ -522,7 +441,11 @@ def doctor(
     scratch_run = store.load(scratch) if scratch else None
     with err.status(f"examining {run.id} ..."):
         report = diagnose(
-            run, teacher=teacher, scratch_run=scratch_run, n_samples=n_samples, checkpoint=checkpoint,
+            run,
+            teacher=teacher,
+            scratch_run=scratch_run,
+            n_samples=n_samples,
+            checkpoint=checkpoint,
             store=store,
         )
     result = None
@@ -530,9 +453,7 @@ def doctor(
         top = report.warnings[0]
         what = top.experiment.text if top.experiment else ""
         with err.status(f"verifying '{top.rule}': {what}"):
-            result = verify(
-                run, report, epochs=epochs, teacher=teacher, n_samples=n_samples, store=store
-            )
+            result = verify(run, report, epochs=epochs, teacher=teacher, n_samples=n_samples, store=store)
     if as_json:
         data = report.to_dict()
         if verify_:

@@ -1,0 +1,1 @@
+"""Sub-commands of ``workbench`` that sit beside the library parts they drive (data, models, teachers)."""
