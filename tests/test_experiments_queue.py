@@ -135,6 +135,25 @@ def test_resubmit_trains_only_the_failed_and_the_deleted_trials(queue):
     assert len(record["jobs"][failed.key]) == 2 and record["submissions"] == 2
 
 
+def test_a_queued_trial_waits_for_no_one_but_never_trains_a_trial_a_sweep_holds(queue):
+    """The job takes the same claim `workbench sweep` takes: held elsewhere, the job fails in one line
+    naming the trial and no run is written; once released, re-submitting trains it."""
+    from workbench.sweep import claim_trial
+
+    spec = _spec(grid={"optim.lr": [0.003]}, seeds=(0,))
+    submit_experiment(spec, queue)
+    (job,) = queue.pump()
+    with claim_trial(RunStore(queue.root), "exp", job.trial) as held:
+        assert held
+        assert run_job(queue.root, job.id, _token(queue, job.id), pump_after=False) == "failed"
+    (done,) = queue.list()
+    assert f"trial {job.trial} of experiment 'exp'" in done.error and "\n" not in done.error
+    assert not (queue.root / job.run_id).exists()
+    assert submit_experiment(spec, queue).queued == 1
+    _drain(queue)
+    assert experiment_status(queue.root, "exp").counts["completed"] == 1
+
+
 def test_stop_stops_queued_and_running_trials_and_keeps_finished_runs(queue):
     queue.max_jobs = 1
     submit_experiment(_spec(), queue)

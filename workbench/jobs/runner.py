@@ -9,6 +9,7 @@ file, keeps its heartbeat while it trains, and records the outcome (``finished``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import traceback
@@ -70,6 +71,16 @@ class _Heartbeat:
         self._thread.join(timeout=2 * self.every)
 
 
+def _trial_claim(store: Any, data: dict[str, Any]) -> contextlib.AbstractContextManager[bool]:
+    """The experiment trial's claim (the lock `workbench sweep` takes too) for a trial's job, so the
+    two never train the same trial at once; a plain job needs none."""
+    if not data.get("experiment") or not data.get("trial"):
+        return contextlib.nullcontext(True)
+    from workbench.sweep.runner import claim_trial
+
+    return claim_trial(store, str(data["experiment"]), str(data["trial"]))
+
+
 def train_job(
     root: str | Path, job_id: str, token: str, *, cancel: CancelToken | None = None
 ) -> tuple[str, dict[str, Any] | None]:
@@ -97,12 +108,22 @@ def train_job(
     cancel.watch_file(folder / f"{job_id}.stop")
     state, error, run_id = "failed", None, data.get("run_id")
     try:
-        with _Heartbeat(folder / f"{job_id}.beat"):
-            config = validate_config(data["config"])
-            status, run_id = _train(config, RunStore(root), run_id, cancel)
-        state = {"completed": "finished", "stopped": "stopped"}.get(status, "failed")
-        if state == "failed":
-            error = f"the run ended as {status!r}"
+        with _Heartbeat(folder / f"{job_id}.beat"), _trial_claim(RunStore(root), data) as held:
+            if held:
+                config = validate_config(data["config"])
+                status, run_id = _train(config, RunStore(root), run_id, cancel)
+        if not held:
+            run_id, error = (
+                None,
+                (
+                    f"trial {data['trial']} of experiment {data['experiment']!r} is being trained by another "
+                    "process (a `workbench sweep`); re-submit the experiment once it ends"
+                ),
+            )
+        else:
+            state = {"completed": "finished", "stopped": "stopped"}.get(status, "failed")
+            if state == "failed":
+                error = f"the run ended as {status!r}"
     except Cancelled:
         state = "stopped"
         if run_id and not (root / run_id / "status.json").exists():

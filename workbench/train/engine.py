@@ -390,12 +390,16 @@ class Trainer:
     def _teacher_test_logits(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teachers' mean test logits and each teacher's own."""
         chunk = inference_chunk(self.device, self.config.data.eval_batch_size)
-        return teacher_test_logits(self.run_teachers, self.test_images, self.inputs, chunk, self.teacher_dtype)
+        return teacher_test_logits(
+            self.run_teachers, self.test_images, self.inputs, chunk, self.teacher_dtype
+        )
 
     def _check_teachers(self, each: list[torch.Tensor], run_id: str | None, epoch: int, step: int) -> None:
         """Warn (not fail) when a teacher's test accuracy on this data is near chance."""
         data = self.data
-        for msg in near_chance_warnings(each, self.test_labels, data.num_classes, data.name, self.config.teachers):
+        for msg in near_chance_warnings(
+            each, self.test_labels, data.num_classes, data.name, self.config.teachers
+        ):
             self.warnings.append(msg)
             self._emit(RunWarning(run_id, epoch, step, "teacher_near_chance", msg))
 
@@ -529,11 +533,15 @@ class Trainer:
             self._train_epochs(run_id, pos)
             status, summary = self._finish(run_id, pos)
         except TrainingFailed as err:
-            self._emit(RunFailed(run_id, err.step, err.epoch, str(err), dict(err.terms), frozen_history(pos.history)))
+            self._emit(
+                RunFailed(run_id, err.step, err.epoch, str(err), dict(err.terms), frozen_history(pos.history))
+            )
             raise
         except BaseException as err:
             self._emit(
-                RunFailed(run_id, pos.step, pos.epoch_no, one_line(err, typed=True), {}, frozen_history(pos.history))
+                RunFailed(
+                    run_id, pos.step, pos.epoch_no, one_line(err, typed=True), {}, frozen_history(pos.history)
+                )
             )
             raise
         self.student.eval()
@@ -602,7 +610,12 @@ class Trainer:
             pos.step += 1
             if self.subscribers:
                 lr = self.optimizer.param_groups[0]["lr"]
-                shown = {k: v.item() for k, v in terms.items()}
+                # one device-to-host copy for every term (the NaN guard's ``item()`` already waited)
+                shown = (
+                    dict(zip(terms, torch.stack([v.detach() for v in terms.values()]).tolist(), strict=True))
+                    if terms
+                    else {}
+                )
                 record = None
                 if recorder.due(pos.step, n_steps):
                     record = recorder.record(
@@ -644,7 +657,9 @@ class Trainer:
         """
         cfg = self.config
         for g in self.optimizer.param_groups:
-            g["lr"] = cfg.optim.lr * lr_factor(step, self.total_steps, self.steps_per_epoch, cfg.schedule, cfg.optim.lr)
+            g["lr"] = cfg.optim.lr * lr_factor(
+                step, self.total_steps, self.steps_per_epoch, cfg.schedule, cfg.optim.lr
+            )
         x = self.layout(batch.x)
         logits = self.student(x)
         if self.teachers and self.method.needs_teacher:
@@ -653,7 +668,9 @@ class Trainer:
             elif self.cache is not None:
                 t_logits, t_feats = self.cache.lookup(batch.index.to(self.device))
             else:
-                t_logits, t_feats = teacher_forward(self.run_teachers, x, self.teacher_paths, dtype=self.teacher_dtype)
+                t_logits, t_feats = teacher_forward(
+                    self.run_teachers, x, self.teacher_paths, dtype=self.teacher_dtype
+                )
         else:
             t_logits, t_feats = [], []
         out = StepOutputs(
@@ -674,7 +691,10 @@ class Trainer:
         ce_weight = cfg.distill.ce_weight
         if ce_weight > 0:
             weights = self.method.sample_weights(out)
-            terms = {"ce": ce_weight * cross_entropy(logits, batch, cfg.train.label_smoothing, weights), **terms}
+            terms = {
+                "ce": ce_weight * cross_entropy(logits, batch, cfg.train.label_smoothing, weights),
+                **terms,
+            }
         if self.term_hook is not None:
             self.term_hook(terms, step)
         loss = torch.stack(list(terms.values())).sum() if terms else logits.sum() * 0.0
