@@ -32,7 +32,7 @@ FLOORS: dict[str, int] = {
     # distillation methods
     "distill": 2,
     # analyses (models + tensors, never the run store), config checks against the registries
-    "analysis": 3, "validate": 3,
+    "analysis": 3, "validate": 3, "recipes": 3,
     # the run store, its teachers and the run adapter; the New-run form
     "runs": 4, "run_form": 4,
     # training
