@@ -7,8 +7,9 @@ several seeds, 1 epoch on the embedded MNIST subset, trained by real worker proc
 
 Each ``--max-jobs`` setting trains the whole experiment into its own fresh store
 (``--runs``/jobs-<k>, emptied first), so the wall times compare the same work; the seed spread
-comes from the first setting. Objectives per method are the methods table's
-(``benchmarks/methods_table.py``: ``OBJECTIVES``). Figures go to docs/benchmarks.md (section
+comes from the first setting. The experiment and its rows are the library's leaderboard
+(:mod:`workbench.experiments.leaderboard`: each method's own objective, ``OBJECTIVES``), as on the
+app's Leaderboard page, with the methods table's student, optimiser and schedule. Figures go to docs/benchmarks.md (section
 ``leaderboard``) unless ``--no-docs``.
 """
 
@@ -24,10 +25,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
-from methods_table import OBJECTIVES, STUDENT, method_entry  # noqa: E402
+from methods_table import ASSISTANT, TRAINING  # noqa: E402
 
 from workbench.distill import list_methods  # noqa: E402
-from workbench.experiments.stats import paired_difference, seed_stats  # noqa: E402
+from workbench.experiments import group_runs, group_table  # noqa: E402
+from workbench.experiments.leaderboard import leaderboard_rows, method_name  # noqa: E402
+from workbench.experiments.leaderboard import leaderboard_spec as board_spec  # noqa: E402
 from workbench.jobs import JobQueue  # noqa: E402
 from workbench.runs import RunStore  # noqa: E402
 from workbench.sweep import (  # noqa: E402
@@ -38,24 +41,20 @@ from workbench.sweep import (  # noqa: E402
     submit_experiment,
 )
 
-BASE: dict[str, Any] = {
-    "kind": "distill",
-    "data": {"dataset": "mnist", "batch_size": 64},
-    "model": STUDENT,
-    "teachers": [{"source": "shipped:mnist"}],
-    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
-    "schedule": {"name": "cosine", "warmup_epochs": 0.2},
-    "train": {"snapshot_every_epoch": False},
-}
-
 
 def leaderboard_spec(methods: list[str], seeds: list[int], epochs: int) -> SweepSpec:
-    """The leaderboard as one experiment: a grid over the `distill` section, one entry per method."""
-    return SweepSpec(
-        name=f"leaderboard-{len(methods)}m-{len(seeds)}s-{epochs}e",
-        config={**BASE, "train": {**BASE["train"], "epochs": epochs}},
-        grid={"distill": [method_entry(m) for m in methods]},
+    """The leaderboard as one experiment on the embedded MNIST subset: the library's spec (a grid over
+    the `distill` section, one entry per method) with the methods table's training settings."""
+    return board_spec(
+        f"leaderboard-{len(methods)}m-{len(seeds)}s-{epochs}e",
+        dataset="mnist",
+        student="cnn",
+        teacher="shipped:mnist",
+        epochs=epochs,
+        methods=methods,
         seeds=seeds,
+        config={**TRAINING, "data": {"batch_size": 64}},
+        params={"takd": {"assistants": [ASSISTANT]}},
     )
 
 
@@ -89,26 +88,16 @@ def run_once(spec: SweepSpec, root: Path, max_jobs: int, poll: float) -> dict[st
 
 
 def method_rows(store: Path, status: Any) -> list[dict[str, Any]]:
-    """Per method: test accuracy per seed, its seed statistics and the paired gain over `none`."""
+    """The leaderboard's rows (best first): per method its mean, std, min, max and n over seeds of
+    the test accuracy (points) and the paired gain over scratch with its 95 % interval."""
     runs = RunStore(store)
-    acc: dict[str, dict[int, float]] = {}
-    for t in status.trials:
-        name = t.params["distill"]["methods"][0]["name"]
-        value = None
-        if t.state == "completed" and t.run_id:
-            value = runs.load(t.run_id).metrics.get("summary", {}).get("test_acc")
-        acc.setdefault(name, {})[t.seed] = value
-    rows = []
-    for name, by_seed in acc.items():
-        row = {"method": name, "stats": seed_stats(list(by_seed.values())), "acc": by_seed}
-        if "none" in acc and name != "none":
-            row["vs_none"] = paired_difference(by_seed, acc["none"])
-        rows.append(row)
-    return sorted(rows, key=lambda r: -(r["stats"].mean if r["stats"].n else -1.0))
-
-
-def _pct(x: float) -> str:
-    return "-" if x != x else f"{100 * x:.2f}"
+    groups = group_runs([runs.load(i) for i in status.run_ids("completed")])
+    spread = {r["group"]: r for r in group_table(groups, "test_acc")}
+    label = {method_name(g): g.label for g in groups}
+    rows = leaderboard_rows(groups, "test_acc")
+    for r in rows:
+        r["min"], r["max"] = 100 * spread[label[r["method"]]]["min"], 100 * spread[label[r["method"]]]["max"]
+    return rows
 
 
 def load_note(before: float) -> str:
@@ -183,15 +172,9 @@ def render(
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        s = r["stats"]
-        d = r.get("vs_none")
-        vs = "-"
-        if d is not None and d.n:
-            vs = f"{100 * d.mean:+.2f}" + (
-                f" [{100 * d.low:+.2f}, {100 * d.high:+.2f}]" if d.low == d.low else ""
-            )
         lines.append(
-            f"| `{r['method']}` | {_pct(s.mean)} | {_pct(s.std)} | {_pct(s.min)} | {_pct(s.max)} | {s.n} | {vs} |"
+            f"| `{r['method']}` | {r['mean']:.2f} | {r['std']:.2f} | {r['min']:.2f} | {r['max']:.2f} | {r['n']} | "
+            f"{r['vs scratch'] or '-'} |"
         )
     return "\n".join(lines)
 
@@ -217,9 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     methods = args.method_names or list_methods()[: args.methods]
-    unknown = [m for m in methods if m not in OBJECTIVES]
-    if unknown:
-        parser.error(f"no objective for {unknown}; add them to OBJECTIVES in benchmarks/methods_table.py")
     spec = leaderboard_spec(methods, list(range(args.seeds)), args.epochs)
     before = os.getloadavg()[0]
     timings = []

@@ -11,6 +11,7 @@ interrupted table resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,82 +20,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine  # noqa: E402
 
 from workbench.distill import list_methods  # noqa: E402
+from workbench.experiments import group_runs, group_table  # noqa: E402
+from workbench.experiments.leaderboard import (  # noqa: E402
+    SCRATCH,
+    leaderboard_rows,
+    leaderboard_spec,
+    method_name,
+    method_of,
+)
 from workbench.runs import RunStore, atomic_write_text  # noqa: E402
-from workbench.sweep import SweepSpec, run_sweep, summarize  # noqa: E402
+from workbench.sweep import SweepSpec, run_sweep  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "methods.md"
-STUDENT = {"name": "cnn", "kwargs": {"channels": [16, 32, 64], "convs_per_stage": 1}}
+#: the student of both tables: ``cnn`` with these kwargs; TAKD's assistant sits between it and the teacher
+STUDENT_KWARGS: dict[str, Any] = {"channels": [16, 32, 64], "convs_per_stage": 1}
 ASSISTANT = {"model": "cnn", "kwargs": {"channels": [24, 48, 96], "convs_per_stage": 1}}
-
-#: the objective of each method in the table: (ce_weight, method weight, params)
-#: KD-family methods follow Hinton's 0.1 CE / 0.9 KD; feature and relation methods keep CE at 1
-#: and their RepDistiller loss scale (built into each method's `beta`).
-OBJECTIVES: dict[str, tuple[float, float, dict[str, Any]]] = {
-    "none": (1.0, 1.0, {}),
-    "kd": (0.1, 0.9, {"temperature": 4.0}),
-    "dkd": (1.0, 1.0, {"warmup": 1.0}),
-    "dist": (1.0, 1.0, {"temperature": 4.0, "beta": 2.0, "gamma": 2.0}),
-    "bdkd": (0.1, 0.9, {}),
-    "multi_teacher": (0.1, 0.9, {"weighting": "confidence"}),
-    "ban": (0.1, 0.9, {"generations": 2, "temperature": 4.0}),
-    "takd": (0.1, 0.9, {"assistants": [ASSISTANT]}),
-    "fitnet": (1.0, 1.0, {}),
-    "at": (1.0, 1.0, {}),
-    "nst": (1.0, 1.0, {}),
-    "cat_kd": (1.0, 1.0, {}),
-    "vkd": (1.0, 1.0, {}),
-    "dml": (1.0, 1.0, {}),
-    "ema": (1.0, 1.0, {"momentum": 0.99}),
-    "sp": (1.0, 1.0, {}),
-    "pkt": (1.0, 1.0, {}),
-    "rkd": (1.0, 1.0, {}),
-    "crd": (1.0, 1.0, {}),
-    "rdd": (0.1, 0.9, {}),
+#: what every trial shares beyond the leaderboard's base: optimiser and schedule of the table
+TRAINING: dict[str, Any] = {
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+    "schedule": {"name": "cosine", "warmup_epochs": 0.2},
+    "model": {"kwargs": STUDENT_KWARGS},
 }
 
 DATASETS = {
-    "fashion-mnist": {
-        "data": {"dataset": "fashion-mnist", "batch_size": 64},
-        "teacher": "shipped:fashion-mnist",
-    },
+    "fashion-mnist": {"data": {"batch_size": 64}, "teacher": "shipped:fashion-mnist"},
     "shapes": {
-        "data": {"dataset": "shapes", "batch_size": 64, "options": {"confounding": 0.9, "seed": 0}},
+        "data": {"batch_size": 64, "options": {"confounding": 0.9, "seed": 0}},
         "teacher": "shipped:shapes",
     },
 }
 
 
-def method_entry(name: str) -> dict[str, Any]:
-    """The `distill` section of one method's trial."""
-    ce, weight, params = OBJECTIVES[name]
-    return {"ce_weight": ce, "methods": [{"name": name, "weight": weight, "params": params}]}
-
-
-def base_config(dataset: str, epochs: int) -> dict[str, Any]:
-    """The run config every trial on ``dataset`` shares (all but the `distill` section and seed)."""
-    spec = DATASETS[dataset]
-    return {
-        "kind": "distill",
-        "data": spec["data"],
-        "model": STUDENT,
-        "teachers": [{"source": spec["teacher"]}],
-        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
-        "schedule": {"name": "cosine", "warmup_epochs": 0.2},
-        "train": {"epochs": epochs, "snapshot_every_epoch": False},
-    }
-
-
-def sweep_for(
-    dataset: str, methods: list[str], epochs: int, seeds: list[int], backend: str, workers: int
+def table_spec(
+    dataset: str, methods: list[str], epochs: int, seeds: list[int], backend: str = "local", workers: int = 1
 ) -> SweepSpec:
-    return SweepSpec(
-        name=f"methods-{dataset}",
-        config=base_config(dataset, epochs),
-        grid={"distill": [method_entry(m) for m in methods]},
+    """One dataset's table as the library's leaderboard experiment (each method's own objective,
+    :data:`workbench.experiments.leaderboard.OBJECTIVES`), with the table's optimiser and schedule."""
+    spec = leaderboard_spec(
+        f"methods-{dataset}",
+        dataset=dataset,
+        student="cnn",
+        teacher=DATASETS[dataset]["teacher"],
+        epochs=epochs,
+        methods=methods,
         seeds=seeds,
-        backend=backend,  # type: ignore[arg-type]
-        workers=workers,
+        config={**TRAINING, "data": DATASETS[dataset]["data"]},
+        params={"takd": {"assistants": [ASSISTANT]}},
     )
+    return spec.model_copy(update={"backend": backend, "workers": workers})
 
 
 def _pct(mean: float, std: float) -> str:
@@ -105,16 +78,44 @@ HEADER = """# Methods table
 
 Every method of `workbench methods list`, trained by the sweep runner (`workbench.sweep`) with
 equal epochs and the same student, teacher, optimiser and schedule; each dataset's section says
-the command that wrote it. Student: `cnn` (channels 16-32-64, one conv per stage, 24k
-parameters); teachers: the shipped `cnn_large` teachers. SGD (lr 0.05, Nesterov, cosine), batch 64.
-Agreement is top-1 agreement with the teacher on the test split; seconds per epoch exclude
-evaluation and the one-time teacher cache.
+the command that wrote it. The rows are the methods leaderboard's
+(`workbench.experiments.leaderboard`: the same experiment, grouping and paired statistics as the
+app's Leaderboard page), each method with its own objective (`OBJECTIVES` there). Student: `cnn`
+(channels 16-32-64, one conv per stage, 24k parameters); teachers: the shipped `cnn_large`
+teachers. SGD (lr 0.05, Nesterov, cosine), batch 64. Agreement is top-1 agreement with the
+teacher on the test split; seconds per epoch exclude evaluation and the one-time teacher cache.
 """
 
 
-def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, str]:
+def table_lines(groups: Any) -> list[str]:
+    """The Markdown table of one dataset: the leaderboard's rows (best first) with agreement and
+    seconds per epoch from the same groups."""
+    rows = leaderboard_rows(groups, "test_acc")
+    label = {method_name(g): g.label for g in groups}
+    extra = {m: {r["group"]: r for r in group_table(groups, m)} for m in ("agreement", "seconds")}
+    lines = [
+        "| method | objective | test acc (%) | vs scratch (points, 95 % interval) | vs KD | agreement (%) | s / epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        agr = extra["agreement"].get(label[r["method"]], {})
+        sec = extra["seconds"].get(label[r["method"]], {})
+        lines.append(
+            f"| `{r['method']}` | {r['objective']} | {_pct(r['mean'] / 100, r['std'] / 100)} | "
+            f"{r['vs scratch'] or '-'} | {r['vs KD'] or '-'} | {_pct(agr.get('mean', math.nan), agr.get('std', 0.0))} | "
+            f"{sec.get('mean', math.nan):.2f} |"
+        )
+    beat = [
+        r["method"] for r in rows if r["method"] != SCRATCH and r["vs scratch"] and "[+" in r["vs scratch"]
+    ]
+    lines += ["", f"Methods whose 95 % interval over scratch is above 0: {', '.join(beat) or 'none'}."]
+    return lines
+
+
+def render(tables: dict[str, Any], args: argparse.Namespace) -> dict[str, str]:
+    """Each dataset's section of docs/methods.md."""
     sections = {}
-    for dataset, rows in tables.items():
+    for dataset, groups in tables.items():
         lines = [
             f"## {dataset}",
             "",
@@ -129,30 +130,7 @@ def render(tables: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
                 "background; the test split is not confounded). The teacher was trained without the confounder.",
                 "",
             ]
-        lines += [
-            "| method | objective | test acc (%) | agreement (%) | s / epoch |",
-            "|---|---|---|---|---|",
-        ]
-        base = next((r for r in rows if r["method"] == "none"), None)
-        for r in rows:
-            ce, w, _ = OBJECTIVES[r["method"]]
-            obj = "CE" if r["method"] == "none" else f"{ce:g}·CE + {w:g}·{r['method']}"
-            lines.append(
-                f"| `{r['method']}` | {obj} | {_pct(r['test_acc_mean'], r['test_acc_std'])} | "
-                f"{_pct(r['agreement_mean'], r['agreement_std'])} | {r['sec_per_epoch_mean']:.2f} |"
-            )
-        if base is not None:
-            kd = next((r for r in rows if r["method"] == "kd"), None)
-            beat = [
-                r["method"]
-                for r in rows
-                if r["test_acc_mean"] > base["test_acc_mean"] and r["method"] != "none"
-            ]
-            lines += [""]
-            if kd is not None:
-                gain = 100 * (kd["test_acc_mean"] - base["test_acc_mean"])
-                lines.append(f"`kd` vs `none`: {gain:+.2f} points (mean over seeds).")
-            lines.append(f"Methods above `none` on mean accuracy: {', '.join(beat) or 'none'}.")
+        lines += table_lines(groups)
         if args.notes:
             lines += ["", Path(args.notes).read_text(encoding="utf-8").strip()]
         sections[dataset] = "\n".join(lines)
@@ -193,13 +171,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     methods = args.methods or list_methods()
-    unknown = [m for m in methods if m not in OBJECTIVES]
-    if unknown:
-        parser.error(f"no table objective for {unknown}; add them to OBJECTIVES")
     store = RunStore(args.runs)
-    tables: dict[str, list[dict[str, Any]]] = {}
+    tables: dict[str, Any] = {}
     for dataset in args.datasets:
-        spec = sweep_for(dataset, methods, args.epochs, args.seeds, args.backend, args.workers)
+        spec = table_spec(dataset, methods, args.epochs, args.seeds, args.backend, args.workers)
         outcomes = run_sweep(
             spec,
             store,
@@ -208,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             ),
         )
-        rows = summarize(outcomes)
-        for r in rows:
-            r["method"] = r["distill"]["methods"][0]["name"]
-        tables[dataset] = rows
+        done = [store.load(o.run_id) for o in outcomes if o.status == "completed"]
+        tables[dataset] = group_runs(done)
+        print(
+            f"{dataset}: {len(tables[dataset])} methods, {len(done)} runs ({method_of(tables[dataset][0])} ...)"
+        )
     sections = render(tables, args)
     write_sections(sections)
     print("\n\n".join(sections.values()))

@@ -348,6 +348,22 @@ def test_leaderboard_start_queues_only_what_is_missing(monkeypatch, grid_copy):
         _stop_all(grid_copy["root"])
 
 
+def test_leaderboard_objective_is_each_methods_own_or_one_for_all(monkeypatch, grid_store):
+    """By default each method takes its own objective (KD 0.1·CE + 0.9·kd, DKD 1·CE + 1·dkd with a
+    short warm-up); "the same" shows the two weights and names the experiment after them."""
+    params = {**grid_store["board_params"], "methods": "kd,dkd"}
+    at = make_app(monkeypatch, grid_store["root"], "views/leaderboard.py", **params)
+    at.run()
+    no_exception(at)
+    assert not [n for n in at.number_input if n.label in ("ce_weight", "Method weight")]
+    assert any("3 distill × 2 seeds" in i for i in _infos(at))
+    same = make_app(monkeypatch, grid_store["root"], "views/leaderboard.py", **params, objective="same", ce="0.5")
+    same.run()
+    no_exception(same)
+    assert same.number_input(key="qp:ce").value == 0.5
+    assert any(i.startswith("Experiment `leaderboard-digits-mlp-1ep-30steps-ce0.5-w0.9`") for i in _infos(same))
+
+
 def test_leaderboard_link_opens_compare_with_those_runs(monkeypatch, grid_store):
     from urllib.parse import parse_qs
 

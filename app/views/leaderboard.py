@@ -28,20 +28,30 @@ with layout.page("Methods leaderboard", "Every method on one student and teacher
             "Methods", "methods", fit, default=fit, container=right,
             help="Every method that fits (a valid config at its default parameters); scratch is always trained.",
         )
-        c1, c2, c3, c4, c5 = st.columns(5)
+        c1, c2, c3, c4 = st.columns(4)
         epochs = bind.bound_number("Epochs", "epochs", 1, min_value=1, max_value=200, container=c1)
         seeds = grids.parse_seeds(bind.bound_text("Seeds", "seeds", "3", container=c2, help="A count or a list."))
-        ce = bind.bound_number("ce_weight", "ce", 0.1, min_value=0.0, max_value=100.0, container=c3)
-        weight = bind.bound_number("Method weight", "weight", 0.9, min_value=0.0, max_value=1000.0, container=c4)
-        max_steps = bind.bound_number("Max steps", "max_steps", 0, min_value=0, max_value=10**7, container=c5,
+        max_steps = bind.bound_number("Max steps", "max_steps", 0, min_value=0, max_value=10**7, container=c3,
                                       help="Stop each run after this many steps (0: no limit).")
+        objective = bind.bound_selectbox(
+            "Objective", "objective", ["own", "same"], container=c4,
+            format_func={"own": "each method's own", "same": "the same for every method"}.get,
+            help="Each method's own: the weights of the methods table (KD-family 0.1·CE + 0.9·method, feature "
+                 "and relation methods 1·CE + 1·method). The same: one ce_weight and method weight for all.",
+        )
+        ce = weight = None
+        if objective == "same":
+            c5, c6 = st.columns(2)
+            ce = float(bind.bound_number("ce_weight", "ce", 0.1, min_value=0.0, max_value=100.0, container=c5))
+            weight = float(bind.bound_number("Method weight", "weight", 0.9, min_value=0.0, max_value=1000.0,
+                                             container=c6))
         ws = state.job_workspace()  # a workspace's leaderboard is its own
         name = f"leaderboard-{dataset}-{student}-{epochs}ep" + (f"-{max_steps}steps" if max_steps else "") + (
-            f"-{ws}" if ws else "")
+            f"-ce{ce:g}-w{weight:g}" if objective == "same" else "") + (f"-{ws}" if ws else "")
         name = name[:80].rstrip("-.")  # an experiment's name is at most 80 characters
         spec = leaderboard_spec(
             name, dataset=dataset, student=student, teacher=teacher, epochs=int(epochs), methods=chosen,
-            seeds=seeds, ce_weight=float(ce), weight=float(weight), max_steps=int(max_steps),
+            seeds=seeds, ce_weight=ce, weight=weight, max_steps=int(max_steps),
         )
         grids.check_size(spec)
         st.info(f"Experiment `{name}`: {grids.size_line(spec)}; {grid.estimate(spec).text()}. Starting it again "
