@@ -134,10 +134,15 @@ class ModelSpec(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+#: the prefixes of a teacher source that names a teacher (the rest are weights files)
+TEACHER_PREFIXES: tuple[str, ...] = ("shipped:", "teacher:", "run:")
+
+
 class TeacherSpec(_Strict):
     """Where a teacher comes from.
 
-    ``source`` is ``shipped:NAME`` (a teacher in ``assets/teachers``), ``run:RUN_ID`` (a run in
+    ``source`` is ``shipped:NAME`` (a teacher in ``assets/teachers``), ``teacher:NAME`` (a teacher
+    added to the run store from a checkpoint, ``workbench teachers add``), ``run:RUN_ID`` (a run in
     the workspace), or a path to a ``.safetensors`` / ``.pt`` file, which then needs ``model``.
     """
 
@@ -147,7 +152,7 @@ class TeacherSpec(_Strict):
 
     @model_validator(mode="after")
     def _path_needs_model(self) -> TeacherSpec:
-        if not self.source.startswith(("shipped:", "run:")) and self.model is None:
+        if not self.source.startswith(TEACHER_PREFIXES) and self.model is None:
             raise ValueError(
                 f"source {shown(self.source)} is a weights file, so 'model' (name and kwargs) is required"
             )

@@ -98,7 +98,7 @@ def _failure(run: Run) -> Mapping[str, Any] | None:
 def _teacher(opened: OpenedRun, teacher: nn.Module | str | Any | None) -> tuple[nn.Module, str]:
     """The teacher to compare with and its source: a network as given, else the ``TeacherSpec`` or
     source string given, else the run config's first teacher, loaded for the run's dataset."""
-    from workbench.config import TeacherSpec
+    from workbench.config import TEACHER_PREFIXES, TeacherSpec
     from workbench.runs.session import run_teacher
 
     if isinstance(teacher, nn.Module):
@@ -111,7 +111,7 @@ def _teacher(opened: OpenedRun, teacher: nn.Module | str | Any | None) -> tuple[
     elif isinstance(teacher, TeacherSpec):
         spec = teacher
     elif isinstance(teacher, str):
-        spec = TeacherSpec(source=teacher if teacher.startswith(("shipped:", "run:")) else f"run:{teacher}")
+        spec = TeacherSpec(source=teacher if teacher.startswith(TEACHER_PREFIXES) else f"run:{teacher}")
     else:
         raise DoctorError(
             f"teacher: expected a network, a TeacherSpec or a source string, got {type(teacher).__name__}"

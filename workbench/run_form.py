@@ -22,10 +22,11 @@ class RunForm:
     """The choices of a New-run form.
 
     ``dataset``: a registered dataset name; ``teacher``: a teacher source (``shipped:NAME``,
-    ``run:ID`` or a weights file) or ``None`` for a student trained from labels alone; ``student``:
-    a model of the zoo; ``methods``: ``[{"name", "weight", "params"}]`` (``[]`` or ``none`` alone:
-    cross-entropy only); ``ce_weight``: the weight of the cross-entropy term; ``teacher_precision``:
-    ``float32``, ``bfloat16`` or ``auto``; ``epochs``, ``seed``; ``name``: optional run name;
+    ``teacher:NAME``, ``run:ID`` or a weights file; a face offers
+    :func:`workbench.runs.teacher_store.teacher_choices`) or ``None`` for a student trained from
+    labels alone; ``student``: a model of the zoo; ``methods``: ``[{"name", "weight", "params"}]``
+    (``[]`` or ``none`` alone: cross-entropy only); ``ce_weight``: the weight of the cross-entropy
+    term; ``teacher_precision``: ``float32``, ``bfloat16`` or ``auto``; ``epochs``, ``seed``; ``name``: optional run name;
     ``max_steps``: stop after this many steps (0: no limit).
     """
 

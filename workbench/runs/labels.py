@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbench.config import TEACHER_PREFIXES
 from workbench.runs.store import Run, RunStoreError
 
 
@@ -81,7 +82,7 @@ def teacher_label(run: Run) -> str:
     if not teachers:
         return "none"
     src = teachers[0].source
-    return src if src.startswith(("shipped:", "run:")) else Path(src).name
+    return src if src.startswith(TEACHER_PREFIXES) else Path(src).name
 
 
 __all__ = ["age", "fmt_pct", "fmt_value", "run_label", "teacher_label"]
