@@ -19,7 +19,7 @@ from typing import Any
 import streamlit as st
 
 from app.lib.bindings import bound_checkbox, bound_multiselect, bound_number, bound_selectbox, bound_text
-from app.lib.state import AppInputError, list_runs
+from app.lib.state import AppInputError, get_store, list_runs
 from workbench.config import TEACHER_PRECISIONS, RunConfig
 from workbench.data import list_datasets
 from workbench.distill import get_method_class, list_methods, method_schema, parse_params
@@ -27,8 +27,7 @@ from workbench.distill.base import MethodError
 from workbench.distill.forms import parse_field_text, schema_fields, text_hint
 from workbench.models import list_models
 from workbench.run_form import RunForm, form_from_config
-from workbench.runs.labels import run_label
-from workbench.runs.teachers import list_shipped_teachers
+from workbench.runs.teacher_store import teacher_choices
 
 #: the New-run form's teacher choices besides a teacher source: queue a teacher run first, or none
 TRAIN_FIRST = "train one first"
@@ -187,21 +186,21 @@ def dataset_choice(*, container: Any = None) -> str:
 
 
 def teacher_choice(dataset: str, *, train_first: bool = True, scratch: bool = True, container: Any = None) -> str:
-    """The teacher select box (URL ``teacher``): the shipped teachers of ``dataset`` and the completed
-    teacher runs on it, then (``train_first``) :data:`TRAIN_FIRST` and (``scratch``) :data:`NO_TEACHER`.
+    """The teacher select box (URL ``teacher``): the shipped teachers of ``dataset``, the store's teachers
+    and the completed teacher runs on it (:func:`workbench.runs.teacher_store.teacher_choices`), then (``train_first``) :data:`TRAIN_FIRST` and (``scratch``) :data:`NO_TEACHER`.
 
     Raises:
         AppInputError: nothing to choose (no teacher for ``dataset`` and neither extra choice).
     """
-    shipped = [f"shipped:{c['name']}" for c in list_shipped_teachers() if c.get("dataset") == dataset]
-    runs = [r for r in list_runs(kind="teacher", status="completed") if r.summary()["dataset"] == dataset]
-    labels = {f"run:{r.id}": run_label(r) for r in runs}
-    options = shipped + list(labels) + [TRAIN_FIRST] * train_first + [NO_TEACHER] * scratch
+    pairs = teacher_choices(get_store(), dataset, runs=list_runs(kind="teacher", status="completed"))
+    labels = {source: label for source, label in pairs if not source.startswith("shipped:")}
+    options = [source for source, _ in pairs] + [TRAIN_FIRST] * train_first + [NO_TEACHER] * scratch
     if not options:
         raise AppInputError(f"teacher: dataset {dataset!r} has no shipped teacher and no teacher run yet")
     return bound_selectbox(
         "Teacher", "teacher", options, format_func=lambda o: labels.get(o, o),
-        help="A shipped teacher, a teacher run of the store, or queue a teacher run first.", container=container,
+        help="A shipped teacher, a teacher added to the store from a checkpoint (`workbench teachers add`), a "
+        "teacher run of the store, or queue a teacher run first.", container=container,
     )
 
 

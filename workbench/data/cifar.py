@@ -1,7 +1,8 @@
 """CIFAR-10 and CIFAR-100 from the standard "python version" pickles (Krizhevsky, 2009).
 
 Layout: ``root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` and
-``root/cifar-100-python/{train, test, meta}``. Each batch is a pickled dict with ``b"data"``: a
+``root/cifar-100-python/{train, test, meta}``, or ``root`` being that folder itself (the batch
+files directly in it, whatever the folder's name). Each batch is a pickled dict with ``b"data"``: a
 ``uint8`` array (N, 3072) holding the red, green and blue 32x32 planes row by row, and
 ``b"labels"`` (CIFAR-10) or ``b"fine_labels"`` / ``b"coarse_labels"`` (CIFAR-100). Files are read
 with the restricted unpickler of :mod:`workbench.data.safe_pickle`, never plain ``pickle.load``.
@@ -142,7 +143,7 @@ def estimate_cifar(name: str, root: Path) -> int | None:
     plus the test batch, from the file sizes alone. ``None`` when the folder is not complete
     yet (a download would fetch it). Raises :class:`DataError` when over the memory budget."""
     source = SOURCES[name]
-    folder = root / source.folder
+    folder = batch_folder(root, source)
     paths = [folder / f for f in source.train_files] + [folder / source.test_file]
     try:
         sizes = [p.stat().st_size for p in paths]
@@ -154,6 +155,16 @@ def estimate_cifar(name: str, root: Path) -> int | None:
     if problem:
         raise DataError(f"folder {folder}: loading its {len(paths)} batch files {problem}")
     return total
+
+
+def batch_folder(root: Path, source: CifarSource) -> Path:
+    """The folder holding the batch files of ``source``: ``root/<source.folder>`` when it is a folder,
+    else ``root`` itself when its first train file is there (an unpacked archive without its top
+    folder), else ``root/<source.folder>`` (which the caller then reports missing)."""
+    nested = root / source.folder
+    if not nested.is_dir() and (root / source.train_files[0]).is_file():
+        return root
+    return nested
 
 
 def download_cifar(
@@ -186,9 +197,12 @@ def load_cifar(name: str, root: str | Path | None, download: bool, options: dict
     if download:
         root.mkdir(parents=True, exist_ok=True)
         download_cifar(root, source, mirror, options.get("checksums"))
-    folder = root / source.folder
+    folder = batch_folder(root, source)
     if not folder.is_dir():
-        raise DataError(f"root {root}: has no {source.folder}/ folder; pass download=True to fetch it")
+        raise DataError(
+            f"root {root}: has no {source.folder}/ folder (nor its batch files); "
+            f"pass download=True to fetch it"
+        )
     if name == "cifar10":
         meta_key, label_key = "label_names", "labels"
     else:

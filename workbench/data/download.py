@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import ipaddress
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from workbench.data.errors import DataError
@@ -29,6 +30,10 @@ _CHUNK = 1 << 20
 DOWNLOAD_MAX_BYTES = 1 << 30
 #: the most an archive may unpack to (the CIFAR folders are about 180 MB)
 EXTRACT_MAX_BYTES = 4 << 30
+#: the most files an archive may hold
+EXTRACT_MAX_FILES = 200_000
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def file_md5(path: str | Path) -> str:
@@ -90,14 +95,22 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
 
 
 def download_file(
-    urls: list[str], dest: str | Path, md5: str, timeout: float = 60.0, max_bytes: int = DOWNLOAD_MAX_BYTES
+    urls: list[str],
+    dest: str | Path,
+    md5: str,
+    timeout: float = 60.0,
+    max_bytes: int = DOWNLOAD_MAX_BYTES,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Path:
     """Fetch ``dest.name`` from the first base URL in ``urls`` that answers, verify its MD5, write atomically.
 
     A source announcing a ``Content-Length`` over ``max_bytes`` is not read at all; a stream that
     grows past ``max_bytes`` is cut off and its partial file removed (that source counts as
     failed). On a checksum mismatch the partial file is removed and :class:`DataError` is raised;
-    when every URL fails the error lists what each one answered. Returns ``dest``.
+    when every URL fails the error lists what each one answered. ``progress(done, total, message)``
+    is called after every chunk with the bytes received and the announced length (``0`` when the
+    source announces none); an exception it raises (a cancellation) ends the download and removes
+    the partial file. Returns ``dest``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +135,8 @@ def download_file(
                         break
                     digest.update(chunk)
                     out.write(chunk)
+                    if progress is not None:
+                        progress(received, announced or 0, f"downloading {dest.name}")
                 if received > max_bytes:
                     failures.append(f"{url}: sent more than the limit of {max_bytes} bytes; aborted")
                     continue
@@ -153,13 +168,32 @@ def _content_length(response: object) -> int | None:
         return None
 
 
+def check_member_name(name: str, archive: str | Path) -> PurePosixPath:
+    """The relative path an archive member ``name`` is unpacked to, or a one-line :class:`DataError`.
+
+    Refused: an empty name, an absolute path (``/x``), a ``..`` part, a backslash (a Windows path
+    that would be read as one odd file name here), a drive letter (``C:``) and a NUL character, all
+    of which could place a file outside the folder an archive is unpacked into. ``archive`` names
+    the archive in the message.
+    """
+    path = PurePosixPath(name)
+    if (
+        not name.strip("/")
+        or path.is_absolute()
+        or ".." in path.parts
+        or name.startswith(("/", "\\"))
+        or "\\" in name
+        or "\x00" in name
+        or _DRIVE.match(name)
+    ):
+        raise DataError(f"archive {archive}: member {name!r} would be written outside the target folder")
+    return path
+
+
 def check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Refuse a tar member that is not a plain file or folder, or whose path leaves the extraction folder."""
-    path = PurePosixPath(member.name)
-    if path.is_absolute() or ".." in path.parts or member.name.startswith(("/", "\\")) or "\\" in member.name:
-        raise DataError(
-            f"archive {archive}: member {member.name!r} would be written outside the target folder"
-        )
+    """Refuse a tar member that is not a plain file or folder, or whose path leaves the extraction folder
+    (:func:`check_member_name`)."""
+    check_member_name(member.name, archive)
     if not (member.isfile() or member.isdir()):
         raise DataError(
             f"archive {archive}: member {member.name!r} is a link or device; "
@@ -167,13 +201,19 @@ def check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
 
 
-def extract_tar(archive: str | Path, dest: str | Path, max_bytes: int = EXTRACT_MAX_BYTES) -> None:
+def extract_tar(
+    archive: str | Path,
+    dest: str | Path,
+    max_bytes: int = EXTRACT_MAX_BYTES,
+    max_files: int = EXTRACT_MAX_FILES,
+) -> None:
     """Extract a (gzip) tar archive into ``dest`` after checking every member with :func:`check_tar_member`.
 
-    The member sizes the archive declares must add up to at most ``max_bytes`` and fit the free
-    space of ``dest``, or nothing is extracted. Extraction goes to a temporary folder inside
-    ``dest`` whose top-level entries are then renamed into place, so a failure leaves no
-    half-extracted folder under its final name.
+    The archive may hold at most ``max_files`` files, and the member sizes it declares must add up
+    to at most ``max_bytes`` and fit the free space of ``dest``, or nothing is extracted (a tar
+    member's data is exactly its declared size, so the declared total is what is written).
+    Extraction goes to a temporary folder inside ``dest`` whose top-level entries are then renamed
+    into place, so a failure leaves no half-extracted folder under its final name.
     """
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -188,6 +228,12 @@ def extract_tar(archive: str | Path, dest: str | Path, max_bytes: int = EXTRACT_
                 members = tar.getmembers()
                 for member in members:
                     check_tar_member(member, archive)
+                files = sum(1 for m in members if m.isfile())
+                if files > max_files:
+                    raise DataError(
+                        f"archive {archive}: holds {files} files, over the limit of {max_files}; "
+                        f"nothing was extracted"
+                    )
                 total = sum(m.size for m in members if m.isfile())
                 free = shutil.disk_usage(staging).free
                 if total > min(max_bytes, free):
@@ -196,12 +242,6 @@ def extract_tar(archive: str | Path, dest: str | Path, max_bytes: int = EXTRACT_
                         f"archive {archive}: its members unpack to {total} bytes, over {where}; "
                         f"nothing was extracted"
                     )
-                    target = (staging / member.name).resolve()
-                    if not target.is_relative_to(staging.resolve()):
-                        raise DataError(
-                            f"archive {archive}: member {member.name!r} would be written "
-                            f"outside the target folder"
-                        )
                 if hasattr(tarfile, "data_filter"):
                     tar.extractall(staging, members=members, filter="data")
                 else:  # pragma: no cover - Python without extraction filters

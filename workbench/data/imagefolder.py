@@ -118,6 +118,7 @@ class _Header:
     width: int
     height: int
     gray: bool
+    mode: str
 
 
 def _read_header(path: Path) -> _Header:
@@ -135,7 +136,7 @@ def _read_header(path: Path) -> _Header:
             palette = img.getpalette() or []
             rgb = np.asarray(palette, dtype=np.int32).reshape(-1, 3) if len(palette) % 3 == 0 else None
             gray = rgb is not None and bool(np.all(rgb == rgb[:, :1]))
-    return _Header(int(width), int(height), gray)
+    return _Header(int(width), int(height), gray, str(mode))
 
 
 def _decode_into(out: np.ndarray, files: list[Path], channels: int, image_size: int | None) -> None:
@@ -169,12 +170,33 @@ class _Plan:
     channels: int
     height: int
     width: int
+    notes: list[str]
 
     @property
     def nbytes(self) -> int:
         """Bytes of both splits as ``uint8`` tensors plus their ``int64`` labels."""
         n = len(self.train_files) + len(self.test_files)
         return n * (self.channels * self.height * self.width + 8)
+
+
+def _notes(headers: list[_Header], channels: int, size: int | None) -> list[str]:
+    """One line per change decoding makes to the files: images converted to the common colour mode,
+    images resized to ``size``."""
+    target = "L" if channels == 1 else "RGB"
+    converted: dict[str, int] = {}
+    for head in headers:
+        if head.mode != target:
+            converted[head.mode] = converted.get(head.mode, 0) + 1
+    notes = []
+    if converted:
+        n = sum(converted.values())
+        modes = ", ".join(f"{count} {mode}" for mode, count in sorted(converted.items()))
+        notes.append(f"{n} of {len(headers)} images converted to {target} (from {modes})")
+    if size is not None:
+        resized = sum(1 for head in headers if (head.width, head.height) != (size, size))
+        if resized:
+            notes.append(f"{resized} of {len(headers)} images resized to {size}x{size} (option image_size)")
+    return notes
 
 
 def _plan(root: Path, options: dict[str, Any]) -> _Plan:
@@ -223,7 +245,8 @@ def _plan(root: Path, options: dict[str, Any]) -> _Plan:
         height = width = size
     c = channels if channels is not None else (1 if all(h.gray for h in headers) else 3)
     plan = _Plan(
-        root, class_names, train_files, train_labels, test_files, test_labels, layout, c, height, width
+        root, class_names, train_files, train_labels, test_files, test_labels, layout, c, height, width,
+        _notes(headers, c, size),
     )
     problem = over_budget(plan.nbytes)
     if problem:
@@ -232,6 +255,44 @@ def _plan(root: Path, options: dict[str, Any]) -> _Plan:
             f"pass a smaller option image_size"
         )
     return plan
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What an image folder holds, read from the file headers alone (no pixel decoded).
+
+    ``image_shape`` is ``(C, H, W)`` as loaded; ``layout`` says how the splits were found;
+    ``notes`` has one line per change loading makes to the files (colour modes converted, images
+    resized), empty when the files are loaded as they are; ``nbytes`` is the memory the set takes.
+    """
+
+    root: Path
+    class_names: list[str]
+    train_size: int
+    test_size: int
+    image_shape: tuple[int, int, int]
+    layout: str
+    notes: list[str]
+    nbytes: int
+
+
+def scan_imagefolder(root: str | Path, options: dict[str, Any]) -> FolderScan:
+    """Read the headers of every image under ``root`` (with ``options`` of ``imagefolder``, defaults
+    filled in) and say what loading would give: classes, split sizes, image shape and the notes on
+    converted or resized images. Raises the same one-line :class:`DataError` as loading for a folder
+    without class sub-folders, an unreadable image, a decompression bomb, mixed sizes without
+    ``image_size`` or a set over the memory budget."""
+    plan = _plan(Path(root).expanduser(), {**OPTIONS, **options})
+    return FolderScan(
+        root=plan.root,
+        class_names=list(plan.class_names),
+        train_size=len(plan.train_files),
+        test_size=len(plan.test_files),
+        image_shape=(plan.channels, plan.height, plan.width),
+        layout=plan.layout,
+        notes=list(plan.notes),
+        nbytes=plan.nbytes,
+    )
 
 
 def check_options(options: dict[str, Any]) -> None:

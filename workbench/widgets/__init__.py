@@ -9,6 +9,7 @@ computes nothing itself: it calls :mod:`workbench.analysis`, :mod:`workbench.job
 """
 
 from workbench.widgets.base import Panel, PanelError
+from workbench.widgets.data import DataPanel
 from workbench.widgets.experiments import ExperimentPanel
 from workbench.widgets.explorers import (
     AGREEMENT_VIEWS,
@@ -27,6 +28,7 @@ __all__ = [
     "CamExplorer",
     "CompareRuns",
     "DarkKnowledge",
+    "DataPanel",
     "DoctorPanel",
     "ExperimentPanel",
     "LandscapeExplorer",

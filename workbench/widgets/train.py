@@ -178,13 +178,9 @@ class TrainPanel(Panel):
 
     # ---- the form ---------------------------------------------------------------------------
     def _teacher_options(self, dataset: str) -> list[str]:
-        from workbench.runs.teachers import list_shipped_teachers
+        from workbench.runs.teacher_store import teacher_choices
 
-        shipped = [f"shipped:{t['name']}" for t in list_shipped_teachers() if t.get("dataset") == dataset]
-        runs = []
-        for run in self.store.list(kind="teacher", status="completed", dataset=dataset):
-            runs.append(f"run:{run.id}")
-        return shipped + runs + [NO_TEACHER]
+        return [source for source, _ in teacher_choices(self.store, dataset)] + [NO_TEACHER]
 
     def _method_controls(self, method: str) -> dict[str, W.ValueWidget]:
         """The weight and parameter controls of ``method`` (made once, kept while the panel lives)."""
