@@ -8,8 +8,11 @@ It checks
 
 * the dataset name (with a did-you-mean), the options its loader accepts, and that a dataset
   that needs files has a ``data.root``;
-* the model name, the keyword arguments its zoo factory accepts (names, the ones the name pins,
-  and values: the model is built on PyTorch's ``meta`` device, which allocates nothing);
+* the model name (plugins loaded first; a name not found lists the broken plugins), the keyword
+  arguments its builder accepts (names, the ones the name pins, and values: the model is built on
+  PyTorch's ``meta`` device, which allocates nothing); a model outside the zoo must also get
+  through a forward pass of one input of the dataset's shape and return its logits
+  (:func:`workbench.models.check_model`), else ``model.name`` names it;
 * every teacher's source syntax (``shipped:NAME`` of a shipped teacher, ``run:RUN_ID``, or a
   weights file with its model);
 * every method name and each method's hyperparameters against its JSON schema
@@ -32,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from workbench.config import (
     ConfigError,
@@ -46,7 +48,10 @@ from workbench.config import (
 from workbench.data import DataError, check_dataset, dataset_options, list_datasets
 from workbench.distill import MethodError, get_method_class, list_methods, method_schema, parse_params
 from workbench.errors import one_line as first_line
-from workbench.models import ModelError, create_model, describe_models, estimate_model
+from workbench.models import ModelError, check_model, create_model, describe_models, estimate_model
+from workbench.models.meta import SkipInitOnMeta
+from workbench.models.plugins import broken_summary
+from workbench.models.registry import ZOO
 from workbench.paths import teachers_dir
 
 __all__ = [
@@ -220,10 +225,11 @@ def _plausible(value: Any) -> bool:
 
 
 def _check_model(spec: ModelSpec, field: str, shape: tuple[int, int, int] | None, num_classes: int) -> None:
-    """Model name, kwargs names and pinned values, then a build on the meta device."""
+    """Model name, kwargs names and pinned values, then a build on the meta device (and, for a
+    model outside the zoo, a forward pass of one input: :func:`workbench.models.check_model`)."""
     specs = {s.name: s for s in describe_models()}
     if spec.name not in specs:
-        raise ConfigError(f"{field}.name: {_unknown(spec.name, specs)}")
+        raise ConfigError(f"{field}.name: {_unknown(spec.name, specs)}{_broken_note()}")
     entry = specs[spec.name]
     free = [k for k in entry.defaults if k not in entry.fixed]
     for key, value in spec.kwargs.items():
@@ -245,24 +251,18 @@ def _check_model(spec: ModelSpec, field: str, shape: tuple[int, int, int] | None
             )
     if shape is None:
         return
+    dims = {"num_classes": max(num_classes, 2), "in_channels": shape[0], "image_size": shape[1]}
     try:
-        dims = {"num_classes": max(num_classes, 2), "in_channels": shape[0], "image_size": shape[1]}
         estimate_model(spec.name, **dims, **spec.kwargs)  # arithmetic only: refuses sizes over the budget
         if not _plausible(spec.kwargs):
             return
-        with torch.device("meta"), _SkipInitOnMeta():
-            create_model(
-                spec.name,
-                num_classes=max(num_classes, 2),
-                in_channels=shape[0],
-                image_size=shape[1],
-                **spec.kwargs,
-            )
+        if entry.source == ZOO:  # the zoo's forwards are tested on every shape its builders accept
+            with torch.device("meta"), SkipInitOnMeta():
+                create_model(spec.name, **dims, **spec.kwargs)
+        else:
+            check_model(spec.name, **dims, **spec.kwargs)
     except ModelError as err:
-        msg = str(err).removeprefix(f"model {spec.name!r}: ")
-        key = msg.split("=", 1)[0] if "=" in msg else ""
-        where = f"{field}.kwargs.{key}" if key in spec.kwargs else f"{field}.kwargs"
-        raise ConfigError(printable(f"{where}: {msg} (model {spec.name!r})")) from None
+        raise ConfigError(_model_error(err, spec, field)) from None
     except (RuntimeError, ValueError, TypeError, OverflowError, ZeroDivisionError, AttributeError) as err:
         first = first_line(err)
         raise ConfigError(
@@ -270,28 +270,22 @@ def _check_model(spec: ModelSpec, field: str, shape: tuple[int, int, int] | None
         ) from None
 
 
-#: in-place initialisers and value-only in-place ops: on meta tensors they have nothing to do, and
-#: some of them would import torch's compiler stack (seconds) just to do nothing
-_VALUE_ONLY_OPS = frozenset(
-    "normal_ uniform_ fill_ zero_ erfinv_ mul_ add_ sub_ div_ clamp_ exponential_ bernoulli_ random_ "
-    "log_normal_ cauchy_ geometric_ trunc_normal_ kaiming_normal_ kaiming_uniform_ xavier_uniform_ "
-    "xavier_normal_ constant_ ones_ zeros_ orthogonal_ dirac_ eye_ sparse_".split()
-)
+def _model_error(err: ModelError, spec: ModelSpec, field: str) -> str:
+    """The one line of a model the registry refused: at ``field.kwargs.KEY`` when the message is
+    about a given argument, else ``field.kwargs`` when arguments were given, else ``field.name``
+    (the model as named does not fit the dataset's shape)."""
+    msg = str(err).removeprefix(f"model {spec.name!r}: ")
+    key = msg.split("=", 1)[0] if "=" in msg else ""
+    if key in spec.kwargs:
+        return printable(f"{field}.kwargs.{key}: {msg} (model {spec.name!r})", 400)
+    if spec.kwargs:
+        return printable(f"{field}.kwargs: {msg} (model {spec.name!r})", 400)
+    return printable(f"{field}.name: model {spec.name!r} {msg}", 400)
 
 
-class _SkipInitOnMeta(TorchFunctionMode):
-    """Skip weight initialisation on meta tensors (there are no values to initialise)."""
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        target = args[0] if args else kwargs.get("tensor")
-        if (
-            getattr(func, "__name__", "") in _VALUE_ONLY_OPS
-            and isinstance(target, torch.Tensor)
-            and target.is_meta
-        ):
-            return target
-        return func(*args, **kwargs)
+def _broken_note() -> str:
+    note = broken_summary()
+    return f"; {note}" if note else ""
 
 
 def _same(a: Any, b: Any) -> bool:

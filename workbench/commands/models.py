@@ -22,10 +22,15 @@ def models_list(
     dataset: str = typer.Option(
         "mnist", "--dataset", "-d", help="input shape and classes to size the models for"
     ),
+    source: str | None = typer.Option(
+        None, "--source", help="only the models of this source: 'zoo', a plugin's name, or a module"
+    ),
 ) -> None:
-    """List the zoo with parameter counts and FLOPs per sample for a dataset's input shape."""
+    """List the zoo and the models of your code and plugins (with where each came from), their
+    parameter counts and FLOPs per sample for a dataset's input shape, then any broken plugin."""
     from workbench.data import list_datasets
-    from workbench.models import create_model, describe_models, model_info
+    from workbench.errors import one_line
+    from workbench.models import ModelError, broken_plugins, create_model, describe_models, model_info
 
     infos = {d.name: d for d in list_datasets()}
     if dataset not in infos:
@@ -35,14 +40,39 @@ def models_list(
             f"--dataset: {dataset!r} takes its image shape from your files; pick another to size the models"
         )
     shape = tuple(infos[dataset].image_shape)
-    table = Table("name", "family", "params", "MFLOPs", "description")
-    for spec in describe_models():
-        model = create_model(
-            spec.name, num_classes=infos[dataset].num_classes, in_channels=shape[0], image_size=shape[1]
+    specs = describe_models()
+    sources = list(dict.fromkeys(spec.source for spec in specs))
+    if source is not None and source not in sources:
+        raise ValueError(f"--source: no model comes from {source!r}; sources: {', '.join(sources)}")
+    table = Table("name", "family", "source", "params", "MFLOPs", "description")
+    for spec in specs:
+        if source is not None and spec.source != source:
+            continue
+        try:
+            model = create_model(
+                spec.name, num_classes=infos[dataset].num_classes, in_channels=shape[0], image_size=shape[1]
+            )
+            info = model_info(model, shape)
+        except ModelError as err:  # a model of your own that does not fit this dataset's shape
+            table.add_row(
+                spec.name, spec.family, spec.source, "-", "-", f"not for {dataset}: {one_line(err)}"
+            )
+            continue
+        table.add_row(
+            spec.name,
+            spec.family,
+            spec.source,
+            f"{info.params:,}",
+            f"{info.flops / 1e6:.2f}",
+            spec.description,
         )
-        info = model_info(model, shape)
-        table.add_row(spec.name, spec.family, f"{info.params:,}", f"{info.flops / 1e6:.2f}", spec.description)
     _out.print(table)
+    broken = broken_plugins()
+    if broken:
+        failed = Table("broken plugin", "error (its models are missing)")
+        for name, error in broken:
+            failed.add_row(name, error)
+        _out.print(failed)
 
 
 @methods_app.command("list")

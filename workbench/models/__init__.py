@@ -1,8 +1,8 @@
-"""The model zoo and feature taps.
+"""The model zoo, your own architectures, and feature taps.
 
 ``create_model(name, num_classes, in_channels, image_size, **kwargs)`` builds a registered
-architecture (``list_models()`` / ``describe_models()`` say what exists). Every zoo model
-follows the same conventions, which the analysis and distillation code rely on:
+architecture (``list_models()`` / ``describe_models()`` say what exists and where each came from).
+Every zoo model follows the same conventions, which give the analyses their best defaults:
 
 * ``forward(x)`` returns logits only;
 * ``model.stages`` lists the dotted module paths of its successive stages, shallow to deep;
@@ -10,6 +10,14 @@ follows the same conventions, which the analysis and distillation code rely on:
   for the ViT ``(B, N, D)`` tokens;
 * the head is ``model.pool`` (global average pooling + flatten, output ``(B, C)``: the
   penultimate embedding) followed by ``model.fc`` (``nn.Linear``), so plain CAMs apply.
+
+``@register_model`` adds an architecture of your own (a class or a builder function taking
+``num_classes, in_channels, image_size`` and keyword arguments with defaults); a plugin
+(:mod:`workbench.models.plugins`: an entry point of group ``workbench.models`` or a module named
+in ``$WORKBENCH_PLUGINS``) does so for every face and job worker. A model without ``stages``,
+``pool`` and ``fc`` gets defaults derived from its modules, in one place,
+:mod:`workbench.models.taps` (``stage_layers``, ``last_conv_layer``, ``penultimate_layer``,
+``classifier_layer``). ``check_model`` tries a model on a dataset's shape without allocating.
 
 :mod:`workbench.models.taps` captures any module's output by path with forward hooks, for zoo
 and user models alike; :mod:`workbench.models.layout` runs conv nets channels-last and
@@ -29,8 +37,11 @@ from workbench.models.layout import (
     input_layout,
     wants_channels_last,
 )
+from workbench.models.plugins import Plugin, broken_plugins, load_plugins
 from workbench.models.registry import (
+    ZOO,
     ModelSpec,
+    check_model,
     create_model,
     describe_models,
     estimate_model,
@@ -60,9 +71,13 @@ __all__ = [
     "ModelEstimate",
     "ModelInfo",
     "ModelSpec",
+    "Plugin",
+    "ZOO",
     "as_channels_last",
+    "broken_plugins",
     "capture",
     "channels_last",
+    "check_model",
     "classifier_layer",
     "count_flops",
     "create_model",
@@ -75,6 +90,7 @@ __all__ = [
     "last_conv_layer",
     "list_layers",
     "list_models",
+    "load_plugins",
     "match_stages",
     "model_info",
     "penultimate_layer",

@@ -464,10 +464,20 @@ def classifier_layer(model: nn.Module) -> str:
 
 def penultimate_layer(model: nn.Module) -> str:
     """The path of the penultimate embedding ``(B, D)``: ``pool`` for zoo models, otherwise the
-    input of the classifier, ``"<last Linear path>:input"``."""
+    input of the classifier, ``"<last Linear path>:input"``; for a model without an ``nn.Linear``
+    (a convolutional classifier) the input of its last module with parameters of its own, in
+    registration order (``"<path>:input"``, then a feature map). :class:`ModelError` for a model
+    without parameters."""
     if _is_zoo(model):
         return "pool"
-    return f"{classifier_layer(model)}{INPUT_SUFFIX}"
+    if any(isinstance(m, nn.Linear) for m in model.modules()):
+        return f"{classifier_layer(model)}{INPUT_SUFFIX}"
+    owners = [
+        p for p, m in model.named_modules() if p and next(m.parameters(recurse=False), None) is not None
+    ]
+    if not owners:
+        raise ModelError(f"model {type(model).__name__}: has no layer with parameters to embed images")
+    return f"{owners[-1]}{INPUT_SUFFIX}"
 
 
 def _stage_geometry(model: nn.Module, paths: list[str], input_shape: Any) -> list[float]:
