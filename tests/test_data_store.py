@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from workbench.config import validate_config
 from workbench.data import DataError, load_dataset
 from workbench.data.idx import encode_idx
 from workbench.runs.datasets import (
@@ -119,7 +120,8 @@ def test_a_folder_is_registered_where_it_is(tmp_path: Path) -> None:
     assert entry.train_size + entry.test_size == 11 and entry.notes == []
     # red is 0 for cat and 40 for dog; the train split keeps 5 cats and 4 dogs (a 0.2 stratified split)
     assert entry.mean[0] == pytest.approx(4 * 40 / 9 / 255)
-    assert entry.data_section() == {"dataset": "imagefolder", "root": str(entry.root), "options": {}}
+    assert entry.data_section() == {"dataset": "imagefolder", "name": "pets", "root": str(entry.root), "options": {}}
+    assert validate_config({"data": entry.data_section()}).data.label == "pets"
     section = entry.data_section()
     direct = load_dataset(section["dataset"], root=section["root"], **section["options"])
     loaded = entry.load()

@@ -113,9 +113,18 @@ class AugmentSpec(_Strict):
 
 class DataSpec(_Strict):
     """Which dataset, where it lives, and how it is batched (names are checked by
-    :func:`workbench.validate.check_config`)."""
+    :func:`workbench.validate.check_config`). A dataset added to the run store keeps its ``name``
+    beside the loader (``dataset``), ``root`` and ``options`` it stands for, so the config stays
+    self-contained and every listing shows the name (:attr:`label`)."""
 
     dataset: str = Field("mnist", min_length=1, max_length=200)
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="the store dataset these files are (`workbench data add NAME`); `dataset` is its loader",
+    )
     root: str | None = None
     download: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
@@ -125,6 +134,11 @@ class DataSpec(_Strict):
         None, ge=1, le=10**9, description="use only the first N training samples"
     )
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
+
+    @property
+    def label(self) -> str:
+        """The dataset as people call it: a store dataset's name, else the registry name."""
+        return self.name or self.dataset
 
 
 class ModelSpec(_Strict):

@@ -47,9 +47,23 @@ class RunForm:
         return [m["name"] for m in self.methods] or ["none"]
 
 
-def form_mapping(form: RunForm) -> dict[str, Any]:
+def _data_section(dataset: str, store: Any) -> dict[str, Any]:
+    """``{"dataset": name}`` for a built-in dataset; a dataset of the store stands for its loader,
+    root and options (:meth:`workbench.runs.datasets.DatasetEntry.data_section`)."""
+    from workbench.data import list_datasets
+
+    if dataset in {d.name for d in list_datasets()}:
+        return {"dataset": dataset}
+    from workbench.runs.datasets import get_store_dataset
+
+    return get_store_dataset(store, dataset).data_section()
+
+
+def form_mapping(form: RunForm, *, store: Any = None) -> dict[str, Any]:
     """The run config a form stands for, as a mapping not yet validated (a face may merge further
-    fields into it before :func:`workbench.validate.validate_run_config`).
+    fields into it before :func:`workbench.validate.validate_run_config`). A ``dataset`` that is not
+    built in is looked up among the datasets of ``store`` (a RunStore or its folder; default the
+    default store).
 
     The run's kind follows from its methods (:meth:`RunConfig.infer_kind`); a student trained from
     labels alone keeps its teacher (when one is chosen) as a reference for agreement and for the
@@ -67,7 +81,7 @@ def form_mapping(form: RunForm) -> dict[str, Any]:
         "kind": kind,
         "name": (form.name or "").strip() or None,
         "seed": int(form.seed),
-        "data": {"dataset": form.dataset},
+        "data": _data_section(form.dataset, store),
         "model": {"name": form.student},
         "distill": {
             "methods": methods,
@@ -81,7 +95,7 @@ def form_mapping(form: RunForm) -> dict[str, Any]:
     return data
 
 
-def config_from_form(form: RunForm) -> RunConfig:
+def config_from_form(form: RunForm, *, store: Any = None) -> RunConfig:
     """The validated run config a form stands for (:func:`form_mapping`, then
     :func:`workbench.validate.validate_run_config`).
 
@@ -91,7 +105,7 @@ def config_from_form(form: RunForm) -> RunConfig:
     """
     from workbench.validate import validate_run_config
 
-    return validate_run_config(form_mapping(form))
+    return validate_run_config(form_mapping(form, store=store))
 
 
 def form_from_config(config: RunConfig | Mapping[str, Any]) -> RunForm:
@@ -107,7 +121,7 @@ def form_from_config(config: RunConfig | Mapping[str, Any]) -> RunForm:
     teachers = data.get("teachers") or []
     train = data.get("train") or {}
     return RunForm(
-        dataset=str((data.get("data") or {}).get("dataset", "mnist")),
+        dataset=str((data.get("data") or {}).get("name") or (data.get("data") or {}).get("dataset", "mnist")),
         teacher=str(teachers[0]["source"]) if teachers else None,
         student=str((data.get("model") or {}).get("name", "cnn_small")),
         methods=methods,

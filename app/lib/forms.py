@@ -21,12 +21,12 @@ import streamlit as st
 from app.lib.bindings import bound_checkbox, bound_multiselect, bound_number, bound_selectbox, bound_text
 from app.lib.state import AppInputError, get_store, list_runs
 from workbench.config import TEACHER_PRECISIONS, RunConfig
-from workbench.data import list_datasets
 from workbench.distill import get_method_class, list_methods, method_schema, parse_params
 from workbench.distill.base import MethodError
 from workbench.distill.forms import parse_field_text, schema_fields, text_hint
 from workbench.models import list_models
 from workbench.run_form import RunForm, form_from_config
+from workbench.runs.datasets import dataset_choices
 from workbench.runs.teacher_store import teacher_choices
 
 #: the New-run form's teacher choices besides a teacher source: queue a teacher run first, or none
@@ -174,11 +174,14 @@ def new_run_params(config: RunConfig | Mapping[str, Any]) -> dict[str, str]:
 
 
 def dataset_choice(*, container: Any = None) -> str:
-    """The dataset select box (URL ``dataset``): the datasets that need no files of your own."""
+    """The dataset select box (URL ``dataset``): the built-in datasets that need no files of your own,
+    then the datasets added to the store (the Data page, ``workbench data add``)."""
     where = container if container is not None else st
-    by_name = {d.name: d for d in list_datasets() if not d.needs_root}
+    by_name = {c.name: c for c in dataset_choices(get_store()) if c.loads_alone}
     dataset = bound_selectbox(
-        "Dataset", "dataset", list(by_name), default="mnist", help="Datasets that need no files of your own.",
+        "Dataset", "dataset", list(by_name), default="mnist",
+        format_func=lambda n: f"{n} (yours)" if by_name[n].where == "store" else n,
+        help="The built-in datasets, then yours: add a folder or a zip of images on the Data page.",
         container=where,
     )
     where.caption(by_name[dataset].description)

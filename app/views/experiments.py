@@ -53,7 +53,7 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
             "Experiment name", "experiment_name", default, max_chars=80, container=right,
             help="Letters, digits, '_', '.' and '-'. Start it again to train only the trials that are missing.",
         ).strip() or default
-        spec = grids.experiment_spec(name, base, rows, seeds)
+        spec = grids.experiment_spec(name, base, rows, seeds, store=state.get_store())
         grids.check_size(spec)  # a grid too large is refused here, in one line, before Start
         estimate = grid.estimate(spec)
         st.info(f"{grids.size_line(spec)}; {estimate.text()}.", icon=":material/calculate:")

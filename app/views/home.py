@@ -60,7 +60,7 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                     f"Queued teacher job {job.id}. When it has finished, pick it as the teacher here and start the student."
                 )
             else:
-                job = queue.submit(config_from_form(form), workspace=state.job_workspace(), label=form.name)
+                job = queue.submit(config_from_form(form, store=state.get_store()), workspace=state.job_workspace(), label=form.name)
                 state.pump()
                 st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
             live.follow([job])

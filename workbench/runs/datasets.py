@@ -113,9 +113,10 @@ class DatasetEntry:
 
     def data_section(self) -> dict[str, Any]:
         """The ``data`` section of a run config that trains on this dataset: ``{"dataset": loader,
-        "root": absolute folder, "options": {...}}`` (merge it into a config's ``data``)."""
+        "name": this entry's name, "root": absolute folder, "options": {...}}`` (merge it into a
+        config's ``data``; listings show the name, :attr:`workbench.config.DataSpec.label`)."""
         self._healthy()
-        return {"dataset": self.loader, "root": str(self.root), "options": dict(self.options)}
+        return {"dataset": self.loader, "name": self.name, "root": str(self.root), "options": dict(self.options)}
 
     def load(self) -> Dataset:
         """Load the dataset into memory (a :class:`~workbench.data.Dataset` named after the entry).

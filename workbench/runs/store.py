@@ -373,7 +373,7 @@ class Run:
         damage = status.get("damage") if status.get("status") == "damaged" else None
         try:
             cfg = read_config(self.path / "config.yaml")
-            dataset, model = cfg.data.dataset, cfg.model.name
+            dataset, model = cfg.data.label, cfg.model.name
             methods = "+".join(m.name for m in cfg.distill.methods)
         except Damage:
             dataset = model = methods = "?"

@@ -102,14 +102,17 @@ def parse_seeds(text: str) -> list[int]:
     return values
 
 
-def experiment_spec(name: str, form: RunForm, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> SweepSpec:
-    """The experiment of a base ``form``, a ``grid`` (dotted field -> values) and ``seeds``.
+def experiment_spec(
+    name: str, form: RunForm, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int], *, store: Any = None
+) -> SweepSpec:
+    """The experiment of a base ``form``, a ``grid`` (dotted field -> values) and ``seeds`` (a dataset
+    of the run store ``store`` stands for its files, :func:`workbench.run_form.form_mapping`).
 
     Raises:
         SweepError: a name that is not a plain slug (one line).
     """
     check_name(name, "experiment name")
-    config = form_mapping(form)
+    config = form_mapping(form, store=store)
     for key in ("name", "seed"):
         config.pop(key, None)
     return SweepSpec(name=name, config=config, grid={k: list(v) for k, v in grid.items()}, seeds=list(seeds))

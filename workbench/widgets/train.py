@@ -66,7 +66,7 @@ def _field_widget(f: Any) -> W.ValueWidget:
 class TrainPanel(Panel):
     """Train a student from a teacher in the background and watch it.
 
-    Controls: ``dataset``, ``teacher`` (``shipped:NAME``, ``run:ID`` or ``none``), ``student``,
+    Controls: ``dataset``, ``teacher`` (``shipped:NAME``, ``teacher:NAME``, ``run:ID`` or ``none``), ``student``,
     ``methods`` (a tuple of method names), ``ce_weight``, ``teacher_precision`` (``float32``,
     ``bfloat16`` or ``auto``: see ``distill.teacher_precision``), ``epochs``, ``seed``, ``max_steps``
     (``0`` = no limit), ``name``, and per chosen method ``<method>.weight`` and ``<method>.<param>``
@@ -105,11 +105,11 @@ class TrainPanel(Panel):
         **overrides: Any,
     ) -> None:
         super().__init__()
-        from workbench.data import list_datasets
         from workbench.distill import list_methods
         from workbench.jobs import JobQueue
         from workbench.models import list_models
         from workbench.runs import RunStore
+        from workbench.runs.datasets import dataset_choices
 
         if store is None:
             store = RunStore(queue.root) if queue is not None else RunStore()
@@ -129,7 +129,7 @@ class TrainPanel(Panel):
         self._method_fields: dict[str, dict[str, Any]] = {}  # method -> {param: forms.Field}
         self.extra_config: dict[str, Any] = {}
 
-        datasets = [d.name for d in list_datasets() if not d.needs_root]
+        datasets = [c.name for c in dataset_choices(self.store) if c.loads_alone]
         self._add("dataset", W.Dropdown(options=datasets, value=dataset, description="dataset"))
         self._add("teacher", W.Dropdown(options=self._teacher_options(dataset), value=None, description="teacher"))
         self._add("student", W.Dropdown(options=list_models(), value=student, description="student"))
@@ -303,7 +303,7 @@ class TrainPanel(Panel):
             name=self.value("name"),
             max_steps=int(self.value("max_steps")),
         )
-        cfg = form_mapping(form)
+        cfg = form_mapping(form, store=self.store)
         return _merge(cfg, self.extra_config)
 
     def _compute(self) -> None:
