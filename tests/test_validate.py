@@ -163,6 +163,7 @@ def test_the_input_shape_comes_from_the_dataset():
     [
         {"source": "shipped:mnist"},
         {"source": "run:20260101-kd-ab12"},
+        {"source": "teacher:my-resnet.v2"},
         {"source": "weights/teacher.safetensors", "model": {"name": "cnn_large"}},
         {"source": "teacher.PT", "model": {"name": "resnet", "kwargs": {"depth": 8}}},
     ],
@@ -178,6 +179,8 @@ def test_good_teacher_sources(teacher):
         ({"source": "shipped:"}, "teachers[0].source", "needs a teacher name"),
         ({"source": "run:"}, "teachers[0].source", "run id"),
         ({"source": "run:../../etc"}, "teachers[0].source", "run id"),
+        ({"source": "teacher:../x"}, "teachers[0].source", "name of a teacher of the run store"),
+        ({"source": "teacher:"}, "teachers[0].source", "name of a teacher of the run store"),
         ({"source": "teacher.txt", "model": {"name": "cnn"}}, "teachers[0].source", ".safetensors"),
         ({"source": "t.pt", "model": {"name": "cnnn"}}, "teachers[0].model.name", "did you mean 'cnn'?"),
         (

@@ -150,6 +150,8 @@ class ModelSpec(_Strict):
 
 #: the prefixes of a teacher source that names a teacher (the rest are weights files)
 TEACHER_PREFIXES: tuple[str, ...] = ("shipped:", "teacher:", "run:")
+#: the name of a teacher added to the run store (``teacher:NAME``)
+TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
 class TeacherSpec(_Strict):

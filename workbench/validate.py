@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from workbench.config import (
+    TEACHER_NAME,
     ConfigError,
     ModelSpec,
     RunConfig,
@@ -298,7 +299,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _check_teacher_source(source: str, field: str) -> None:
-    """``shipped:NAME`` of a shipped teacher, ``run:RUN_ID``, or a weights file path."""
+    """``shipped:NAME`` of a shipped teacher, ``teacher:NAME`` of the store's teachers, ``run:RUN_ID``,
+    or a weights file path (whether a store teacher or run exists is checked when the run starts)."""
     if source.startswith("shipped:"):
         name = source.split(":", 1)[1]
         shipped = sorted(p.stem for p in teachers_dir().glob("*.json")) if teachers_dir().is_dir() else []
@@ -312,9 +314,16 @@ def _check_teacher_source(source: str, field: str) -> None:
             raise ConfigError(
                 f"{field}: 'run:' needs a run id of letters, digits, '-', '_' and '.', got {shown(run_id)}"
             )
+    elif source.startswith("teacher:"):
+        name = source.split(":", 1)[1]
+        if not TEACHER_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{field}: 'teacher:' needs the name of a teacher of the run store (letters, digits, '-', '_' "
+                f"and '.', at most 64), got {shown(name)}"
+            )
     elif not source.strip() or not source.lower().endswith(_WEIGHT_SUFFIXES):
         raise ConfigError(
-            f"{field}: expected 'shipped:NAME', 'run:RUN_ID' or a weights file "
+            f"{field}: expected 'shipped:NAME', 'teacher:NAME', 'run:RUN_ID' or a weights file "
             f"({', '.join(_WEIGHT_SUFFIXES)}), got {shown(source)}"
         )
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from workbench.config import TeacherSpec
+from workbench.config import TEACHER_NAME, TeacherSpec
 from workbench.errors import one_line
 from workbench.models import create_model
 from workbench.paths import teachers_dir
@@ -34,7 +33,6 @@ _CARD_MAX_BYTES = 1 << 20
 #: the folder of a run store holding the teachers added from checkpoints (``teacher:NAME``)
 STORE_TEACHERS = "teachers"
 #: a store teacher's name: a letter or digit, then up to 63 letters, digits, ``-``, ``_`` and ``.``
-TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
 def _read_card(path: Path) -> dict[str, Any]:
