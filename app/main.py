@@ -34,6 +34,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("home.py", "Home / New run", ":material/home:", "home"),
     ("training.py", "Training", ":material/monitoring:", "training"),
     ("experiments.py", "Experiments", ":material/grid_view:", "experiments"),
+    ("data.py", "Data and teachers", ":material/dataset:", "data"),
     ("cams.py", "Class activation maps", ":material/visibility:", "cams"),
     ("similarity.py", "Feature similarity", ":material/grid_on:", "similarity"),
     ("landscape.py", "Loss landscape", ":material/terrain:", "landscape"),
@@ -44,7 +45,7 @@ PAGES: list[tuple[str, str, str, str]] = [
 ]
 
 SECTIONS = {
-    "Train": ("home", "training", "experiments"),
+    "Train": ("home", "training", "experiments", "data"),
     "Look inside": ("cams", "similarity", "landscape", "agreement"),
     "Decide": ("compare", "leaderboard", "doctor"),
 }

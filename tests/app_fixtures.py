@@ -75,6 +75,19 @@ def make_app(monkeypatch, root: str, page: str | None = None, **params: str):
     return at
 
 
+def stop_all_jobs(root) -> None:
+    """Stop every job a test's clicks queued in the store at ``root`` and wait for running ones."""
+    from workbench.jobs import JobQueue
+
+    queue = JobQueue(root, max_jobs=1)
+    for job in queue.list():
+        if not job.done:
+            queue.stop(job.id)
+    for job in queue.list():
+        if job.state == "running":
+            queue.wait(job.id, timeout=120, pump=False)
+
+
 def no_exception(at) -> None:
     """Assert the last run raised nothing and showed no error line."""
     assert not at.exception, [e.value for e in at.exception]

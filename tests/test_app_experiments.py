@@ -16,6 +16,7 @@ from app_fixtures import (  # noqa: F401
     grid_store,
     make_app,
     no_exception,
+    stop_all_jobs,
     store_copy,
     tiny_store,
 )
@@ -24,18 +25,6 @@ pytest.importorskip("streamlit")
 
 SCRATCH_FORM = {"dataset": "digits", "student": "mlp", "teacher": "none (train from scratch)", "methods": "none",
                 "epochs": "1"}
-
-
-def _stop_all(root) -> None:
-    from workbench.jobs import JobQueue
-
-    queue = JobQueue(root, max_jobs=1)
-    for job in queue.list():
-        if not job.done:
-            queue.stop(job.id)
-    for job in queue.list():
-        if job.state == "running":
-            queue.wait(job.id, timeout=120, pump=False)
 
 
 def _infos(at) -> list[str]:
@@ -71,7 +60,7 @@ def test_start_links_to_training_with_the_job_and_training_opens_its_run(monkeyp
         assert at.query_params["run"] == queue.get(job.id).run_id  # opened once its run exists
         assert at.selectbox(key="qp:run").value == queue.get(job.id).run_id
     finally:
-        _stop_all(root)
+        stop_all_jobs(root)
 
 
 def test_training_shows_queued_jobs_with_place_and_wait_never_no_runs(monkeypatch, tmp_path):
@@ -91,7 +80,7 @@ def test_training_shows_queued_jobs_with_place_and_wait_never_no_runs(monkeypatc
         table = at.dataframe[-1].value
         assert list(table["job"])[:2] == [first.id, second.id] and table["starts in"][1]
     finally:
-        _stop_all(root)
+        stop_all_jobs(root)
 
 
 def test_training_says_no_runs_only_when_nothing_is_queued(monkeypatch, tmp_path):
@@ -174,7 +163,7 @@ def test_repeat_with_seeds_queues_an_experiment(monkeypatch, grid_copy):
         assert sorted(j.config["seed"] for j in jobs) == [0, 1]
         assert any("2 trials, 2 queued" in s.value for s in at.success)
     finally:
-        _stop_all(grid_copy["root"])
+        stop_all_jobs(grid_copy["root"])
 
 
 # ---- Experiments -----------------------------------------------------------------------------------
@@ -233,7 +222,7 @@ def test_experiments_page_starts_lists_and_stops_an_experiment(monkeypatch, grid
         counts = experiment_status(grid_copy["root"], "two-by-two").counts
         assert counts["queued"] == 0 and counts["stopped"] + counts["running"] + counts["completed"] == 8
     finally:
-        _stop_all(grid_copy["root"])
+        stop_all_jobs(grid_copy["root"])
 
 
 def test_experiments_page_lists_an_experiment_and_links_compare(monkeypatch, grid_store):
@@ -345,7 +334,7 @@ def test_leaderboard_start_queues_only_what_is_missing(monkeypatch, grid_copy):
         assert len(jobs) == 2 and {j.config["seed"] for j in jobs} == {2}
         assert any("6 trials, 2 queued (4 completed)" in s.value for s in at.success)
     finally:
-        _stop_all(grid_copy["root"])
+        stop_all_jobs(grid_copy["root"])
 
 
 def test_leaderboard_objective_is_each_methods_own_or_one_for_all(monkeypatch, grid_store):

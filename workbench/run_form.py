@@ -47,9 +47,14 @@ class RunForm:
         return [m["name"] for m in self.methods] or ["none"]
 
 
-def _data_section(dataset: str, store: Any) -> dict[str, Any]:
-    """``{"dataset": name}`` for a built-in dataset; a dataset of the store stands for its loader,
-    root and options (:meth:`workbench.runs.datasets.DatasetEntry.data_section`)."""
+def data_section(dataset: str, store: Any = None) -> dict[str, Any]:
+    """The ``data`` section of a config on ``dataset``: ``{"dataset": name}`` for a built-in dataset;
+    a dataset of the run store ``store`` stands for its loader, name, root and options
+    (:meth:`workbench.runs.datasets.DatasetEntry.data_section`).
+
+    Raises:
+        DataError: not built in and not a dataset of the store (one line naming both lists).
+    """
     from workbench.data import list_datasets
 
     if dataset in {d.name for d in list_datasets()}:
@@ -81,7 +86,7 @@ def form_mapping(form: RunForm, *, store: Any = None) -> dict[str, Any]:
         "kind": kind,
         "name": (form.name or "").strip() or None,
         "seed": int(form.seed),
-        "data": _data_section(form.dataset, store),
+        "data": data_section(form.dataset, store),
         "model": {"name": form.student},
         "distill": {
             "methods": methods,
@@ -134,4 +139,4 @@ def form_from_config(config: RunConfig | Mapping[str, Any]) -> RunForm:
     )
 
 
-__all__ = ["RunForm", "config_from_form", "form_from_config", "form_mapping"]
+__all__ = ["RunForm", "config_from_form", "data_section", "form_from_config", "form_mapping"]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from app.lib.layout import progress_bar
-from app.lib.state import AppInputError
+from app.lib.state import AppInputError, get_store
 from workbench.analysis.cam import select_images
 from workbench.background import LRU, BackgroundJob, BackgroundJobs
 from workbench.config import RunConfig
@@ -207,3 +207,22 @@ def cam_images(
     gallery = agreement(run, checkpoint, DEFAULT_N_SAMPLES, seed).gallery.indices if pick == "disagreement" else None
     picked = drawn.take(select_images(drawn.labels, pick, count=count, seed=seed, klass=klass, gallery=gallery))
     return CamImages(picked.images, picked.raw, picked.labels, picked.masks, picked.index)
+
+
+@st.cache_resource(show_spinner="Reading the dataset…", max_entries=8)
+def _preview(root: str, name: str, stamp: str) -> Any:
+    del stamp  # part of the key only: a dataset removed and added again under its name is read anew
+    from workbench.data import preview_dataset
+    from workbench.runs.datasets import open_dataset
+
+    return preview_dataset(open_dataset(root, name))
+
+
+def dataset_preview(name: str) -> Any:
+    """The :class:`workbench.data.DatasetPreview` of a built-in or store dataset, computed once per
+    process (a store dataset is keyed by when it was added)."""
+    from workbench.runs.datasets import get_store_dataset, list_store_datasets
+
+    store = get_store()
+    stamp = get_store_dataset(store, name).added if name in {e.name for e in list_store_datasets(store)} else ""
+    return _preview(str(store.root), name, str(stamp))

@@ -12,7 +12,7 @@ import streamlit as st
 from app.lib import bindings as bind
 from app.lib import forms, layout, live, state
 from app.lib.forms import TRAIN_FIRST
-from workbench.run_form import config_from_form
+from workbench.run_form import config_from_form, data_section
 from workbench.runs import annotate, read_annotations
 from workbench.runs.annotations import MAX_NOTE_CHARS
 from workbench.runs.labels import age, run_label, teacher_label
@@ -49,7 +49,7 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                         "kind": "teacher",
                         "name": f"{form.dataset}-teacher",
                         "seed": form.seed,
-                        "data": {"dataset": form.dataset},
+                        "data": data_section(form.dataset, state.get_store()),
                         "model": {"name": new.teacher_model},
                         "train": {"epochs": form.epochs},
                     }

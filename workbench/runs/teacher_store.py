@@ -37,11 +37,12 @@ from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from workbench.config import DataSpec, ModelSpec, printable
-from workbench.data import Dataset, load_dataset
+from workbench.data import Dataset, list_datasets, load_dataset
 from workbench.devices import inference_chunk, resolve_device
 from workbench.errors import one_line
 from workbench.models import create_model, model_info
 from workbench.runs.atomic import atomic_write_bytes, atomic_write_json
+from workbench.runs.datasets import get_store_dataset
 from workbench.runs.labels import fmt_pct, run_label
 from workbench.runs.session import as_store
 from workbench.runs.store import GC_MIN_AGE_S, Run, RunStore, RunStoreError, utc_now
@@ -423,6 +424,8 @@ def add_teacher(
     root = _teachers_root(store)
     _refuse_taken(root, name)
     model_spec = _model_spec(model, kwargs)
+    if isinstance(dataset, str) and dataset not in {d.name for d in list_datasets()}:
+        dataset = get_store_dataset(store, dataset).data_section()  # a dataset added to the store
     data_spec = _data_spec(dataset, data_options)
     tracker = Tracker(progress, total=10, label=f"teacher {name}")
     tracker.start("reading the weights")
@@ -457,9 +460,10 @@ def add_teacher(
     card = TeacherCard(
         name=name,
         model={"name": model_spec.name, "kwargs": model_spec.kwargs},
-        dataset=data_spec.dataset,
+        dataset=data_spec.label,
         data={
             "dataset": data_spec.dataset,
+            "name": data_spec.name,
             "root": data_root,
             "options": dict(data_spec.options),
         },
