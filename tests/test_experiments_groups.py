@@ -282,6 +282,26 @@ def test_groups_sort_by_their_setting_not_by_run_order():
         assert [g.label for g in groups] == ["temperature=0.5", "temperature=2", "temperature=10"]
 
 
+def test_a_chains_students_group_over_seeds_though_each_has_its_own_assistant():
+    """TAKD's student of seed s is taught by seed s's own assistant run (links.teacher_run): the run id
+    differs per seed but the setting is the same; a first link taught by a user's teacher run keeps it."""
+
+    def student(seed: int, acc: float, step: str = "1", teacher: str | None = None) -> FakeRun:
+        assistant = teacher or f"sweep-takd-{seed}"
+        data = {
+            "seed": seed,
+            "teachers": [{"source": f"run:{assistant}"}],
+            "links": {"chain": f"sweep-takd-{seed}", "chain_step": step, "teacher_run": assistant},
+            "distill": {"methods": [{"name": "kd", "weight": 0.9}], "ce_weight": 0.1},
+        }
+        return FakeRun(f"student-{seed}-{step}-{assistant}", data, [{"epoch": 1, "test_acc": acc}])
+
+    groups = group_runs([student(0, 0.6), student(1, 0.7)])
+    assert len(groups) == 1 and groups[0].seeds == [0, 1] and groups.skipped == []
+    firsts = group_runs([student(0, 0.6, "0", "teacher-a"), student(1, 0.7, "0", "teacher-b")])
+    assert len(firsts) == 2 and firsts.varied == ["teachers[0].source"]
+
+
 def test_unreadable_config_is_skipped_not_fatal():
     bad = FakeRun("bad", {"optim": {"lr": -1}})
     groups = group_runs([bad, _kd(1.0, 4.0, 0, 0.9)])

@@ -97,11 +97,18 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
         out[path] = value
 
 
+#: the teacher source of a chain's student taught by its own chain's previous run
+CHAIN_TEACHER = "its chain's previous run"
+
+
 def config_fields(config: Any) -> dict[str, Any]:
     """Every field of a run's config as ``{dotted path: value}``, without the seed, the name, the
     links and the :data:`BOOKKEEPING` fields (where data comes from, caching, snapshots, step-log
     cadence: they never change what a run learns); the methods as their expression and each
     method's parameters as ``distill.<method>.<param>`` (a second use of a name as ``<method>#2``).
+    A chain's student taught by its own chain's previous run (TAKD's assistant, a BAN generation)
+    has :data:`CHAIN_TEACHER` as that teacher's source: every seed trains its own, so the run id is
+    not part of the setting.
 
     Args:
         config: a :class:`workbench.config.RunConfig` (or anything with pydantic's ``model_dump``).
@@ -111,6 +118,11 @@ def config_fields(config: Any) -> dict[str, Any]:
         config's order.
     """
     data = config.model_dump(mode="json", exclude=set(_LEFT_OUT))
+    links = getattr(config, "links", None) or {}
+    own = links.get("teacher_run") if str(links.get("chain_step", "0")) != "0" else None
+    for teacher in data.get("teachers") or []:
+        if own and teacher.get("source") == f"run:{own}":
+            teacher["source"] = CHAIN_TEACHER  # each seed's own assistant: the same setting
     distill = dict(data.get("distill") or {})
     methods = distill.pop("methods", []) or []
     out: dict[str, Any] = {}
