@@ -309,3 +309,49 @@ def test_a_grid_from_the_experiments_page_is_compared_in_groups(served):
         .filter(g => String(g.layout.title.text).includes('test_acc by epoch, mean ± std'))
         .map(g => g.data.filter(t => t.fill === 'tonexty').length)""")
     assert bands == [4], bands
+
+
+def test_an_image_folder_added_on_the_data_page_trains_a_teacher_then_a_kd_student(served, tmp_path):
+    """Bring your own images: the Data page adds a folder, Home trains a teacher on it first, then a KD
+    student from that teacher; the runs record the dataset's name beside its loader and files."""
+    import numpy as np
+    from PIL import Image
+
+    from workbench.jobs import JobQueue
+
+    folder = tmp_path / "pets"
+    for k, cls in enumerate(("cat", "dog")):
+        (folder / cls).mkdir(parents=True)
+        for i in range(24):
+            pixels = np.full((8, 8, 3), 200 * k + i, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / cls / f"{i:02d}.png")
+    page, url, root = served.page, served.url, served.root
+    page.goto(f"{url}/data", wait_until="domcontentloaded")
+    page.wait_for_function(page_ready_js("Data and teachers", 1), timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_role("textbox", name="Dataset name").fill("pets")
+    page.get_by_text("a folder on the server").click()
+    page.get_by_role("textbox", name="Folder on the server").fill(str(folder))
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_text("Added pets: ").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    _assert_no_crash(page, "data, after adding a folder")
+
+    queue = JobQueue(root, max_jobs=1)
+
+    def start(form: dict[str, str], says: str) -> Any:
+        page.goto(f"{url}/?{urlencode(form)}", wait_until="domcontentloaded")
+        page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000)
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.get_by_text(says).wait_for(timeout=60_000)
+        _assert_no_crash(page, f"home, {says}")
+        job = max(queue.list(), key=lambda j: j.created)
+        done = queue.wait(job.id, timeout=JOBS_TIMEOUT_S)
+        assert done.state == "finished", queue.log(job.id)
+        return done
+
+    pets = {"dataset": "pets", "student": "mlp", "epochs": "1"}
+    teacher = start({**pets, "teacher": "train one first", "tmodel": "mlp"}, "Queued teacher job")
+    student = start({**pets, "teacher": f"run:{teacher.run_id}", "methods": "kd"}, "Queued job")
+    data = student.config["data"]
+    assert (data["name"], data["dataset"], student.config["teachers"][0]["source"]) == (
+        "pets", "imagefolder", f"run:{teacher.run_id}"
+    )

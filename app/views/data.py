@@ -50,20 +50,24 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
 
         st.subheader("Add a dataset")
         with st.form("add_dataset", clear_on_submit=False):
-            new_name = st.text_input("Name", max_chars=63, key="new_dataset", help="Lower-case letters, digits, '-' and '_'.")
-            how = st.radio("From", ["a zip of class folders", "a folder on the server"], horizontal=True, key="from")
+            new_name = st.text_input("Dataset name", max_chars=63, key="new_dataset", help="Lower-case letters, digits, '-' and '_'.")
+            how = st.radio("From", ["a zip of class folders", "a folder on the server", "a CIFAR download"],
+                           horizontal=True, key="from")
             upload = st.file_uploader("Zip", type=["zip"], help="One folder per class (train/ and test/ "
                                       "inside are used as the split when present).")
             folder = st.text_input("Folder on the server", max_chars=4096, key="folder",
                                    help="A folder of class folders, CIFAR python batches or MNIST IDX files.")
+            url = st.text_input("CIFAR archive URL", max_chars=2048, key="url",
+                                help="The published cifar-10-python.tar.gz or cifar-100-python.tar.gz (or a mirror "
+                                "of it); checked against its published checksum. Needs internet on the server.")
             loader = st.selectbox("Read as", ["detect", *LOADERS], key="loader",
                                   help="Which loader reads the files; detect looks at what is there.")
             if st.form_submit_button("Add", type="primary", key="add"):
-                source = upload if how.startswith("a zip") else folder.strip()
+                source = {"a zip": upload, "a folder": folder.strip(), "a CIFAR": url.strip()}[how[: how.index(" ", 2)]]
                 if not source:
                     raise state.AppInputError("source: choose a zip or type a folder")
-                with st.spinner("Reading and checking the images…"):
-                    entry = add_dataset(store, new_name.strip(), source, loader=None if loader == "detect" else loader)
+                entry = add_dataset(store, new_name.strip(), source, loader=None if loader == "detect" else loader,
+                                    progress=layout.progress_bar("Reading and checking the images"))
                 st.success(f"Added {entry.name}: {entry.train_size:,} train / {entry.test_size:,} test images, "
                            f"{entry.num_classes} classes. It is now in every dataset list.")
                 st.query_params["dataset"] = entry.name
@@ -86,7 +90,7 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
                     "offered on Home already.")
         st.subheader("Add a teacher from a checkpoint")
         with st.form("add_teacher"):
-            t_name = st.text_input("Name", max_chars=64, key="new_teacher", help="Letters, digits, '-', '_' and '.'.")
+            t_name = st.text_input("Teacher name", max_chars=64, key="new_teacher", help="Letters, digits, '-', '_' and '.'.")
             weights = st.file_uploader("Weights (.safetensors)", type=["safetensors"],
                                        help="A state dict saved with safetensors; pickles are never opened.")
             model = st.selectbox("Architecture", list_models())
