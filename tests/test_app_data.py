@@ -118,3 +118,11 @@ def test_a_store_teacher_is_listed_and_removed(monkeypatch, tmp_path):
     at.button(key="remove_teacher_button").click().run()
     no_exception(at)
     assert list_store_teachers(root) == []
+
+
+def test_models_tab_lists_the_zoo_and_says_where_each_model_comes_from(monkeypatch, tmp_path):
+    at = make_app(monkeypatch, str(tmp_path / "runs"), "views/data.py", dataset="digits")
+    at.run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "model" in d.value.columns)
+    assert {"resnet20", "cnn_small", "vit_tiny"} <= set(table["model"]) and set(table["from"]) == {"zoo"}

@@ -1,7 +1,8 @@
 """Data and teachers of your own: add a folder or a zip of images to the store and look at what is in a
 dataset before training on it (images per class, counts, mean/std, imbalance and duplicate warnings);
-add a teacher from a ``.safetensors`` checkpoint, checked and measured on its dataset. Everything added
-here is listed by every face (the New-run form, the panels, ``workbench data list``)."""
+add a teacher from a ``.safetensors`` checkpoint, checked and measured on its dataset; see every model,
+the zoo's and the plugins' (and a plugin that failed to load, with its error). Everything added here is
+listed by every face (the New-run form, the panels, ``workbench data list``)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import streamlit as st
 
 from app.lib import bindings as bind
 from app.lib import layout, loaders, state
-from workbench.models import list_models
+from workbench.models import broken_plugins, describe_models, list_models
 from workbench.runs.datasets import LOADERS, add_dataset, dataset_choices, get_store_dataset, remove_dataset
 from workbench.runs.teacher_store import add_teacher, list_store_teachers, remove_teacher
 from workbench.viz.datasets import dataset_preview_figure
 
 with layout.page("Data and teachers", "Your own images and teachers, checked before anything trains on them."):
     store = state.get_store()
-    datasets, teachers = st.tabs(["Datasets", "Teachers"])
+    datasets, teachers, models = st.tabs(["Datasets", "Teachers", "Models"])
 
     with datasets, layout.guard():
         choices = {c.name: c for c in dataset_choices(store) if c.loads_alone}
@@ -110,3 +111,15 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
                                        dataset=data)
                 st.success(f"Added {card.source}: test accuracy {card.test_acc:.2%} on {card.dataset}. Pick it as "
                            "the teacher on Home.")
+
+    with models, layout.guard():
+        st.dataframe(
+            [{"model": m.name, "from": m.source, "family": m.family, "arguments": json.dumps(m.defaults),
+              "description": m.description} for m in describe_models()],
+            hide_index=True, width="stretch",
+        )
+        for plugin, error in broken_plugins():
+            st.warning(f"Plugin {plugin} did not load: {error}", icon=":material/extension_off:")
+        st.caption("Your own architecture: decorate its class or builder with `workbench.models.register_model` in "
+                   "a module named by the `workbench.models` entry point of your package or by "
+                   "`WORKBENCH_PLUGINS=module` before starting the app; it then appears in every model list.")
