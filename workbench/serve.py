@@ -1,8 +1,10 @@
 """``workbench app``: start the Streamlit app (``app/main.py``) on a local address.
 
 The app reads its run store and job settings from environment variables, which :func:`serve` sets
-for the Streamlit process: ``WORKBENCH_RUNS`` (the store root), ``WORKBENCH_MAX_JOBS`` and
-``WORKBENCH_RAY_ADDRESS``. Streamlit is started as ``python -m streamlit run app/main.py`` with a
+for the Streamlit process: ``WORKBENCH_RUNS`` (the store root), ``WORKBENCH_MAX_JOBS``,
+``WORKBENCH_RAY_ADDRESS`` and ``WORKBENCH_WARM_WORKERS`` (``1``: the server's job queue keeps warm
+worker processes, :mod:`workbench.jobs.warm`, so a queued job trains at once instead of after a
+process start; when the app exits, they leave once idle). Streamlit is started as ``python -m streamlit run app/main.py`` with a
 loopback address by default, headless, without usage statistics, with small uploads and a minimal
 toolbar.
 """
@@ -18,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 #: largest upload the app accepts, in megabytes (uploads are small images for the CAM pages)
@@ -94,9 +95,11 @@ def build_env(
     max_jobs: int | None = None,
     ray_address: str | None = None,
     base: dict[str, str] | None = None,
+    warm: bool = True,
 ) -> dict[str, str]:
     """The environment of the app process: ``base`` (default this process's) with
-    ``WORKBENCH_RUNS`` (absolute), ``WORKBENCH_MAX_JOBS`` and ``WORKBENCH_RAY_ADDRESS`` set when given.
+    ``WORKBENCH_RUNS`` (absolute), ``WORKBENCH_MAX_JOBS`` and ``WORKBENCH_RAY_ADDRESS`` set when given,
+    and ``WORKBENCH_WARM_WORKERS`` ``1`` with ``warm`` (``0`` without; a value ``base`` holds stays).
 
     Raises:
         ServeError: ``max_jobs`` is not a positive integer, or ``runs`` is an existing file.
@@ -116,6 +119,9 @@ def build_env(
             raise ServeError("--ray-address: empty; give 'local' or host:port")
         env["WORKBENCH_RAY_ADDRESS"] = ray_address.strip()
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from workbench.jobs.queue import WARM_ENV  # not at import: `workbench` starts without the queue
+
+    env.setdefault(WARM_ENV, "1" if warm else "0")
     return env
 
 
@@ -160,6 +166,8 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
         ServeError: ``proc`` (the app process, when given) exited first, or no answer within
             ``timeout`` seconds.
     """
+    import urllib.request  # not at import: every `workbench` command imports this module
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -11,9 +11,13 @@ watch and stop jobs, and a restart loses nothing::
     queue.list()                     # running, then queued with positions, then final
     queue.stop(job.id)               # from any process; the run ends as ``stopped``
     queue.wait(job.id, timeout=600)
+
+``JobQueue(..., warm=True)`` keeps ``max_jobs`` warm worker processes that train job after job with
+their imports done and the shipped teachers loaded (:mod:`workbench.jobs.warm`), so a dispatched job
+trains at once; the app's server and ``workbench jobs worker`` use them.
 """
 
-from workbench.jobs.queue import JobQueue, submit_demo
+from workbench.jobs.queue import JobQueue, submit_demo, warm_default
 from workbench.jobs.scheduling import (
     default_max_jobs,
     pick_next,
@@ -38,5 +42,6 @@ __all__ = [
     "submit_demo",
     "thread_budget",
     "thread_env",
+    "warm_default",
     "with_positions",
 ]

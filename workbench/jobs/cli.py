@@ -34,10 +34,12 @@ _WorkspaceOpt = typer.Option(
 _MaxOpt = typer.Option(None, "--max-jobs", "-j", min=1, help="jobs running at once (default: by CPU cores)")
 
 
-def _queue(root: Path | None, max_jobs: int | None = None, ray_address: str | None = None) -> Any:
+def _queue(
+    root: Path | None, max_jobs: int | None = None, ray_address: str | None = None, warm: bool | None = None
+) -> Any:
     from workbench.jobs import JobQueue
 
-    return JobQueue(root, max_jobs=max_jobs, ray_address=ray_address)
+    return JobQueue(root, max_jobs=max_jobs, ray_address=ray_address, warm=warm)
 
 
 @jobs_app.command("list")
@@ -117,13 +119,23 @@ def jobs_worker(
     ray_address: str | None = typer.Option(
         None, "--ray", help="dispatch jobs as Ray tasks ('local' or a cluster address)"
     ),
+    warm: bool = typer.Option(
+        True,
+        "--warm/--cold",
+        help="--warm: keep one worker process per slot alive between jobs (imports and shipped teachers "
+        "loaded once), so a job starts training at once; --cold: a new process for every job",
+    ),
 ) -> None:
     """Run the scheduler in the foreground: start queued jobs as slots free up, reap dead workers.
 
-    Ctrl-C ends the loop; jobs already running keep running in their own processes.
+    Ctrl-C ends the loop; jobs already running keep running in their own processes (warm workers
+    leave once their job is final).
     """
-    queue = _queue(runs, max_jobs, ray_address)
-    _out.print(f"scheduler on {queue.dir} (max {queue.max_jobs} at once, {queue.threads} thread(s) each)")
+    queue = _queue(runs, max_jobs, ray_address, warm)
+    kind = "warm workers" if queue.warm else "a process per job"
+    _out.print(
+        f"scheduler on {queue.dir} (max {queue.max_jobs} at once, {queue.threads} thread(s) each, {kind})"
+    )
     seen: dict[str, str] = {j.id: j.state for j in queue.list()}
     try:
         while True:
@@ -140,6 +152,9 @@ def jobs_worker(
             time.sleep(interval)
     except KeyboardInterrupt:
         _out.print("scheduler stopped; running jobs continue")
+    finally:
+        if queue.warm:
+            queue.retire_workers()
 
 
 @jobs_app.command("log")

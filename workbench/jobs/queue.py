@@ -8,6 +8,13 @@ worker process (``python -m workbench.jobs.worker``) or a Ray task
 (:mod:`workbench.jobs.ray_backend`). Any face calls it now and then; it is safe to call from many
 threads and processes at once, and a finishing worker calls it too, so the queue moves on without
 a face. Nothing is held in memory that a restart would lose.
+
+With ``warm=True`` (the app's server and ``workbench jobs worker``) the queue keeps ``max_jobs``
+warm workers (:mod:`workbench.jobs.warm`): processes that stay alive between jobs with their
+imports done and the shipped teachers loaded, each taking the jobs the scheduler hands it through
+its record (:mod:`workbench.jobs.pool`), so a dispatched job trains at once instead of after a
+process start. A worker that dies is replaced, one that did ``recycle_after`` jobs or grew above
+``memory_mark_mb`` is recycled, one left idle for ``idle_timeout`` seconds leaves.
 """
 
 from __future__ import annotations
@@ -25,6 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import one_line
+from workbench.jobs.pool import (
+    IDLE_TIMEOUT,
+    MEMORY_MARK_MB,
+    RECYCLE_AFTER,
+    all_workers,
+    check_worker_id,
+    lease_expired,
+    new_worker_id,
+    new_worker_record,
+    read_worker,
+    remove_worker,
+    renew_lease,
+    workers_dir,
+    write_worker,
+)
 from workbench.jobs.ray_backend import launch_ray, ray_task_ended
 from workbench.jobs.scheduling import (
     default_max_jobs,
@@ -51,6 +73,8 @@ from workbench.jobs.state import (
 )
 from workbench.procs import pid_alive
 
+#: the environment variable that turns warm workers on for a queue that does not say (``1``/``0``)
+WARM_ENV = "WORKBENCH_WARM_WORKERS"
 #: a run id given at submit (the run store's own rule: a plain name, no path)
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
 # worker processes started by this process, kept so that finished ones are reaped (no zombies)
@@ -75,12 +99,30 @@ def _child_alive(pid: int) -> bool:
 
 
 def _is_our_worker(pid: int, job_id: str) -> bool:
-    """Whether ``pid`` runs the worker of ``job_id`` (checked through /proc where there is one)."""
+    """Whether ``pid`` runs the worker of ``job_id`` (a job id, or a warm worker's id: both are on
+    the worker's command line; checked through /proc where there is one)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: trust the pid
     return b"workbench.jobs.worker" in cmdline and job_id.encode() in cmdline
+
+
+def warm_default() -> bool:
+    """Whether a queue that does not say keeps warm workers: ``$WORKBENCH_WARM_WORKERS`` is ``1``
+    (or ``true``, ``yes``, ``on``); off otherwise."""
+    return os.environ.get(WARM_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _worker_env(threads: int, root: Path) -> dict[str, str]:
+    """The environment of a worker process: this one's, the thread budget, the store and the
+    package's folder on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env.update(thread_env(threads))
+    env["WORKBENCH_RUNS"] = str(root.resolve())
+    here = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _reap_children() -> None:
@@ -104,6 +146,14 @@ class JobQueue:
         reserve: cores kept for the calling server when sizing each worker's thread budget.
         heartbeat_timeout: seconds without a heartbeat after which a worker that cannot be checked
             by its pid (another host, a Ray task) counts as dead.
+        warm: keep ``max_jobs`` warm workers on this host and hand jobs to them (default
+            :func:`warm_default`, from ``$WORKBENCH_WARM_WORKERS``); off with ``ray_address``.
+        recycle_after: a warm worker retires after this many jobs.
+        memory_mark_mb: ... or when its resident memory is above this many MiB after a job.
+        idle_timeout: ... or when no scheduler pass with ``warm`` ran for this many seconds while
+            it had no job (or soon after the last process that ran one ended).
+        lease: whether this queue's passes keep idle warm workers alive (see
+            :func:`~workbench.jobs.pool.lease_expired`); the warm workers' own passes do not.
     """
 
     def __init__(
@@ -114,6 +164,11 @@ class JobQueue:
         ray_address: str | None = None,
         reserve: int = 1,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        warm: bool | None = None,
+        recycle_after: int = RECYCLE_AFTER,
+        memory_mark_mb: float = MEMORY_MARK_MB,
+        idle_timeout: float = IDLE_TIMEOUT,
+        lease: bool = True,
     ) -> None:
         from workbench.runs import default_root
 
@@ -127,6 +182,16 @@ class JobQueue:
         self.threads = thread_budget(max_jobs, reserve=reserve)
         self.ray_address = ray_address
         self.heartbeat_timeout = float(heartbeat_timeout)
+        if isinstance(recycle_after, bool) or not isinstance(recycle_after, int) or recycle_after < 1:
+            raise JobError(f"recycle_after: expected an integer >= 1, got {recycle_after!r}")
+        for name, value in (("memory_mark_mb", memory_mark_mb), ("idle_timeout", idle_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise JobError(f"{name}: expected a positive number, got {value!r}")
+        self.warm = (warm_default() if warm is None else bool(warm)) and not ray_address
+        self.recycle_after = recycle_after
+        self.memory_mark_mb = float(memory_mark_mb)
+        self.idle_timeout = float(idle_timeout)
+        self.lease = bool(lease)
         self._refs: dict[str, Any] = {}  # job id -> Ray ObjectRef of the tasks this queue started
 
     @property
@@ -136,7 +201,8 @@ class JobQueue:
 
     def __repr__(self) -> str:
         backend = f", ray_address={self.ray_address!r}" if self.ray_address else ""
-        return f"JobQueue({str(self.root)!r}, max_jobs={self.max_jobs}{backend})"
+        warm = ", warm=True" if self.warm else ""
+        return f"JobQueue({str(self.root)!r}, max_jobs={self.max_jobs}{backend}{warm})"
 
     # ---- reading ------------------------------------------------------------------------------
     def _jobs(self) -> list[Job]:
@@ -296,6 +362,11 @@ class JobQueue:
         (round-robin by workspace) while fewer than ``max_jobs`` run. Safe to call from any number
         of threads and processes at once (a lock file serialises it; no job starts twice).
 
+        With ``warm``, dead warm workers are forgotten first; each job started goes to a warm
+        worker without a job (a ready one first), else to a new worker process that stays warm
+        after it; then, while nothing waits, warm workers are started until ``max_jobs`` are
+        alive, so the next job finds one ready.
+
         Returns:
             The jobs started by this call.
         """
@@ -307,6 +378,7 @@ class JobQueue:
                     why = self._dead_reason(data)
                     if why is not None:
                         self._mark_dead(data, why)
+            free = self._free_workers() if self.warm else []
             while True:
                 jobs = self._jobs()
                 if sum(1 for j in jobs if j.state == "running") >= self.max_jobs:
@@ -315,9 +387,28 @@ class JobQueue:
                 if nxt is None:
                     break
                 start_seq = max((j.start_seq or 0 for j in jobs), default=0) + 1
-                self._start(nxt, start_seq)
+                self._start(nxt, start_seq, free.pop(0) if free else None)
                 started.append(nxt.id)
+            if self.warm:
+                self._top_up()
         return [self.get(i) for i in started]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The warm workers' records (:mod:`workbench.jobs.pool`), oldest first: ``id``, ``pid``,
+        ``host``, ``state`` (``starting``, ``idle``, ``busy``), ``job``, ``jobs_done``, ..."""
+        return all_workers(self.root)
+
+    def retire_workers(self) -> list[str]:
+        """Ask every warm worker of this host to leave: an idle one at once, a busy one when its
+        job is final (the job is not stopped). Returns their ids."""
+        host, asked = socket.gethostname(), []
+        with state_lock(self.root):
+            for data in all_workers(self.root):
+                if data.get("host") == host and not data.get("retire"):
+                    data["retire"] = True
+                    write_worker(self.root, data)
+                    asked.append(data["id"])
+        return asked
 
     def wait(self, job_id: str, timeout: float | None = None, *, poll: float = 0.5, pump: bool = True) -> Job:
         """Block until the job is final (pumping the queue meanwhile unless ``pump=False``).
@@ -352,10 +443,13 @@ class JobQueue:
                 return f"no heartbeat from the Ray task for over {self.heartbeat_timeout:.0f} s"
             return None
         if data.get("host") == socket.gethostname() and isinstance(pid, int):
+            worker = data.get("worker")
             if not _child_alive(pid):
                 return f"worker (pid {pid}) ended without reporting (killed or crashed)"
-            if not _is_our_worker(pid, job_id):
+            if not _is_our_worker(pid, worker or job_id):
                 return f"worker (pid {pid}) is gone (the pid now belongs to another process)"
+            if worker and (_worker_record_of(self.root, worker) or {}).get("job") != job_id:
+                return f"warm worker {worker} (pid {pid}) no longer holds the job"
             return None
         if heartbeat_age(self.root, data) > self.heartbeat_timeout:
             return f"no heartbeat from the worker on {data.get('host')} for over {self.heartbeat_timeout:.0f} s"
@@ -380,9 +474,23 @@ class JobQueue:
                 detail = f"run {run_id} unreadable"
         set_state(self.root, data["id"], "failed", finished=now(), error=f"{why}; {detail}")
         clear_signals(self.root, data["id"])
+        if data.get("worker"):  # what the warm worker said last (a crash outside the job's own output)
+            self._keep_worker_output(data["id"], str(data["worker"]))
 
-    def _start(self, job: Job, start_seq: int) -> None:
-        """Mark ``job`` running and start its worker (under the lock)."""
+    def _keep_worker_output(self, job_id: str, worker_id: str, tail: int = 4000) -> None:
+        """Append the end of warm worker ``worker_id``'s own log to job ``job_id``'s log."""
+        try:
+            path = workers_dir(self.root) / f"{check_worker_id(worker_id)}.log"
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except (OSError, JobError):
+            return
+        if text.strip():
+            with open(self.dir / f"{job_id}.log", "a", encoding="utf-8") as log:
+                log.write(f"--- the end of warm worker {worker_id}'s output ---\n{text[-tail:]}")
+
+    def _start(self, job: Job, start_seq: int, worker: dict[str, Any] | None = None) -> None:
+        """Mark ``job`` running and hand it to the warm ``worker``, or start a worker for it
+        (under the lock)."""
         token = uuid.uuid4().hex
         fields: dict[str, Any] = {
             "started": now(),
@@ -395,6 +503,11 @@ class JobQueue:
             "pid": None,
             "host": None,
         }
+        if worker is not None:
+            fields.update(pid=worker["pid"], host=worker["host"], worker=worker["id"], threads=self.threads)
+            set_state(self.root, job.id, "running", **fields)
+            write_worker(self.root, {**worker, "job": job.id, "token": token, "state": "busy"})
+            return
         set_state(self.root, job.id, "running", **fields)
         try:
             if self.ray_address:
@@ -407,19 +520,22 @@ class JobQueue:
                     max_jobs=self.max_jobs,
                 )
             else:
-                pid = self._launch(job.id, token)
-                update_job_file(self.root, job.id, pid=pid, host=socket.gethostname())
+                pid, host = self._launch(job.id, token), socket.gethostname()
+                update_job_file(self.root, job.id, pid=pid, host=host)
+                if self.warm:  # the process stays as a warm worker once this job is final
+                    record = self._worker_record(_launched_worker_id(job.id), pid)
+                    write_worker(self.root, {**record, "job": job.id, "token": token})
+                    update_job_file(self.root, job.id, worker=record["id"], threads=self.threads)
         except Exception as err:  # noqa: BLE001 - the job records why it could not start
             error = f"could not start: {one_line(err, typed=True)}"
             set_state(self.root, job.id, "failed", finished=now(), error=error)
 
     def _launch(self, job_id: str, token: str) -> int:
-        """Start a detached worker process for ``job_id``; returns its pid."""
-        env = dict(os.environ)
-        env.update(thread_env(self.threads))
-        env["WORKBENCH_RUNS"] = str(self.root.resolve())
-        here = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        """Start a detached worker process for ``job_id``; returns its pid. With ``warm`` it is a
+        warm worker (``--warm w<job id>``) that finds the job in its record, written by the caller."""
+        if self.warm:
+            return self._popen_warm(_launched_worker_id(job_id))
+        env = _worker_env(self.threads, self.root)
         cmd = [
             sys.executable,
             "-m",
@@ -445,6 +561,104 @@ class JobQueue:
             )
         _CHILDREN[proc.pid] = proc
         return proc.pid
+
+    # ---- warm workers (under the lock) ----------------------------------------------------------
+    def _live_workers(self) -> list[dict[str, Any]]:
+        """This host's warm workers that live and were not asked to leave; the records of dead ones
+        are removed (another host's pool keeps its own)."""
+        host, live = socket.gethostname(), []
+        for data in all_workers(self.root):
+            if data.get("host") != host:
+                continue
+            pid = data.get("pid")
+            if not isinstance(pid, int) or not _child_alive(pid) or not _is_our_worker(pid, data["id"]):
+                remove_worker(self.root, data["id"])
+            elif not data.get("retire"):
+                live.append(data)
+        return live
+
+    def _free_workers(self) -> list[dict[str, Any]]:
+        """The live warm workers without a job, ready ones first, then the oldest. (A worker frees
+        its record in the locked step that records its job's outcome.)"""
+        if self.lease:
+            renew_lease(self.root)
+        free = [d for d in self._live_workers() if not d.get("job")]
+        return sorted(free, key=lambda d: (d.get("state") != "idle", float(d.get("started_ts") or 0)))
+
+    def _top_up(self) -> None:
+        """While no job waits, start warm workers until ``max_jobs`` live; ask idle ones beyond
+        that to leave (a pool that grew while every worker was busy). A pass that does not keep
+        the lease starts none once no face's scheduler keeps the pool."""
+        if any(d["state"] == "queued" for d in all_job_files(self.root)):
+            return
+        if not self.lease and lease_expired(self.root, self.idle_timeout):
+            return
+        live = self._live_workers()
+        for data in [d for d in live if not d.get("job")][: max(0, len(live) - self.max_jobs)]:
+            write_worker(self.root, {**data, "retire": True})
+        for _ in range(self.max_jobs - len(live)):
+            worker_id = new_worker_id()
+            try:
+                pid = self._popen_warm(worker_id)
+            except OSError as err:
+                print(f"warm worker: could not start: {one_line(err, typed=True)}", file=sys.stderr)
+                return
+            write_worker(self.root, self._worker_record(worker_id, pid))
+
+    def _worker_record(self, worker_id: str, pid: int) -> dict[str, Any]:
+        return new_worker_record(
+            worker_id,
+            pid,
+            socket.gethostname(),
+            threads=self.threads,
+            max_jobs=self.max_jobs,
+            recycle_after=self.recycle_after,
+            memory_mark_mb=self.memory_mark_mb,
+            idle_timeout=self.idle_timeout,
+        )
+
+    def _popen_warm(self, worker_id: str) -> int:
+        """Start the detached warm worker process ``worker_id`` (its record is the caller's to
+        write); returns its pid."""
+        folder = workers_dir(self.root)
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "workbench.jobs.worker",
+            "--root",
+            str(self.root.resolve()),
+            "--warm",
+            worker_id,
+            "--threads",
+            str(self.threads),
+        ]
+        with open(folder / f"{worker_id}.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_worker_env(self.threads, self.root),
+                start_new_session=True,  # a rerun, Ctrl-C or exit of the caller leaves it running
+                close_fds=True,
+            )
+        _CHILDREN[proc.pid] = proc
+        return proc.pid
+
+
+def _worker_record_of(root: Path, worker_id: object) -> dict[str, Any] | None:
+    """The record of warm worker ``worker_id`` as a job file names it; ``None`` when there is none
+    (or the name is not a worker id)."""
+    try:
+        return read_worker(root, str(worker_id))
+    except JobError:
+        return None
+
+
+def _launched_worker_id(job_id: str) -> str:
+    """The id of the warm worker started for job ``job_id``: ``w`` and the job's id."""
+    return f"w{job_id}"
 
 
 def submit_demo(queue: JobQueue, workspace: str | None = None, *, epochs: int | None = None) -> list[Job]:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,12 @@ def _trial_claim(store: Any, data: dict[str, Any]) -> contextlib.AbstractContext
 
 
 def train_job(
-    root: str | Path, job_id: str, token: str, *, cancel: CancelToken | None = None
+    root: str | Path,
+    job_id: str,
+    token: str,
+    *,
+    cancel: CancelToken | None = None,
+    on_final: Callable[[], None] | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
     """Train one job that a scheduler marked running with ``token``.
 
@@ -91,6 +97,8 @@ def train_job(
         job_id: the job's id.
         token: the token the scheduler started the job with.
         cancel: a token to stop the job with (it also watches the job's stop file).
+        on_final: called under the queue's lock right after the outcome is recorded (see
+            :func:`~workbench.jobs.state.finish_job`); not called for a skipped job.
 
     Returns:
         The job's final state (``finished``, ``stopped``, ``failed``) and its record as this
@@ -132,6 +140,6 @@ def train_job(
         state, error = "failed", one_line(err, typed=True)
         traceback.print_exc()
     finally:
-        finish_job(root, job_id, token, state, error, run_id)
+        finish_job(root, job_id, token, state, error, run_id, then=on_final)
     print(f"job {job_id}: {state}" + (f" ({error})" if error else ""), flush=True)
     return state, data

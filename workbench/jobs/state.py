@@ -9,6 +9,7 @@ State lives in the run store's root, one JSON file per job, each replaced atomic
         <job-id>.beat      the worker's heartbeat (touched every few seconds)
         <job-id>.log       the worker's stdout and stderr
         .lock              fcntl lock held around every state change
+        workers/           the warm workers' records (:mod:`workbench.jobs.pool`)
 
 States: ``queued`` -> ``running`` -> ``finished`` | ``stopped`` | ``failed``; a queued job may go
 straight to ``stopped`` (:data:`TRANSITIONS`). Every change of state goes through
@@ -25,7 +26,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ class Job:
     starts), ``pid``/``host`` the worker process, ``error`` one line when it failed.
     ``experiment`` and ``trial`` name the experiment and the trial key of a job queued by
     :func:`workbench.sweep.submit_experiment` (``None`` for a single run; job files written before
-    these fields existed load with ``None``).
+    these fields existed load with ``None``). ``worker`` is the id of the warm worker the job was
+    handed to (:mod:`workbench.jobs.pool`; ``None`` for a job that got a worker process of its own).
     """
 
     id: str
@@ -88,6 +90,7 @@ class Job:
     stop_requested: bool = False
     experiment: str | None = None
     trial: str | None = None
+    worker: str | None = None
     position: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -182,12 +185,18 @@ def state_lock(root: str | Path) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
+def read_json_file(path: str | Path) -> dict[str, Any] | None:
+    """The mapping a JSON file holds, or ``None`` if it is missing, unreadable or not a mapping."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_job_file(root: str | Path, job_id: str) -> dict[str, Any] | None:
     """The raw mapping of one job file, or ``None`` if it is missing or unreadable."""
-    try:
-        return json.loads((jobs_dir(root) / f"{job_id}.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+    return read_json_file(jobs_dir(root) / f"{job_id}.json")
 
 
 def write_job_file(root: str | Path, data: dict[str, Any]) -> None:
@@ -260,13 +269,23 @@ def claim_job(root: str | Path, job_id: str, token: str) -> dict[str, Any] | Non
 
 
 def finish_job(
-    root: str | Path, job_id: str, token: str, state: str, error: str | None, run_id: str | None
+    root: str | Path,
+    job_id: str,
+    token: str,
+    state: str,
+    error: str | None,
+    run_id: str | None,
+    *,
+    then: Callable[[], None] | None = None,
 ) -> None:
     """Record a worker's outcome: the running job started with ``token`` moves to the final
     ``state`` with ``error`` and ``run_id`` (a job stopped or failed meanwhile keeps its record),
-    and its stop request and heartbeat files go."""
+    and its stop request and heartbeat files go. ``then()`` runs under the same lock (a warm
+    worker frees its own record there, so no scheduler sees the job final and the worker busy)."""
     with state_lock(root):
         current = read_job_file(root, job_id)
         if current is not None and current.get("token") == token and current.get("state") == "running":
             set_state(root, job_id, state, finished=now(), error=error, run_id=run_id)
         clear_signals(root, job_id)
+        if then is not None:
+            then()

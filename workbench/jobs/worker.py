@@ -13,6 +13,10 @@ OpenMP runtime starts with it. The worker
 
 Steps 1 and 2 and the record of step 3 are :func:`workbench.jobs.runner.train_job`, which a Ray
 task runs as well (:mod:`workbench.jobs.ray_backend`).
+
+``python -m workbench.jobs.worker --root R --warm WORKER_ID --threads N`` runs a warm worker
+instead, which trains job after job as the scheduler hands them to it
+(:func:`workbench.jobs.warm.serve_warm`).
 """
 
 from __future__ import annotations
@@ -42,8 +46,8 @@ def run_job(
     this worker's. With ``pump_after`` the queue is pumped afterwards (the next job starts)."""
     state, data = train_job(root, job_id, token, cancel=cancel)
     if data is not None and pump_after:
-        try:  # start the next queued job, so the queue moves on without a face
-            JobQueue(root, max_jobs=int(data.get("max_jobs") or 1)).pump()
+        try:  # start the next queued job, so the queue moves on without a face (as it was started)
+            JobQueue(root, max_jobs=int(data.get("max_jobs") or 1), warm=False).pump()
         except Exception:  # noqa: BLE001 - the job's own outcome is already recorded
             traceback.print_exc()
     return state
@@ -53,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m workbench.jobs.worker``."""
     parser = argparse.ArgumentParser(prog="python -m workbench.jobs.worker", description=__doc__)
     parser.add_argument("--root", required=True, help="the run store's root")
-    parser.add_argument("--job", required=True, help="the job id")
-    parser.add_argument("--token", required=True, help="the token the scheduler started the job with")
+    parser.add_argument("--job", help="the job id")
+    parser.add_argument("--token", help="the token the scheduler started the job with")
+    parser.add_argument("--warm", metavar="WORKER_ID", help="run as the warm worker with this id")
     parser.add_argument("--threads", type=int, default=1, help="compute threads for this worker")
     args = parser.parse_args(argv)
+    if args.warm is None and (args.job is None or args.token is None):
+        parser.error("give --job and --token, or --warm WORKER_ID")
     set_thread_budget(args.threads)
     cancel = CancelToken()
 
@@ -65,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.warm is not None:
+        from workbench.jobs.warm import serve_warm
+
+        serve_warm(args.root, args.warm, threads=args.threads, shutdown=cancel)
+        return 0
     state = run_job(args.root, args.job, args.token, cancel=cancel)
     return 0 if state in ("finished", "stopped", "skipped") else 1
 
