@@ -18,6 +18,10 @@ SCRIPTS = [
     "bench_lessons.py",
     "bench_gpu.py",
     "bench_step_metrics.py",
+    "bench_fixed_cost.py",
+    "bench_kd_process.py",
+    "bench_dataset_folder.py",
+    "bench_cifar.py",
     "leaderboard.py",
 ]
 
