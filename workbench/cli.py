@@ -22,6 +22,7 @@ from rich.text import Text
 
 from workbench.commands.data import data_app
 from workbench.commands.models import methods_app, models_app
+from workbench.commands.recipes import recipes_app
 from workbench.commands.teachers import teachers_app
 from workbench.console import ProgressBar, friendly
 from workbench.console import fmt as _fmt
@@ -43,6 +44,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(methods_app, name="methods")
 app.add_typer(teachers_app, name="teachers")
+app.add_typer(recipes_app, name="recipes")
 app.add_typer(train_app, name="train")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
@@ -100,6 +102,36 @@ def _print_warnings(event: Any) -> None:
         err.print(f"warning: {event.message}", markup=False, highlight=False)
 
 
+class _RecipeChoice:
+    """What `train ... --recipe NAME` was given: the recipe, --root, --epochs, --method, --teacher."""
+
+    def __init__(
+        self,
+        name: str,
+        root: Path | None,
+        epochs: int | None,
+        method: str | None = None,
+        teacher: str | None = None,
+    ) -> None:
+        self.name, self.root, self.epochs = name, root, epochs
+        self.method, self.teacher = method or "kd", teacher
+
+
+def _recipe_config(kind: str, choice: _RecipeChoice, store: Any) -> dict[str, Any]:
+    """The run config of ``choice``'s recipe for `train {kind}`."""
+    from workbench.runs.recipe_runs import recipe_config
+
+    root = None if choice.root is None else str(choice.root)
+    try:
+        return recipe_config(
+            kind, choice.name, store=store, root=root, epochs=choice.epochs, method=choice.method,
+            teacher=choice.teacher,
+        )
+    except ValueError as err:
+        text = str(err)
+        raise ValueError(f"--{text}" if text.startswith("teacher:") else text) from None
+
+
 def _train(
     kind: str,
     config: Path | None,
@@ -107,6 +139,7 @@ def _train(
     runs: Path | None,
     quiet: bool,
     resume: str | None = None,
+    recipe: _RecipeChoice | None = None,
 ) -> None:
     from workbench.config import apply_overrides
     from workbench.runs import RunStore
@@ -115,7 +148,11 @@ def _train(
     from workbench.validate import load_config, validate_run_config
 
     store = RunStore(runs)
-    if resume is not None and config is None:  # the run's own config, with --set applied
+    if recipe is not None:
+        if config is not None or resume is not None:
+            raise ValueError("--recipe: start from a recipe or from --config / --resume, not both")
+        cfg = validate_run_config(apply_overrides(_recipe_config(kind, recipe, store), overrides))
+    elif resume is not None and config is None:  # the run's own config, with --set applied
         data = store.load(resume).config.model_dump(mode="json")
         cfg = validate_run_config(apply_overrides(data, overrides))
     else:
@@ -160,6 +197,24 @@ ResumeOpt = typer.Option(
 )
 
 
+RecipeOpt = typer.Option(
+    None, "--recipe", help="start from a recipe's config (`workbench recipes list`); --set still applies"
+)
+RootOpt = typer.Option(None, "--root", help="with --recipe: the folder holding the dataset's files")
+EpochsOpt = typer.Option(
+    None, "--epochs", help="with --recipe: epochs (default 240; the learning-rate milestones scale with it)"
+)
+
+
+def _choice(recipe: str | None, root: Path | None, epochs: int | None, **more: Any) -> _RecipeChoice | None:
+    if recipe is None:
+        given = [k for k, v in {"root": root, "epochs": epochs, **more}.items() if v is not None]
+        if given:
+            raise ValueError(f"--{given[0]}: goes with --recipe NAME (or set it in the config with --set)")
+        return None
+    return _RecipeChoice(recipe, root, epochs, **more)
+
+
 @train_app.command("teacher")
 @friendly
 def train_teacher(
@@ -168,9 +223,12 @@ def train_teacher(
     runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
     resume: str | None = ResumeOpt,
+    recipe: str | None = RecipeOpt,
+    root: Path | None = RootOpt,
+    epochs: int | None = EpochsOpt,
 ) -> None:
-    """Train a teacher with cross-entropy."""
-    _train("teacher", config, set_, runs, quiet, resume)
+    """Train a teacher with cross-entropy (--recipe NAME: the recipe's teacher)."""
+    _train("teacher", config, set_, runs, quiet, resume, _choice(recipe, root, epochs))
 
 
 @train_app.command("student")
@@ -181,9 +239,12 @@ def train_student(
     runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
     resume: str | None = ResumeOpt,
+    recipe: str | None = RecipeOpt,
+    root: Path | None = RootOpt,
+    epochs: int | None = EpochsOpt,
 ) -> None:
-    """Train a student from scratch (the baseline)."""
-    _train("student", config, set_, runs, quiet, resume)
+    """Train a student from scratch, the baseline (--recipe NAME: the recipe's student)."""
+    _train("student", config, set_, runs, quiet, resume, _choice(recipe, root, epochs))
 
 
 @train_app.command("distill")
@@ -194,9 +255,24 @@ def train_distill(
     runs: Path | None = RunsOpt,
     quiet: bool = QuietOpt,
     resume: str | None = ResumeOpt,
+    recipe: str | None = RecipeOpt,
+    root: Path | None = RootOpt,
+    epochs: int | None = EpochsOpt,
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="with --recipe: kd (default), dkd, fitnet, at, sp, rkd, pkt, nst or crd (the authors' objective)",
+    ),
+    teacher: str | None = typer.Option(
+        None,
+        "--teacher",
+        help="with --recipe: run:ID of the teacher run or a weights file (default: the store's latest "
+        "completed teacher of the recipe's model and dataset)",
+    ),
 ) -> None:
-    """Train a student distilled from one or more teachers."""
-    _train("distill", config, set_, runs, quiet, resume)
+    """Train a student distilled from one or more teachers (--recipe NAME: the recipe's pair)."""
+    choice = _choice(recipe, root, epochs, method=method, teacher=teacher)
+    _train("distill", config, set_, runs, quiet, resume, choice)
 
 
 # ---- runs -----------------------------------------------------------------------------------
@@ -263,8 +339,10 @@ def runs_show(
 ) -> None:
     """Show a run's status, summary, per-epoch metrics and checkpoints."""
     from workbench.runs import RunStore
+    from workbench.runs.recipe_runs import published_beside
 
-    run = RunStore(runs).load(run_id)
+    store = RunStore(runs)
+    run = store.load(run_id)
     damage = run.damage
     if damage:
         if as_json:
@@ -277,10 +355,12 @@ def runs_show(
         return
     info = {"status": run.status, "summary": run.metrics.get("summary", {}), "checkpoints": run.checkpoints()}
     steps = run.step_metrics()
+    published = published_beside(run, store)
     if as_json:
         step_info = {"records": len(steps), "damage": steps.damage}
+        epochs = run.metrics.get("epochs", [])
         out.print_json(
-            json.dumps({**info, "epochs": run.metrics.get("epochs", []), "step_metrics": step_info})
+            json.dumps({**info, "epochs": epochs, "step_metrics": step_info, "published": published})
         )
         return
     st = info["status"]
@@ -291,6 +371,14 @@ def runs_show(
         out.print(f"error: {st['error']}", markup=False)
     for k, v in info["summary"].items():
         out.print(f"  {k}: {_fmt(v)}", highlight=False)
+    for p in published:
+        diff = "" if p["difference"] is None else f" (this run {p['run']:.2f}, {p['difference']:+.2f})"
+        teacher = f" from {p['teacher']}" if p["teacher"] else ""
+        out.print(
+            f"  published: {p['label']} {p['model']}{teacher} on {p['dataset']}: {p['top1']:.2f}%{diff}; {p['citation']}",
+            markup=False,
+            highlight=False,
+        )
     epochs = run.metrics.get("epochs", [])
     if epochs:
         table = Table("epoch", "train loss", "train acc", "test acc", "agreement", "KL(t||s)", "ECE", "s")
@@ -416,7 +504,7 @@ def doctor(
         None, "--scratch", help="a scratch-student run to compare sharpness with"
     ),
     teacher: str | None = typer.Option(
-        None, "--teacher", help="override the run's teacher: shipped:NAME or run:ID"
+        None, "--teacher", help="override the run's teacher: shipped:NAME, teacher:NAME or run:ID"
     ),
     n_samples: int = typer.Option(DOCTOR_N_SAMPLES, "--n-samples", help="test images the analyses use"),
     checkpoint: str = typer.Option(
