@@ -12,10 +12,13 @@ import streamlit as st
 from app.lib import bindings as bind
 from app.lib import forms, layout, live, state
 from app.lib.forms import TRAIN_FIRST
+from workbench.recipes import METHOD_OBJECTIVES, list_recipes
 from workbench.run_form import config_from_form, data_section
 from workbench.runs import annotate, read_annotations
 from workbench.runs.annotations import MAX_NOTE_CHARS
+from workbench.runs.datasets import list_store_datasets
 from workbench.runs.labels import age, run_label, teacher_label
+from workbench.runs.recipe_runs import recipe_config
 from workbench.validate import validate_run_config
 
 with layout.page("Distillation Workbench", "Train a student from a teacher, then see what it learned."):
@@ -65,6 +68,37 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                 st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
             live.follow([job])
             layout.page_link("views/training.py", "Watch it on the Training page", params=live.watch_params([job]))
+
+    # ---- the field's CIFAR pairs, with their published schedules ----------------------------------------
+    with st.expander("Start from a recipe (the field's CIFAR pairs, published schedules)"), layout.guard():
+        recipes = {r.name: r for r in list_recipes()}
+        name = st.selectbox("Recipe", list(recipes), key="recipe",
+                            format_func=lambda n: f"{n} · {recipes[n].note}")
+        recipe = recipes[name]
+        files = {e.name: e for e in list_store_datasets(state.get_store())
+                 if e.loader == recipe.dataset and e.damage is None}
+        c1, c2, c3 = st.columns(3)
+        where = c1.selectbox(f"{recipe.dataset} files", [*files, "a folder on the server"], key="recipe_files",
+                             help=f"A {recipe.dataset} dataset added on the Data page, or the folder of its python files.")
+        root = str(files[where].root) if where in files else c1.text_input("Folder", key="recipe_root").strip()
+        kind = c2.selectbox("Run", ["teacher", "student", "distill"], key="recipe_kind",
+                            format_func={"teacher": f"teacher ({recipe.teacher})", "student": "student from labels",
+                                         "distill": "distilled student"}.get)
+        method = c2.selectbox("Method", sorted(METHOD_OBJECTIVES), index=sorted(METHOD_OBJECTIVES).index("kd"),
+                              key="recipe_method", disabled=kind != "distill")
+        epochs = c3.number_input("Epochs", 1, 240, 240, key="recipe_epochs",
+                                 help="240 as published; fewer scale the learning-rate milestones.")
+        st.caption(f"{len(recipe.references())} published rows for this pair; a distilled student takes the latest "
+                   f"{recipe.teacher} teacher run of the store. A 240-epoch CIFAR run is hours on a CPU.")
+        if st.button("Queue it", key="recipe_start"):
+            if not root:
+                raise state.AppInputError(f"files: choose a {recipe.dataset} dataset or type its folder")
+            cfg = recipe_config(kind, name, store=state.get_store(), root=root, epochs=int(epochs),
+                                method=method)
+            job = queue.submit(validate_run_config(cfg), workspace=state.job_workspace(), label=f"{name} {kind}")
+            state.pump()
+            st.success(f"Queued job {job.id} (position {job.position or 'now'}).")
+            live.follow([job])
 
     # ---- runs ------------------------------------------------------------------------------------------
     st.subheader("Runs")

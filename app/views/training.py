@@ -12,6 +12,7 @@ from app.lib import bindings as bind
 from app.lib import layout, live, state
 from workbench.errors import one_line
 from workbench.runs.labels import age, fmt_pct, run_label
+from workbench.runs.recipe_runs import published_beside
 from workbench.runs.steps import logged_step_metrics
 from workbench.sweep import format_seconds, repeat_with_seeds, submit_experiment
 from workbench.sweep.waits import run_progress
@@ -101,6 +102,11 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
                 c2.metric("Epoch", f"{epoch} / {status.get('epochs') or run.config.train.epochs}")
                 c3.metric("Test accuracy", fmt_pct(metrics.get("summary", {}).get("test_acc")))
                 c4.metric("Agreement", fmt_pct(metrics.get("summary", {}).get("agreement")))
+                if run_state == "completed" and (published := published_beside(run, state.get_store())):
+                    st.caption("Published top-1 accuracy of this pair, dataset and method (the run: its best "
+                               "epoch, as the authors report):")
+                    st.dataframe([{k: r[k] for k in ("label", "top1", "run", "difference", "citation")}
+                                  for r in published], hide_index=True, width="stretch")
                 if total and run_state == "running":
                     left = f" · about {format_seconds((total - step) / rate)} left" if rate else ""
                     st.progress(min(step / total, 1.0), text=f"step {step} of {total}{left}")
