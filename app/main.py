@@ -2,8 +2,9 @@
 
 Start it with ``workbench app`` (or ``streamlit run app/main.py``). The run store is the folder
 named by ``$WORKBENCH_RUNS`` (default ``./runs``); ``$WORKBENCH_MAX_JOBS`` bounds the training jobs
-that run at once. Every page is a short script under ``app/views/`` that reads its state through
-:mod:`app.lib`.
+that run at once; ``$WORKBENCH_APP_URL`` (optional) is the app's address as the class reaches it (the
+full "Copy link for the class"). Every page is a short script under ``app/views/`` that reads its state
+through :mod:`app.lib`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
-from app.lib import state  # noqa: E402
+from app.lib import layout, state  # noqa: E402
 
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
@@ -87,6 +88,7 @@ def main() -> None:
     state.configure_threads()
     page = st.navigation(build_pages())
     state.sidebar()
+    st.session_state[layout.PAGE_PATH] = page.url_path
     page.run()
 
 

@@ -106,6 +106,10 @@ TERMS: tuple[Term, ...] = (
          url="search", widget="search", cli="--search"),
     Term("device", "where models run: auto (CUDA when present), cpu, cuda, cuda:N, mps",
          url=None, widget="device", cli="--device"),
+    Term("hide", "the controls a prepared link does not draw (URL parameters, comma-separated); the page uses their values",
+         url="hide", widget=None, cli=None),
+    Term("lock", "the controls a prepared link draws disabled, fixed to the link's values",
+         url="lock", widget=None, cli=None),
 )
 
 

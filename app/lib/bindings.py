@@ -6,6 +6,11 @@ mirrors it into the URL parameter ``<param>`` (:func:`_write`). Before it is dra
 there the value it should show: the URL's value when the URL differs from what the widget last wrote (a
 pasted link, a link from another page, a preset) and the value is allowed; else the value the session
 already had; else the default. A link value that is not allowed shows one warning line naming the control.
+
+A prepared link names controls in ``hide=`` (not drawn: the page computes with the link's value) and
+``lock=`` (drawn disabled with the link's value), comma-separated URL parameters (:func:`prepared`); every
+bound widget draws through :func:`_draw`, which honours them and records the parameters the page bound
+(:func:`bound_params`). They simplify a page for a class; they do not secure it: the URL stays editable.
 """
 
 from __future__ import annotations
@@ -24,6 +29,50 @@ from workbench.runs.related import has_checkpoint, view_checkpoints
 
 def _where(container: Any) -> Any:
     return container if container is not None else st
+
+
+#: the URL parameters of a prepared link: controls not drawn, controls drawn fixed
+PREPARED = ("hide", "lock")
+
+
+def prepared() -> dict[str, str]:
+    """The session's prepared link: ``{"hide": "a,b", "lock": "c"}`` (empty entries left out). The URL's
+    lists when it has them (``hide=`` clears), else the session's (a switch from the menu drops the URL's
+    parameters), written back to the URL so they travel with every link the app builds."""
+    kept = st.session_state.setdefault("_prepared", {})
+    for name in PREPARED:
+        raw = st.query_params.get(name)
+        if raw is not None:
+            kept[name] = ",".join(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+        if kept.get(name) and raw != kept[name]:
+            st.query_params[name] = kept[name]
+        elif not kept.get(name) and raw is not None:
+            st.query_params.pop(name, None)
+    return {name: kept[name] for name in PREPARED if kept.get(name)}
+
+
+def _mode(param: str) -> str | None:
+    """``"hide"``, ``"lock"`` or ``None``: what the prepared link does to ``param`` (hide wins)."""
+    lists = prepared()
+    return next((name for name in PREPARED if param in lists.get(name, "").split(",")), None)
+
+
+def bound_params() -> dict[str, str]:
+    """The URL parameters bound since the page frame (:func:`app.lib.layout.page`) cleared this record,
+    each with its control's label: the live dict, so ``clear()`` starts a new record."""
+    return st.session_state.setdefault("_bound", {})
+
+
+def _draw(container: Any, kind: str, label: str, param: str, key: str, **widget: Any) -> Any:
+    """``st.<kind>(label, key=key, **widget)``, or under a prepared link nothing (hidden: the value the
+    session holds) or the same control disabled (locked); records ``param`` in :func:`bound_params`."""
+    bound_params()[param] = label
+    mode = _mode(param)
+    if mode == "hide":
+        return st.session_state[key]
+    if mode == "lock":
+        widget["disabled"] = True
+    return getattr(_where(container), kind)(label, key=key, **widget)
 
 
 def _last() -> dict[str, str]:
@@ -91,7 +140,7 @@ def bound_selectbox(
     ``help``)."""
     options, texts, fallback = _choices(label, options, default)
     key = _seed(param, lambda raw: options[texts.index(raw)], fallback, lambda v: v in options, label)
-    choice = _where(container).selectbox(label, options, key=key, **widget)
+    choice = _draw(container, "selectbox", label, param, key, options=options, **widget)
     _write(param, str(choice))
     return choice
 
@@ -111,10 +160,11 @@ def bound_select_slider(
     options, texts, fallback = _choices(label, options, default, last=True)
     key = _seed(param, lambda raw: options[texts.index(raw)], fallback, lambda v: v in options, label)
     if len(options) == 1:
-        _where(container).caption(f"{label}: {widget.get('format_func', str)(options[0])}")
+        if _mode(param) != "hide":
+            _where(container).caption(f"{label}: {widget.get('format_func', str)(options[0])}")
         chosen = options[0]
     else:
-        chosen = _where(container).select_slider(label, options=options, key=key, **widget)
+        chosen = _draw(container, "select_slider", label, param, key, options=options, **widget)
     _write(param, str(chosen))
     return chosen
 
@@ -152,7 +202,7 @@ def bound_multiselect(
         lambda v: all(x in options for x in v),
         label,
     )
-    value = _where(container).multiselect(label, options, key=key, **widget)
+    value = _draw(container, "multiselect", label, param, key, options=options, **widget)
     _write(param, ",".join(str(v) for v in value))
     return list(value)
 
@@ -197,7 +247,7 @@ def bound_number(
     widget["step"] = cast(widget["step"]) if widget.get("step") is not None else (1 if cast is int else None)
     if cast is float:
         widget.setdefault("format", "%g")
-    chosen = _where(container).number_input(label, min_value=lo, max_value=hi, key=key, **widget)
+    chosen = _draw(container, "number_input", label, param, key, min_value=lo, max_value=hi, **widget)
     _write(param, str(chosen))
     return chosen
 
@@ -219,7 +269,7 @@ def bound_slider(
     key = _seed(param, parse, value, valid, label)
     if widget.get("step") is not None:
         widget["step"] = cast(widget["step"])
-    chosen = _where(container).slider(label, min_value=lo, max_value=hi, key=key, **widget)
+    chosen = _draw(container, "slider", label, param, key, min_value=lo, max_value=hi, **widget)
     _write(param, str(chosen))
     return chosen
 
@@ -236,7 +286,7 @@ def bound_checkbox(
 ) -> bool:
     """A checkbox bound to ``param`` (``1``/``0`` in the URL; ``true``/``false``, ``yes``/``no`` read too)."""
     key = _seed(param, _flag, bool(default), lambda v: isinstance(v, bool), label)
-    chosen = bool(_where(container).checkbox(label, key=key, **widget))
+    chosen = bool(_draw(container, "checkbox", label, param, key, **widget))
     _write(param, "1" if chosen else "0")
     return chosen
 
@@ -250,15 +300,17 @@ def bound_text(
         return isinstance(v, str) and len(v) <= max_chars
 
     key = _seed(param, lambda raw: raw[:max_chars], default, fits, label)
-    chosen = _where(container).text_input(label, max_chars=max_chars, key=key, **widget)
+    chosen = _draw(container, "text_input", label, param, key, max_chars=max_chars, **widget)
     _write(param, chosen)
     return chosen
 
 
 def apply_preset(params: Mapping[str, Any]) -> None:
-    """Put ``params`` in the URL so the widgets they bind take them, and rerun."""
+    """Put ``params`` in the URL so the widgets they bind take them, and rerun; a parameter a prepared
+    link hides or locks keeps its value."""
     for key, value in params.items():
-        st.query_params[key] = str(value)
+        if _mode(key) is None:
+            st.query_params[key] = str(value)
     st.rerun()
 
 
@@ -320,7 +372,8 @@ def run_picker(
             f"run {wanted[:60]!r}: not found in the run store (or not of this kind); showing the newest"
         )
         st.query_params.pop(param, None)
-    found = {r.id: r for r in search_runs(runs, param=param, container=where)}
+    # a hidden or locked run needs no search box
+    found = {r.id: r for r in (runs if _mode(param) else search_runs(runs, param=param, container=where))}
     if not found:
         where.info("No run matches the search. Clear it to see every run.")
         return None

@@ -1,5 +1,6 @@
-"""The frame of every page and what it draws besides widgets: one-line errors, figures, progress bars
-and links to other pages.
+"""The frame of every page and what it draws besides widgets: one-line errors, figures, progress bars,
+links to other pages (carrying the workspace and a prepared link's ``hide``/``lock``) and the sidebar's
+"Copy link for the class" (a full link where ``$WORKBENCH_APP_URL`` names the app's address).
 
     with layout.page("Feature similarity", "Do the student's layers ..."):   # any exception -> one line
         ...
@@ -9,16 +10,21 @@ and links to other pages.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 
-from app.lib.state import carry_params, pump
+from app.lib.bindings import PREPARED, bound_params, prepared
+from app.lib.state import WORKSPACE_PARAM, carry_params, pump
 from workbench.errors import one_line
 
 APP_DIR = Path(__file__).resolve().parent.parent
+#: session key of the url path of the page being run (``app/main.py`` sets it; ``""`` is Home at ``/``)
+PAGE_PATH = "_page_path"
 
 
 def show_error(exc: BaseException, *, prefix: str | None = None, container: Any = None) -> None:
@@ -39,15 +45,61 @@ def guard(prefix: str | None = None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def page(title: str, caption: str | None = None) -> Iterator[None]:
-    """The frame of every page: the title and caption, the job queue pumped, and the body guarded by
-    :func:`guard` so any exception shows as one line."""
+    """The frame of every page: the title and caption, the job queue pumped, the body guarded by
+    :func:`guard` so any exception shows as one line, then the sidebar's :func:`class_link`."""
     st.title(title)
     if caption:
         st.caption(caption)
+    prepared()  # a prepared link's hide/lock, kept across pages
+    bound_params().clear()
     with guard("job queue"):
         pump()
     with guard():
-        yield
+        try:
+            yield
+        finally:  # also when the page stopped early (st.stop)
+            with guard("class link"):
+                class_link()
+
+
+def class_link_params(hide: Sequence[str], lock: Sequence[str]) -> dict[str, str]:
+    """The query of a link for the class: the page's state in the URL without the workspace (each
+    student keeps their own), ``hide`` and ``lock`` the given parameter names, after the session's entries
+    for controls this page did not bind (a class session stays simplified on every page)."""
+    out = {k: st.query_params[k] for k in st.query_params if k not in (WORKSPACE_PARAM, *PREPARED)}
+    for name, chosen in zip(PREPARED, (hide, lock), strict=True):
+        kept = [p for p in prepared().get(name, "").split(",") if p and p not in bound_params()]
+        if kept or chosen:
+            out[name] = ",".join(dict.fromkeys([*kept, *chosen]))
+    return out
+
+
+def class_link() -> None:
+    """The sidebar's "Copy link for the class": which of the controls this page bound to hide and to lock,
+    then the link opening the page as it is now with them, after the app's address, and in full where
+    ``$WORKBENCH_APP_URL`` names that address (the server does not know the one the class uses)."""
+    bound = bound_params()
+    if not bound:
+        return
+    with st.sidebar.expander("Copy link for the class", icon=":material/share:"):
+        with st.form("class_link", border=False):
+            chosen = {}
+            tips = ("Not drawn; the page uses the link's value.", "Drawn, fixed to the link's value.")
+            for name, tip in zip(PREPARED, tips, strict=True):
+                given = prepared().get(name, "")  # a new prepared link starts the form again, from it
+                key = f"_class_{name}:{st.session_state.get(PAGE_PATH, '')}:{given}"
+                current = st.session_state.get(key, given.split(","))
+                st.session_state[key] = [p for p in current if p in bound]
+                chosen[name] = st.multiselect(
+                    name.capitalize(), list(bound), key=key, format_func=lambda p: f"{bound[p]} ({p})", help=tip
+                )
+            st.form_submit_button("Build the link", key="class_link_build")
+        query = urlencode(class_link_params(chosen["hide"], chosen["lock"]), safe=",:*")
+        relative = f"{st.session_state.get(PAGE_PATH, '')}?{query}"
+        st.code(relative, language=None, wrap_lines=True)
+        if base := os.environ.get("WORKBENCH_APP_URL", "").strip():
+            st.code(f"{base.rstrip('/')}/{relative}", language=None, wrap_lines=True)
+        st.caption("Hiding and locking simplify the page; they do not secure it: anyone can edit a link.")
 
 
 def show_figure(fig: Any, *, key: str | None = None) -> None:
@@ -78,8 +130,9 @@ def page_link(
     params: dict[str, Any] | None = None,
     container: Any = None,
 ) -> None:
-    """A link to another page (``"views/<name>.py"``) opening it with ``params`` and the workspace in
-    the URL; a page missing from this installation shows nothing."""
+    """A link to another page (``"views/<name>.py"``) opening it with ``params``, the workspace and a
+    prepared link's ``hide``/``lock`` in the URL; a page missing from this installation shows nothing."""
     where = container if container is not None else st
     if (APP_DIR / page_file).is_file():
-        where.page_link(page_file, label=label, icon=icon, query_params=carry_params(**(params or {})))
+        query = carry_params(**{**prepared(), **(params or {})})
+        where.page_link(page_file, label=label, icon=icon, query_params=query)

@@ -269,8 +269,9 @@ def _varied(settings: list[dict[str, Any]]) -> list[str]:
 
 
 def _setting_order(value: Any) -> tuple[int, float, str]:
-    """Where a varied value sorts: none first, then numbers by size, then the rest by their text."""
-    if value is None:
+    """Where a varied value sorts: none first (an absent value, and ``none``: no method, the scratch
+    baseline), then numbers by size, then the rest by their text."""
+    if value is None or value == "none":
         return (0, 0.0, "")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (1, float(value), "")
@@ -294,8 +295,9 @@ def group_runs(runs: Iterable[Any], *, finished_only: bool = True) -> RunGroups:
             running, stopped and failed runs too, at the epochs they reached (live curves).
 
     Returns:
-        :class:`RunGroups`: a list of :class:`RunGroup` sorted by their varied values (numbers by size;
-        settings that tie keep the order of their first run), with
+        :class:`RunGroups`: a list of :class:`RunGroup` sorted by their varied values, the methods
+        first (scratch ``none`` before the rest; numbers by size; settings that tie keep the order of
+        their first run), with
         ``skipped`` (run id, reason) for each run left out and ``varied`` (the differing paths).
         A seed a group already has (a run repeated) keeps one run: a completed one before an
         unfinished one, then the one finished last; the other is skipped as a repeat.
@@ -321,9 +323,10 @@ def group_runs(runs: Iterable[Any], *, finished_only: bool = True) -> RunGroups:
         seeds[got.seed] = got
     settings = [next(iter(by_setting[i].values())).fields for i in order]
     varied = _varied(settings)
+    first = sorted(varied, key=lambda p: p != "distill.methods")  # by method (scratch first), then the rest
     ranked = sorted(
         zip(order, settings, strict=True),
-        key=lambda pair: tuple(_setting_order(pair[1].get(p)) for p in varied),
+        key=lambda pair: tuple(_setting_order(pair[1].get(p)) for p in first),
     )
     order, settings = [i for i, _ in ranked], [f for _, f in ranked]
     names = _short_names(varied)
