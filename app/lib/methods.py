@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from app.lib.bindings import prepared
 from app.lib.state import carry_params
 from workbench.experiments import RunGroup
 from workbench.experiments import leaderboard as board
@@ -21,9 +22,10 @@ def fitting_methods(dataset: str, student: str, teacher: str) -> list[str]:
 
 
 def compare_link(groups: Sequence[RunGroup], metric: str) -> str:
-    """A relative URL of the Compare page showing ``groups``' runs on ``metric`` (workspace kept)."""
+    """A relative URL of the Compare page showing ``groups``' runs on ``metric`` (workspace and a
+    prepared link's hide/lock kept)."""
     ids = [r.id for g in groups for r in g.runs]
-    return "compare?" + urlencode(carry_params(runs=",".join(dict.fromkeys(ids)), metric=metric))
+    return "compare?" + urlencode(carry_params(**prepared(), runs=",".join(dict.fromkeys(ids)), metric=metric))
 
 
 def leaderboard_rows(groups: Sequence[RunGroup], metric: str = "test_acc", which: str = "last") -> list[dict[str, Any]]:
