@@ -39,7 +39,7 @@ def test_home_queues_a_recipes_teacher_on_a_store_dataset(monkeypatch, store):
         (job,) = JobQueue(root, max_jobs=1).list()
         cfg = job.config
         assert (cfg["kind"], cfg["model"]["name"], cfg["data"]["dataset"]) == ("teacher", "resnet20", "cifar100")
-        assert cfg["data"]["root"] == str(entry.root) and cfg["train"]["epochs"] == 24
+        assert cfg["data"]["root"] == str(entry.root) and cfg["data"]["name"] == "c100" and cfg["train"]["epochs"] == 24
         assert cfg["schedule"]["milestones"] == [15, 18, 21]  # 150/180/210 of 240, scaled
     finally:
         stop_all_jobs(root)
@@ -69,6 +69,11 @@ def test_training_shows_the_published_row_beside_a_finished_run(monkeypatch, sto
     cfg["train"].update(max_steps=1, device="cpu", snapshot_every_epoch=False)
     Trainer(validate_run_config(cfg), store=RunStore(root)).run()
     (run,) = RunStore(root).list(kind="teacher")
+    # the distilled student of the recipe on the store dataset takes that teacher run (found by loader)
+    student = recipe_config("distill", RECIPE, store=root, dataset="c100", epochs=1)
+    assert student["teachers"][0]["source"] == f"run:{run.id}" and student["data"]["name"] == "c100"
+    with pytest.raises(ValueError, match="holds cifar100 files; recipe cifar10-resnet20-resnet8"):
+        recipe_config("teacher", "cifar10-resnet20-resnet8", store=root, dataset="c100")
     at = make_app(monkeypatch, str(root), "views/training.py", run=run.id)
     at.run()
     no_exception(at)

@@ -80,7 +80,7 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
         c1, c2, c3 = st.columns(3)
         where = c1.selectbox(f"{recipe.dataset} files", [*files, "a folder on the server"], key="recipe_files",
                              help=f"A {recipe.dataset} dataset added on the Data page, or the folder of its python files.")
-        root = str(files[where].root) if where in files else c1.text_input("Folder", key="recipe_root").strip()
+        root = None if where in files else c1.text_input("Folder", key="recipe_root").strip()
         kind = c2.selectbox("Run", ["teacher", "student", "distill"], key="recipe_kind",
                             format_func={"teacher": f"teacher ({recipe.teacher})", "student": "student from labels",
                                          "distill": "distilled student"}.get)
@@ -91,10 +91,10 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
         st.caption(f"{len(recipe.references())} published rows for this pair; a distilled student takes the latest "
                    f"{recipe.teacher} teacher run of the store. A 240-epoch CIFAR run is hours on a CPU.")
         if st.button("Queue it", key="recipe_start"):
-            if not root:
+            if where not in files and not root:
                 raise state.AppInputError(f"files: choose a {recipe.dataset} dataset or type its folder")
-            cfg = recipe_config(kind, name, store=state.get_store(), root=root, epochs=int(epochs),
-                                method=method)
+            cfg = recipe_config(kind, name, store=state.get_store(), root=root, epochs=int(epochs), method=method,
+                                dataset=where if where in files else None)
             job = queue.submit(validate_run_config(cfg), workspace=state.job_workspace(), label=f"{name} {kind}")
             state.pump()
             st.success(f"Queued job {job.id} (position {job.position or 'now'}).")

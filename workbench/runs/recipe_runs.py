@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.recipes import compare_with_references, get_recipe
+from workbench.runs.datasets import get_store_dataset
 from workbench.runs.session import as_store
 from workbench.runs.store import Run, RunStore, RunStoreError
 
@@ -33,7 +34,10 @@ def recipe_teacher(name: str, teacher: str | None, store: RunStore | str | None)
                 f"recipe {recipe.name} needs a {recipe.teacher} on {recipe.dataset}"
             )
         return f"run:{found.id}"
-    done = runs.list(kind="teacher", status="completed", dataset=recipe.dataset, model=recipe.teacher)
+    done = [  # by loader: a teacher trained on a store dataset of the recipe's files counts too
+        r for r in runs.list(kind="teacher", status="completed", model=recipe.teacher)
+        if r.config.data.dataset == recipe.dataset
+    ]
     if not done:
         raise ValueError(
             f"teacher: the store has no completed {recipe.teacher} teacher on {recipe.dataset}; train one "
@@ -48,6 +52,7 @@ def recipe_config(
     *,
     store: RunStore | str | None = None,
     root: str | None = None,
+    dataset: str | None = None,
     epochs: int | None = None,
     method: str = "kd",
     teacher: str | None = None,
@@ -55,14 +60,29 @@ def recipe_config(
 ) -> dict[str, Any]:
     """The run config of recipe ``name`` for a run of ``kind`` (``teacher``: the recipe's teacher;
     ``student``: its student from labels alone; ``distill``: its student taught with ``method`` by
-    :func:`recipe_teacher`), on the dataset's files in ``root``, ``epochs`` long (milestones scale)."""
+    :func:`recipe_teacher`), ``epochs`` long (the milestones scale), on the dataset's files: the
+    folder ``root``, or ``dataset``, a dataset of the store holding them (its name is kept).
+
+    Raises:
+        ValueError: a store dataset read by another loader than the recipe's, or no teacher to take.
+    """
     recipe = get_recipe(name)
+    label = None
+    if dataset is not None:
+        entry = get_store_dataset(store, dataset)
+        if entry.loader != recipe.dataset:
+            raise ValueError(f"dataset: {dataset} holds {entry.loader} files; recipe {name} trains on {recipe.dataset}")
+        root, label = str(entry.root), entry.name
     if kind == "teacher":
-        return recipe.teacher_config(root=root, epochs=epochs, seed=seed)
-    if kind == "student":
-        return recipe.config(root=root, epochs=epochs, method="none", seed=seed)
-    source = recipe_teacher(name, teacher, store)
-    return recipe.config(root=root, epochs=epochs, method=method, teacher=source, seed=seed)
+        cfg = recipe.teacher_config(root=root, epochs=epochs, seed=seed)
+    elif kind == "student":
+        cfg = recipe.config(root=root, epochs=epochs, method="none", seed=seed)
+    else:
+        source = recipe_teacher(name, teacher, store)
+        cfg = recipe.config(root=root, epochs=epochs, method=method, teacher=source, seed=seed)
+    if label is not None:
+        cfg["data"]["name"] = label
+    return cfg
 
 
 def published_beside(run: Run, store: RunStore | str | None = None) -> list[dict[str, Any]]:
