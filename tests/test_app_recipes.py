@@ -79,3 +79,33 @@ def test_training_shows_the_published_row_beside_a_finished_run(monkeypatch, sto
     no_exception(at)
     table = next(d.value for d in at.dataframe if "top1" in d.value.columns)
     assert list(table["top1"]) == [69.06] and list(table["label"]) == ["vanilla"]  # resnet20 from labels, CRD Table 1
+
+
+def test_train_panel_from_a_recipe_takes_its_schedule_and_objective(store, tmp_path):
+    pytest.importorskip("ipywidgets")
+    import shutil
+
+    from workbench.runs import RunStore
+    from workbench.runs.recipe_runs import recipe_config
+    from workbench.train import Trainer
+    from workbench.validate import validate_run_config
+    from workbench.widgets import PanelError, TrainPanel
+
+    root, entry = tmp_path / "runs", store[1]
+    shutil.copytree(store[0], root)
+    with pytest.raises(PanelError, match="teacher: shipped:mnist is not a teacher of dataset 'c100'"):
+        TrainPanel.from_recipe(RECIPE, dataset="c100", store=root, teacher="shipped:mnist")
+    teach = recipe_config("teacher", RECIPE, store=root, dataset="c100", epochs=1)
+    teach["train"].update(max_steps=1, device="cpu", snapshot_every_epoch=False)
+    Trainer(validate_run_config(teach), store=RunStore(root)).run()
+    (teacher,) = RunStore(root).list(kind="teacher")
+    panel = TrainPanel.from_recipe(RECIPE, dataset="c100", kind="distill", method="dkd", epochs=24, store=root)
+    assert panel.error is None, panel.error
+    cfg = panel.config_dict()
+    assert (cfg["model"]["name"], cfg["data"]["name"], cfg["data"]["root"]) == ("resnet8", "c100", str(entry.root))
+    assert cfg["teachers"][0]["source"] == f"run:{teacher.id}" and cfg["teachers"][0]["model"]["name"] == "resnet20"
+    assert cfg["schedule"]["milestones"] == [15, 18, 21] and cfg["optim"]["lr"] == 0.05
+    assert cfg["data"]["augment"]["crop_padding"] == 4 and cfg["data"]["augment"]["hflip"] is True
+    (dkd,) = cfg["distill"]["methods"]
+    assert dkd["name"] == "dkd" and dkd["params"]["beta"] == 8.0 and cfg["distill"]["ce_weight"] == 1.0
+    panel.close()

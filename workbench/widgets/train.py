@@ -176,6 +176,57 @@ class TrainPanel(Panel):
                 self.extra_config[key] = value
         self.set(**initial)
 
+    @classmethod
+    def from_recipe(
+        cls,
+        name: str,
+        *,
+        dataset: str,
+        kind: str = "distill",
+        epochs: int | None = None,
+        method: str = "kd",
+        teacher: str | None = None,
+        store: Any = None,
+        **kwargs: Any,
+    ) -> TrainPanel:
+        """A panel set to recipe ``name`` (:func:`workbench.recipes.list_recipes`) on ``dataset``, a
+        dataset of the store holding the recipe's files (``DataPanel`` or ``workbench data add``):
+        ``kind`` ``teacher``, ``student`` or ``distill`` (with ``method``, taught by ``teacher`` or the
+        store's latest teacher run of the pair), the published schedule, augmentation and objective
+        (:func:`workbench.runs.recipe_runs.recipe_config`); ``epochs`` scales the milestones. The
+        controls show the choices; optimiser, schedule and augmentation ride along as config sections."""
+        from workbench.runs import RunStore
+        from workbench.runs.recipe_runs import recipe_config
+
+        runs = store if isinstance(store, RunStore) else RunStore(store)
+        cfg = recipe_config(kind, name, store=runs, dataset=dataset, epochs=epochs, method=method, teacher=teacher)
+        chosen = [m for m in cfg["distill"]["methods"] if m["name"] != "none"]
+        sections = {k: cfg[k] for k in ("kind", "optim", "schedule", "teachers") if cfg.get(k)}
+        sections["data"] = {k: v for k, v in cfg["data"].items() if k in ("batch_size", "eval_batch_size", "augment")}
+        sections["train"] = {k: v for k, v in cfg["train"].items() if k != "epochs"}
+        source = cfg["teachers"][0]["source"] if cfg.get("teachers") else NO_TEACHER
+        panel = cls(
+            store=runs,
+            dataset=dataset,
+            teacher=source,
+            student=cfg["model"]["name"],
+            methods=tuple(m["name"] for m in chosen),
+            epochs=int(cfg["train"]["epochs"]),
+            ce_weight=float(cfg["distill"]["ce_weight"]),
+            **sections,
+            **kwargs,
+        )
+        if panel.value("teacher") != source:
+            panel.close()
+            raise PanelError(f"teacher: {source} is not a teacher of dataset {dataset!r} in this store")
+        values: dict[str, Any] = {}
+        for m in chosen:
+            widgets = panel._method_controls(m["name"])
+            values[f"{m['name']}.weight"] = float(m["weight"])
+            for param, value in m["params"].items():
+                values[f"{m['name']}.{param}"] = str(value) if isinstance(widgets.get(param), W.Text) else value
+        return panel.set(**values)
+
     # ---- the form ---------------------------------------------------------------------------
     def _teacher_options(self, dataset: str) -> list[str]:
         from workbench.runs.teacher_store import teacher_choices
