@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 01_what_is_distillation
 # ---
 
 # %% [markdown]
@@ -270,14 +272,24 @@ with torch.inference_mode():
     s = kd.student(x_test[:64]).float()
 t = teacher_logits[:64].float()
 
-# %% exercise="1" tags=["exercise"]
-# your answer
+# %% exercise="1" points=2 tags=["exercise"]
+### BEGIN SOLUTION
 my_kd_loss = T**2 * (torch.softmax(t / T, 1) * (torch.log_softmax(t / T, 1) - torch.log_softmax(s / T, 1))).sum(1).mean()
+### END SOLUTION
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # # your answer
 # my_kd_loss = (torch.softmax(t / T, 1) * (torch.log_softmax(t / T, 1) - torch.log_softmax(s / T, 1))).sum(1).mean()
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# from workbench.distill.functional import kd_loss as _kd_loss
+#
+# _want = float(_kd_loss(s, t, temperature=4.0))
+# assert abs(float(my_kd_loss) - _want) <= 1e-4 * max(1.0, abs(_want)), (
+#     f"my_kd_loss = {float(my_kd_loss):.4f}; T² times the batch mean of KL(teacher ‖ student) at T = 4 is {_want:.4f}"
+# )
 
 # %%
 from workbench.distill.functional import kd_loss
@@ -296,16 +308,24 @@ check(
 # $T = 4$ (`teacher_logits`, `y_test`), average them over the test images of 7s, ignore class 7
 # itself, and set `most_like_7` to that digit's class name (a string such as `"3"`).
 
-# %% exercise="2" tags=["exercise"]
-# your answer
+# %% exercise="2" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 mean_7 = torch.softmax(teacher_logits[y_test == 7] / 4.0, dim=1).mean(0)
 mean_7[7] = 0.0
 most_like_7 = data.class_names[int(mean_7.argmax())]
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # # your answer
 # most_like_7 = "7"
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _sevens = torch.softmax(teacher_logits[y_test == 7] / 4.0, dim=1).mean(0)
+# _sevens[7] = 0.0
+# _want = data.class_names[int(_sevens.argmax())]
+# assert most_like_7 == _want, f"most_like_7 = {most_like_7!r}; the teacher's 7s put the most wrong-class mass on {_want!r}"
 
 # %%
 expected = data.class_names[confusable[7]]
@@ -315,6 +335,19 @@ check(
     wrong=f"{most_like_7!r} is not it: average softmax(teacher_logits / 4) over the 7s and take the "
           "largest entry other than class 7.",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the KD student that the `TrainPanel` trained on the app's Training page (its
+# loss and accuracy curves). The app shows the runs of the store it serves, so start it on this
+# lesson's run store (the command is under the link); `WORKBENCH_APP_URL` sets the app's address
+# when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(finished, store=store, page="training")
 
 # %% [markdown]
 # ## References

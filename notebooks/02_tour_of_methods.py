@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 02_tour_of_methods
 # ---
 
 # %% [markdown]
@@ -241,10 +243,11 @@ compare.set(runs=[o.run_id for o in outcomes] + [ids["kd"]], metric="test_acc")
 # $H \times W$ map to a vector, and L2-normalise it (`torch.nn.functional.normalize(..., dim=1)`).
 # The check compares $\mathrm{mean}\big((a(f_s) - a(f_t))^2\big)$ with the library's `at_loss`.
 
-# %% exercise="1" tags=["exercise"]
-# your answer
+# %% exercise="1" points=2 tags=["exercise"]
 def attention_map(f):
+    ### BEGIN SOLUTION
     return torch.nn.functional.normalize(f.pow(2).mean(dim=1).flatten(1), dim=1)
+    ### END SOLUTION
 
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
@@ -252,6 +255,19 @@ def attention_map(f):
 # # your answer
 # def attention_map(f):
 #     return f.pow(2).mean(dim=1).flatten(1)
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# from workbench.distill.functional import at_loss as _at_loss
+#
+# _g = torch.Generator().manual_seed(7)
+# _fs, _ft = torch.randn(4, 8, 5, 5, generator=_g), torch.randn(4, 32, 5, 5, generator=_g)
+# _a = attention_map(_fs)
+# assert tuple(_a.shape) == (4, 25), f"attention_map of (4, 8, 5, 5) features has shape {tuple(_a.shape)}, expected (4, 25)"
+# assert torch.allclose(_a.norm(dim=1), torch.ones(4), atol=1e-5), "each attention map must have unit L2 norm"
+# assert torch.allclose((attention_map(_fs) - attention_map(_ft)).pow(2).mean(), _at_loss(_fs, _ft), rtol=1e-5, atol=1e-8), (
+#     "the attention maps of an 8-channel student and a 32-channel teacher do not give AT's loss"
+# )
 
 # %%
 from workbench.distill.functional import at_loss
@@ -271,11 +287,12 @@ check(
 # Set `family` to a dict mapping each method name to `"logits"`, `"features"` or `"relations"`, by
 # what its loss compares.
 
-# %% exercise="2" tags=["exercise"]
-# your answer
+# %% exercise="2" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 family = {"kd": "logits", "dkd": "logits", "dist": "logits",
           "fitnet": "features", "at": "features", "cat_kd": "features",
           "rkd": "relations", "sp": "relations", "pkt": "relations"}
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
@@ -283,6 +300,14 @@ family = {"kd": "logits", "dkd": "logits", "dist": "logits",
 # family = {"kd": "logits", "dkd": "logits", "dist": "relations",
 #           "fitnet": "features", "at": "features", "cat_kd": "logits",
 #           "rkd": "relations", "sp": "features", "pkt": "relations"}
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _families = {"kd": "logits", "dkd": "logits", "dist": "logits", "fitnet": "features", "at": "features",
+#              "cat_kd": "features", "rkd": "relations", "sp": "relations", "pkt": "relations"}
+# assert isinstance(family, dict), f"family must be a dict, got {type(family).__name__}"
+# _misplaced = sorted(m for m in _families if family.get(m) != _families[m])
+# assert not _misplaced, f"misplaced: {', '.join(_misplaced)}"
 
 # %%
 from workbench.distill import get_method_class
@@ -298,6 +323,18 @@ check(
     wrong=f"look again at: {', '.join(wrong_ones)} "
           f"({'; '.join(get_method_class(m).description for m in wrong_ones[:3])})",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the app's Compare page with this lesson's students picked. The app shows the
+# runs of the store it serves, so start it on this lesson's run store (the command is under the
+# link); `WORKBENCH_APP_URL` sets the app's address when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(ids["kd"], store=store, page="compare", runs=list(ids.values()))
 
 # %% [markdown]
 # ## References

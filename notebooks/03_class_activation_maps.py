@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 03_class_activation_maps
 # ---
 
 # %% [markdown]
@@ -106,11 +108,12 @@ def shapes_config(methods, ce_weight=1.0):
     })
 
 
-students = {
-    "scratch": run(shapes_config("none"), dataset=data).student,
-    "kd": run(shapes_config("0.9*kd", 0.1), dataset=data, teachers=[teacher]).student,
-    "cat_kd": run(shapes_config("cat_kd"), dataset=data, teachers=[teacher]).student,
+trained = {  # each run goes to this lesson's run store, so the app can open it (see the end)
+    "scratch": run(shapes_config("none"), store=store, dataset=data),
+    "kd": run(shapes_config("0.9*kd", 0.1), store=store, dataset=data, teachers=[teacher]),
+    "cat_kd": run(shapes_config("cat_kd"), store=store, dataset=data, teachers=[teacher]),
 }
+students = {name: result.student for name, result in trained.items()}
 with torch.inference_mode():
     print(f"{'teacher':>8}: test accuracy {(teacher(x_test).argmax(1) == y_test).float().mean():.2%}")
     for name, model in students.items():
@@ -235,16 +238,25 @@ display(cat_explorer)
 maps = torch.as_tensor(cams.extra["scratch"].maps, dtype=torch.float64)
 object_masks = masks.to(torch.float64)
 
-# %% exercise="1" tags=["exercise"]
-# your answer
+# %% exercise="1" points=2 tags=["exercise"]
+### BEGIN SOLUTION
 positive = maps.clamp(min=0)
 my_reliance = 1 - (positive * object_masks).sum(dim=(1, 2)) / positive.sum(dim=(1, 2))
+### END SOLUTION
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # # your answer
 # positive = maps.clamp(min=0)
 # my_reliance = (positive * object_masks).sum(dim=(1, 2)) / positive.sum(dim=(1, 2))
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _positive = maps.clamp(min=0)
+# _want = (1 - (_positive * object_masks).sum(dim=(1, 2)) / _positive.sum(dim=(1, 2))).numpy()
+# _mine = np.asarray(torch.as_tensor(my_reliance).detach().cpu(), dtype=np.float64)
+# assert _mine.shape == _want.shape, f"my_reliance has shape {_mine.shape}, expected one value per image {_want.shape}"
+# assert np.allclose(_mine, _want, atol=1e-6, equal_nan=True), "my_reliance is not the share of the map outside the mask"
 
 # %%
 reference = cams.extra_localization["scratch"].context_reliance
@@ -260,14 +272,20 @@ check(
 # Set `eigencam_depends_on_target` to `True` if the Eigen-CAM map of an image changes when you ask
 # it to explain another class, else `False`. The check computes both maps to find out.
 
-# %% exercise="2" tags=["exercise"]
-# your answer
+# %% exercise="2" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 eigencam_depends_on_target = False
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # # your answer
 # eigencam_depends_on_target = True
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# assert isinstance(eigencam_depends_on_target, (bool, np.bool_)), "set eigencam_depends_on_target to True or False"
+# assert not eigencam_depends_on_target, "Eigen-CAM takes the first principal component of the activations: no target enters it"
 
 # %%
 m_label = compute_cams(students["kd"], x_test[:16], method="eigencam", target="label", labels=y_test[:16]).maps
@@ -278,6 +296,20 @@ check(
     right="Eigen-CAM is class-agnostic: the first principal component of the activations ignores the target.",
     wrong="compare compute_cams(..., method='eigencam') for two different targets: the maps are identical.",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the KD student of the confounded shapes on the app's Class activation maps
+# page, with the scratch student beside it. The app shows the runs of the store it serves, so start
+# it on this lesson's run store (the command is under the link); `WORKBENCH_APP_URL` sets the app's
+# address when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(trained["kd"].run_id, store=store, page="cams", checkpoint="final",
+                  scratch=trained["scratch"].run_id)
 
 # %% [markdown]
 # ## References

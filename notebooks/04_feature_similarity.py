@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 04_feature_similarity
 # ---
 
 # %% [markdown]
@@ -204,16 +206,25 @@ similarity.set(view="embedding")
 # Build your own orthogonal matrix `R` of size `d × d` (hint: the `Q` factor of a QR decomposition of
 # a random matrix, `torch.linalg.qr`), and set `cka_rotated` to the linear CKA between `X` and `X @ R`.
 
-# %% exercise="1" tags=["exercise"]
-# your answer
+# %% exercise="1" points=2 tags=["exercise"]
+### BEGIN SOLUTION
 R, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
 cka_rotated = linear_cka(X, X @ R)
+### END SOLUTION
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # # your answer
 # R = torch.randn(d, d, dtype=torch.float64)
 # cka_rotated = linear_cka(X, X @ R)
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _R = torch.as_tensor(R, dtype=torch.float64)
+# assert tuple(_R.shape) == (d, d), f"R has shape {tuple(_R.shape)}, expected ({d}, {d})"
+# assert torch.allclose(_R.T @ _R, torch.eye(d, dtype=torch.float64), atol=1e-8), "R is not orthogonal (RᵀR ≠ I)"
+# assert abs(float(cka_rotated) - float(linear_cka(X, X @ _R))) < 1e-8, "cka_rotated is not the linear CKA of X and X @ R"
+# assert abs(float(cka_rotated) - 1.0) < 1e-8, f"CKA(X, X R) = {float(cka_rotated):.4f}, expected 1"
 
 # %%
 R_ = torch.as_tensor(R, dtype=torch.float64)
@@ -232,16 +243,23 @@ check(
 # `result.student_layers`), set `best_match` to the name of the student layer most similar to the
 # teacher's last stage, `"features.2"`.
 
-# %% exercise="2" tags=["exercise"]
-# your answer
+# %% exercise="2" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 row = result.teacher_layers.index("features.2")
 best_match = result.student_layers[int(np.argmax(result.matrix[row]))]
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # # your answer
 # row = result.teacher_layers.index("features.2")
 # best_match = result.student_layers[int(np.argmin(result.matrix[row]))]
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _row = np.asarray(result.matrix)[result.teacher_layers.index("features.2")]
+# _want = result.student_layers[int(np.argmax(_row))]
+# assert best_match == _want, f"best_match = {best_match!r}; the largest CKA of the teacher's 'features.2' row is {_want!r}"
 
 # %%
 row_values = result.matrix[result.teacher_layers.index("features.2")]
@@ -251,6 +269,18 @@ check(
     right=f"{expected!r} (CKA {row_values.max():.2f}) lines up with the teacher's last stage.",
     wrong=f"{best_match!r} is not the largest entry of the teacher's 'features.2' row.",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the KD student on the app's Feature similarity page. The app shows the runs
+# of the store it serves, so start it on this lesson's run store (the command is under the link);
+# `WORKBENCH_APP_URL` sets the app's address when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(kd.run_id, store=store, page="similarity")
 
 # %% [markdown]
 # ## References

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 05_loss_landscapes
 # ---
 
 # %% [markdown]
@@ -260,12 +262,20 @@ landscape_comparison(raw_slices, "cross_entropy", title="Raw (not filter-normali
 # look at least ten times *sharper* by its top Hessian eigenvalue, without changing a single
 # prediction.
 
-# %% exercise="1" tags=["exercise"]
+# %% exercise="1" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 c = 0.1
+### END SOLUTION
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # c = 10.0
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# # curvature in the conv weights scales as 1/c², so "ten times sharper" needs 0 < c <= 1/√10
+# assert isinstance(c, (int, float)) and not isinstance(c, bool), f"c must be a number, got {type(c).__name__}"
+# assert 0 < c <= 10 ** -0.5, f"c = {c}: a factor above 1/√10 ≈ 0.316 (or not positive) does not sharpen ten times"
 
 # %%
 sharper = rescale_convs(kd.student, c)
@@ -283,12 +293,19 @@ check(
 # default of `landscape_1d`, same seed), does the 1-D cross-entropy slice of `bigger` (conv
 # weights ×10) differ from the original student's? Set `slice_changes` to `True` or `False`.
 
-# %% exercise="2" tags=["exercise"]
+# %% exercise="2" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 slice_changes = False
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # slice_changes = True
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# assert slice_changes in (True, False), "set slice_changes to True or False"
+# assert not slice_changes, "a filter-normalised direction scales with the weights, and BatchNorm undoes the scale"
 
 # %%
 import numpy as np
@@ -302,6 +319,18 @@ check(
     "BatchNorm undoes it: the slice is the same.",
     "the direction is filter-normalised: multiply the weights by 10 and the direction grows by 10 too.",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the KD student on the app's Loss landscape page. The app shows the runs of
+# the store it serves, so start it on this lesson's run store (the command is under the link);
+# `WORKBENCH_APP_URL` sets the app's address when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(kd.run_id, store=store, page="landscape")
 
 # %% [markdown]
 # ## References

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 06_diagnosing_a_failing_student
 # ---
 
 # %% [markdown]
@@ -237,12 +239,19 @@ difficulty_scatter(difficulty)
 # `difficulty.student_difficulty` (NumPy), count the samples that are easy for the teacher
 # (difficulty at most `0.2`) and hard for the student (at least `0.5`). Store the count in `n_gap`.
 
-# %% exercise="1" tags=["exercise"]
+# %% exercise="1" points=1 tags=["exercise"]
+### BEGIN SOLUTION
 n_gap = int(((difficulty.teacher_difficulty <= 0.2) & (difficulty.student_difficulty >= 0.5)).sum())
+### END SOLUTION
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
 # n_gap = int((difficulty.student_difficulty - difficulty.teacher_difficulty > 0).sum())
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _want = int(((difficulty.teacher_difficulty <= 0.2) & (difficulty.student_difficulty >= 0.5)).sum())
+# assert n_gap == _want, f"n_gap = {n_gap}; {_want} samples have teacher difficulty <= 0.2 and student difficulty >= 0.5"
 
 # %%
 print("n_gap =", n_gap)
@@ -258,13 +267,15 @@ check(
 # `softmax(teacher(x) / T)` for each image, divided by `log K` (`K = 10` classes) so that 0 is
 # one-hot and 1 is uniform, averaged over the images. Store the number in `entropy`.
 
-# %% exercise="2" tags=["exercise"]
+# %% exercise="2" points=2 tags=["exercise"]
 import math
 
 T = 20.0
+### BEGIN SOLUTION
 with torch.no_grad():
     log_p = torch.log_softmax(teacher(x) / T, dim=1)
 entropy = float((-(log_p.exp() * log_p).sum(dim=1) / math.log(10)).mean())
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
@@ -273,6 +284,15 @@ entropy = float((-(log_p.exp() * log_p).sum(dim=1) / math.log(10)).mean())
 # with torch.no_grad():
 #     log_p = torch.log_softmax(teacher(x), dim=1)
 # entropy = float((-(log_p.exp() * log_p).sum(dim=1) / math.log(10)).mean())
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# from workbench.analysis.doctor import softness_from_logits as _softness
+#
+# with torch.no_grad():
+#     _logits = teacher(x)
+# _want = float(_softness(_logits, _logits, 20.0).teacher_mean)
+# assert abs(float(entropy) - _want) < 1e-4, f"entropy = {float(entropy):.4f}; the mean normalised entropy at T = 20 is {_want:.4f}"
 
 # %%
 from workbench.analysis.doctor import DoctorThresholds, softness_from_logits
@@ -288,6 +308,19 @@ check(
     "this is the number behind `temperature_high`.",
     "divide the logits by T = 20 before the softmax, and the entropy by log 10.",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the KD student (straight from the teacher) on the app's Student doctor page,
+# with the scratch run as its baseline. The app shows the runs of the store it serves, so start it
+# on this lesson's run store (the command is under the link); `WORKBENCH_APP_URL` sets the app's
+# address when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(direct.run_id, store=store, page="doctor", scratch=scratch.run_id)
 
 # %% [markdown]
 # ## References

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: workbench,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -11,6 +11,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   workbench:
+#     lesson: 07_learning_without_a_big_teacher
 # ---
 
 # %% [markdown]
@@ -172,11 +174,16 @@ for row in compare.table:
 # student_w, a)` returns the teacher's new weights after one step with decay `a`. Then set
 # `horizon` to the number of recent steps a teacher with `a = 0.999` effectively averages over.
 
-# %% exercise="1" tags=["exercise"]
+# %% exercise="1" points=1 tags=["exercise"]
 def ema_update(teacher_w, student_w, a):
+    ### BEGIN SOLUTION
     return a * teacher_w + (1 - a) * student_w
+    ### END SOLUTION
 
+
+### BEGIN SOLUTION
 horizon = 1 / (1 - 0.999)
+### END SOLUTION
 
 # %% [raw] exercise="1" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
@@ -184,6 +191,14 @@ horizon = 1 / (1 - 0.999)
 #     return (1 - a) * teacher_w + a * student_w
 #
 # horizon = 1 / (1 - 0.999)
+
+# %% [raw] exercise="1" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# _g = torch.Generator().manual_seed(3)
+# _t, _s = torch.randn(6, generator=_g), torch.randn(6, generator=_g)
+# for _a in (0.25, 0.99):
+#     assert torch.allclose(ema_update(_t, _s, _a), _a * _t + (1 - _a) * _s), f"ema_update(t, s, {_a}) is not {_a}·t + {1 - _a:g}·s"
+# assert abs(float(horizon) - 1000) < 1e-6, f"horizon = {horizon}; a = 0.999 averages over 1 / (1 - a) = 1000 steps"
 
 # %%
 t_w, s_w = torch.randn(5, generator=torch.Generator().manual_seed(1)), torch.randn(5)
@@ -200,11 +215,13 @@ check(
 # Furlanello et al. do for their ensembles. (Each network in `generations` runs on the device it
 # was loaded on; `x` is on the CPU.)
 
-# %% exercise="2" tags=["exercise"]
+# %% exercise="2" points=2 tags=["exercise"]
+### BEGIN SOLUTION
 with torch.no_grad():
     ensemble_probs = torch.stack(
         [torch.softmax(net.eval()(x.to(next(net.parameters()).device)).cpu(), dim=1) for net in generations]
     ).mean(0)
+### END SOLUTION
 
 # %% [raw] exercise="2" tags=["wrong-answer"]
 # # A wrong answer: the lesson tests run it in place of the answer above, and the check must reject it.
@@ -212,6 +229,16 @@ with torch.no_grad():
 #     ensemble_probs = torch.softmax(
 #         torch.stack([net.eval()(x.to(next(net.parameters()).device)).cpu() for net in generations]).mean(0), dim=1
 #     )
+
+# %% [raw] exercise="2" tags=["hidden-check"]
+# # Hidden check: `workbench lessons grade` runs it right after the answer cell; the student version leaves it out.
+# with torch.no_grad():
+#     _want = sum(torch.softmax(_n.eval()(x.to(next(_n.parameters()).device)).cpu(), dim=1) for _n in generations)
+# _want = _want / len(generations)
+# _mine = torch.as_tensor(ensemble_probs).cpu()
+# assert tuple(_mine.shape) == tuple(_want.shape), f"ensemble_probs has shape {tuple(_mine.shape)}, expected {tuple(_want.shape)}"
+# assert torch.allclose(_mine.sum(1), torch.ones(len(_mine)), atol=1e-5), "each row of ensemble_probs must sum to 1"
+# assert torch.allclose(_mine, _want, atol=1e-6), "ensemble_probs is not the mean of the generations' probabilities"
 
 # %%
 with torch.no_grad():
@@ -225,6 +252,19 @@ check(
     "the mean of the probabilities: each generation votes with its whole distribution.",
     "average the probabilities (softmax of each network), not the logits.",
 )
+
+# %% [markdown]
+# ## This lesson's runs in the app
+#
+# The link below opens the app's Compare page with this lesson's runs picked. The app shows the runs
+# of the store it serves, so start it on this lesson's run store (the command is under the link);
+# `WORKBENCH_APP_URL` sets the app's address when it is not the default.
+
+# %%
+from workbench.lessons import app_link_markdown
+
+app_link_markdown(ema.run_id, store=store, page="compare",
+                  runs=[scratch.run_id, dml.run_id, *ban.link_ids, ema.run_id])
 
 # %% [markdown]
 # ## References

@@ -7,11 +7,17 @@ Each lesson is a pair: ``NN_name.py`` (jupytext percent format, the source) and 
 stored wrong answer is a raw cell (it never runs) tagged ``wrong-answer`` with the same
 ``exercise`` name. The next code cell after the answer is its check.
 
+The answer cells are graded (``workbench.grading``): each has ``points``, its reference answer
+between nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines, and a raw ``hidden-check``
+cell with the same ``exercise`` name that the grader runs after the answer.
+
 Every lesson is executed once, in a fresh ``python3`` kernel with ``WORKBENCH_FAST=1`` and
-``WORKBENCH_STRICT_CHECKS=1``. At each exercise the wrong answer is executed in place of the answer
-cell first and the following check cell must fail with ``WrongAnswer``; then the reference answer
-is executed and the check cell must pass. The lesson then continues, so one execution per lesson
-covers both the lesson and every exercise.
+``WORKBENCH_STRICT_CHECKS=1``: the instructor version. At each exercise the wrong answer is executed
+in place of the answer cell first; its hidden check must fail (the grader's zero) and the following
+check cell must fail with ``WrongAnswer``. Then the reference answer is executed, its hidden check must
+pass and so must the check cell. The lesson then continues, so one execution per lesson covers the
+lesson, every exercise and every hidden check. Its last code cell links to the app on a run the lesson
+wrote to its store.
 """
 
 from __future__ import annotations
@@ -153,6 +159,15 @@ def test_exercises_are_well_formed(path: Path):
         f"{path.name}: the first cell must state the learning goals"
     )
     assert nb.cells.index(first_code) > 0
+    from workbench.grading import lesson_exercises, lesson_name
+
+    assert lesson_name(nb) == path.stem, f"{path.name}: metadata workbench.lesson must be {path.stem!r}"
+    graded = lesson_exercises(nb, lesson=path.stem)  # points, solution markers, one hidden check each
+    assert [e.id for e in graded] == names
+    for exercise in graded:
+        compile(exercise.hidden, f"{path.name}:hidden-check[{exercise.id}]", "exec")
+    last_code = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert "app_link_markdown(" in last_code.source, f"{path.name}: the last code cell must link to the app"
     assert "references" in nb.cells[-1].source.lower() or any(
         c.cell_type == "markdown" and c.source.lower().lstrip("# ").startswith("references") for c in nb.cells
     ), f"{path.name}: no references cell"
@@ -230,8 +245,11 @@ def test_lesson_executes_and_its_checks_tell_right_from_wrong(path: Path, python
     monkeypatch.setenv("WORKBENCH_STRICT_CHECKS", "1")
     monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+    from workbench.grading import lesson_exercises
+
     nb = _read(path)
     wrongs = _wrong_answers(nb)
+    hidden = {e.id: e.hidden for e in lesson_exercises(nb, lesson=path.stem)}
     client = NotebookClient(
         nb,
         kernel_name=python3_kernel,
@@ -246,9 +264,16 @@ def test_lesson_executes_and_its_checks_tell_right_from_wrong(path: Path, python
                 continue
             if _is_answer(cell):
                 exercises += 1
+                name = cell.metadata[LINK_KEY]
                 wrong = copy.deepcopy(cell)
-                wrong.source = wrongs[cell.metadata[LINK_KEY]].source
+                wrong.source = wrongs[name].source
                 client.execute_cell(wrong, index)
+                with pytest.raises(CellExecutionError) as graded:
+                    client.execute_cell(nbformat.v4.new_code_cell(hidden[name]), index)
+                assert graded.value.ename == "AssertionError", (
+                    f"{path.name}: the hidden check of exercise {name} failed otherwise than by an assertion "
+                    f"on the wrong answer:\n{str(graded.value)[-1500:]}"
+                )
                 j = _next_code_cell(nb, index)
                 with pytest.raises(CellExecutionError) as failed:
                     client.execute_cell(copy.deepcopy(nb.cells[j]), j)
@@ -257,11 +282,21 @@ def test_lesson_executes_and_its_checks_tell_right_from_wrong(path: Path, python
                     f"{str(failed.value)[-1500:]}"
                 )
             client.execute_cell(cell, index)
+            if _is_answer(cell):  # the reference answer passes its hidden check (a failure raises here)
+                client.execute_cell(nbformat.v4.new_code_cell(hidden[cell.metadata[LINK_KEY]]), index)
     assert exercises >= 1
     # every check cell printed its "Right" line with the reference answers
     for index, cell in enumerate(nb.cells):
         if _is_answer(cell):
             text = _outputs_text(nb.cells[_next_code_cell(nb, index)])
             assert "Right:" in text, f"{path.name}: the check after cell {index} did not pass:\n{text[-800:]}"
+    # the last cell links to the app on a run of the lesson's store (the same store the app must serve)
+    link = "".join(
+        o.get("data", {}).get("text/markdown", "") for o in [c for c in nb.cells if c.cell_type == "code"][-1].outputs
+    )
+    found = re.search(r"\]\(https?://[^)\s]+/[a-z]+\?run=([^&)\s]+)[^)\s]*\)", link)
+    assert found, f"{path.name}: the last cell shows no link to the app:\n{link[:500]}"
+    assert (tmp_path / "runs" / found.group(1)).is_dir(), f"{path.name}: the link's run {found.group(1)} is not in the store"
+    assert f"--runs {(tmp_path / 'runs').resolve()}" in link, f"{path.name}: the link does not name the lesson's store"
     mimes = {k for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) for k in o.get("data", {})}
     assert WIDGET_MIME in mimes, f"{path.name}: no panel (ipywidgets view) was displayed"

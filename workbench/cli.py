@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.commands.data import data_app
+from workbench.commands.lessons import lessons_app
 from workbench.commands.models import methods_app, models_app
 from workbench.commands.recipes import recipes_app
 from workbench.commands.teachers import teachers_app
@@ -49,6 +50,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(lessons_app, name="lessons")
 app.command("app", help="Start the Streamlit workbench and print its URL.")(typer_command())
 
 # piped output (no terminal) gets a wide console, so that tables are not cut
