@@ -3,7 +3,7 @@
 Each finding of the student doctor (``workbench.analysis.doctor``) carries a structured
 ``Experiment`` (config overrides, one sentence, the metric it should move);
 :func:`suggested_config` applies it to the diagnosed run's config, which the Doctor page links to
-as a prefilled New run (:func:`app.lib.forms.new_run_params`). No rule is interpreted here.
+as a prefilled New run (:func:`workbench.run_form.new_run_params`). No rule is interpreted here.
 """
 
 from __future__ import annotations

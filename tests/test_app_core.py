@@ -138,7 +138,7 @@ def test_every_method_schema_maps_to_known_widgets():
 
 
 def test_new_run_params_cover_the_config(tiny_store):
-    from app.lib.forms import NO_TEACHER, new_run_params
+    from workbench.run_form import NO_TEACHER, new_run_params
     from workbench.runs import RunStore
 
     run = RunStore(tiny_store["root"]).load(tiny_store["kd"])
@@ -157,8 +157,7 @@ def test_new_run_params_cover_the_config(tiny_store):
 
 
 def test_new_run_params_round_trip_through_the_run_form(tiny_store):
-    from app.lib.forms import new_run_params
-    from workbench.run_form import config_from_form, form_from_config
+    from workbench.run_form import config_from_form, form_from_config, new_run_params
     from workbench.runs import RunStore
 
     config = RunStore(tiny_store["root"]).load(tiny_store["kd"]).config

@@ -346,6 +346,28 @@ def test_app_link_markdown_needs_the_run_in_the_store(tmp_path: Path, monkeypatc
         app_link_markdown("kd-2", store=tmp_path / "runs")
 
 
+def test_preset_link_opens_home_with_the_runs_settings(monkeypatch):
+    from urllib.parse import parse_qs, urlsplit
+
+    from workbench.lessons import preset_link
+
+    monkeypatch.delenv("WORKBENCH_APP_URL", raising=False)
+    config = {
+        "data": {"dataset": "digits"},
+        "model": {"name": "mlp"},
+        "teachers": [{"source": "shipped:mnist"}],
+        "distill": {"methods": [{"name": "kd", "weight": 0.9, "params": {"temperature": 2.0}}], "ce_weight": 0.1},
+        "train": {"epochs": 3},
+    }
+    url = urlsplit(preset_link(config))
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert (url.netloc, url.path) == ("127.0.0.1:8501", "/")
+    assert {k: query[k] for k in ("dataset", "student", "teacher", "methods", "epochs", "ce")} == {
+        "dataset": "digits", "student": "mlp", "teacher": "shipped:mnist", "methods": "kd", "epochs": "3", "ce": "0.1"
+    }
+    assert query["w.kd"] == "0.9" and query["p.kd.temperature"] == "2.0"
+
+
 # ---- the command -----------------------------------------------------------------------------------
 
 

@@ -113,11 +113,22 @@ def app_link(run: Run | str, page: str = "training", **params: Any) -> str:
     return f"{base}/{page}?{urlencode(query, quote_via=quote, safe=',:')}"
 
 
+def preset_link(config: Any) -> str:
+    """The app's URL of Home with its New-run form prefilled with ``config`` (a run's or a lesson's
+    RunConfig or mapping; :func:`workbench.run_form.new_run_params`): the lesson's preset, one click
+    from Start. The base as for :func:`app_link`."""
+    from workbench.run_form import new_run_params
+
+    base = (os.environ.get("WORKBENCH_APP_URL") or DEFAULT_APP_URL).strip().rstrip("/")
+    return f"{base}/?{urlencode(new_run_params(config), quote_via=quote, safe=',:')}"
+
+
 def app_link_markdown(
     run: Run | str, *, store: RunStore | str | Path, page: str = "training", **params: Any
 ) -> Markdown:
-    """A Markdown cell output that opens the app on ``run`` (:func:`app_link`) and says how to serve
-    the store it is in: ``workbench app --runs <store>``.
+    """A Markdown cell output that opens the app on ``run`` (:func:`app_link`), offers its settings as
+    a prefilled New run (:func:`preset_link`) and says how to serve the store it is in:
+    ``workbench app --runs <store>``.
 
     ``store``: the run store (or its folder) the lesson wrote ``run`` to; ``page`` and ``params`` as
     for :func:`app_link`.
@@ -127,7 +138,7 @@ def app_link_markdown(
     """
     from IPython.display import Markdown
 
-    from workbench.runs import RunStore
+    from workbench.runs import RunStore, RunStoreError
 
     root = store.root if isinstance(store, RunStore) else Path(store)
     run_id = _run_id(run)
@@ -135,8 +146,12 @@ def app_link_markdown(
         raise ValueError(f"run {run_id}: not in the run store {root}; the app opens the runs of the store it serves")
     url = app_link(run_id, page, **params)
     serve = f"workbench app --runs {shlex.quote(str(root.resolve()))}"
+    try:
+        preset = f" · [start a new run from its settings]({preset_link(RunStore(root).load(run_id).config)})"
+    except (RunStoreError, ValueError):  # a run whose config cannot be read still opens
+        preset = ""
     return Markdown(
-        f"**[Open run `{run_id}` in the app ({page} page)]({url})**\n\n"
+        f"**[Open run `{run_id}` in the app ({page} page)]({url})**{preset}\n\n"
         f"The app shows the runs of the store it serves, so serve this lesson's store first: `{serve}` "
         f"(set `WORKBENCH_APP_URL` when the app runs elsewhere than {DEFAULT_APP_URL})."
     )
@@ -148,6 +163,7 @@ __all__ = [
     "WrongAnswer",
     "app_link",
     "app_link_markdown",
+    "preset_link",
     "check",
     "fast",
     "size",

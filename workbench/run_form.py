@@ -10,11 +10,17 @@ The method entries' parameters are validated by each method's schema
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.config import RunConfig
+from workbench.distill import method_schema
+from workbench.distill.forms import schema_fields
+
+#: how the New-run form (the app's Home) spells "no teacher" in its URL
+NO_TEACHER = "none (train from scratch)"
 
 
 @dataclass
@@ -139,4 +145,51 @@ def form_from_config(config: RunConfig | Mapping[str, Any]) -> RunForm:
     )
 
 
-__all__ = ["RunForm", "config_from_form", "data_section", "form_from_config", "form_mapping"]
+def _param_text(kind: str, value: Any) -> str:
+    if kind == "list" and isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if kind == "boolean":
+        return "1" if value else "0"
+    return json.dumps(value) if kind == "json" else str(value)
+
+
+def new_run_params(config: RunConfig | Mapping[str, Any]) -> dict[str, str]:
+    """The Home page's URL parameters that open its New-run form prefilled with ``config`` (a RunConfig
+    or its mapping, read by :func:`workbench.run_form.form_from_config`): ``dataset``, ``teacher``,
+    ``student``, ``methods``, ``w.<method>``, ``p.<method>.<name>``, ``ce``, ``tprec`` (with a
+    teacher), ``epochs``, ``seed``, ``name`` and ``max_steps`` (when the config has a step limit; the
+    Experiments page reads it)."""
+    form = form_from_config(config)
+    out = {
+        "dataset": form.dataset,
+        "student": form.student,
+        "epochs": str(form.epochs),
+        "seed": str(form.seed),
+        "teacher": form.teacher or NO_TEACHER,
+        "methods": ",".join(form.method_names),
+        "ce": repr(form.ce_weight),
+    }
+    if form.name:
+        out["name"] = form.name[:40]
+    if form.max_steps:
+        out["max_steps"] = str(form.max_steps)
+    if form.teacher:
+        out["tprec"] = form.teacher_precision
+    for m in form.methods:
+        out[f"w.{m['name']}"] = repr(float(m["weight"]))
+        kinds = {f.name: f.kind for f in schema_fields(method_schema(m["name"]))}
+        for key, value in m["params"].items():
+            if value is not None:
+                out[f"p.{m['name']}.{key}"] = _param_text(kinds.get(key, "json"), value)
+    return out
+
+
+__all__ = [
+    "NO_TEACHER",
+    "RunForm",
+    "config_from_form",
+    "data_section",
+    "form_from_config",
+    "form_mapping",
+    "new_run_params",
+]

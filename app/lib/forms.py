@@ -5,7 +5,7 @@
 :func:`workbench.distill.forms.parse_field_text`, as the widgets read it): a distillation method's form
 (:func:`method_form`) and a CAM method's. :func:`run_form` draws the New-run form (Home, and the base
 config of an experiment); its values become a :class:`workbench.run_form.RunForm` and a config through
-:func:`workbench.run_form.config_from_form`; :func:`new_run_params` is the other way: the URL that
+:func:`workbench.run_form.config_from_form`; :func:`workbench.run_form.new_run_params` is the other way: the URL that
 opens the form prefilled with a config.
 """
 
@@ -20,18 +20,17 @@ import streamlit as st
 
 from app.lib.bindings import bound_checkbox, bound_multiselect, bound_number, bound_selectbox, bound_text
 from app.lib.state import AppInputError, get_store, list_runs
-from workbench.config import TEACHER_PRECISIONS, RunConfig
+from workbench.config import TEACHER_PRECISIONS
 from workbench.distill import get_method_class, list_methods, method_schema, parse_params
 from workbench.distill.base import MethodError
 from workbench.distill.forms import parse_field_text, schema_fields, text_hint
 from workbench.models import list_models
-from workbench.run_form import RunForm, form_from_config
+from workbench.run_form import NO_TEACHER, RunForm
 from workbench.runs.datasets import dataset_choices
 from workbench.runs.teacher_store import teacher_choices
 
 #: the New-run form's teacher choices besides a teacher source: queue a teacher run first, or none
 TRAIN_FIRST = "train one first"
-NO_TEACHER = "none (train from scratch)"
 
 
 def schema_form(
@@ -131,45 +130,6 @@ def methods_form(methods: Sequence[str], *, container: Any = None) -> list[dict[
     return out
 
 
-def _param_text(kind: str, value: Any) -> str:
-    if kind == "list" and isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    if kind == "boolean":
-        return "1" if value else "0"
-    return json.dumps(value) if kind == "json" else str(value)
-
-
-def new_run_params(config: RunConfig | Mapping[str, Any]) -> dict[str, str]:
-    """The Home page's URL parameters that open its New-run form prefilled with ``config`` (a RunConfig
-    or its mapping, read by :func:`workbench.run_form.form_from_config`): ``dataset``, ``teacher``,
-    ``student``, ``methods``, ``w.<method>``, ``p.<method>.<name>``, ``ce``, ``tprec`` (with a
-    teacher), ``epochs``, ``seed``, ``name`` and ``max_steps`` (when the config has a step limit; the
-    Experiments page reads it)."""
-    form = form_from_config(config)
-    out = {
-        "dataset": form.dataset,
-        "student": form.student,
-        "epochs": str(form.epochs),
-        "seed": str(form.seed),
-        "teacher": form.teacher or NO_TEACHER,
-        "methods": ",".join(form.method_names),
-        "ce": repr(form.ce_weight),
-    }
-    if form.name:
-        out["name"] = form.name[:40]
-    if form.max_steps:
-        out["max_steps"] = str(form.max_steps)
-    if form.teacher:
-        out["tprec"] = form.teacher_precision
-    for m in form.methods:
-        out[f"w.{m['name']}"] = repr(float(m["weight"]))
-        kinds = {f.name: f.kind for f in schema_fields(method_schema(m["name"]))}
-        for key, value in m["params"].items():
-            if value is not None:
-                out[f"p.{m['name']}.{key}"] = _param_text(kinds.get(key, "json"), value)
-    return out
-
-
 # ---- the New-run form -----------------------------------------------------------------------------
 
 
@@ -218,7 +178,7 @@ class NewRun:
 
 
 def run_form(*, train_first: bool = True, max_steps: bool = False, single: bool = True) -> NewRun:
-    """The New-run form, every control bound to the URL (:func:`new_run_params` spells a link to it):
+    """The New-run form, every control bound to the URL (:func:`workbench.run_form.new_run_params` spells a link to it):
     dataset, teacher, student, methods with each one's hyperparameters, teacher precision, ce_weight,
     epochs, (``single``) the run's seed and name, and (``max_steps``) a step limit; ``train_first``
     offers to queue a teacher run first. Without ``single`` the form is an experiment's base config:

@@ -8,8 +8,9 @@ import streamlit as st
 
 from app.experiments import experiment_text, suggested_config
 from app.lib import bindings as bind
-from app.lib import forms, layout, loaders, state
+from app.lib import layout, loaders, state
 from workbench.diagnosis import diagnose
+from workbench.run_form import new_run_params
 from workbench.runs.labels import fmt_value, run_label
 from workbench.runs.related import related_runs
 from workbench.viz import finding_figure, findings_bars
@@ -110,7 +111,7 @@ with layout.page(
                 "views/home.py",
                 "Run the suggested experiment",
                 icon=":material/science:",
-                params=forms.new_run_params(suggested_config(finding, run)),
+                params=new_run_params(suggested_config(finding, run)),
                 container=a,
             )
             target = VIEW_PAGES.get(finding.view)
