@@ -74,6 +74,8 @@ def test_experiments_are_annotated_beside_the_runs(store):
     assert read_annotations(target) == Annotations()
     annotate(target, tags=["dkd-vs-kd"], note="5 seeds")
     assert read_annotations(experiment_target(str(store.root), "grid-1")) == Annotations(("dkd-vs-kd",), "5 seeds")
+    # the store as a folder's Path (whose own .root is "/") names the same file
+    assert experiment_target(store.root, "grid-1").file == target.file
     assert store.ids() == []  # the experiments folder is not a run
     for bad in ("../x", "", "a/b", ".hidden", "x" * 81, None):
         with pytest.raises(AnnotationError, match="not a plain name"):
@@ -295,7 +297,7 @@ def test_tags_round_trip_between_the_app_and_the_cli(monkeypatch, store_copy):
     no_exception(at)
     _by_label(at.text_input, "Tags").set_value("baseline, from-app")
     _by_label(at.text_area, "Note").set_value("saved in the app")
-    at.button(key="save_notes").click().run()
+    at.button(key=f"save_notes:run {kd}").click().run()
     no_exception(at)
     assert any("Saved run" in t.value for t in at.toast)
     table = at.dataframe[0].value
@@ -313,7 +315,7 @@ def test_tags_round_trip_between_the_app_and_the_cli(monkeypatch, store_copy):
     assert _by_label(at.text_area, "Note").value == "written by the CLI"
 
     _by_label(at.text_input, "Tags").set_value("no spaces/slashes")
-    at.button(key="save_notes").click().run()
+    at.button(key=f"save_notes:run {kd}").click().run()
     assert any("tag 'spaces/slashes'" in e.value for e in at.error)
     assert read_annotations(RunStore(root).load(kd)).tags == ("baseline", "from-app", "from-cli")
 

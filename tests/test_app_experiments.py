@@ -364,3 +364,32 @@ def test_leaderboard_link_opens_compare_with_those_runs(monkeypatch, grid_store)
     compare.run()
     no_exception(compare)
     assert len(compare.dataframe[0].value) == 2 and json.dumps(list(compare.dataframe[0].value["n"])) == "[2, 2]"
+
+
+def test_an_experiments_tags_and_note_round_trip_between_the_app_and_the_cli(monkeypatch, grid_copy):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app as cli
+    from workbench.runs import read_annotations
+    from workbench.runs.annotations import experiment_target
+
+    root, name = grid_copy["root"], grid_copy["grid"]
+    at = make_app(monkeypatch, root, "views/experiments.py", experiment=name)
+    at.run()
+    no_exception(at)
+    label = f"experiment {name}"
+    next(t for t in at.text_input if t.label == "Tags").set_value("sweep, lr")
+    next(t for t in at.text_area if t.label == "Note").set_value("two learning rates")
+    at.button(key=f"save_notes:{label}").click().run()
+    no_exception(at)
+    notes = read_annotations(experiment_target(root, name))
+    assert notes.tags == ("sweep", "lr") and notes.note == "two learning rates"
+    run = CliRunner().invoke
+    shown = run(cli, ["experiments", "note", name, "--runs", root])
+    assert shown.output.strip() == "two learning rates"
+    tagged = run(cli, ["experiments", "tag", name, "from-cli", "--runs", root])
+    assert tagged.exit_code == 0 and tagged.output.strip() == f"experiment {name}: tags sweep lr from-cli"
+    at.run()
+    assert next(t for t in at.text_input if t.label == "Tags").value == "sweep, lr, from-cli"
+    missing = run(cli, ["experiments", "tag", "nope", "x", "--runs", root])
+    assert missing.exit_code == 2 and "experiment 'nope': not in the store" in missing.output

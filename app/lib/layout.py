@@ -136,3 +136,36 @@ def page_link(
     if (APP_DIR / page_file).is_file():
         query = carry_params(**{**prepared(), **(params or {})})
         where.page_link(page_file, label=label, icon=icon, query_params=query)
+
+
+def notes_editor(target: Any, label: str) -> None:
+    """The tags and note of a run or an experiment (:func:`workbench.runs.annotations.annotate`; the
+    CLI's ``runs tag``/``note`` and ``experiments tag``/``note``): two inputs and a Save button; saved,
+    the page reruns and a toast says what was written."""
+    import hashlib
+    import json
+
+    from workbench.runs import annotate, read_annotations
+    from workbench.runs.annotations import MAX_NOTE_CHARS
+
+    if saved := st.session_state.pop("_notes_saved", None):  # said after the rerun that shows them
+        st.toast(saved)
+    notes = read_annotations(target)
+    if notes.damage:
+        st.warning(f"{label}: {notes.damage}; saving replaces it")
+    # the inputs' keys change with the file, so they show what another face saved meanwhile
+    stamp = hashlib.sha1(json.dumps(notes.to_dict()).encode()).hexdigest()[:8]
+    left, right = st.columns([1, 2])
+    tags_text = left.text_input(
+        "Tags", ", ".join(notes.tags), key=f"tags:{label}:{stamp}",
+        help="Short words (letters, digits, - _ . :) separated by commas or spaces, e.g. baseline, lr:0.1; "
+        "search them with tag:x.",
+    )
+    note_text = right.text_area("Note", notes.note, key=f"note:{label}:{stamp}", max_chars=MAX_NOTE_CHARS)
+    if left.button("Save tags and note", key=f"save_notes:{label}"):
+        with guard():
+            written = annotate(target, tags=tags_text, note=note_text)
+            st.session_state["_notes_saved"] = (
+                f"Saved {label}: {len(written.tags)} tag(s), note of {len(written.note):,} characters."
+            )
+            st.rerun()

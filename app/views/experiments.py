@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.lib import bindings as bind
 from app.lib import forms, grid, layout, live, state
+from workbench.runs.annotations import experiment_target
 from workbench.sweep import grid as grids
 from workbench.sweep import list_experiments, submit_experiment
 from workbench.workspaces import ALL_WORKSPACES
@@ -73,3 +74,4 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
         summaries = {e.name: f"{e.name} · {e.summary()}" for e in found}
         chosen = bind.bound_selectbox("Experiment", "experiment", list(summaries), format_func=summaries.get)
         grid.show_experiment(chosen)
+        layout.notes_editor(experiment_target(state.get_store(), chosen), f"experiment {chosen}")

@@ -4,9 +4,6 @@ open, stop, delete, and the chosen run's tags and note. Training runs in backgro
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import streamlit as st
 
 from app.lib import bindings as bind
@@ -14,8 +11,6 @@ from app.lib import forms, layout, live, state
 from app.lib.forms import TRAIN_FIRST
 from workbench.recipes import METHOD_OBJECTIVES, list_recipes
 from workbench.run_form import config_from_form, data_section
-from workbench.runs import annotate, read_annotations
-from workbench.runs.annotations import MAX_NOTE_CHARS
 from workbench.runs.datasets import list_store_datasets
 from workbench.runs.labels import age, run_label, teacher_label
 from workbench.runs.recipe_runs import recipe_config
@@ -102,8 +97,6 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
 
     # ---- runs ------------------------------------------------------------------------------------------
     st.subheader("Runs")
-    if saved := st.session_state.pop("_notes_saved", None):  # said after the rerun that shows the new tags
-        st.toast(saved)
     runs = state.list_runs()
     found = bind.search_runs(runs) if runs else []
     if not runs:
@@ -166,25 +159,4 @@ with layout.page("Distillation Workbench", "Train a student from a teacher, then
                 st.rerun()
 
         # ---- the chosen run's tags and note (workbench.runs.annotations; the CLI's `runs tag` / `runs note`)
-        notes = read_annotations(run)
-        if notes.damage:
-            st.warning(f"run {run.id}: {notes.damage}; saving replaces it")
-        # the inputs' keys change with the file, so they show what another face saved meanwhile
-        stamp = hashlib.sha1(json.dumps(notes.to_dict()).encode()).hexdigest()[:8]
-        left, right = st.columns([1, 2])
-        tags_text = left.text_input(
-            "Tags", ", ".join(notes.tags), key=f"tags:{run.id}:{stamp}",
-            help="Short words (letters, digits, - _ . :) separated by commas or spaces, e.g. baseline, lr:0.1; "
-            "search them with tag:x.",
-        )
-        note_text = right.text_area(
-            "Note", notes.note, key=f"note:{run.id}:{stamp}", max_chars=MAX_NOTE_CHARS
-        )
-        if left.button("Save tags and note", key="save_notes"):
-            with layout.guard():
-                written = annotate(run, tags=tags_text, note=note_text)
-                st.session_state["_notes_saved"] = (
-                    f"Saved run {run.id}: {len(written.tags)} tag(s), "
-                    f"note of {len(written.note):,} characters."
-                )
-                st.rerun()
+        layout.notes_editor(run, f"run {run.id}")

@@ -105,7 +105,7 @@ def experiment_target(store: RunStore | str | Path, name: str) -> ExperimentTarg
     Raises:
         AnnotationError: the name is not a plain slug, or ``store`` is not a store or a folder.
     """
-    root = getattr(store, "root", store)
+    root = store if isinstance(store, (str, Path)) else getattr(store, "root", store)  # a Path's .root is "/"
     if not isinstance(root, (str, Path)) or not str(root).strip():
         raise AnnotationError(f"store: expected a RunStore or a folder, got {type(store).__name__}")
     return ExperimentTarget(Path(root), check_experiment_name(name))

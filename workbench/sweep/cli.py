@@ -172,6 +172,56 @@ def experiments_show(
     _out.print(table)
 
 
+@experiments_app.command("tag")
+@friendly
+def experiments_tag(
+    name: str = typer.Argument(..., help="the experiment's name"),
+    tags: list[str] = typer.Argument(..., help="tags: letters, digits, '-', '_', '.', ':' (at most 40 characters)"),
+    runs: Path | None = _RunsOpt,
+    remove: bool = typer.Option(False, "--remove", help="remove these tags instead of adding them"),
+) -> None:
+    """Add tags to an experiment (or remove them with --remove); prints its tags."""
+    from workbench.runs import add_tags, remove_tags
+    from workbench.runs.annotations import experiment_target
+    from workbench.sweep import experiment_path
+
+    if not experiment_path(_store_root(runs), name).is_file():
+        raise ValueError(f"experiment {name!r}: not in the store (see `workbench experiments list`)")
+    notes = (remove_tags if remove else add_tags)(experiment_target(_store_root(runs), name), tags)
+    _out.print(f"experiment {name}: tags {' '.join(notes.tags) or 'none'}", markup=False, highlight=False)
+
+
+@experiments_app.command("note")
+@friendly
+def experiments_note(
+    name: str = typer.Argument(..., help="the experiment's name"),
+    text: str | None = typer.Argument(None, help="the note ('-' reads it from stdin); none: print the note"),
+    runs: Path | None = _RunsOpt,
+    clear: bool = typer.Option(False, "--clear", help="remove the experiment's note"),
+) -> None:
+    """Set an experiment's note (free text), clear it, or print it."""
+    from workbench.runs import read_annotations, set_note
+    from workbench.runs.annotations import experiment_target
+    from workbench.sweep import experiment_path
+
+    if not experiment_path(_store_root(runs), name).is_file():
+        raise ValueError(f"experiment {name!r}: not in the store (see `workbench experiments list`)")
+    if clear and text is not None:
+        raise ValueError("experiments note: give a note or --clear, not both")
+    target = experiment_target(_store_root(runs), name)
+    if text is None and not clear:
+        _out.print(read_annotations(target).note, markup=False, highlight=False)
+        return
+    written = set_note(target, "" if clear else (sys.stdin.read() if text == "-" else text))
+    _out.print(f"experiment {name}: note of {len(written.note):,} characters", markup=False, highlight=False)
+
+
+def _store_root(runs: Path | None) -> Path:
+    from workbench.runs import RunStore
+
+    return RunStore(runs).root
+
+
 @experiments_app.command("stop")
 @friendly
 def experiments_stop(
