@@ -463,7 +463,7 @@ def add_teacher(
         dataset=data_spec.label,
         data={
             "dataset": data_spec.dataset,
-            "name": data_spec.name,
+            **({"name": data_spec.name} if data_spec.name else {}),  # a store dataset's name
             "root": data_root,
             "options": dict(data_spec.options),
         },
