@@ -361,3 +361,10 @@ def test_a_dataset_with_files_is_named_by_its_data_section(tmp_path):
     with pytest.raises(TeacherError, match="data_options: give the options inside the data section"):
         add_teacher(tmp_path / "runs", "b2", path, model="mlp", dataset=section, data_options={"seed": 1})
     _assert_clean(tmp_path / "runs", ["bright"])
+    # the same files added to the store as a dataset: the teacher is named by it and offered for it
+    from workbench.runs.datasets import add_dataset
+
+    add_dataset(tmp_path / "runs", "shades", folder, options={"test_fraction": 0.3})
+    named = add_teacher(tmp_path / "runs", "bright2", path, model="mlp", kwargs={"hidden": [4]}, dataset="shades")
+    assert named.dataset == "shades" and named.data["name"] == "shades" and named.test_acc == 1.0
+    assert [s for s, _ in teacher_choices(tmp_path / "runs", "shades")] == ["teacher:bright2"]
