@@ -190,7 +190,8 @@ class LazyTeacherCache:
     Storage for ``n`` rows is allocated on the first miss, once the per-sample size is known;
     when the outputs of the whole split would exceed ``budget_mb``, nothing is stored
     (:attr:`disabled`) and every call is a plain forward. ``dtype`` autocasts the forwards (see
-    :func:`teacher_forward`).
+    :func:`teacher_forward`). ``on_complete`` is called once with the cache when its last row is
+    filled (the run store keeps it for later runs, :mod:`workbench.train.output_store`).
     """
 
     def __init__(
@@ -201,9 +202,12 @@ class LazyTeacherCache:
         budget_mb: float,
         *,
         dtype: torch.dtype | None = None,
+        on_complete: Callable[[TeacherCache], None] | None = None,
     ) -> None:
         self.teachers = list(teachers)
         self.dtype = dtype
+        self.on_complete = on_complete
+        self._rows_written = 0  # rows copied in so far (with repeats); the split is complete no earlier
         self.paths = list(paths)
         self.n = int(n)
         self.budget_mb = float(budget_mb)
@@ -257,4 +261,8 @@ class LazyTeacherCache:
                 for p in self.paths:
                     self.cache.features[i][p].index_copy_(0, idx, feats[i][p].float())
             self.filled.index_fill_(0, idx, True)
+        self._rows_written += idx.numel()
+        if self.on_complete is not None and self._rows_written >= self.n and self.complete:
+            done, self.on_complete = self.on_complete, None
+            done(self.cache)
         return self.cache.lookup(idx)

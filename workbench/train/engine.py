@@ -63,6 +63,7 @@ from workbench.train.events import (
 )
 from workbench.train.metrics import logit_metrics
 from workbench.train.objective import cross_entropy, lr_factor
+from workbench.train.output_store import stored_teacher_outputs
 from workbench.train.results import TrainingFailed, TrainResult, frozen_history, run_summary, training_state
 from workbench.train.resume import ResumeError, ResumePoint, capture
 from workbench.train.resuming import read_resume_point, reopen_run, restore_point
@@ -320,7 +321,8 @@ class Trainer:
 
     def _setup_teacher_outputs(self) -> None:
         """The teachers that run (inference copies of fixed teachers), their precision, and the
-        teacher cache: lazy, eager or none (augmented inputs, or a method that moves teachers)."""
+        teacher cache: read from the run store (:mod:`workbench.train.output_store`), else lazy or eager,
+        or none (augmented inputs, or a method that moves teachers)."""
         cfg, data = self.config, self.data
         self._phase(CACHE_UNITS[0], "teacher cache", "teacher cache")
         # fixed teachers run on inference copies: BatchNorm folded, weights in the inputs' layout
@@ -340,28 +342,32 @@ class Trainer:
         except ValueError as err:
             raise ConfigError(str(err)) from None
         self.teacher_dtype: torch.dtype | None = dtype
-        self.cache: TeacherCache | None = None
         self.lazy_cache: LazyTeacherCache | None = None
-        if not (
-            self.teachers
-            and self.method.needs_teacher
-            and cfg.distill.teacher_cache
-            and self.augment.deterministic
-            and self.method.teacher_cacheable
-        ):
+        # fixed teachers' outputs that an earlier run computed are read from the run store
+        stored = self.stored_outputs = stored_teacher_outputs(
+            self.store, cfg, data, self.teachers, self.teacher_paths, fixed=self.fixed_teachers,
+            dtype=dtype, channels_last=self.channels_last, device=self.device,
+        )  # fmt: skip
+        cached = self.fixed_teachers and self.method.needs_teacher and cfg.distill.teacher_cache
+        self.cache: TeacherCache | None = None
+        if not (cached and self.augment.deterministic):
             return
-        if self.cache_mode == "lazy":
+        self.cache = stored.load_train(self.device)
+        if self.cache is None and self.cache_mode == "lazy":
             self.lazy_cache = LazyTeacherCache(
                 self.run_teachers,
                 self.teacher_paths,
                 len(data.train),
                 cfg.distill.cache_budget_mb,
                 dtype=self.teacher_dtype,
+                on_complete=stored.save_train,
             )
-        else:
+        elif self.cache is None:
             self.cache = self._eager_cache()
+            if self.cache is not None:
+                stored.save_train(self.cache)
 
-    def _eager_cache(self) -> TeacherCache:
+    def _eager_cache(self) -> TeacherCache | None:
         """The teacher cache filled by one pass over the train split, reported as set-up units."""
         cfg = self.config
         lo, hi = CACHE_UNITS
@@ -390,9 +396,8 @@ class Trainer:
     def _teacher_test_logits(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teachers' mean test logits and each teacher's own."""
         chunk = inference_chunk(self.device, self.config.data.eval_batch_size)
-        return teacher_test_logits(
-            self.run_teachers, self.test_images, self.inputs, chunk, self.teacher_dtype
-        )
+        args = (self.run_teachers, self.test_images, self.inputs, chunk, self.teacher_dtype)
+        return self.stored_outputs.test_logits(lambda: teacher_test_logits(*args), self.device)
 
     def _check_teachers(self, each: list[torch.Tensor], run_id: str | None, epoch: int, step: int) -> None:
         """Warn (not fail) when a teacher's test accuracy on this data is near chance."""
