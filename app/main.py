@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the project
     sys.path.insert(0, str(ROOT))
 
+from app.preload import preload  # noqa: E402
+
+preload()  # the first sessions arrive together: one thread imports the large packages first
+
 import streamlit as st  # noqa: E402
 
 from app.lib import layout, state  # noqa: E402

@@ -4,7 +4,10 @@ The app reads its run store and job settings from environment variables, which :
 for the Streamlit process: ``WORKBENCH_RUNS`` (the store root), ``WORKBENCH_MAX_JOBS``,
 ``WORKBENCH_RAY_ADDRESS`` and ``WORKBENCH_WARM_WORKERS`` (``1``: the server's job queue keeps warm
 worker processes, :mod:`workbench.jobs.warm`, so a queued job trains at once instead of after a
-process start; when the app exits, they leave once idle). Streamlit is started as ``python -m streamlit run app/main.py`` with a
+process start; when the app exits, they leave once idle) and, for a class, ``WORKBENCH_INSTRUCTOR_TOKEN``
+(class mode: every session without the token is bound to its own workspace, :mod:`workbench.workspaces`).
+While the app runs, this process also runs the job queue's scheduler on a timer
+(:mod:`workbench.jobs.ticker`), so the queue moves on with no browser open. Streamlit is started as ``python -m streamlit run app/main.py`` with a
 loopback address by default, headless, without usage statistics, with small uploads and a minimal
 toolbar.
 """
@@ -96,13 +99,16 @@ def build_env(
     ray_address: str | None = None,
     base: dict[str, str] | None = None,
     warm: bool = True,
+    instructor_token: str | None = None,
 ) -> dict[str, str]:
     """The environment of the app process: ``base`` (default this process's) with
     ``WORKBENCH_RUNS`` (absolute), ``WORKBENCH_MAX_JOBS`` and ``WORKBENCH_RAY_ADDRESS`` set when given,
-    and ``WORKBENCH_WARM_WORKERS`` ``1`` with ``warm`` (``0`` without; a value ``base`` holds stays).
+    and ``WORKBENCH_WARM_WORKERS`` ``1`` with ``warm`` (``0`` without; a value ``base`` holds stays),
+    and ``WORKBENCH_INSTRUCTOR_TOKEN`` when ``instructor_token`` is given (class mode).
 
     Raises:
-        ServeError: ``max_jobs`` is not a positive integer, or ``runs`` is an existing file.
+        ServeError: ``max_jobs`` is not a positive integer, ``runs`` is an existing file, or the token
+            is too short or has characters a link would mangle.
     """
     env = dict(os.environ if base is None else base)
     if runs is not None:
@@ -118,6 +124,19 @@ def build_env(
         if not ray_address.strip():
             raise ServeError("--ray-address: empty; give 'local' or host:port")
         env["WORKBENCH_RAY_ADDRESS"] = ray_address.strip()
+    from workbench.workspaces import TOKEN_ENV, WorkspaceError, check_token
+
+    given, where = (instructor_token, "--instructor-token") if instructor_token is not None else (
+        env.get(TOKEN_ENV), f"${TOKEN_ENV}")
+    try:
+        token = check_token(given)
+    except WorkspaceError as err:
+        raise ServeError(f"{where}: {str(err).split(': ', 1)[-1]}") from None
+    if token is None and instructor_token is not None:
+        raise ServeError("--instructor-token: empty; give a token of at least 8 characters")
+    env.pop(TOKEN_ENV, None)
+    if token is not None:
+        env[TOKEN_ENV] = token
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from workbench.jobs.queue import WARM_ENV  # not at import: `workbench` starts without the queue
 
@@ -140,15 +159,17 @@ def start(
     max_jobs: int | None = None,
     ray_address: str | None = None,
     headless: bool = True,
+    instructor_token: str | None = None,
     **popen: object,
 ) -> subprocess.Popen:
-    """Start the app process and return it at once (the caller waits or stops it)."""
+    """Start the app process and return it at once (the caller waits or stops it); ``instructor_token``
+    turns class mode on (:func:`build_env`)."""
     if importlib.util.find_spec("streamlit") is None:
         raise ServeError("streamlit is not installed; install the app extra: pip install -e '.[app]'")
     if not app_script().is_file():
         raise ServeError(f"app script {app_script()} not found; reinstall the workbench from its source tree")
     cmd = build_command(port, host, headless)
-    env = build_env(runs, max_jobs, ray_address)
+    env = build_env(runs, max_jobs, ray_address, instructor_token=instructor_token)
     return subprocess.Popen(cmd, env=env, cwd=str(app_script().parent.parent), **popen)  # type: ignore[call-overload]
 
 
@@ -196,6 +217,17 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
         proc.wait(timeout=timeout)
 
 
+def class_lines(url: str, token: str | None) -> list[str]:
+    """What ``workbench app`` prints about class mode: nothing without a token; with one, the students'
+    link and the instructor's (the token in it: keep it to yourself)."""
+    if not token:
+        return []
+    return [
+        f"Class mode. Students open {url}/ and type a workspace name (the first to use a name keeps it).",
+        f"Instructor link (every workspace, the class's queue, the Class overview page): {url}/?token={token}",
+    ]
+
+
 def serve(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
@@ -203,8 +235,12 @@ def serve(
     max_jobs: int | None = None,
     ray_address: str | None = None,
     headless: bool = True,
+    instructor_token: str | None = None,
+    tick: float = 2.0,
 ) -> int:
-    """Run the app until it exits or Ctrl-C; print its URL first. Returns the exit code (0 on Ctrl-C).
+    """Run the app until it exits or Ctrl-C; print its URL (and, in class mode, the instructor link)
+    first. While it runs, the job queue's scheduler runs here every ``tick`` seconds, so jobs start and
+    dead workers are found with no browser open. Returns the exit code (0 on Ctrl-C).
 
     Args:
         port, host: where the server listens (default the loopback address only).
@@ -212,9 +248,18 @@ def serve(
         max_jobs: training jobs running at once (default: the queue's own choice).
         ray_address: run training jobs on Ray (``local`` or ``host:port``).
         headless: do not open a browser.
+        instructor_token: class mode's token (default ``$WORKBENCH_INSTRUCTOR_TOKEN``; none: no class mode).
+        tick: seconds between two scheduler passes.
     """
-    proc = start(port, host, runs, max_jobs, ray_address, headless)
-    print(f"Distillation Workbench: {app_url(host, port)}  (Ctrl-C stops it)", flush=True)
+    env = build_env(runs, max_jobs, ray_address, instructor_token=instructor_token)
+    proc = start(port, host, runs, max_jobs, ray_address, headless, instructor_token=instructor_token)
+    url = app_url(host, port)
+    print(f"Distillation Workbench: {url}  (Ctrl-C stops it)", flush=True)
+    from workbench.workspaces import TOKEN_ENV
+
+    for line in class_lines(url, env.get(TOKEN_ENV)):
+        print(line, flush=True)
+    ticker = _start_ticker(env, max_jobs, ray_address, tick)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -225,6 +270,30 @@ def serve(
             proc.kill()
             proc.wait()
         return 0
+    finally:
+        if ticker is not None:
+            ticker.stop()
+
+
+def _start_ticker(env: dict[str, str], max_jobs: int | None, ray_address: str | None, tick: float):
+    """The scheduler on a timer for the app's store (:func:`workbench.jobs.ticker.start_ticker`), with the
+    app's queue settings; ``None`` (and one line on stderr) when the queue cannot be opened."""
+    from workbench.errors import one_line
+    from workbench.jobs import JobQueue
+    from workbench.jobs.queue import WARM_ENV
+    from workbench.jobs.ticker import start_ticker
+
+    try:
+        queue = JobQueue(
+            env["WORKBENCH_RUNS"] if "WORKBENCH_RUNS" in env else None,
+            max_jobs=max_jobs,
+            ray_address=ray_address,
+            warm=env.get(WARM_ENV) == "1",
+        )
+        return start_ticker(queue, every=tick)
+    except Exception as err:  # noqa: BLE001 - the app still serves; the pages pump the queue
+        print(f"scheduler: not started: {one_line(err, typed=True)}", file=sys.stderr)
+        return None
 
 
 def app_command(
@@ -233,6 +302,7 @@ def app_command(
     runs: Path | None = None,
     max_jobs: int | None = None,
     ray_address: str | None = None,
+    instructor_token: str | None = None,
 ) -> None:
     """Start the Streamlit app and print its URL.
 
@@ -240,7 +310,8 @@ def app_command(
     parameters typer options (see :func:`typer_command`).
     """
     try:
-        code = serve(port=port, host=host, runs=runs, max_jobs=max_jobs, ray_address=ray_address)
+        code = serve(port=port, host=host, runs=runs, max_jobs=max_jobs, ray_address=ray_address,
+                     instructor_token=instructor_token)
     except ServeError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -253,7 +324,7 @@ def typer_command():  # pragma: no cover - exercised through the CLI
         app.command("app")(typer_command())
 
     Options: ``--port 8501``, ``--host 127.0.0.1``, ``--runs DIR``, ``--max-jobs N``,
-    ``--ray-address ADDR``.
+    ``--ray-address ADDR``, ``--instructor-token TOKEN``.
     """
     import typer
 
@@ -263,9 +334,16 @@ def typer_command():  # pragma: no cover - exercised through the CLI
         runs: Path | None = typer.Option(None, "--runs", help="run store folder (default $WORKBENCH_RUNS or ./runs)"),
         max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="training jobs running at once"),
         ray_address: str | None = typer.Option(None, "--ray-address", help="run jobs on Ray: 'local' or host:port"),
+        instructor_token: str | None = typer.Option(
+            None,
+            "--instructor-token",
+            help="class mode: sessions without this token are bound to their own workspace "
+            "(default $WORKBENCH_INSTRUCTOR_TOKEN; at least 8 characters)",
+        ),
     ) -> None:
-        """Start the Streamlit app and print its URL."""
-        app_command(port=port, host=host, runs=runs, max_jobs=max_jobs, ray_address=ray_address)
+        """Start the Streamlit app and print its URL (and, in class mode, the instructor link)."""
+        app_command(port=port, host=host, runs=runs, max_jobs=max_jobs, ray_address=ray_address,
+                    instructor_token=instructor_token)
 
     return app
 
@@ -278,6 +356,7 @@ __all__ = [
     "app_url",
     "build_command",
     "build_env",
+    "class_lines",
     "free_port",
     "serve",
     "start",

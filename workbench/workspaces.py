@@ -1,19 +1,36 @@
-"""Workspaces: a named group of runs in one store, a student's own list.
+"""Workspaces: a named group of runs in one store, a student's own list, and who may open it.
 
 A workspace holds the runs of the jobs queued in it (``workbench.jobs.JobQueue.submit(...,
-workspace=NAME)``). :data:`ALL_WORKSPACES` (``*``, the teacher view) and no workspace see every run.
+workspace=NAME)``). :data:`ALL_WORKSPACES` (``*``, the instructor's view) and no workspace see every run.
 Deciding what a workspace may see fails closed: a job list that cannot be read is an error, never
 "every run".
+
+**Class mode.** A server started with an instructor token (``workbench app --instructor-token T`` or
+``$WORKBENCH_INSTRUCTOR_TOKEN``) binds every other session to one workspace: :func:`decide_access`
+says which, or refuses in one line. A workspace is *claimed* by the first session that uses its name
+(:func:`claim_workspace`): that session gets a key (kept in its link) and only the key opens the
+workspace again; the store keeps only the key's hash (``<runs>/.workspaces/NAME.json``). The token
+opens every workspace. Without a token there is no class mode: a workspace is a view, as before.
 
     >>> check_workspace("group-3")
     'group-3'
     >>> [run.id for run in workspace_runs(store, "group-3", kind="distill")]
+    >>> access = decide_access(store.root, "alice", key=None, token=None, instructor_token="s3cret-token")
+    >>> access.workspace, access.new_key is not None
+    ('alice', True)
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import re
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workbench.runs.store import Run, RunStore
@@ -84,4 +101,205 @@ def workspace_runs(
     return out
 
 
-__all__ = ["ALL_WORKSPACES", "WORKSPACE_RULE", "WorkspaceError", "check_workspace", "workspace_runs"]
+# ---- class mode: claims, keys and the instructor token ---------------------------------------------
+#: the environment variable holding the instructor token of a server in class mode
+TOKEN_ENV = "WORKBENCH_INSTRUCTOR_TOKEN"
+#: the folder of the run store holding the claimed workspaces (one file each: the key's hash)
+CLAIMS_DIR = ".workspaces"
+#: the shortest instructor token accepted
+MIN_TOKEN_LENGTH = 8
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.~\-]+$")
+
+
+def check_token(token: str | None) -> str | None:
+    """An instructor token as given (``None`` or blank: no class mode).
+
+    Raises:
+        WorkspaceError: shorter than :data:`MIN_TOKEN_LENGTH` or with characters a link would mangle.
+    """
+    if token is None or not str(token).strip():
+        return None
+    token = str(token).strip()
+    if len(token) < MIN_TOKEN_LENGTH or not _TOKEN_RE.match(token):
+        raise WorkspaceError(
+            f"instructor token: expected at least {MIN_TOKEN_LENGTH} characters of letters, digits, "
+            "'-', '_', '.' or '~'"
+        )
+    return token
+
+
+def instructor_token() -> str | None:
+    """The server's instructor token: ``$WORKBENCH_INSTRUCTOR_TOKEN`` (``None`` when unset: no class mode).
+
+    Raises:
+        WorkspaceError: the variable holds a token :func:`check_token` refuses.
+    """
+    return check_token(os.environ.get(TOKEN_ENV))
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def claims_dir(root: str | Path) -> Path:
+    """``<root>/.workspaces``: one file per claimed workspace."""
+    return Path(root) / CLAIMS_DIR
+
+
+def claimed(root: str | Path, name: str) -> bool:
+    """Whether workspace ``name`` of the store at ``root`` was claimed (an unreadable claim counts as
+    claimed: it opens for no key, which fails closed)."""
+    return (claims_dir(root) / f"{check_workspace(name)}.json").exists()
+
+
+def claim_workspace(root: str | Path, name: str) -> str:
+    """Claim workspace ``name`` for the calling session and return its new key (only its SHA-256 is
+    stored). The first caller wins: the claim file is created exclusively.
+
+    Raises:
+        WorkspaceError: the name is not a workspace name, is ``*``, or is claimed already.
+    """
+    name = check_workspace(name) or ""
+    if not name or name == ALL_WORKSPACES:
+        raise WorkspaceError("workspace: give your own workspace name to claim")
+    folder = claims_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(12)
+    record = json.dumps({"name": name, "key_sha256": _hash(key)}) + "\n"
+    try:
+        fd = os.open(folder / f"{name}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise WorkspaceError(f"workspace {name!r}: taken by another session; choose another name") from None
+    try:  # a crash here leaves an unreadable claim, which opens for nobody (fails closed)
+        os.write(fd, record.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+def key_opens(root: str | Path, name: str, key: str | None) -> bool:
+    """Whether ``key`` opens the claimed workspace ``name`` (compared in constant time; ``False`` for
+    a missing key, an unclaimed name or an unreadable claim)."""
+    if not key:
+        return False
+    try:
+        data = json.loads((claims_dir(root) / f"{check_workspace(name)}.json").read_text(encoding="utf-8"))
+        stored = str(data["key_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return hmac.compare_digest(stored, _hash(str(key)))
+
+
+def release_workspace(root: str | Path, name: str) -> bool:
+    """Forget the claim on ``name`` (the instructor's way to hand a lost link's workspace out again);
+    the workspace's runs and jobs stay. Returns whether there was a claim."""
+    path = claims_dir(root) / f"{check_workspace(name)}.json"
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one session may see and do, as :func:`decide_access` decided.
+
+    ``workspace``: the workspace it sees (``None`` or ``*``: every run; only outside class mode or for
+    the instructor). ``instructor``: the session holds the instructor token. ``class_mode``: the server
+    has a token. ``new_key``: a key just issued by claiming ``workspace`` (the caller keeps it in the
+    session's link). ``error``: one line when the session may see nothing; ``workspace`` is then ``None``
+    and :attr:`sees_nothing` is true, which every listing must honour.
+    """
+
+    workspace: str | None
+    instructor: bool = False
+    class_mode: bool = False
+    new_key: str | None = None
+    error: str | None = None
+
+    @property
+    def sees_nothing(self) -> bool:
+        """Whether the session is refused (it lists no run and no job, and may start nothing)."""
+        return self.error is not None
+
+    @property
+    def sees_all(self) -> bool:
+        """Whether the session sees every workspace (outside class mode or as the instructor)."""
+        return not self.sees_nothing and self.workspace in (None, ALL_WORKSPACES)
+
+    @property
+    def may_change_store(self) -> bool:
+        """Whether store-wide actions (datasets, teachers, other workspaces) are allowed."""
+        return not self.sees_nothing and (self.instructor or not self.class_mode)
+
+
+def decide_access(
+    root: str | Path,
+    workspace: str | None,
+    *,
+    key: str | None,
+    token: str | None,
+    instructor_token: str | None,
+) -> Access:
+    """Decide what a session may see, failing closed: any doubt gives :attr:`Access.sees_nothing`.
+
+    Args:
+        root: the run store's root (the claims live in ``<root>/.workspaces``).
+        workspace: the workspace the session asks for (from its link; ``None`` for none).
+        key: the workspace key the session's link holds (``None`` for none).
+        token: the instructor token the session's link holds (``None`` for none).
+        instructor_token: the server's token (``None``: no class mode).
+
+    Returns:
+        Outside class mode: the asked workspace (a malformed name sees nothing). With the right token:
+        the asked workspace, any or all. Otherwise a student: a claimed workspace with its key, or an
+        unclaimed one, claimed now (:attr:`Access.new_key`); ``*``, no workspace, a wrong key or a wrong
+        token see nothing, with one line that names no other workspace.
+    """
+    try:
+        name = check_workspace(workspace)
+    except WorkspaceError as err:
+        return Access(None, class_mode=instructor_token is not None, error=f"{err}; nothing is shown")
+    if instructor_token is None:
+        return Access(name)
+    if token:
+        if hmac.compare_digest(str(token).encode("utf-8"), instructor_token.encode("utf-8")):
+            return Access(name, instructor=True, class_mode=True)
+        return Access(None, class_mode=True, error="instructor token: not accepted; nothing is shown")
+    if name is None:
+        return Access(None, class_mode=True, error="class mode: type your workspace name in the sidebar to start")
+    if name == ALL_WORKSPACES:
+        return Access(None, class_mode=True, error="workspace '*': only the instructor sees every workspace")
+    try:
+        if key_opens(root, name, key):
+            return Access(name, class_mode=True)
+        if claimed(root, name):
+            return Access(
+                None, class_mode=True,
+                error=f"workspace {name!r}: taken by another session; open it with its own link or choose another name",
+            )
+        return Access(name, class_mode=True, new_key=claim_workspace(root, name))
+    except WorkspaceError as err:  # claimed by another session a moment ago
+        return Access(None, class_mode=True, error=str(err))
+    except OSError as err:
+        return Access(None, class_mode=True, error=f"workspace {name!r}: cannot be claimed ({err.strerror}); nothing is shown")
+
+
+__all__ = [
+    "ALL_WORKSPACES",
+    "CLAIMS_DIR",
+    "TOKEN_ENV",
+    "WORKSPACE_RULE",
+    "Access",
+    "WorkspaceError",
+    "check_token",
+    "check_workspace",
+    "claim_workspace",
+    "claimed",
+    "claims_dir",
+    "decide_access",
+    "instructor_token",
+    "key_opens",
+    "release_workspace",
+    "workspace_runs",
+]

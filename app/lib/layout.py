@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from app.lib.bindings import PREPARED, bound_params, prepared
-from app.lib.state import WORKSPACE_PARAM, carry_params, pump
+from app.lib.state import KEY_PARAM, TOKEN_PARAM, WORKSPACE_PARAM, access, carry_params, pump
 from workbench.errors import one_line
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -52,6 +52,8 @@ def page(title: str, caption: str | None = None) -> Iterator[None]:
         st.caption(caption)
     prepared()  # a prepared link's hide/lock, kept across pages
     bound_params().clear()
+    if (refused := access()).sees_nothing:  # class mode, or a malformed name: this session sees nothing
+        st.warning(refused.error, icon=":material/lock:")
     with guard("job queue"):
         pump()
     with guard():
@@ -63,10 +65,11 @@ def page(title: str, caption: str | None = None) -> Iterator[None]:
 
 
 def class_link_params(hide: Sequence[str], lock: Sequence[str]) -> dict[str, str]:
-    """The query of a link for the class: the page's state in the URL without the workspace (each
-    student keeps their own), ``hide`` and ``lock`` the given parameter names, after the session's entries
+    """The query of a link for the class: the page's state in the URL without the workspace, its key and
+    the instructor token (each student keeps their own), ``hide`` and ``lock`` the given parameter names, after the session's entries
     for controls this page did not bind (a class session stays simplified on every page)."""
-    out = {k: st.query_params[k] for k in st.query_params if k not in (WORKSPACE_PARAM, *PREPARED)}
+    private = (WORKSPACE_PARAM, KEY_PARAM, TOKEN_PARAM, *PREPARED)  # never a student's key or the token
+    out = {k: st.query_params[k] for k in st.query_params if k not in private}
     for name, chosen in zip(PREPARED, (hide, lock), strict=True):
         kept = [p for p in prepared().get(name, "").split(",") if p and p not in bound_params()]
         if kept or chosen:
@@ -79,7 +82,8 @@ def class_link() -> None:
     then the link opening the page as it is now with them, after the app's address, and in full where
     ``$WORKBENCH_APP_URL`` names that address (the server does not know the one the class uses)."""
     bound = bound_params()
-    if not bound:
+    acc = access()
+    if not bound or (acc.class_mode and not acc.instructor):  # in a class, the instructor prepares links
         return
     with st.sidebar.expander("Copy link for the class", icon=":material/share:"):
         with st.form("class_link", border=False):

@@ -45,6 +45,7 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
                        + ("".join(f" {n}" for n in entry.notes) if entry.notes else ""))
             if st.button("Remove this dataset", key="remove_dataset",
                          help="Runs trained on it keep their results but can no longer load its images."):
+                state.require_store_change("removing a dataset")
                 remove_dataset(store, name)
                 st.query_params.pop("dataset", None)
                 st.rerun()
@@ -64,6 +65,7 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
             loader = st.selectbox("Read as", ["detect", *LOADERS], key="loader",
                                   help="Which loader reads the files; detect looks at what is there.")
             if st.form_submit_button("Add", type="primary", key="add"):
+                state.require_store_change("adding a dataset")
                 source = {"a zip": upload, "a folder": folder.strip(), "a CIFAR": url.strip()}[how[: how.index(" ", 2)]]
                 if not source:
                     raise state.AppInputError("source: choose a zip or type a folder")
@@ -84,6 +86,7 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
             )
             gone = st.selectbox("Remove a teacher", ["—", *[c.name for c in cards]], key="remove_teacher")
             if gone != "—" and st.button(f"Remove {gone}", key="remove_teacher_button"):
+                state.require_store_change("removing a teacher")
                 remove_teacher(store, gone)
                 st.rerun()
         else:
@@ -99,6 +102,7 @@ with layout.page("Data and teachers", "Your own images and teachers, checked bef
                                    help='The keyword arguments it was built with, e.g. {"width": 2}.')
             on = st.selectbox("Trained on", list(choices), index=list(choices).index(name))
             if st.form_submit_button("Check and add", type="primary"):
+                state.require_store_change("adding a teacher")
                 if weights is None:
                     raise state.AppInputError("weights: choose a .safetensors file")
                 try:

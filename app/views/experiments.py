@@ -13,8 +13,7 @@ from app.lib import bindings as bind
 from app.lib import forms, grid, layout, live, state
 from workbench.runs.annotations import experiment_target
 from workbench.sweep import grid as grids
-from workbench.sweep import list_experiments, submit_experiment
-from workbench.workspaces import ALL_WORKSPACES
+from workbench.sweep import submit_experiment
 
 MAX_ROWS = 6
 
@@ -66,8 +65,7 @@ with layout.page("Experiments", "One grid of settings × seeds, queued as jobs; 
             st.query_params["experiment"] = sub.name
 
     st.subheader("Experiments")
-    ws = state.workspace()
-    found = list_experiments(state.get_store(), None if ws in (None, ALL_WORKSPACES) else ws)
+    found = state.list_experiments()
     if not found:
         st.caption("No experiments in this workspace yet.")
     else:
