@@ -47,12 +47,14 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("compare.py", "Compare runs", ":material/compare_arrows:", "compare"),
     ("leaderboard.py", "Methods leaderboard", ":material/leaderboard:", "leaderboard"),
     ("doctor.py", "Student doctor", ":material/stethoscope:", "doctor"),
+    ("classroom.py", "Class overview", ":material/groups:", "classroom"),
 ]
 
 SECTIONS = {
     "Train": ("home", "training", "experiments", "data"),
     "Look inside": ("cams", "similarity", "landscape", "agreement"),
     "Decide": ("compare", "leaderboard", "doctor"),
+    "Teach": ("classroom",),
 }
 
 

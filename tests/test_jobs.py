@@ -419,8 +419,10 @@ def test_cli_submit_list_stop(tmp_path, fake_launch):
     assert q.get(job_id).workspace == "ann"
     res = runner.invoke(jobs_app, ["list", "--runs", str(root), "--json"])
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
+    listing = json.loads(res.output)
+    rows = listing["jobs"]
     assert [(r["id"], r["state"], r["position"]) for r in rows] == [(job_id, "queued", 1)]
+    assert listing["damaged"] == [] and listing["settings"]["cap"] is None
     res = runner.invoke(jobs_app, ["list", "--runs", str(root)])
     assert job_id in res.output and "queued" in res.output
     res = runner.invoke(jobs_app, ["stop", job_id[:4], "--runs", str(root)])

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from workbench.commands.classroom import class_app
 from workbench.commands.data import data_app
 from workbench.commands.lessons import lessons_app
 from workbench.commands.models import methods_app, models_app
@@ -51,6 +52,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(lessons_app, name="lessons")
+app.add_typer(class_app, name="class")
 app.command("app", help="Start the Streamlit workbench and print its URL.")(typer_command())
 
 # piped output (no terminal) gets a wide console, so that tables are not cut
@@ -312,7 +314,7 @@ def runs_list(
         table.add_row(
             s["id"],
             s["kind"],
-            s["status"],
+            f"{s['status']}: {s['error']}" if s["error"] else s["status"],  # why it failed, when recorded
             s["dataset"],
             s["model"],
             s["method"],

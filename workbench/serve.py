@@ -259,6 +259,12 @@ def serve(
 
     for line in class_lines(url, env.get(TOKEN_ENV)):
         print(line, flush=True)
+    if env.get(TOKEN_ENV):  # a store served to a class gets the class's cap until the instructor sets one
+        from workbench.jobs.settings import class_defaults
+        from workbench.runs import default_root
+
+        root = Path(env["WORKBENCH_RUNS"]) if "WORKBENCH_RUNS" in env else default_root()
+        print(f"Queue: {class_defaults(root).line()} (change it with `workbench jobs cap N|none`).", flush=True)
     ticker = _start_ticker(env, max_jobs, ray_address, tick)
     try:
         return proc.wait()

@@ -185,11 +185,11 @@ def job_workspace() -> str | None:
 
 
 def carry_params(**params: Any) -> dict[str, str]:
-    """Query parameters for a link to another page: ``params`` (``None`` dropped), the workspace, its key
-    and the instructor token (each where the session has one)."""
+    """Query parameters for a link to another page: ``params`` (``None`` dropped), the session's workspace
+    (unless ``params`` names one), its key and the instructor token (each where the session has one)."""
     out = {k: str(v) for k, v in params.items() if v is not None}
     acc = access()
-    if acc.workspace:
+    if acc.workspace and WORKSPACE_PARAM not in out:  # the instructor's link into a workspace keeps it
         out[WORKSPACE_PARAM] = acc.workspace
     for param in (KEY_PARAM, TOKEN_PARAM):
         if value := st.query_params.get(param):

@@ -12,6 +12,13 @@ watch and stop jobs, and a restart loses nothing::
     queue.stop(job.id)               # from any process; the run ends as ``stopped``
     queue.wait(job.id, timeout=600)
 
+A class's queue has a per-workspace cap and a pause (``queue.set_cap(4)``, ``queue.pause()``,
+``queue.resume()``, kept in ``<runs>/.jobs/settings.json``), and a queued job can be moved to the
+front or the back (``queue.move(job_id, "first")``). A job file that cannot be read is listed by
+``queue.damaged()`` and skipped by the scheduler; ``queue.remove(id)`` removes it. A
+:class:`~workbench.jobs.ticker.Ticker` (``start_ticker(queue)``) pumps the queue on a timer, so it
+moves on with no face open.
+
 ``JobQueue(..., warm=True)`` keeps ``max_jobs`` warm worker processes that train job after job with
 their imports done and the shipped teachers loaded (:mod:`workbench.jobs.warm`), so a dispatched job
 trains at once; the app's server and ``workbench jobs worker`` use them.
@@ -26,19 +33,26 @@ from workbench.jobs.scheduling import (
     thread_env,
     with_positions,
 )
-from workbench.jobs.state import FINAL_STATES, HEARTBEAT_TIMEOUT, JOB_STATES, Job, JobError, jobs_dir
+from workbench.jobs.settings import DEFAULT_CAP, QueueSettings
+from workbench.jobs.state import FINAL_STATES, HEARTBEAT_TIMEOUT, JOB_STATES, Damaged, Job, JobError, jobs_dir
+from workbench.jobs.ticker import Ticker, start_ticker
 
 __all__ = [
+    "DEFAULT_CAP",
     "FINAL_STATES",
     "HEARTBEAT_TIMEOUT",
     "JOB_STATES",
+    "Damaged",
     "Job",
     "JobError",
     "JobQueue",
+    "QueueSettings",
+    "Ticker",
     "default_max_jobs",
     "jobs_dir",
     "pick_next",
     "queue_order",
+    "start_ticker",
     "submit_demo",
     "thread_budget",
     "thread_env",

@@ -1,4 +1,5 @@
-"""``workbench jobs``: list, submit and stop background jobs, or run the scheduler loop.
+"""``workbench jobs``: list, submit, stop and remove background jobs, run the scheduler loop, and
+the class's queue controls (pause, resume, a per-workspace cap, moving a job to the front or back).
 
 Thin: every command calls :class:`workbench.jobs.JobQueue` and prints. Bad input exits with
 code 2 and one line on stderr.
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workbench.console import friendly
+from workbench.jobs.state import job_file_name
 
 jobs_app = typer.Typer(
     no_args_is_help=True,
@@ -47,21 +49,48 @@ def _queue(
 def jobs_list(
     runs: Path | None = _RunsOpt,
     workspace: str | None = _WorkspaceOpt,
-    as_json: bool = typer.Option(False, "--json", help="print the jobs as JSON"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the jobs, the damaged job files and the settings as JSON"
+    ),
 ) -> None:
-    """List jobs: running, then queued (with positions), then finished, stopped and failed."""
-    jobs = _queue(runs).list(workspace=workspace)
+    """List jobs: running, then queued (with positions), then finished, stopped and failed; then the
+    damaged job files (not with --workspace: a damaged file's workspace is unknown)."""
+    queue = _queue(runs)
+    jobs = queue.list(workspace=workspace)  # jobs whose worker died are marked failed first
+    damaged = [] if workspace is not None else queue.damaged()
+    settings = queue.settings()
     if as_json:
-        _out.print_json(json.dumps([j.to_dict() for j in jobs]))
+        payload = {
+            "jobs": [j.to_dict() for j in jobs],
+            "damaged": [d.to_dict() for d in damaged],
+            "settings": settings.to_dict(),
+        }
+        _out.print_json(json.dumps(payload))
         return
+    _warn_settings(settings)
+    if settings.paused:
+        _out.print("the queue is paused: nothing starts until `workbench jobs resume`", markup=False)
     if not jobs:
         _out.print("no jobs")
-        return
+    else:
+        _out.print(_jobs_table(jobs))
+    for d in damaged:
+        _out.print(
+            f"damaged: {job_file_name(d.id)}: {d.reason} (remove it with `workbench jobs remove {d.id}`)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _jobs_table(jobs: list[Any]) -> Table:
     table = Table("id", "state", "#", "workspace", "name", "run", "pid", "started", "error")
+    for column in table.columns[:2]:
+        column.no_wrap = True  # an id and a state are read whole
     for j in jobs:
         table.add_row(
             j.id,
-            j.state + (" (stop requested)" if j.stop_requested and j.state == "running" else ""),
+            j.state_text + (" (stop requested)" if j.stop_requested and j.state == "running" else ""),
             str(j.position) if j.position else "",
             j.workspace or "",
             j.name,
@@ -70,7 +99,12 @@ def jobs_list(
             j.started or "",
             j.error or "",
         )
-    _out.print(table)
+    return table
+
+
+def _warn_settings(settings: Any) -> None:
+    if settings.warning:
+        _err.print(f"warning: {settings.warning}", markup=False, highlight=False)
 
 
 @jobs_app.command("stop")
@@ -83,6 +117,80 @@ def jobs_stop(
     j = _queue(runs).stop(job)
     what = "stop requested" if j.state == "running" else j.state
     _out.print(f"job {j.id}: {what}")
+
+
+@jobs_app.command("remove")
+@friendly
+def jobs_remove(
+    job: str = typer.Argument(..., help="job id or a unique prefix (a damaged job file's id too)"),
+    runs: Path | None = _RunsOpt,
+) -> None:
+    """Forget a final job or a damaged job file (its files under .jobs; the run stays in the store)."""
+    _out.print(f"job {_queue(runs).remove(job)}: removed")
+
+
+@jobs_app.command("pause")
+@friendly
+def jobs_pause(runs: Path | None = _RunsOpt) -> None:
+    """Pause the class's queue: nothing starts until `workbench jobs resume` (running jobs go on)."""
+    _queue(runs).pause()
+    _out.print("queue paused: nothing starts until `workbench jobs resume`; running jobs go on", markup=False)
+
+
+@jobs_app.command("resume")
+@friendly
+def jobs_resume(runs: Path | None = _RunsOpt) -> None:
+    """Let the queue start jobs again after `workbench jobs pause`."""
+    _queue(runs).resume()
+    _out.print("queue running: queued jobs start as slots free up")
+
+
+@jobs_app.command("cap")
+@friendly
+def jobs_cap(
+    cap: str = typer.Argument(..., help="the most jobs one workspace may have queued or running, or 'none'"),
+    runs: Path | None = _RunsOpt,
+) -> None:
+    """Set the per-workspace cap on queued and running jobs ('none': no cap)."""
+    from workbench.jobs import JobError
+
+    text = cap.strip().lower()
+    if text == "none":
+        value = None
+    elif text.isdigit() and int(text) >= 1:
+        value = int(text)
+    else:
+        raise JobError(f"cap: expected a whole number >= 1 or 'none', got {cap!r}")
+    _out.print(_queue(runs).set_cap(value).line())
+
+
+@jobs_app.command("move")
+@friendly
+def jobs_move(
+    job: str = typer.Argument(..., help="a queued job's id or a unique prefix"),
+    first: bool = typer.Option(
+        ..., "--first/--last", help="--first: start it before every other queued job; --last: after them"
+    ),
+    runs: Path | None = _RunsOpt,
+) -> None:
+    """Move a queued job to the front or the back of the queue."""
+    j = _queue(runs).move(job, "first" if first else "last")
+    _out.print(f"job {j.id}: position {j.position}")
+
+
+@jobs_app.command("settings")
+@friendly
+def jobs_settings(
+    runs: Path | None = _RunsOpt,
+    as_json: bool = typer.Option(False, "--json", help="print the settings as JSON"),
+) -> None:
+    """Print the queue's settings: the per-workspace cap and whether it is paused."""
+    settings = _queue(runs).settings()
+    if as_json:
+        _out.print_json(json.dumps(settings.to_dict()))
+        return
+    _warn_settings(settings)
+    _out.print(settings.line())
 
 
 @jobs_app.command("submit")

@@ -5,9 +5,11 @@ under ``<runs>/.jobs``, a lock around every change). :meth:`JobQueue.pump` is th
 marks jobs whose worker died as failed and starts queued jobs while fewer than ``max_jobs`` run,
 round-robin by workspace (:func:`~workbench.jobs.scheduling.pick_next`), each as a detached local
 worker process (``python -m workbench.jobs.worker``) or a Ray task
-(:mod:`workbench.jobs.ray_backend`). Any face calls it now and then; it is safe to call from many
-threads and processes at once, and a finishing worker calls it too, so the queue moves on without
-a face. Nothing is held in memory that a restart would lose.
+(:mod:`workbench.jobs.ray_backend`). A :class:`~workbench.jobs.ticker.Ticker` calls it on a timer
+(the app's server and ``workbench jobs worker``), faces call it now and then; it is safe to call
+from many threads and processes at once, and a finishing worker calls it too, so the queue moves on
+without a face. It starts nothing while the class's queue is paused, and it skips damaged job files
+(:meth:`JobQueue.damaged`). Nothing is held in memory that a restart would lose.
 
 With ``warm=True`` (the app's server and ``workbench jobs worker``) the queue keeps ``max_jobs``
 warm workers (:mod:`workbench.jobs.warm`): processes that stay alive between jobs with their
@@ -19,6 +21,7 @@ process start. A worker that dies is replaced, one that did ``recycle_after`` jo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import one_line
+from workbench.jobs.controls import QueueControls, move_job, resumed_status
 from workbench.jobs.pool import (
     IDLE_TIMEOUT,
     MEMORY_MARK_MB,
@@ -55,17 +59,21 @@ from workbench.jobs.scheduling import (
     thread_env,
     with_positions,
 )
+from workbench.jobs.settings import cap_message, read_settings, room_left
 from workbench.jobs.state import (
     FINAL_STATES,
     HEARTBEAT_TIMEOUT,
+    RUN_ID_RE,
     Job,
     JobError,
     all_job_files,
     clear_signals,
     heartbeat_age,
+    job_file_name,
     jobs_dir,
+    load_job,
     now,
-    read_job_file,
+    scan_job_files,
     set_state,
     state_lock,
     update_job_file,
@@ -75,8 +83,6 @@ from workbench.procs import pid_alive
 
 #: the environment variable that turns warm workers on for a queue that does not say (``1``/``0``)
 WARM_ENV = "WORKBENCH_WARM_WORKERS"
-#: a run id given at submit (the run store's own rule: a plain name, no path)
-_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
 # worker processes started by this process, kept so that finished ones are reaped (no zombies)
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -132,8 +138,12 @@ def _reap_children() -> None:
 
 
 # ---- the queue ---------------------------------------------------------------------------------
-class JobQueue:
+class JobQueue(QueueControls):
     """The background job queue of one run store.
+
+    Its class controls (:class:`~workbench.jobs.controls.QueueControls`): :meth:`settings`,
+    :meth:`set_cap`, :meth:`pause`, :meth:`resume`, :meth:`room`, :meth:`damaged`; and
+    :meth:`move` puts a queued job at the front or the back.
 
     Args:
         root: the run store's root (default ``$WORKBENCH_RUNS`` or ``./runs``); jobs live in
@@ -208,39 +218,59 @@ class JobQueue:
     def _jobs(self) -> list[Job]:
         return [Job.from_dict(d) for d in all_job_files(self.root)]
 
-    def list(self, workspace: str | None = None) -> list[Job]:
-        """The jobs (of ``workspace`` only, if given): running first, then queued in the order they
-        will start (``position`` 1, 2, ... counted over all workspaces), then final ones, newest
-        first."""
+    def _with_run_status(self, job: Job) -> Job:
+        status = resumed_status(self.root, job)
+        return dataclasses.replace(job, run_status=status) if status else job
+
+    def list(self, workspace: str | None = None, *, check: bool = True) -> list[Job]:
+        """The healthy jobs (of ``workspace`` only, if given; a damaged job file's job is in no
+        workspace's list, see :meth:`damaged`): running first, then queued in the order they will
+        start (``position`` 1, 2, ... counted over all workspaces), then final ones, newest first;
+        a final job whose run was resumed since carries its run's ``run_status``.
+
+        With ``check`` (the default), while any job runs, jobs whose worker died are marked failed
+        first (:meth:`check_workers`), so the list agrees with the run store on who is alive.
+        """
+        if check and any(d["state"] == "running" for d in all_job_files(self.root)):
+            self.check_workers()
         jobs = with_positions(self._jobs())
         if workspace is not None:
             jobs = [j for j in jobs if j.workspace == workspace]
-        return jobs
+        return [self._with_run_status(j) for j in jobs]
 
-    def resolve(self, job_id: str) -> str:
-        """The full id of ``job_id`` (an exact id or a unique prefix).
+    def resolve(self, job_id: str, *, damaged: bool = False) -> str:
+        """The full id of ``job_id`` (an exact id or a unique prefix), among the healthy jobs and,
+        with ``damaged``, the damaged job files too.
 
         Raises:
-            JobError: empty, unknown or ambiguous, naming the id.
+            JobError: empty, unknown or ambiguous, naming the id; or the job's file is damaged
+                (without ``damaged``), naming the file, the reason and how to remove it.
         """
         if not isinstance(job_id, str) or not job_id.strip():
             raise JobError("job id: empty; give a job id or a unique prefix (see `workbench jobs list`)")
         from workbench.runs.store import prefix_matches
 
         job_id = job_id.strip()
-        matches = prefix_matches(job_id, sorted(d["id"] for d in all_job_files(self.root)))
-        if len(matches) == 1:
-            return matches[0]
+        healthy, broken = scan_job_files(self.root)
+        matches = prefix_matches(job_id, sorted([d["id"] for d in healthy] + [d.id for d in broken]))
+        if len(matches) > 1:
+            raise JobError(f"job {job_id!r}: ambiguous, matches {', '.join(matches[:5])}")
         if not matches:
             raise JobError(f"job {job_id!r}: not found in {self.dir}")
-        raise JobError(f"job {job_id!r}: ambiguous, matches {', '.join(matches[:5])}")
+        bad = next((d for d in broken if d.id == matches[0]), None)
+        if bad is not None and not damaged:
+            raise JobError(
+                f"job {bad.id}: its file {job_file_name(bad.id)} is damaged: {bad.reason}; "
+                f"remove it with `workbench jobs remove {bad.id}`"
+            )
+        return matches[0]
 
     def get(self, job_id: str) -> Job:
-        """One job (an exact id or a unique prefix), with its queue position."""
+        """One job (an exact id or a unique prefix), with its queue position and ``run_status``."""
         full = self.resolve(job_id)
         for job in with_positions(self._jobs()):
             if job.id == full:
-                return job
+                return self._with_run_status(job)
         raise JobError(f"job {job_id!r}: not found in {self.dir}")  # removed meanwhile
 
     def progress(self, job_id: str) -> dict[str, Any] | None:
@@ -257,7 +287,7 @@ class JobQueue:
 
     def log(self, job_id: str, tail: int = 4000) -> str:
         """The last ``tail`` characters of the worker's output (tracebacks land here)."""
-        path = self.dir / f"{self.resolve(job_id)}.log"
+        path = self.dir / f"{self.resolve(job_id, damaged=True)}.log"
         try:
             return path.read_text(encoding="utf-8", errors="replace")[-tail:]
         except OSError:
@@ -291,7 +321,8 @@ class JobQueue:
             ConfigError: the config is invalid, by the schema or the registries (one line naming
                 the field; see :func:`workbench.validate.check_config`).
             JobError: ``workspace``, ``label``, ``experiment`` or ``trial`` is not a non-empty
-                string, or ``run_id`` is not a plain run id.
+                string, ``run_id`` is not a plain run id, or ``workspace`` already has as many
+                jobs queued or running as the class's cap allows (:meth:`set_cap`, :meth:`room`).
         """
         from workbench.config import RunConfig, validate_config
         from workbench.validate import check_config
@@ -304,7 +335,7 @@ class JobQueue:
         for name, value in (("workspace", workspace), ("label", label), ("experiment", experiment), ("trial", trial)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise JobError(f"{name}: expected a non-empty string or None, got {value!r}")
-        if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id)):
+        if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id)):
             raise JobError(f"run_id: {run_id!r} is not a run id; use letters, digits, '-', '_' and '.'")
         data = {
             "id": uuid.uuid4().hex[:8],
@@ -319,10 +350,17 @@ class JobQueue:
             "run_id": run_id,
         }
         with state_lock(self.root):
-            raw = all_job_files(self.root)
-            while any(d["id"] == data["id"] for d in raw):
+            cap = read_settings(self.root).cap if workspace is not None else None
+            if cap is not None:
+                self._reap_dead()  # a job whose worker died holds no place under the cap
+            raw, broken = scan_job_files(self.root)
+            if room_left(raw, workspace, cap) == 0:
+                active = sum(1 for d in raw if d.get("workspace") == workspace and d["state"] in ("queued", "running"))
+                raise JobError(cap_message(str(workspace), active, int(cap or 0)))
+            taken = {d["id"] for d in raw} | {d.id for d in broken}
+            while data["id"] in taken:
                 data["id"] = uuid.uuid4().hex[:8]
-            data["seq"] = max((int(d.get("seq", 0)) for d in raw), default=0) + 1
+            data["seq"] = max((d["seq"] for d in raw), default=0) + 1
             write_job_file(self.root, data)
         return self.get(data["id"])
 
@@ -332,35 +370,58 @@ class JobQueue:
         run as ``stopped`` (loadable). A final job is returned unchanged."""
         full = self.resolve(job_id)
         with state_lock(self.root):
-            data = read_job_file(self.root, full)
-            if data is None:
+            job = load_job(self.root, full)
+            if job is None:
                 raise JobError(f"job {job_id!r}: not found in {self.dir}")
-            if data["state"] == "queued":
+            if job.state == "queued":
                 set_state(self.root, full, "stopped", finished=now(), stop_requested=True)
-            elif data["state"] == "running":
+            elif job.state == "running":
                 (self.dir / f"{full}.stop").write_text(now() + "\n", encoding="utf-8")
                 update_job_file(self.root, full, stop_requested=True)
         return self.get(full)
 
     def remove(self, job_id: str) -> str:
-        """Forget a final job (its files under ``.jobs``; the run stays in the store). Returns its id.
+        """Forget a final job, or a damaged job file (:meth:`damaged`): its files under ``.jobs``
+        (the run stays in the store). Returns its id.
 
         Raises:
             JobError: the job is still queued or running.
         """
-        full = self.resolve(job_id)
+        full = self.resolve(job_id, damaged=True)
         with state_lock(self.root):
-            data = read_job_file(self.root, full)
-            if data is not None and data["state"] not in FINAL_STATES:
-                raise JobError(f"job {full}: still {data['state']}; stop it first")
+            try:
+                job = load_job(self.root, full)
+            except JobError:
+                job = None  # damaged: its state is unknown, and it is never scheduled
+            if job is not None and job.state not in FINAL_STATES:
+                raise JobError(f"job {full}: still {job.state}; stop it first")
             for suffix in (".json", ".stop", ".beat", ".log"):
                 (self.dir / f"{full}{suffix}").unlink(missing_ok=True)
         return full
 
+    def move(self, job_id: str, where: str) -> Job:
+        """Move a queued job (an id or a unique prefix) to the front (``"first"``: it starts before
+        every other queued job) or the back (``"last"``) of the queue
+        (:func:`~workbench.jobs.controls.move_job`). Returns it with its new ``position``.
+
+        Raises:
+            JobError: ``where`` is not ``first`` or ``last``; the job is unknown or not queued.
+        """
+        move_job(self.root, self.resolve(job_id), where)
+        return self.get(job_id)
+
+    def check_workers(self) -> list[str]:
+        """The first half of :meth:`pump`, which starts nothing: mark the running jobs whose worker
+        died as failed (their runs ``interrupted``, keeping the completed epochs). Returns their ids."""
+        with state_lock(self.root):
+            return self._reap_dead()
+
     def pump(self) -> list[Job]:
-        """The scheduler's one step: mark jobs whose worker died as failed, then start queued jobs
-        (round-robin by workspace) while fewer than ``max_jobs`` run. Safe to call from any number
-        of threads and processes at once (a lock file serialises it; no job starts twice).
+        """The scheduler's one step: mark jobs whose worker died as failed, then, unless the queue
+        is paused (:meth:`pause`), start queued jobs (the highest priority first, then round-robin
+        by workspace) while fewer than ``max_jobs`` run. Damaged job files are skipped. Safe to call
+        from any number of threads and processes at once (a lock file serialises it; no job starts
+        twice).
 
         With ``warm``, dead warm workers are forgotten first; each job started goes to a warm
         worker without a job (a ready one first), else to a new worker process that stays warm
@@ -373,11 +434,9 @@ class JobQueue:
         _reap_children()
         started: list[str] = []
         with state_lock(self.root):
-            for data in all_job_files(self.root):
-                if data["state"] == "running":
-                    why = self._dead_reason(data)
-                    if why is not None:
-                        self._mark_dead(data, why)
+            self._reap_dead()
+            if read_settings(self.root).paused:
+                return []
             free = self._free_workers() if self.warm else []
             while True:
                 jobs = self._jobs()
@@ -429,6 +488,17 @@ class JobQueue:
             time.sleep(poll)
 
     # ---- internals ----------------------------------------------------------------------------
+    def _reap_dead(self) -> list[str]:
+        """Mark the running jobs whose worker is gone as failed (under the lock); their ids."""
+        dead = []
+        for data in all_job_files(self.root):
+            if data["state"] == "running":
+                why = self._dead_reason(data)
+                if why is not None:
+                    self._mark_dead(data, why)
+                    dead.append(data["id"])
+        return dead
+
     def _dead_reason(self, data: dict[str, Any]) -> str | None:
         """Why a running job's worker is gone, or ``None`` while it lives."""
         job_id, pid = data["id"], data.get("pid")

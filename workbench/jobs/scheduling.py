@@ -18,12 +18,14 @@ def _ws(job: Job) -> str:
 
 
 def pick_next(jobs: Iterable[Job]) -> Job | None:
-    """The queued job to start next, round-robin by workspace.
+    """The queued job to start next: the highest ``priority`` first, then round-robin by workspace.
 
-    Among the workspaces with queued jobs, take the one whose most recent start is oldest
-    (a workspace that never started a job comes first; ties go to the workspace whose oldest
-    queued job was submitted first), and start that workspace's oldest queued job. So one
-    workspace that queues ten jobs cannot hold back another that queues one.
+    Only the queued jobs of the highest priority compete (0 for all unless the instructor moved
+    one to the front, above every other, or to the back, below). Among their workspaces, take the
+    one whose most recent start is oldest (a workspace that never started a job comes first; ties
+    go to the workspace whose oldest queued job was submitted first), and start that workspace's
+    oldest queued job. So one workspace that queues ten jobs cannot hold back another that queues
+    one.
 
     Args:
         jobs: every job of the queue (all states: the started ones say when each workspace last
@@ -37,11 +39,13 @@ def pick_next(jobs: Iterable[Job]) -> Job | None:
     for j in jobs:
         if j.start_seq is not None:
             last[_ws(j)] = max(last.get(_ws(j), 0), j.start_seq)
-    oldest: dict[str, Job] = {}
-    for j in sorted((j for j in jobs if j.state == "queued"), key=lambda j: (j.seq, j.created, j.id)):
-        oldest.setdefault(_ws(j), j)
-    if not oldest:
+    queued = [j for j in jobs if j.state == "queued"]
+    if not queued:
         return None
+    top = max(j.priority for j in queued)
+    oldest: dict[str, Job] = {}
+    for j in sorted((j for j in queued if j.priority == top), key=lambda j: (j.seq, j.created, j.id)):
+        oldest.setdefault(_ws(j), j)
     chosen = min(oldest, key=lambda w: (last.get(w, 0), oldest[w].seq, oldest[w].id))
     return oldest[chosen]
 

@@ -9,12 +9,19 @@ State lives in the run store's root, one JSON file per job, each replaced atomic
         <job-id>.beat      the worker's heartbeat (touched every few seconds)
         <job-id>.log       the worker's stdout and stderr
         .lock              fcntl lock held around every state change
+        settings.json      the class's queue settings: cap, paused (:mod:`workbench.jobs.settings`)
         workers/           the warm workers' records (:mod:`workbench.jobs.pool`)
 
 States: ``queued`` -> ``running`` -> ``finished`` | ``stopped`` | ``failed``; a queued job may go
 straight to ``stopped`` (:data:`TRANSITIONS`). Every change of state goes through
 :func:`set_state` under :func:`state_lock`. The queue (:mod:`workbench.jobs.queue`) and the worker
 (:mod:`workbench.jobs.worker`) both build on this module; it imports neither.
+
+A job file is read through one check (:func:`job_problem`): every required field present, every
+field of the right type. A file that fails it (truncated, not a mapping, a field missing or of the
+wrong type) is *damaged*: :func:`scan_job_files` returns it as a :class:`Damaged` entry naming the
+file and the reason, apart from the healthy records, so that no listing, workspace filter or
+scheduler pass ever reads it as a job.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 SIGNAL_SUFFIXES = (".stop", ".beat")
 
 _ID_RE = re.compile(r"^[0-9a-f]{8}$")
+#: a run id (the run store's own rule: a plain name, no path)
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
+#: the fields every job file must have
+REQUIRED_FIELDS = ("id", "state", "config", "seq", "created")
 
 
 class JobError(ValueError):
@@ -70,6 +81,11 @@ class Job:
     :func:`workbench.sweep.submit_experiment` (``None`` for a single run; job files written before
     these fields existed load with ``None``). ``worker`` is the id of the warm worker the job was
     handed to (:mod:`workbench.jobs.pool`; ``None`` for a job that got a worker process of its own).
+    ``priority`` orders the queue before its turns between workspaces: a queued job with a higher
+    one starts first (0 unless the instructor moved it: to the front above every other, to the
+    back below; :meth:`workbench.jobs.JobQueue.move`). ``run_status`` is derived when listing, not
+    stored: the status of the job's run when the run changed after the job ended (it was resumed,
+    e.g. ``completed``), else ``None``.
     """
 
     id: str
@@ -91,7 +107,9 @@ class Job:
     experiment: str | None = None
     trial: str | None = None
     worker: str | None = None
+    priority: int = 0
     position: int | None = None
+    run_status: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -105,7 +123,9 @@ class Job:
         if self.label:
             return self.label
         cfg = self.config
-        return cfg.get("name") or f"{cfg.get('kind', 'student')}-{cfg.get('model', {}).get('name', '?')}"
+        model = cfg.get("model")
+        model_name = model.get("name", "?") if isinstance(model, dict) else "?"
+        return cfg.get("name") or f"{cfg.get('kind', 'student')}-{model_name}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields (without the internal ``extra``), ``name`` and ``done`` added."""
@@ -114,13 +134,129 @@ class Job:
         out["done"] = self.done
         return out
 
+    @property
+    def state_text(self) -> str:
+        """The state as listings show it: ``failed → run resumed, completed`` for a job whose run
+        was resumed after it ended, else the state."""
+        return f"{self.state} → run resumed, {self.run_status}" if self.run_status else self.state
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any], position: int | None = None) -> Job:
-        """Build a job from its state file's mapping; unknown keys go to ``extra``."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "position"}
+    def from_dict(cls, data: Any, position: int | None = None, *, source: str | None = None) -> Job:
+        """Build a job from its state file's mapping; unknown keys go to ``extra`` (the derived
+        ``position`` and ``run_status`` are not read from it).
+
+        Args:
+            data: the mapping a job file holds.
+            position: the job's place in the queue, if known.
+            source: what the mapping came from, to name in an error (default ``job record``).
+
+        Raises:
+            JobError: a required field is missing or a field has the wrong type
+                (:func:`job_problem`), naming ``source`` and the field.
+        """
+        problem = job_problem(data)
+        if problem is not None:
+            raise JobError(f"{source or 'job record'}: {problem}")
+        derived = {"extra", "position", "run_status"}
+        names = {f.name for f in dataclasses.fields(cls)} - derived
         known = {k: v for k, v in data.items() if k in names}
-        extra = {k: v for k, v in data.items() if k not in names and k != "position"}
+        extra = {k: v for k, v in data.items() if k not in names and k not in derived}
         return cls(**known, position=position, extra=extra)
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A job file that cannot be read as a job: ``id`` is the file's stem, ``path`` the file,
+    ``reason`` one line (not valid JSON, not a mapping, a field missing or of the wrong type).
+    Its job's workspace is unknown, so no workspace's listing shows it; the scheduler skips it;
+    :meth:`workbench.jobs.JobQueue.remove` removes it."""
+
+    id: str
+    path: Path
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``id``, ``path`` (as text) and ``reason``."""
+        return {"id": self.id, "path": str(self.path), "reason": self.reason}
+
+
+# ---- the check of a job record ----------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+#: each known field of a job file: the test of its value and what it expects, in words
+FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "id": (lambda v: isinstance(v, str) and bool(_ID_RE.match(v)), "8 hex digits"),
+    "state": (lambda v: isinstance(v, str) and v in JOB_STATES, f"one of {', '.join(JOB_STATES)}"),
+    "config": (lambda v: isinstance(v, dict), "a mapping"),
+    "seq": (_is_int, "an integer"),
+    "created": (_text, "a string"),
+    "workspace": (_or_none(lambda v: isinstance(v, str) and bool(v.strip())), "a non-empty string or null"),
+    "label": (_or_none(_text), "a string or null"),
+    "backend": (lambda v: v in ("local", "ray"), "'local' or 'ray'"),
+    "started": (_or_none(_text), "a string or null"),
+    "finished": (_or_none(_text), "a string or null"),
+    "start_seq": (_or_none(_is_int), "an integer or null"),
+    "pid": (_or_none(_is_int), "an integer or null"),
+    "host": (_or_none(_text), "a string or null"),
+    "run_id": (_or_none(lambda v: isinstance(v, str) and bool(RUN_ID_RE.fullmatch(v))), "a run id or null"),
+    "error": (_or_none(_text), "a string or null"),
+    "stop_requested": (lambda v: isinstance(v, bool), "true or false"),
+    "experiment": (_or_none(_text), "a string or null"),
+    "trial": (_or_none(_text), "a string or null"),
+    "worker": (_or_none(_text), "a string or null"),
+    "priority": (_is_int, "an integer"),
+    "started_ts": (_or_none(_is_number), "a number or null"),
+    "token": (_or_none(_text), "a string or null"),
+    "max_jobs": (_or_none(lambda v: _is_int(v) and v >= 1), "an integer >= 1 or null"),
+    "threads": (_or_none(lambda v: _is_int(v) and v >= 1), "an integer >= 1 or null"),
+}
+
+
+def job_problem(data: Any, stem: str | None = None) -> str | None:
+    """What makes ``data`` not a job record, in one line, or ``None`` when it is one.
+
+    Every field of :data:`REQUIRED_FIELDS` must be present and every known field
+    (:data:`FIELD_RULES`) of its type: ``id`` 8 hex digits (the file's ``stem`` when given),
+    ``state`` one of :data:`JOB_STATES`, ``config`` a mapping, ``seq`` an integer, ``created`` a
+    string, ``workspace`` a non-empty string or null, ``run_id`` a plain run id or null, ...
+    Unknown fields are allowed (they go to :attr:`Job.extra`).
+    """
+    if not isinstance(data, dict):
+        return f"expected a JSON mapping, got {_kind(data)}"
+    for name in REQUIRED_FIELDS:
+        if name not in data:
+            return f"missing field {name!r}"
+    for name, (check, expected) in FIELD_RULES.items():
+        if name in data and not check(data[name]):
+            return f"field {name!r}: expected {expected}, got {_shown(data[name])}"
+    if stem is not None and data["id"] != stem:
+        return f"field 'id': {data['id']!r} does not match the file's name {stem!r}"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if _is_number(value) else type(value).__name__
+    )
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ---- time -------------------------------------------------------------------------------------
@@ -217,18 +353,67 @@ def update_job_file(root: str | Path, job_id: str, **fields: Any) -> dict[str, A
     return data
 
 
-def all_job_files(root: str | Path) -> list[dict[str, Any]]:
-    """The raw mappings of every readable job file of the store at ``root`` (any order)."""
+def job_file_name(job_id: str) -> str:
+    """A job file's name as messages show it, relative to the run store: ``.jobs/<id>.json``."""
+    return f"{JOBS_DIR}/{job_id}.json"
+
+
+def _read_checked(path: Path) -> dict[str, Any] | Damaged | None:
+    """The healthy record job file ``path`` holds, a :class:`Damaged` entry for it, or ``None``
+    when it is gone (removed meanwhile)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        return Damaged(path.stem, path, f"unreadable: {type(err).__name__}: {str(err).splitlines()[0]}"[:200])
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        what = "empty" if not text.strip() else f"not valid JSON (truncated?): {err.msg} at line {err.lineno}"
+        return Damaged(path.stem, path, what)
+    problem = job_problem(data, path.stem)
+    return Damaged(path.stem, path, problem) if problem is not None else data
+
+
+def scan_job_files(root: str | Path) -> tuple[list[dict[str, Any]], list[Damaged]]:
+    """Every job file of the store at ``root``, read through :func:`job_problem`: the healthy
+    records (any order) and the damaged files (by id). A file removed while it is read is in
+    neither."""
     folder = jobs_dir(root)
     if not folder.is_dir():
-        return []
-    out = []
+        return [], []
+    healthy: list[dict[str, Any]] = []
+    damaged: list[Damaged] = []
     for path in folder.glob("*.json"):
-        if _ID_RE.match(path.stem):
-            data = read_job_file(root, path.stem)
-            if data is not None and data.get("id") == path.stem:
-                out.append(data)
-    return out
+        if not _ID_RE.match(path.stem):
+            continue
+        got = _read_checked(path)
+        if isinstance(got, Damaged):
+            damaged.append(got)
+        elif got is not None:
+            healthy.append(got)
+    return healthy, sorted(damaged, key=lambda d: d.id)
+
+
+def all_job_files(root: str | Path) -> list[dict[str, Any]]:
+    """The records of every healthy job file of the store at ``root`` (any order); damaged files
+    are left out (:func:`scan_job_files` lists them)."""
+    return scan_job_files(root)[0]
+
+
+def load_job(root: str | Path, job_id: str, position: int | None = None) -> Job | None:
+    """The job of file ``.jobs/<job_id>.json``, or ``None`` when there is no such file.
+
+    Raises:
+        JobError: the file is damaged, naming the file and the reason (e.g. the field).
+    """
+    got = _read_checked(jobs_dir(root) / f"{job_id}.json")
+    if got is None:
+        return None
+    if isinstance(got, Damaged):
+        raise JobError(f"job file {job_file_name(job_id)}: {got.reason}")
+    return Job.from_dict(got, position, source=f"job file {job_file_name(job_id)}")
 
 
 def clear_signals(root: str | Path, job_id: str) -> None:

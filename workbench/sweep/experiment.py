@@ -406,7 +406,8 @@ def submit_experiment(
 
     Raises:
         SweepError: a trial's config is invalid (names the trial and the field).
-        ExperimentError: too many trials, too long, another workspace's experiment, or a record
+        ExperimentError: too many trials, more than the workspace may queue under the class's cap
+            (:meth:`~workbench.jobs.JobQueue.room`), too long, another workspace's experiment, or a record
             that cannot be read.
     """
     if not isinstance(spec, SweepSpec):
@@ -436,6 +437,13 @@ def submit_experiment(
         status = _status(record, runs, _latest_jobs(store.root, {name}).get(name, {}))
         states = {t.key: t.state for t in status.trials}
         todo = [t for t in trials if states[t.key] in RETRAIN_STATES]
+        room = queue.room(workspace)  # the class's cap: the whole batch fits, or nothing is queued
+        if room is not None and len(todo) > room:
+            raise ExperimentError(
+                f"experiment {name}: {len(todo)} trials to queue, but workspace {workspace!r} may queue only "
+                f"{room} more job{'s' * (room != 1)} (the class's cap is {queue.settings().cap}); "
+                "narrow the grid or wait for jobs to end"
+            )
         estimate = estimate_seconds(todo, store, max_jobs=queue.max_jobs)
         if max_hours is not None and estimate.total > max_hours * 3600:
             raise ExperimentError(
