@@ -153,3 +153,20 @@ def test_workbench_app_runs_the_scheduler_and_serves_a_class(tmp_path, monkeypat
     assert ticker.stopped and ticker.every == 0.5 and ticker.queue.max_jobs == 2
     assert ticker.queue.root.resolve() == root.resolve() and ticker.queue.warm
     assert JobQueue(root).settings().cap == 4
+
+
+def test_cli_class_release(tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    claim_workspace(tmp_path, "alice")
+    runner = CliRunner()
+    res = runner.invoke(app, ["class", "release", "alice", "--runs", str(tmp_path)])
+    assert res.exit_code == 0 and "workspace alice: released" in res.output
+    assert not (claims_dir(tmp_path) / "alice.json").exists()
+    res = runner.invoke(app, ["class", "release", "alice", "--runs", str(tmp_path)])
+    assert res.exit_code == 0 and "was not claimed" in res.output
+    for bad in ("../x", "*"):
+        res = runner.invoke(app, ["class", "release", bad, "--runs", str(tmp_path)])
+        assert res.exit_code == 2 and "workspace" in res.output

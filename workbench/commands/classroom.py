@@ -59,3 +59,24 @@ def class_overview_command(
             )
         )
     _out.print(table)
+
+
+@class_app.command("release")
+@friendly
+def class_release_command(
+    workspace: str = typer.Argument(..., help="the workspace whose claim to forget"),
+    runs: Path | None = _RunsOpt,
+) -> None:
+    """Forget the claim on a workspace (a student lost their link): its runs and jobs stay, and the next
+    session that types the name claims it again, with a new key."""
+    from workbench.runs import default_root
+    from workbench.workspaces import ALL_WORKSPACES, check_workspace, release_workspace
+
+    root = runs if runs is not None else default_root()
+    name = check_workspace(workspace)
+    if name in (None, ALL_WORKSPACES):
+        raise ValueError(f"workspace {workspace!r}: give one workspace's name")
+    if release_workspace(root, name):
+        _out.print(f"workspace {name}: released; the next session that types its name claims it", markup=False)
+    else:
+        _out.print(f"workspace {name}: was not claimed", markup=False)
