@@ -68,8 +68,9 @@ def _missing(title: str):
     return page
 
 
-def build_pages() -> dict[str, list[st.Page]]:
-    """The ``st.Page`` objects of :data:`PAGES`, grouped by :data:`SECTIONS`.
+def build_pages(teach: bool = True) -> dict[str, list[st.Page]]:
+    """The ``st.Page`` objects of :data:`PAGES`, grouped by :data:`SECTIONS` (the Teach section's pages
+    hidden from the menu unless ``teach``: a student in class mode; opened by URL they refuse).
 
     Streamlit serves the default page at ``/`` only, whatever its url path; the same script is also
     registered, hidden from the menu, at the default page's url path, so ``/home`` opens Home too (a
@@ -79,7 +80,9 @@ def build_pages() -> dict[str, list[st.Page]]:
     for i, (file, title, icon, url) in enumerate(PAGES):
         path = PAGES_DIR / file
         target = path if path.is_file() else _missing(title)
-        made[url] = st.Page(target, title=title, icon=icon, url_path="" if i == 0 else url, default=i == 0)
+        hidden = not teach and url in SECTIONS["Teach"]
+        made[url] = st.Page(target, title=title, icon=icon, url_path="" if i == 0 else url, default=i == 0,
+                            visibility="hidden" if hidden else "visible")
     sections = {section: [made[u] for u in urls] for section, urls in SECTIONS.items()}
     file, title, icon, url = PAGES[0]
     if (PAGES_DIR / file).is_file():
@@ -92,7 +95,8 @@ def main() -> None:
     """Configure the page, the thread budget and the sidebar, then run the selected page."""
     st.set_page_config(page_title="Distillation Workbench", page_icon=":material/school:", layout="wide")
     state.configure_threads()
-    page = st.navigation(build_pages())
+    acc = state.access()
+    page = st.navigation(build_pages(teach=acc.instructor or not acc.class_mode))
     state.sidebar()
     st.session_state[layout.PAGE_PATH] = page.url_path
     page.run()

@@ -181,7 +181,7 @@ def test_main_registers_every_page(monkeypatch, tiny_store):
     )
     assert [p[3] for p in pages] == [
         "home", "training", "experiments", "data", "cams", "similarity", "landscape", "agreement", "compare",
-        "leaderboard", "doctor",
+        "leaderboard", "doctor", "classroom",
     ]
     assert all(p[0] == f"{p[3]}.py" for p in pages)
 
@@ -312,7 +312,7 @@ def test_home_is_served_at_the_root_and_at_slash_home(monkeypatch, tiny_store):
     assert homes == [("", "Home / New run", "visible"), ("home", "Home / New run", "hidden")]  # "" is "/"
     assert [p[0] for p in pages if p[2] == "visible"][1:] == [
         "training", "experiments", "data", "cams", "similarity", "landscape", "agreement", "compare", "leaderboard",
-        "doctor",
+        "doctor", "classroom",
     ]
 
 

@@ -223,7 +223,7 @@ def test_output_to_sends_the_process_output_to_the_file_and_back(tmp_path):
     log.write_text("before\n")
     code = (
         "import os, sys\n"
-        "from workbench.jobs.warm import output_to\n"
+        "from workbench.procs import output_to\n"
         f"with output_to({str(log)!r}):\n"
         "    print('from python')\n"
         "    print('from stderr', file=sys.stderr)\n"

@@ -1,9 +1,13 @@
 """Facts about processes on this host, for the run store and the job queue: whether a pid is
-alive, and when a process started (which tells a live process from a reused pid)."""
+alive, and when a process started (which tells a live process from a reused pid); and sending this
+process's output to a file for a while (a worker's job log)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -43,3 +47,28 @@ def process_start(pid: int) -> float | None:
 
 
 __all__ = ["pid_alive", "process_start"]
+
+
+@contextlib.contextmanager
+def output_to(path: str | Path) -> Iterator[None]:
+    """Send this process's output to the end of ``path`` while the block runs, then back: file
+    descriptors 1 and 2 (what C code and child processes write) and Python's ``sys.stdout`` and
+    ``sys.stderr``, whatever a host (a Ray worker) made of them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            yield
+    finally:
+        stream.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)

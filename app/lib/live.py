@@ -106,11 +106,22 @@ def _job_estimates(root: str, jobs: tuple[tuple[str, str], ...]) -> dict[str, fl
     return job_estimates([(job_id, json.loads(config)) for job_id, config in jobs], root)
 
 
-def queue_waits(jobs: Sequence[Job] | None = None) -> dict[str, float]:
-    """Estimated seconds until each queued job starts (by job id), over every workspace's jobs
-    (:func:`workbench.sweep.waits.queue_waits`, the estimates cached half a minute)."""
+def queue_times(jobs: Sequence[Job] | None = None) -> dict[str, tuple[float | None, float | None]]:
+    """Estimated ``(start, finish)`` in seconds from now of each queued and running job (by job id), over
+    every workspace's jobs (:func:`workbench.sweep.waits.queue_times`: ``(None, None)`` for a queued job
+    while the queue is paused; the estimates cached half a minute)."""
     jobs = list(list_jobs(all_workspaces=True) if jobs is None else jobs)
     active = [j for j in jobs if j.state in ("queued", "running")]
+    if not active:
+        return {}
     pairs = tuple((j.id, json.dumps(j.config, sort_keys=True, default=str)) for j in active)
-    estimates = _job_estimates(str(store_root()), pairs) if any(j.state == "queued" for j in active) else {}
-    return waits.queue_waits(jobs, get_store(), get_queue().max_jobs, estimates=estimates)
+    estimates = _job_estimates(str(store_root()), pairs)
+    return waits.queue_times(jobs, get_store(), get_queue().max_jobs, estimates=estimates)
+
+
+def queue_waits(jobs: Sequence[Job] | None = None) -> dict[str, float]:
+    """Estimated seconds until each queued job starts (by job id), from :func:`queue_times` (a job of a
+    paused queue has none)."""
+    jobs = list(list_jobs(all_workspaces=True) if jobs is None else jobs)
+    queued = {j.id for j in jobs if j.state == "queued"}
+    return {i: start for i, (start, _) in queue_times(jobs).items() if i in queued and start is not None}

@@ -1,7 +1,8 @@
 """Compare runs: the runs of an experiment (or picked by hand) grouped by their setting, everything but
 the seed; per group mean ± std curves over epochs and steps, a table of mean, std, min, max and n of
 each run's last or best epoch, paired differences against a baseline group with their 95 % interval
-in words, the parameters against the metric, and the groups as CSV or JSON."""
+in words, the parameters against the metric, and the groups as CSV or JSON. Each chosen run is read
+on its own: a damaged one is left out with one line naming it and why, the rest compared as usual."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from workbench.experiments import (
     run_table,
     step_bands,
 )
-from workbench.runs import logged_metrics
+from workbench.runs import logged_metrics, readable_runs
 from workbench.runs.labels import run_label
 from workbench.runs.steps import logged_step_metrics
 from workbench.sweep import experiment_status, list_experiments
@@ -57,6 +58,12 @@ with layout.page("Compare runs", "Runs grouped by setting over their seeds: mean
         picked = [by_id[i] for i in chosen]
     if not picked:
         st.info("Pick at least one run." if experiment == BY_HAND else "No run of this experiment has started yet.")
+        st.stop()
+    picked, damaged = readable_runs(picked)  # each run read on its own: a damaged one is left out, the rest shown
+    for run_id, why in damaged:
+        st.caption(f"run {run_id}: skipped ({why}).")
+    if not picked:
+        st.info("None of these runs can be read; pick others.")
         st.stop()
 
     groups = group_runs(picked)  # finished runs, by everything but the seed
@@ -103,6 +110,9 @@ with layout.page("Compare runs", "Runs grouped by setting over their seeds: mean
 
     # ---- over steps ---------------------------------------------------------------------------------
     logs = {r.id: r.step_metrics() for r in grouped}
+    for run_id, log in logs.items():  # a damaged step log keeps the records before the damage
+        if log.damage:
+            st.caption(f"run {run_id}: step metrics cut short ({log.damage}).")
     step_names = logged_step_metrics([rec for log in logs.values() for rec in log.records])
     if step_names:
         step_metric = bind.bound_selectbox("Step metric", "step_metric", step_names, default="loss")

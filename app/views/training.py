@@ -57,11 +57,16 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
             pending = [j for j in jobs if not j.done and j.run_id not in known]
             if not pending and not runs:
                 st.info("No runs yet. Start one on the Home page.")
-            waits = live.queue_waits() if any(j.state == "queued" for j in pending) else {}
+            times = live.queue_times() if any(j.state == "queued" for j in pending) else {}
             for job in pending:
                 if job.state == "queued":
-                    wait = waits.get(job.id)
-                    when = f"starts in about {format_seconds(wait)}" if wait is not None else "starts soon"
+                    start, end = times.get(job.id, (None, None))
+                    if job.id in times and start is None:
+                        when = "waits: the instructor paused the queue"
+                    elif start is None:
+                        when = "starts soon"
+                    else:
+                        when = f"starts in about {format_seconds(start)}, ends in about {format_seconds(end or start)}"
                     st.info(f"**{job.name}** is queued, position {job.position} · {when}.", icon=":material/schedule:")
                 else:
                     st.info(f"**{job.name}** is starting: worker, data and teacher…", icon=":material/hourglass_top:")
@@ -152,6 +157,9 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
                 st.success(sub.line())
                 layout.page_link("views/experiments.py", "Open the experiment", params={"experiment": sub.name})
 
+    def _in(seconds: float | None) -> str | None:
+        return None if seconds is None else format_seconds(seconds)
+
     @st.fragment(run_every=QUEUE_REFRESH_S if any(not j.done for j in state.list_jobs()) else None)
     def job_queue() -> None:
         """The workspace's jobs with their place and estimated wait, and a stop button."""
@@ -161,13 +169,16 @@ with layout.page("Training", "Live metrics of runs, read from the run store: per
             if not jobs:
                 st.caption("No jobs in this workspace.")
                 return
-            waits = live.queue_waits(jobs=None)
+            times = live.queue_times(jobs=None)
+            if state.get_queue().settings().paused:
+                st.info("The instructor paused the queue: queued jobs start once it resumes.", icon=":material/pause:")
             rows = [
                 {
                     "position": j.position,
-                    "state": j.state,
+                    "state": j.state_text,
                     "name": j.name,
-                    "starts in": format_seconds(waits[j.id]) if j.id in waits else None,
+                    "starts in": _in(times.get(j.id, (None, None))[0]) if j.state == "queued" else None,
+                    "ends in": _in(times.get(j.id, (None, None))[1]),
                     "workspace": j.workspace,
                     "run": j.run_id,
                     "created": age(j.created),

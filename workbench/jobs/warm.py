@@ -30,13 +30,11 @@ worker).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +49,7 @@ from workbench.jobs.pool import (
 )
 from workbench.jobs.runner import set_thread_budget, train_job
 from workbench.jobs.state import jobs_dir, read_job_file, state_lock
+from workbench.procs import output_to
 from workbench.runtime import CancelToken
 
 
@@ -87,27 +86,6 @@ def warm_up() -> dict[str, float]:
             print(f"warm-up: shipped teacher {card.get('name')!r} skipped: {err}", file=sys.stderr)
     t3 = time.perf_counter()
     return {"imports": t1 - t0, "optimizer": t2 - t1, "teachers": t3 - t2}
-
-
-@contextlib.contextmanager
-def output_to(path: str | Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so also what C code and
-    child processes write) to the end of ``path`` while the block runs, then back."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for f in (fd, *saved):
-            os.close(f)
 
 
 def _mark_ready(root: Path, worker_id: str) -> bool:
@@ -262,4 +240,4 @@ def serve_warm(
         time.sleep(poll)
 
 
-__all__ = ["output_to", "serve_warm", "warm_up"]
+__all__ = ["serve_warm", "warm_up"]

@@ -24,7 +24,7 @@ from workbench.runs.atomic import (
     load_weights,
 )
 from workbench.runs.files import RECORDED_STATUSES
-from workbench.runs.inspect import kd_temperature, logged_metrics
+from workbench.runs.inspect import kd_temperature, logged_metrics, readable_runs
 from workbench.runs.store import (
     GC_MIN_AGE_S,
     STALE_RUNNING_S,
@@ -33,6 +33,7 @@ from workbench.runs.store import (
     RunDeletedError,
     RunStore,
     RunStoreError,
+    RunWriteError,
     RunWriter,
     checkpoint_state,
     default_root,
@@ -78,6 +79,7 @@ __all__ = [
     "RunDeletedError",
     "RunStore",
     "RunStoreError",
+    "RunWriteError",
     "RunWriter",
     "WeightsError",
     "atomic_save_safetensors",
@@ -88,6 +90,7 @@ __all__ = [
     "default_root",
     "load_weights",
     "process_gone",
+    "readable_runs",
     "split_state",
     "utc_now",
 ]

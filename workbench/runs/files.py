@@ -8,6 +8,7 @@ from (``"status.json: not valid JSON (line 1, column 1)"``, ``"config.yaml: miss
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +89,52 @@ def check_status(info: dict[str, Any]) -> dict[str, Any]:
 
 def check_metrics(obj: dict[str, Any]) -> dict[str, Any]:
     """metrics.json's object with ``epochs`` (a list of objects) and ``summary`` (an object)
-    defaulted to empty; :class:`Damage` when either has another shape."""
+    defaulted to empty; :class:`Damage` when either has another shape, when an epoch record's
+    ``epoch`` is not a whole number >= 0, or when a number in an epoch record or the summary is too
+    large for a float (views read every value as one)."""
     epochs = obj.get("epochs", [])
     if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
         raise Damage("metrics.json: 'epochs' is not a list of objects")
     summary = obj.get("summary", {})
     if not isinstance(summary, dict):
         raise Damage(f"metrics.json: 'summary' is {_json_type(summary)}, not an object")
+    for pos, entry in enumerate(epochs, start=1):
+        if "epoch" in entry and not _whole(entry["epoch"]):
+            shown = _shown_value(entry["epoch"])
+            raise Damage(f"metrics.json: epoch record {pos}: 'epoch' is {shown}, not a whole number >= 0")
+        _check_numbers(entry, f"epoch record {pos}")
+    _check_numbers(summary, "summary")
     return {**obj, "epochs": epochs, "summary": summary}
+
+
+def _whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number >= 0 (an int, or a float with no fraction), not a boolean."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return math.isfinite(value) and value >= 0 and value.is_integer()
+
+
+def _check_numbers(record: dict[str, Any], where: str) -> None:
+    """:class:`Damage` when an integer of ``record`` (an epoch record or the summary) does not fit a
+    float; other values (text, lists, null, ``NaN``) are left to the views, which skip them."""
+    for key, value in record.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError:
+                raise Damage(f"metrics.json: {where}: {quoted(str(key), 30)} is too large a number") from None
+
+
+def _shown_value(value: Any) -> str:
+    """A JSON value for a message: numbers as written (``inf``, ``nan``), text quoted, else its type."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = repr(value)
+        return text if len(text) <= 20 else text[:17] + "..."
+    if isinstance(value, str):
+        return quoted(value, 20)
+    return _json_type(value)
 
 
 def check_model_spec(obj: dict[str, Any]) -> dict[str, Any]:

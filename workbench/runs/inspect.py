@@ -2,7 +2,8 @@
 
 :func:`kd_temperature` is the temperature a run distilled at: the agreement page's and the dark
 knowledge panel's slider start there, and the loss landscape's ``kd`` objective is evaluated at it.
-:func:`logged_metrics` is what a compare view offers: the epoch metrics some of the runs logged.
+:func:`logged_metrics` is what a compare view offers: the epoch metrics some of the runs logged;
+:func:`readable_runs` reads each chosen run on its own and leaves out a damaged one with its reason.
 """
 
 from __future__ import annotations
@@ -74,4 +75,36 @@ def logged_metrics(runs: Iterable[Any]) -> list[str]:
         rows.extend(e for e in metrics.get("epochs") or [] if isinstance(e, Mapping))
     return metric_names([dict(r) for r in rows], EPOCH_METRICS)
 
-__all__ = ["kd_temperature", "logged_metrics"]
+
+def readable_runs(runs: Iterable[Any]) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Read each of ``runs`` on its own, so one damaged run never stops a view of the others.
+
+    A run is readable when its status, config and metrics read whole and have their shapes
+    (:attr:`workbench.runs.Run.damage`: status.json, config.yaml, metrics.json with whole epoch
+    numbers, model.json, the checkpoints folder). A compare view shows the readable ones and one
+    line for each of the rest.
+
+    Args:
+        runs: :class:`~workbench.runs.Run` objects.
+
+    Returns:
+        ``(readable, left_out)``: the readable runs in their order, and ``(run id, reason)`` for each
+        other one (``"damaged: metrics.json: not valid JSON (line 1, column 2)"``).
+    """
+    from workbench.errors import one_line
+
+    readable: list[Any] = []
+    left_out: list[tuple[str, str]] = []
+    for run in runs:
+        try:
+            damage = run.damage
+        except (OSError, ValueError, TypeError, KeyError, RecursionError, OverflowError) as err:
+            damage = one_line(err, typed=True)  # a reader's bug: this run is left out, not the view
+        if damage is None:
+            readable.append(run)
+        else:
+            left_out.append((str(run.id), f"damaged: {damage}"))
+    return readable, left_out
+
+
+__all__ = ["kd_temperature", "logged_metrics", "readable_runs"]

@@ -15,7 +15,10 @@ Layout of a run directory::
 Every file but steps.jsonl (append-only; a torn last line is ignored) is replaced by temp-file +
 rename, and a run directory appears by renaming a
 complete staging directory, so a process killed at any moment leaves every run loadable. A run
-whose status says ``running`` but whose process is gone is reported as ``interrupted``.
+whose status says ``running`` but whose process is gone is reported as ``interrupted``. A write
+that fails (permissions, a full disk) raises :class:`RunWriteError` naming the file; a run that
+cannot write its failure into status.json records it beside the run
+(:mod:`workbench.runs.failures`) and reads ``failed`` with that error.
 
 One bad file never breaks the store: a run whose files cannot be read or have the wrong shape is
 listed with status ``damaged`` and the reason (:attr:`Run.damage`); the other runs list normally
@@ -54,6 +57,7 @@ from workbench.runs.atomic import (
     atomic_write_text,
     load_weights,
 )
+from workbench.runs.failures import clear_failure, failure_ids, failure_path, read_failure, record_failure
 from workbench.runs.files import (
     RECORDED_STATUSES,
     Damage,
@@ -86,6 +90,11 @@ class RunStoreError(ValueError):
 
 class RunDeletedError(RunStoreError):
     """A run's directory is gone while something writes to it (the run was removed)."""
+
+
+class RunWriteError(RunStoreError):
+    """A run's file cannot be written (permissions taken away, a full disk): the message names the
+    file and the operating system's reason (``cannot write <run>/status.json: Permission denied``)."""
 
 
 def default_root() -> Path:
@@ -215,9 +224,11 @@ class Run:
 
     @property
     def status(self) -> dict[str, Any]:
-        """The status record; ``status`` is ``interrupted`` for a running status whose process is
-        gone (see :func:`process_gone`) and ``damaged`` (with a ``damage`` reason) when any of the
-        run's files is damaged. Never raises."""
+        """The status record; ``status`` is ``failed`` (with its ``error``) for a running status whose
+        process recorded a failure beside the run because status.json could not be written
+        (:mod:`workbench.runs.failures`), ``interrupted`` for a running status whose process is gone
+        (see :func:`process_gone`) and ``damaged`` (with a ``damage`` reason) when any of the run's
+        files is damaged. Never raises."""
         try:
             info = self._raw_status()
         except Damage as err:
@@ -225,8 +236,12 @@ class Run:
         problem = self._problems()
         if problem is not None:
             return {**info, "id": self.id, "status": "damaged", "damage": problem}
-        if info.get("status") == "running" and process_gone(info):
-            info = {**info, "status": "interrupted"}
+        if info.get("status") == "running":
+            failed = read_failure(self.path, info)  # it could not write its own end (workbench.runs.failures)
+            if failed is not None:
+                return {**info, "status": "failed", **failed}
+            if process_gone(info):
+                info = {**info, "status": "interrupted"}
         return info
 
     # ---- loaders -------------------------------------------------------------------------------
@@ -367,10 +382,12 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """One row for listings: id, kind, status, dataset, model, methods, key metrics, ``tags``
-        (:mod:`workbench.runs.annotations`) and ``damage`` (the reason, for a damaged run; else None).
+        (:mod:`workbench.runs.annotations`), ``damage`` (the reason, for a damaged run; else None) and
+        ``error`` (one line: why a failed or interrupted run ended, when it was recorded; else None).
         Never raises."""
         status = self.status
         damage = status.get("damage") if status.get("status") == "damaged" else None
+        error = status.get("error") if status.get("status") in ("failed", "interrupted") else None
         try:
             cfg = read_config(self.path / "config.yaml")
             dataset, model = cfg.data.label, cfg.model.name
@@ -396,6 +413,7 @@ class Run:
             "epochs": summ.get("epochs_done"),
             "tags": list(read_annotations(self).tags),
             "damage": damage,
+            "error": error if isinstance(error, str) and error.strip() else None,
         }
 
 
@@ -434,18 +452,54 @@ class RunWriter:
             "nothing more is recorded"
         )
 
+    def cannot_write(self, path: Path, err: OSError) -> RunWriteError:
+        """The one-line error for ``path`` of this run that could not be written because of ``err``."""
+        try:
+            shown = f"{self.id}/{path.relative_to(self.path).as_posix()}"
+        except ValueError:
+            shown = str(path)
+        return RunWriteError(f"cannot write {shown}: {os_reason(err)}")
+
     def _write(self, fn: Any, path: Path, *args: Any) -> None:
         try:
             fn(path, *args, make_parents=False)
-        except FileNotFoundError:
+        except FileNotFoundError as err:
             if not self.path.is_dir():
                 raise self._gone() from None
-            raise
+            raise self.cannot_write(path, err) from None
+        except OSError as err:
+            raise self.cannot_write(path, err) from None
 
     def update_status(self, **fields: Any) -> None:
-        """Merge ``fields`` into status.json (``updated`` set to now)."""
+        """Merge ``fields`` into status.json (``updated`` set to now).
+
+        Raises:
+            RunDeletedError: the run was removed. RunWriteError: status.json cannot be written
+                (``cannot write <run>/status.json: Permission denied``).
+        """
         self._status.update(fields, updated=utc_now())
         self._write(atomic_write_json, self.path / "status.json", self._status)
+
+    def fail(self, error: str, **fields: Any) -> Path | None:
+        """Record that the run failed with ``error`` (one line), where it can be recorded.
+
+        In status.json (``status`` ``failed``, ``finished``, ``error`` and ``fields``) when it can be
+        written; else in the store's failure record beside the run (:mod:`workbench.runs.failures`),
+        which :attr:`Run.status` reads, so the run lists as ``failed`` with ``error`` rather than
+        ``interrupted``.
+
+        Returns:
+            The file that holds the failure, or ``None`` when neither could be written (the store
+            is unwritable too) or the run was removed. Never raises for a write that fails.
+        """
+        finished = utc_now()
+        try:
+            self.update_status(status="failed", finished=finished, error=error, **fields)
+            return self.path / "status.json"
+        except RunDeletedError:
+            return None
+        except RunWriteError:  # the record beside the run says why it failed (``error``), not this
+            return record_failure(self.path, self._status, error, finished) if self.path.is_dir() else None
 
     def write_model_spec(self, spec: dict[str, Any]) -> None:
         """Write model.json."""
@@ -468,6 +522,8 @@ class RunWriter:
             raise self._gone() from None
         except FileExistsError:
             raise RunStoreError(f"run {self.id}: checkpoints is a file, not a directory") from None
+        except OSError as err:
+            raise self.cannot_write(folder, err) from None
         self._write(atomic_save_safetensors, folder / f"{name}.safetensors", state, meta)
 
 
@@ -641,6 +697,7 @@ class RunStore:
         except OSError as err:
             raise RunStoreError(f"run {full}: cannot be removed ({os_reason(err)})") from None
         shutil.rmtree(trash, ignore_errors=True)
+        clear_failure(self.root, full)
         return full
 
     def delete(self, run_id: str, *, force: bool = False) -> str:
@@ -654,7 +711,8 @@ class RunStore:
         Cleans ``.trash-*`` folders (any age), ``.staging-*`` folders and ``*.tmp`` / ``*.part``
         files at the root, in run directories and in their ``checkpoints/`` whose newest
         modification is older than ``min_age_s`` seconds (a younger one may belong to a writer
-        running now). Live runs' files, damaged runs and anything else are left alone.
+        running now), and the failure records (:mod:`workbench.runs.failures`) of runs no longer in
+        the store. Live runs' files, damaged runs and anything else are left alone.
         """
         if not self.root.is_dir():
             return []
@@ -677,7 +735,8 @@ class RunStore:
                 found.append(path)
             elif name.endswith(_TEMP_SUFFIXES) and path.is_file() and old(path):
                 found.append(path)
-        for run_id in self.ids():
+        live = self.ids()
+        for run_id in live:
             for folder in (self.root / run_id, self.root / run_id / "checkpoints"):
                 try:
                     children = sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
@@ -686,6 +745,8 @@ class RunStore:
                 for path in children:
                     if path.name.endswith(_TEMP_SUFFIXES) and path.is_file() and old(path):
                         found.append(path)
+        # a failure record (workbench.runs.failures) of a run no longer here
+        found.extend(failure_path(self.root, i) for i in failure_ids(self.root) if i not in live)
         if dry_run:
             return found
         removed = []

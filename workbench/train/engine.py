@@ -543,11 +543,8 @@ class Trainer:
             )
             raise
         except BaseException as err:
-            self._emit(
-                RunFailed(
-                    run_id, pos.step, pos.epoch_no, one_line(err, typed=True), {}, frozen_history(pos.history)
-                )
-            )
+            line = one_line(err, typed=not isinstance(err, RunStoreError))  # a store error says it in one line
+            self._emit(RunFailed(run_id, pos.step, pos.epoch_no, line, {}, frozen_history(pos.history)))
             raise
         self.student.eval()
         ids = [run_id] if run_id is not None else []

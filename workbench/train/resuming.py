@@ -19,6 +19,7 @@ from workbench.distill import MethodStack
 from workbench.distill.chains import CHAIN_METHODS
 from workbench.procs import process_start
 from workbench.runs import Run, RunWriter, atomic_write_text, load_weights, process_gone, split_state, utc_now
+from workbench.runs.failures import clear_failure
 from workbench.train.resume import (
     RESUME_CHECKPOINT,
     ResumeError,
@@ -79,7 +80,8 @@ def read_resume_point(run: Run, config: RunConfig) -> ResumePoint | None:
 
 def reopen_run(run: Run, config: RunConfig, point: ResumePoint | None) -> RunWriter:
     """The resumed run's writer: status back to running (this process), a ``resumed`` entry added,
-    and config.yaml rewritten when ``config`` trains for another number of epochs."""
+    config.yaml rewritten when ``config`` trains for another number of epochs, and the failure an
+    earlier attempt recorded beside the run (:mod:`workbench.runs.failures`) removed."""
     writer = RunWriter(run)
     if run.config.train.epochs != config.train.epochs:
         atomic_write_text(run.path / "config.yaml", config_to_yaml(config), make_parents=False)
@@ -96,6 +98,7 @@ def reopen_run(run: Run, config: RunConfig, point: ResumePoint | None) -> RunWri
         host=socket.gethostname(),
         resumed=resumed,
     )
+    clear_failure(run.path.parent, run.id)
     return writer
 
 

@@ -6,9 +6,10 @@ worker all train through :func:`workbench.train.run`, which attaches it.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from workbench.runs import RunDeletedError, RunWriter, utc_now
+from workbench.runs import RunDeletedError, RunWriteError, RunWriter, utc_now
 from workbench.runs.steps import StepLogAppender
 from workbench.train.events import (
     EpochEnded,
@@ -32,7 +33,10 @@ class StoreWriter:
     for an epoch that writes no checkpoint). At every epoch end the resume point
     (``checkpoints/resume.safetensors``: weights, optimizer, RNG and method state, see
     :mod:`workbench.train.resume`) replaces the previous one; a completed run drops it.
-    Warnings (:class:`RunWarning`) are kept in the status (``warnings``). Step records (a
+    Warnings (:class:`RunWarning`) are kept in the status (``warnings``). A file that cannot be
+    written raises :class:`~workbench.runs.RunWriteError` naming it (the engine then ends the run
+    ``failed``); the failure is recorded in status.json, or beside the run when status.json cannot
+    be written (:meth:`~workbench.runs.RunWriter.fail`). Step records (a
     :class:`StepEnded` with ``metrics``) are appended to the run's step log, one flushed line each
     (:mod:`workbench.runs.steps`); a resumed run appends after its earlier records.
     """
@@ -47,13 +51,15 @@ class StoreWriter:
     def _append_step(self, record: dict[str, Any]) -> None:
         try:
             self.steps.append(record)
-        except FileNotFoundError:
+        except FileNotFoundError as err:
             if not self.writer.path.is_dir():
                 raise RunDeletedError(
                     f"run {self.writer.id}: its directory is gone (the run was removed while it was written); "
                     "nothing more is recorded"
                 ) from None
-            raise
+            raise self.writer.cannot_write(self.steps.path, err) from None
+        except OSError as err:
+            raise self.writer.cannot_write(self.steps.path, err) from None
 
     def _metrics(self, history: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"epochs": list(history), "summary": summary or {}, "teacher": self.teacher_metrics}
@@ -104,14 +110,19 @@ class StoreWriter:
             status = "completed" if isinstance(event, RunFinished) else "stopped"
             w.update_status(status=status, finished=utc_now(), step=event.step)
             if status == "completed":  # nothing left to resume: drop the optimizer/RNG state
-                w.run.checkpoint_path(RESUME_CHECKPOINT).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a resume point left in a read-only folder is harmless
+                    w.run.checkpoint_path(RESUME_CHECKPOINT).unlink(missing_ok=True)
         elif isinstance(event, RunFailed):
+            self._failed(event)
+
+    def _failed(self, event: RunFailed) -> None:
+        """Record a failure where it can be: the metrics so far and status ``failed`` with the error;
+        a run whose files cannot be written (the failure itself, often) keeps the metrics it has and
+        has its failure recorded beside it (:meth:`RunWriter.fail`). Only a removed run raises."""
+        with contextlib.suppress(OSError):
             self.steps.close()
-            w.write_metrics(self._metrics(event.history))
-            w.update_status(
-                status="failed",
-                finished=utc_now(),
-                step=event.step,
-                error=event.error,
-                failure={"step": event.step, "epoch": event.epoch, "terms": event.terms},
-            )
+        with contextlib.suppress(RunWriteError):
+            self.writer.write_metrics(self._metrics(event.history))
+        self.writer.fail(
+            event.error, step=event.step, failure={"step": event.step, "epoch": event.epoch, "terms": event.terms}
+        )
