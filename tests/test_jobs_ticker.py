@@ -12,30 +12,11 @@ import threading
 import time
 
 import pytest
+from job_configs import LONG, QUICK, until
 
 import workbench.jobs.queue as jq
 from workbench.jobs import JobError, JobQueue, Ticker, start_ticker
 from workbench.runs import RunStore
-
-QUICK = {
-    "kind": "student",
-    "data": {"dataset": "digits", "batch_size": 128},
-    "model": {"name": "mlp", "kwargs": {"hidden": [16]}},
-    "optim": {"name": "adamw", "lr": 0.003},
-    "train": {"epochs": 1, "max_steps": 3, "snapshot_every_epoch": False, "device": "cpu"},
-}
-# many short epochs: long enough to be killed in the middle
-LONG = {**QUICK, "train": {"epochs": 10000, "snapshot_every_epoch": True, "device": "cpu"}}
-
-
-def _until(fn, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class _Counting:
@@ -57,7 +38,7 @@ def test_a_pass_that_raises_is_recorded_and_the_ticker_goes_on():
     fake = _Counting()
     with Ticker(fake, every=0.01) as ticker:
         assert ticker.alive
-        _until(lambda: fake.calls >= 4, what="four passes")
+        until(lambda: fake.calls >= 4, what="four passes")
         assert ticker.alive  # the error of pass 2 did not end the thread
     assert not ticker.alive
     assert ticker.last_error == "RuntimeError: disk full"
@@ -87,7 +68,7 @@ def test_the_ticker_starts_queued_jobs_and_replaces_a_dead_worker(tmp_path, monk
     first, second = q.submit(QUICK), q.submit(QUICK)
     ticker = start_ticker(q, every=0.05)
     try:
-        _until(lambda: q.get(second.id).state == "running", what="the second job to start")
+        until(lambda: q.get(second.id).state == "running", what="the second job to start")
     finally:
         assert ticker.stop()
     failed = q.get(first.id)
@@ -107,13 +88,13 @@ def test_a_killed_worker_s_job_fails_and_the_next_starts_with_only_the_ticker(tm
     q = JobQueue(tmp_path, max_jobs=1, warm=False)
     long_job, quick_job = q.submit(LONG, label="long"), q.submit(QUICK, label="quick")
     with Ticker(q, every=0.5) as ticker:
-        running = _until(lambda: (j := q.get(long_job.id)).pid and j, what="the first worker")
-        _until(lambda: (_run_status(tmp_path, running.run_id).get("epoch") or 0) >= 1, timeout=120,
+        running = until(lambda: (j := q.get(long_job.id)).pid and j, what="the first worker")
+        until(lambda: (_run_status(tmp_path, running.run_id).get("epoch") or 0) >= 1, timeout=120,
                what="an epoch")
         os.kill(running.pid, signal.SIGKILL)
         # no pump here: q.get only reads the files
-        _until(lambda: q.get(long_job.id).state == "failed", timeout=30, what="the killed job to fail")
-        done = _until(lambda: (j := q.get(quick_job.id)).done and j, timeout=120, what="the next job")
+        until(lambda: q.get(long_job.id).state == "failed", timeout=30, what="the killed job to fail")
+        done = until(lambda: (j := q.get(quick_job.id)).done and j, timeout=120, what="the next job")
     assert ticker.last_error is None
     dead = q.get(long_job.id)
     assert f"pid {running.pid}" in dead.error and "completed epoch" in dead.error

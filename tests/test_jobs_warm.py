@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from job_configs import LONG, QUICK, until
 
 import workbench.jobs.queue as jq
 from workbench import serve
@@ -36,16 +37,6 @@ from workbench.jobs.pool import (
 from workbench.jobs.state import finish_job, read_job_file, state_lock
 from workbench.procs import pid_alive
 from workbench.runs import RunStore
-
-QUICK = {
-    "kind": "student",
-    "data": {"dataset": "digits", "batch_size": 128},
-    "model": {"name": "mlp", "kwargs": {"hidden": [16]}},
-    "optim": {"name": "adamw", "lr": 0.003},
-    "train": {"epochs": 1, "max_steps": 2, "snapshot_every_epoch": False, "device": "cpu"},
-}
-# many short epochs: long enough to be stopped or killed in the middle
-LONG = {**QUICK, "train": {"epochs": 10000, "snapshot_every_epoch": True, "device": "cpu"}}
 
 
 def _dead_pid() -> int:
@@ -237,14 +228,6 @@ def test_output_to_sends_the_process_output_to_the_file_and_back(tmp_path):
 
 
 # ---- real warm workers -------------------------------------------------------------------------------
-def _until(fn, timeout=180.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _run_status(root, run_id):
@@ -285,7 +268,7 @@ def _wait(q, job_id, pids):
             pids.add(job.pid)
         return job.done and job
 
-    return _until(lambda: (q.pump(), done())[1], what=f"job {job_id}")
+    return until(lambda: (q.pump(), done())[1], what=f"job {job_id}")
 
 
 @pytest.mark.slow
@@ -302,8 +285,8 @@ def test_a_warm_worker_trains_two_jobs_in_a_row_in_one_process(tmp_path, warm_qu
     for job in (ja, jb):
         run = store.load(job.run_id)
         assert run.status["status"] == "completed" and run.status["pid"] == ja.pid
-        assert run.metrics["summary"]["steps"] == 2
-    record = _until(lambda: (w := read_worker(tmp_path, ja.worker)) and w["state"] == "idle" and w, what="idle")
+        assert run.metrics["summary"]["steps"] == QUICK["train"]["max_steps"] == 3
+    record = until(lambda: (w := read_worker(tmp_path, ja.worker)) and w["state"] == "idle" and w, what="idle")
     assert record["jobs_done"] == 2 and record["job"] is None
 
 
@@ -314,7 +297,7 @@ def test_a_stopped_job_on_a_warm_worker_and_the_next_one(tmp_path, warm_queues):
     long, quick = q.submit(LONG), q.submit(QUICK)
     q.pump()
     run_id = q.get(long.id).run_id
-    _until(lambda: (_run_status(tmp_path, run_id).get("step") or 0) > 0, what="the run to take steps")
+    until(lambda: (_run_status(tmp_path, run_id).get("step") or 0) > 0, what="the run to take steps")
     assert JobQueue(tmp_path, max_jobs=1).stop(long.id).stop_requested  # from "another session"
     stopped, after = _wait(q, long.id, pids), _wait(q, quick.id, pids)
     assert stopped.state == "stopped" and stopped.error is None, q.log(long.id)
@@ -332,7 +315,7 @@ def test_a_killed_warm_worker_fails_its_job_and_the_next_job_gets_a_new_worker(t
     q.pump()
     running = q.get(job.id)
     pids.add(running.pid)
-    _until(lambda: (_run_status(tmp_path, running.run_id).get("epoch") or 0) >= 1, what="an epoch")
+    until(lambda: (_run_status(tmp_path, running.run_id).get("epoch") or 0) >= 1, what="an epoch")
     os.kill(running.pid, signal.SIGKILL)
     dead = _wait(q, job.id, pids)
     assert dead.state == "failed"
@@ -353,7 +336,7 @@ def test_a_warm_worker_is_recycled_after_its_jobs(tmp_path, warm_queues):
     ja, jb = _wait(q, a.id, pids), _wait(q, b.id, pids)
     assert (ja.state, jb.state) == ("finished", "finished"), (ja.error, jb.error)
     assert ja.pid != jb.pid
-    _until(lambda: not pid_alive(ja.pid), what="the recycled worker to exit")
+    until(lambda: not pid_alive(ja.pid), what="the recycled worker to exit")
     assert read_worker(tmp_path, ja.worker) is None
 
 
@@ -367,7 +350,7 @@ def test_a_failed_job_recycles_its_warm_worker(tmp_path, warm_queues):
     failed, done = _wait(q, bad.id, pids), _wait(q, good.id, pids)
     assert failed.state == "failed" and "teachers[0]" in failed.error, q.log(bad.id)
     assert done.state == "finished" and done.pid != failed.pid, q.log(good.id)
-    _until(lambda: not pid_alive(failed.pid), what="the failed job's worker to exit")
+    until(lambda: not pid_alive(failed.pid), what="the failed job's worker to exit")
 
 
 DRIVER = """

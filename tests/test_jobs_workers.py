@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 
 import pytest
+from job_configs import LONG, QUICK, until
 from typer.testing import CliRunner
 
 from workbench.jobs import JobQueue
@@ -17,26 +18,6 @@ from workbench.jobs.cli import jobs_app
 from workbench.runs import RunStore
 
 pytestmark = pytest.mark.slow
-
-QUICK = {
-    "kind": "student",
-    "data": {"dataset": "digits", "batch_size": 128},
-    "model": {"name": "mlp", "kwargs": {"hidden": [16]}},
-    "optim": {"name": "adamw", "lr": 0.003},
-    "train": {"epochs": 1, "max_steps": 3, "snapshot_every_epoch": False, "device": "cpu"},
-}
-# many short epochs: long enough to be stopped or killed in the middle
-LONG = {**QUICK, "train": {"epochs": 10000, "snapshot_every_epoch": True, "device": "cpu"}}
-
-
-def _until(fn, timeout=120.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _run_status(root, run_id):
@@ -81,7 +62,7 @@ def test_stop_running_job_leaves_a_stopped_loadable_run(tmp_path):
     job = queue.submit(LONG)
     queue.pump()
     run_id = queue.get(job.id).run_id
-    _until(lambda: (_run_status(tmp_path, run_id).get("step") or 0) > 0, what="the run to take steps")
+    until(lambda: (_run_status(tmp_path, run_id).get("step") or 0) > 0, what="the run to take steps")
     asked = JobQueue(tmp_path, max_jobs=1).stop(job.id[:5])  # from "another session"
     assert asked.stop_requested
     done = queue.wait(job.id, timeout=120, poll=0.2)
@@ -98,9 +79,9 @@ def test_killed_worker_fails_the_job_and_keeps_epochs(tmp_path):
     job = queue.submit(LONG)
     queue.pump()
     running = queue.get(job.id)
-    _until(lambda: (_run_status(tmp_path, running.run_id).get("epoch") or 0) >= 1, what="an epoch")
+    until(lambda: (_run_status(tmp_path, running.run_id).get("epoch") or 0) >= 1, what="an epoch")
     os.kill(running.pid, signal.SIGKILL)
-    dead = _until(lambda: (j := (queue.pump(), queue.get(job.id))[1]).done and j, what="the job to fail")
+    dead = until(lambda: (j := (queue.pump(), queue.get(job.id))[1]).done and j, what="the job to fail")
     assert dead.state == "failed"
     assert f"pid {running.pid}" in dead.error and "completed epoch" in dead.error
     run = RunStore(tmp_path).load(running.run_id)
@@ -136,8 +117,8 @@ def test_ray_backend_on_a_local_instance(tmp_path):
         assert done.host and isinstance(done.pid, int) and done.pid != os.getpid()
         assert RunStore(tmp_path).load(done.run_id).status["status"] == "completed"
         # the second starts when the first is done; stop works through the same stop file
-        run_id = _until(lambda: (queue.pump(), queue.get(b.id))[1].run_id, what="b to start")
-        _until(lambda: (_run_status(tmp_path, run_id).get("step") or 0) > 0, timeout=300, what="b's steps")
+        run_id = until(lambda: (queue.pump(), queue.get(b.id))[1].run_id, what="b to start")
+        until(lambda: (_run_status(tmp_path, run_id).get("step") or 0) > 0, timeout=300, what="b's steps")
         queue.stop(b.id)
         assert queue.wait(b.id, timeout=120, poll=0.2).state == "stopped"
         assert RunStore(tmp_path).load(run_id).status["status"] == "stopped"

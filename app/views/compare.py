@@ -26,9 +26,8 @@ from workbench.experiments import (
 from workbench.runs import logged_metrics, readable_runs
 from workbench.runs.labels import run_label
 from workbench.runs.steps import logged_step_metrics
-from workbench.sweep import experiment_status, list_experiments
+from workbench.sweep import experiment_status
 from workbench.viz import group_curves, parallel_coordinates, parameter_scatter
-from workbench.workspaces import ALL_WORKSPACES
 
 BY_HAND = "(pick runs)"
 WHICH = {"last": "last epoch", "best": "best epoch"}
@@ -41,8 +40,7 @@ with layout.page("Compare runs", "Runs grouped by setting over their seeds: mean
     by_id = {r.id: r for r in runs}
 
     # ---- which runs: an experiment's, or picked by hand ------------------------------------------
-    ws = state.workspace()
-    experiments = [e.name for e in list_experiments(state.get_store(), None if ws in (None, ALL_WORKSPACES) else ws)]
+    experiments = [e.name for e in state.list_experiments()]
     experiment = bind.bound_selectbox("Experiment", "experiment", [BY_HAND, *experiments]) if experiments else BY_HAND
     if experiment != BY_HAND:
         trial_runs = [t.run_id for t in experiment_status(state.get_store(), experiment).trials if t.run_id]
