@@ -301,6 +301,8 @@ def test_a_grid_from_the_experiments_page_is_compared_in_groups(served):
     # the trials' states refresh by themselves until every one has finished
     page.get_by_text("8 trials: 8 completed").wait_for(timeout=JOBS_TIMEOUT_S * 1000)
     _assert_no_crash(page, "experiments")
+    # the last trial's end reruns the whole page: wait until it settled (no stale copy of the link left)
+    page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_S * 1000, polling=250)
     page.get_by_role("link", name="Compare its groups").click()
     _wait_page(page, "Compare runs", 3)
     _assert_no_crash(page, "compare")
