@@ -43,7 +43,7 @@ FLOORS: dict[str, int] = {
     "jobs": 7, "sweep": 7, "diagnosis": 7, "demo": 7, "background": 7, "workspaces": 7, "console": 7,
     "experiments": 7, "class_overview": 7,
     # faces
-    "widgets": 8, "cli": 8, "commands": 8, "serve": 8, "lessons": 8, "grading": 8,
+    "widgets": 8, "cli": 8, "commands": 8, "serve": 8, "app_server": 8, "lessons": 8, "grading": 8,
 }
 
 

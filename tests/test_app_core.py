@@ -24,7 +24,7 @@ def _flag(cmd: list[str], name: str) -> str:
 
 def test_build_command_has_the_server_flags():
     cmd = serve.build_command(port=8765, host="127.0.0.1")
-    assert cmd[1:4] == ["-m", "streamlit", "run"]
+    assert cmd[1:4] == ["-m", "workbench.app_server", "run"]  # streamlit run, with the scheduler
     assert cmd[4].endswith("app/main.py") and serve.app_script().is_file()
     assert _flag(cmd, "--server.address") == "127.0.0.1"
     assert _flag(cmd, "--server.port") == "8765"

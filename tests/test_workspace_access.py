@@ -122,37 +122,36 @@ def test_token_rules_and_the_app_environment():
     assert lines[1].endswith(f"http://localhost:8501/?token={TOKEN}") and TOKEN not in lines[0]
 
 
-def test_workbench_app_runs_the_scheduler_and_serves_a_class(tmp_path, monkeypatch, capsys):
-    """``serve`` (what ``workbench app`` runs) prints the class's links, gives the store the class's cap
-    and pumps the queue on a timer for as long as the app process lives."""
+def test_workbench_app_prints_the_class_links_and_gives_the_store_the_class_cap(tmp_path, monkeypatch, capsys):
+    """``serve`` (what ``workbench app`` runs) prints the class's links and gives the store the class's cap."""
     import subprocess
     import sys
 
-    import workbench.jobs.ticker as ticker_module
     from workbench import serve as serve_module
     from workbench.jobs import JobQueue
 
-    started = []
-
-    class Recorder:
-        def __init__(self, queue, every):
-            self.queue, self.every, self.stopped = queue, every, False
-            started.append(self)
-
-        def stop(self, timeout=10.0):
-            self.stopped = True
-            return True
-
-    monkeypatch.setattr(ticker_module, "start_ticker", lambda queue, every=2.0: Recorder(queue, every))
     monkeypatch.setattr(serve_module, "start", lambda *a, **k: subprocess.Popen([sys.executable, "-c", "pass"]))
     root = tmp_path / "runs"
-    assert serve_module.serve(port=8765, runs=root, max_jobs=2, instructor_token=TOKEN, tick=0.5) == 0
+    assert serve_module.serve(port=8765, runs=root, max_jobs=2, instructor_token=TOKEN) == 0
     out = capsys.readouterr().out
     assert f"http://127.0.0.1:8765/?token={TOKEN}" in out and "cap 4 jobs per workspace" in out
-    (ticker,) = started
-    assert ticker.stopped and ticker.every == 0.5 and ticker.queue.max_jobs == 2
-    assert ticker.queue.root.resolve() == root.resolve() and ticker.queue.warm
     assert JobQueue(root).settings().cap == 4
+
+
+def test_the_app_server_s_scheduler_is_built_from_the_app_s_environment(tmp_path):
+    from workbench.app_server import queue_ticker
+
+    env = {"WORKBENCH_RUNS": str(tmp_path), "WORKBENCH_MAX_JOBS": "3", "WORKBENCH_WARM_WORKERS": "0",
+           "WORKBENCH_TICK_S": "0.5"}
+    ticker = queue_ticker(env)
+    try:
+        assert ticker.every == 0.5 and ticker.queue.max_jobs == 3 and not ticker.queue.warm  # none started here
+        assert ticker.queue.root == tmp_path and ticker.alive
+    finally:
+        assert ticker.stop()
+    for name, bad in (("WORKBENCH_TICK_S", "0"), ("WORKBENCH_MAX_JOBS", "two")):
+        with pytest.raises(ValueError, match=rf"^\${name}: expected a positive number, got '{bad}'$"):
+            queue_ticker({**env, name: bad})
 
 
 def test_cli_class_release(tmp_path):

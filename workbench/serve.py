@@ -6,8 +6,8 @@ for the Streamlit process: ``WORKBENCH_RUNS`` (the store root), ``WORKBENCH_MAX_
 worker processes, :mod:`workbench.jobs.warm`, so a queued job trains at once instead of after a
 process start; when the app exits, they leave once idle) and, for a class, ``WORKBENCH_INSTRUCTOR_TOKEN``
 (class mode: every session without the token is bound to its own workspace, :mod:`workbench.workspaces`).
-While the app runs, this process also runs the job queue's scheduler on a timer
-(:mod:`workbench.jobs.ticker`), so the queue moves on with no browser open. Streamlit is started as ``python -m streamlit run app/main.py`` with a
+The app's server process also runs the job queue's scheduler on a timer (:mod:`workbench.app_server`),
+so the queue moves on with no browser open. Streamlit is started as ``python -m streamlit run app/main.py`` with a
 loopback address by default, headless, without usage statistics, with small uploads and a minimal
 toolbar.
 """
@@ -60,8 +60,9 @@ def build_command(
     headless: bool = True,
     python: str | None = None,
 ) -> list[str]:
-    """The command line that starts the app: ``python -m streamlit run app/main.py`` with the
-    server address and port, headless mode, no usage statistics, uploads limited to
+    """The command line that starts the app: ``python -m workbench.app_server run app/main.py`` (the
+    ``streamlit run`` command with the queue's scheduler in the same process) with the server address and
+    port, headless mode, no usage statistics, uploads limited to
     :data:`MAX_UPLOAD_MB` MB and the minimal toolbar.
 
     Raises:
@@ -73,7 +74,7 @@ def build_command(
     return [
         python or sys.executable,
         "-m",
-        "streamlit",
+        "workbench.app_server",  # Streamlit, with the queue's scheduler on a timer in the same process
         "run",
         str(app_script()),
         "--server.address",
@@ -236,11 +237,10 @@ def serve(
     ray_address: str | None = None,
     headless: bool = True,
     instructor_token: str | None = None,
-    tick: float = 2.0,
 ) -> int:
     """Run the app until it exits or Ctrl-C; print its URL (and, in class mode, the instructor link)
-    first. While it runs, the job queue's scheduler runs here every ``tick`` seconds, so jobs start and
-    dead workers are found with no browser open. Returns the exit code (0 on Ctrl-C).
+    first. The app's process runs the job queue's scheduler on a timer (:mod:`workbench.app_server`), so
+    jobs start and dead workers are found with no browser open. Returns the exit code (0 on Ctrl-C).
 
     Args:
         port, host: where the server listens (default the loopback address only).
@@ -249,7 +249,6 @@ def serve(
         ray_address: run training jobs on Ray (``local`` or ``host:port``).
         headless: do not open a browser.
         instructor_token: class mode's token (default ``$WORKBENCH_INSTRUCTOR_TOKEN``; none: no class mode).
-        tick: seconds between two scheduler passes.
     """
     env = build_env(runs, max_jobs, ray_address, instructor_token=instructor_token)
     proc = start(port, host, runs, max_jobs, ray_address, headless, instructor_token=instructor_token)
@@ -265,7 +264,6 @@ def serve(
 
         root = Path(env["WORKBENCH_RUNS"]) if "WORKBENCH_RUNS" in env else default_root()
         print(f"Queue: {class_defaults(root).line()} (change it with `workbench jobs cap N|none`).", flush=True)
-    ticker = _start_ticker(env, max_jobs, ray_address, tick)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -276,30 +274,6 @@ def serve(
             proc.kill()
             proc.wait()
         return 0
-    finally:
-        if ticker is not None:
-            ticker.stop()
-
-
-def _start_ticker(env: dict[str, str], max_jobs: int | None, ray_address: str | None, tick: float):
-    """The scheduler on a timer for the app's store (:func:`workbench.jobs.ticker.start_ticker`), with the
-    app's queue settings; ``None`` (and one line on stderr) when the queue cannot be opened."""
-    from workbench.errors import one_line
-    from workbench.jobs import JobQueue
-    from workbench.jobs.queue import WARM_ENV
-    from workbench.jobs.ticker import start_ticker
-
-    try:
-        queue = JobQueue(
-            env["WORKBENCH_RUNS"] if "WORKBENCH_RUNS" in env else None,
-            max_jobs=max_jobs,
-            ray_address=ray_address,
-            warm=env.get(WARM_ENV) == "1",
-        )
-        return start_ticker(queue, every=tick)
-    except Exception as err:  # noqa: BLE001 - the app still serves; the pages pump the queue
-        print(f"scheduler: not started: {one_line(err, typed=True)}", file=sys.stderr)
-        return None
 
 
 def app_command(
