@@ -32,6 +32,7 @@ import streamlit as st  # noqa: E402
 from app.lib import layout, state  # noqa: E402
 
 PAGES_DIR = Path(__file__).resolve().parent / "views"
+FAVICON = ROOT / "assets" / "favicon.png"
 
 #: (file, title, icon, url path) of every page, in menu order; the first one is the default page,
 #: served at ``/`` and at its url path
@@ -93,7 +94,8 @@ def build_pages(teach: bool = True) -> dict[str, list[st.Page]]:
 
 def main() -> None:
     """Configure the page, the thread budget and the sidebar, then run the selected page."""
-    st.set_page_config(page_title="Distillation Workbench", page_icon=":material/school:", layout="wide")
+    # a file shipped with the project: a class network may have no internet (an icon name is fetched from a CDN)
+    st.set_page_config(page_title="Distillation Workbench", page_icon=str(FAVICON), layout="wide")
     state.configure_threads()
     acc = state.access()
     page = st.navigation(build_pages(teach=acc.instructor or not acc.class_mode))

@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_training.py",
     "bench_analysis.py",
     "bench_app.py",
+    "bench_class.py",
     "bench_lessons.py",
     "bench_gpu.py",
     "bench_step_metrics.py",
