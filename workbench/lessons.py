@@ -60,7 +60,7 @@ def check(correct: bool, right: str, wrong: str, *, strict: bool | None = None) 
 #: the app's pages by URL path (``app/main.py``'s ``PAGES``); ``home`` is also served at ``/``
 APP_PAGES = (
     "home", "training", "experiments", "data", "cams", "similarity", "landscape", "agreement", "compare",
-    "leaderboard", "doctor",
+    "leaderboard", "doctor", "classroom",
 )
 #: where the app is served unless ``$WORKBENCH_APP_URL`` says otherwise (``workbench app``'s default)
 DEFAULT_APP_URL = "http://127.0.0.1:8501"
