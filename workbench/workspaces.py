@@ -35,7 +35,7 @@ from typing import Any
 
 from workbench.runs.store import Run, RunStore
 
-#: the teacher view: every workspace at once
+#: the instructor's view: every workspace at once
 ALL_WORKSPACES = "*"
 #: how a workspace name is spelled (it travels in URLs and job files)
 WORKSPACE_RULE = "use letters, digits, '-', '_' and '.' only (at most 64, starting with a letter or digit)"

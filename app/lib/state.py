@@ -7,7 +7,7 @@ lists nothing and may start nothing. Links to other pages carry all three (:func
 
 Run ids from a URL or a widget are looked up among the store's ids exactly (:func:`get_run`), so no
 control reaches a path outside the store. A workspace is a student's own list: it holds the runs of
-that workspace's jobs; ``*`` (the teacher view) and no workspace show every run.
+that workspace's jobs; ``*`` (the instructor's view) and no workspace show every run outside class mode.
 
 Environment: ``WORKBENCH_RUNS`` (store root, default ``./runs``), ``WORKBENCH_MAX_JOBS`` (training jobs
 at once), ``WORKBENCH_RAY_ADDRESS`` (optional), ``WORKBENCH_APP_THREADS`` (torch threads of the server
