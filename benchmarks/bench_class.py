@@ -196,6 +196,16 @@ def prepare_runs(
     return out
 
 
+
+async def start_server(server: dict[str, Any], port: int, root: Path, max_jobs: int, url: str) -> None:
+    """Start the app on ``port`` and the store ``root`` (its output to ``server["log"]``), keep its
+    process in ``server["proc"]`` and wait until it answers."""
+    from workbench import serve
+
+    server["proc"] = serve.start(port=port, host="127.0.0.1", runs=root, max_jobs=max_jobs, stdout=server["log"],
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    await asyncio.to_thread(serve.wait_ready, url, server["proc"], 120)
+
 async def page_problem(page: Any) -> str | None:
     """An error the page shows: a Streamlit exception box or error line (:func:`bench_app.crash_text`),
     or a "partially initialized module" message anywhere; ``None`` when there is none."""
@@ -452,7 +462,6 @@ async def restart(
 ) -> dict[str, Any]:
     """(3) Queue ``args.restart_jobs`` jobs; once the running ones have logged steps, stop the server and
     start it again on the same store and port with no browser open; wait until every job is final."""
-    from workbench import serve
 
     ids = [
         queue.submit(
@@ -488,16 +497,7 @@ async def restart(
     await asyncio.to_thread(stop, server["proc"])
     out["stop_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    server["proc"] = serve.start(
-        port=port,
-        host="127.0.0.1",
-        runs=root,
-        max_jobs=args.max_jobs,
-        stdout=server["log"],
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    await asyncio.to_thread(serve.wait_ready, url, server["proc"], 120)
+    await start_server(server, port, root, args.max_jobs, url)
     out["back_s"] = time.perf_counter() - t
     jobs = await watch_jobs(queue, ids, time.monotonic() + args.jobs_timeout)
     out["jobs"] = [job_row(jobs[j]) for j in ids if j in jobs]
@@ -534,7 +534,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark (prepared runs, the class, the restart); the figures."""
     from playwright.async_api import async_playwright
 
-    from workbench import serve
     from workbench.jobs import JobQueue
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -562,16 +561,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ).id
             for k in range(args.jobs)
         ]
-        server["proc"] = serve.start(
-            port=port,
-            host="127.0.0.1",
-            runs=root,
-            max_jobs=args.max_jobs,
-            stdout=server["log"],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        await asyncio.to_thread(serve.wait_ready, url, server["proc"], 120)
+        await start_server(server, port, root, args.max_jobs, url)
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
             try:

@@ -13,7 +13,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: headless Chromium without a GPU, a sandbox or background traffic
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -81,3 +83,26 @@ def stop_jobs(root: Path, grace: float = 20) -> None:
             if pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def served_app(folder: Path, **start: Any) -> Iterator[tuple[str, Path]]:
+    """The app (``workbench.serve.start`` on a free loopback port, one job at a time unless ``start``
+    says) on a fresh run store ``folder/runs``, its output in ``folder/app.log``: ``(url, store root)``.
+    On the way out every job still going is stopped and the app too."""
+    import subprocess
+
+    from workbench import serve
+
+    root = folder / "runs"
+    port = serve.free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(folder / "app.log", "wb") as log:
+        proc = serve.start(port=port, host="127.0.0.1", runs=root, **{"max_jobs": 1, **start}, stdout=log,
+                           stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            serve.wait_ready(url, proc)
+            yield url, root
+        finally:
+            stop_jobs(root)
+            serve.stop(proc)

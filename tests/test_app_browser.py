@@ -35,6 +35,7 @@ from browser import (
     PLOTS_JS,
     page_ready_js,
     plot_points_js,
+    served_app,
     stop_jobs,
 )
 
@@ -223,27 +224,13 @@ def served(tmp_path) -> Iterator[SimpleNamespace]:
     pytest.importorskip("streamlit")
     from playwright.sync_api import sync_playwright
 
-    from workbench import serve
-
-    root = tmp_path / "runs"
-    port = serve.free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = serve.start(port=port, host="127.0.0.1", runs=root, max_jobs=1, stdout=log, stderr=subprocess.STDOUT,
-                       start_new_session=True)
-    try:
-        serve.wait_ready(url, proc)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                yield SimpleNamespace(url=url, root=root, page=page, browser=browser)
-            finally:
-                browser.close()
-    finally:
-        stop_jobs(root)
-        serve.stop(proc)
-        log.close()
+    with served_app(tmp_path) as (url, root), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            yield SimpleNamespace(url=url, root=root, page=page, browser=browser)
+        finally:
+            browser.close()
 
 
 def test_training_follows_the_demo_then_a_start(served):

@@ -5,12 +5,11 @@ deletes any. Needs playwright and Debian's chromium (see tests/test_app_browser.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
-from browser import CHROMIUM_ARGS, IDLE_JS, page_ready_js, stop_jobs
+from browser import CHROMIUM_ARGS, IDLE_JS, page_ready_js, served_app
 from test_app_browser import PAGE_TIMEOUT_S, TINY_FORM, _need_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -78,67 +77,53 @@ def test_two_students_and_an_instructor(tmp_path):
     exe = _need_browser()
     from playwright.sync_api import sync_playwright
 
-    from workbench import serve
+    with served_app(tmp_path, instructor_token=TOKEN) as (url, root), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            alice = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            bob = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            a_link, b_link = _claim(alice, url, "alice"), _claim(bob, url, "bob")
+            a_run = _train(alice, url, a_link, root)
+            b_run = _train(bob, url, b_link, root)
 
-    root = tmp_path / "runs"
-    port = serve.free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = serve.start(port=port, host="127.0.0.1", runs=root, max_jobs=1, instructor_token=TOKEN,
-                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        serve.wait_ready(url, proc)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-            try:
-                alice = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                bob = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                a_link, b_link = _claim(alice, url, "alice"), _claim(bob, url, "bob")
-                a_run = _train(alice, url, a_link, root)
-                b_run = _train(bob, url, b_link, root)
+            # alice's Home lists her run, never bob's
+            alice.goto(f"{url}/?{urlencode(a_link)}", wait_until="domcontentloaded")
+            _idle(alice)
+            assert _run_choices(alice) == {a_run[-4:]}
 
-                # alice's Home lists her run, never bob's
-                alice.goto(f"{url}/?{urlencode(a_link)}", wait_until="domcontentloaded")
-                _idle(alice)
-                assert _run_choices(alice) == {a_run[-4:]}
+            # bob opens alice's run by its link: not found, and the page shows his own
+            bob.goto(f"{url}/training?{urlencode({**b_link, 'run': a_run})}", wait_until="domcontentloaded")
+            bob.wait_for_function(page_ready_js("Training", 0), timeout=PAGE_TIMEOUT_S * 1000)
+            bob.get_by_text(f"run '{a_run}': not found in the run store").first.wait_for(timeout=30_000)
+            assert f"run={b_run}" in bob.url and _run_choices(bob) == {b_run[-4:]}
 
-                # bob opens alice's run by its link: not found, and the page shows his own
-                bob.goto(f"{url}/training?{urlencode({**b_link, 'run': a_run})}", wait_until="domcontentloaded")
-                bob.wait_for_function(page_ready_js("Training", 0), timeout=PAGE_TIMEOUT_S * 1000)
-                bob.get_by_text(f"run '{a_run}': not found in the run store").first.wait_for(timeout=30_000)
-                assert f"run={b_run}" in bob.url and _run_choices(bob) == {b_run[-4:]}
+            # bob types alice's name, or asks for every workspace: refused, nothing listed
+            for asked, words in (("alice", "taken by another session"),
+                                 ("*", "only the instructor sees every workspace")):
+                bob.goto(f"{url}/?{urlencode({'workspace': asked})}", wait_until="domcontentloaded")
+                _idle(bob)
+                bob.get_by_text(words).first.wait_for(timeout=30_000)
+                assert _run_choices(bob, listed=False) == set()
 
-                # bob types alice's name, or asks for every workspace: refused, nothing listed
-                for asked, words in (("alice", "taken by another session"),
-                                     ("*", "only the instructor sees every workspace")):
-                    bob.goto(f"{url}/?{urlencode({'workspace': asked})}", wait_until="domcontentloaded")
-                    _idle(bob)
-                    bob.get_by_text(words).first.wait_for(timeout=30_000)
-                    assert _run_choices(bob, listed=False) == set()
+            # alice's own link, opened in a fresh browser, is still hers (stop and delete offered)
+            again = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            again.goto(f"{url}/?{urlencode(a_link)}", wait_until="domcontentloaded")
+            _idle(again)
+            assert _run_choices(again) == {a_run[-4:]}
+            assert again.get_by_role("button", name="Delete").count() == 1
 
-                # alice's own link, opened in a fresh browser, is still hers (stop and delete offered)
-                again = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                again.goto(f"{url}/?{urlencode(a_link)}", wait_until="domcontentloaded")
-                _idle(again)
-                assert _run_choices(again) == {a_run[-4:]}
-                assert again.get_by_role("button", name="Delete").count() == 1
-
-                # the instructor sees both and deletes bob's run
-                teacher = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                teacher.goto(f"{url}/?{urlencode({'workspace': '*', 'token': TOKEN, 'run': b_run})}",
-                             wait_until="domcontentloaded")
-                _idle(teacher)
-                assert _run_choices(teacher) == {a_run[-4:], b_run[-4:]}
-                teacher.get_by_text("I am sure").click()
-                teacher.get_by_role("button", name="Delete").click()
-                deadline = time.monotonic() + 60
-                while (root / b_run).exists():
-                    assert time.monotonic() < deadline, "the instructor's delete did not remove the run"
-                    time.sleep(0.25)
-                assert (root / a_run).exists()
-            finally:
-                browser.close()
-    finally:
-        stop_jobs(root)
-        serve.stop(proc)
-        log.close()
+            # the instructor sees both and deletes bob's run
+            teacher = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            teacher.goto(f"{url}/?{urlencode({'workspace': '*', 'token': TOKEN, 'run': b_run})}",
+                         wait_until="domcontentloaded")
+            _idle(teacher)
+            assert _run_choices(teacher) == {a_run[-4:], b_run[-4:]}
+            teacher.get_by_text("I am sure").click()
+            teacher.get_by_role("button", name="Delete").click()
+            deadline = time.monotonic() + 60
+            while (root / b_run).exists():
+                assert time.monotonic() < deadline, "the instructor's delete did not remove the run"
+                time.sleep(0.25)
+            assert (root / a_run).exists()
+        finally:
+            browser.close()
