@@ -147,13 +147,8 @@ def access() -> Access:
 def workspace() -> str | None:
     """The session's workspace: URL parameter ``workspace`` (kept across pages), ``None`` for none,
     ``*`` for every workspace. A session refused by :func:`access` has ``None`` here and sees nothing
-    (its listings are empty): the refusal is shown once per page, by :func:`sidebar`."""
+    (its listings are empty): the refusal is shown once per page, by :func:`app.lib.layout.page`."""
     return access().workspace
-
-
-def is_instructor() -> bool:
-    """Whether this session holds the server's instructor token (class mode only)."""
-    return access().instructor
 
 
 def require_instructor() -> None:
